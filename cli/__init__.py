@@ -1,0 +1,1 @@
+"""autoflow.cli."""

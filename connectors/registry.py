@@ -1,0 +1,93 @@
+"""Finding connectors by name: built-ins and the ``autoflow.connectors`` entry-point group.
+
+A connector module is imported only when a workflow uses it (or when someone lists them all),
+so ``autoflow run`` on a one-step workflow pays for one connector, not the catalogue. Third
+parties ship connectors as packages declaring::
+
+    [project.entry-points."autoflow.connectors"]
+    shop = "shop_autoflow:connector"
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+
+from autoflow.connectors import sdk
+from autoflow.crds import errors
+
+GROUP = "autoflow.connectors"
+
+# Built-ins are known without reading package metadata, which costs tens of milliseconds.
+BUILTIN: dict[str, str] = {
+    "core": "autoflow.connectors.core:connector",
+    "http": "autoflow.connectors.http:connector",
+}
+
+
+class Registry:
+    """Name → connector, loaded lazily and cached."""
+
+    def __init__(self, targets: dict[str, str] | None = None, *, entry_points: bool = True) -> None:
+        self._targets = dict(BUILTIN if targets is None else targets)
+        self._scan_entry_points = entry_points
+        self._scanned = False
+        self._loaded: dict[str, sdk.Connector] = {}
+
+    def add(self, connector: sdk.Connector) -> None:
+        """Register a connector object directly (tests, embedding)."""
+        self._loaded[connector.name] = connector
+
+    def _scan(self) -> None:
+        if self._scanned or not self._scan_entry_points:
+            return
+        self._scanned = True
+        for ep in metadata.entry_points(group=GROUP):
+            self._targets.setdefault(ep.name, ep.value)
+
+    def names(self) -> list[str]:
+        self._scan()
+        return sorted(set(self._targets) | set(self._loaded))
+
+    def connector(self, name: str) -> sdk.Connector:
+        if name in self._loaded:
+            return self._loaded[name]
+        if name not in self._targets:
+            self._scan()
+        target = self._targets.get(name)
+        if target is None:
+            raise errors.ManifestError(
+                f"unknown connector {name!r} (known: {', '.join(self.names())})"
+            )
+        module_name, _, attr = target.partition(":")
+        try:
+            found = getattr(importlib.import_module(module_name), attr or "connector")
+        except (ImportError, AttributeError) as exc:
+            raise errors.ManifestError(f"connector {name!r} failed to load: {exc}") from exc
+        if not isinstance(found, sdk.Connector):
+            raise errors.ManifestError(f"connector {name!r} ({target}) is not an sdk.Connector")
+        self._loaded[name] = found
+        return found
+
+    def action(self, uses: str) -> sdk.Action:
+        """The action a step's ``uses`` names, or a ManifestError naming what is known."""
+        connector_name, _, action_name = uses.partition(".")
+        connector = self.connector(connector_name)
+        action = connector.actions.get(action_name)
+        if action is None:
+            known = ", ".join(sorted(connector.actions))
+            raise errors.ManifestError(
+                f"connector {connector_name!r} has no action {action_name!r} (actions: {known})"
+            )
+        return action
+
+
+_default: Registry | None = None
+
+
+def default() -> Registry:
+    """The process-wide registry."""
+    global _default
+    if _default is None:
+        _default = Registry()
+    return _default

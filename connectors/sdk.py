@@ -1,0 +1,232 @@
+"""The connector SDK: how a connector declares actions and what an action receives.
+
+A connector is a named set of actions. An action is an ``async`` function taking its validated
+parameters (a pydantic model) and an ``ActionContext``; it returns its output (a pydantic model
+or plain JSON-like data). The engine renders the step's ``with`` block, validates it into the
+parameter model, calls the action, and journals the output as JSON-compatible data::
+
+    connector = sdk.Connector("shop", "Talk to the shop API.")
+
+    class LookupParams(sdk.Params):
+        order_id: str
+
+    @connector.action("lookup")
+    async def lookup(params: LookupParams, ctx: sdk.ActionContext) -> dict[str, Any]:
+        ...
+
+Parameter and output types are read from the function's annotations, so the engine validates
+before calling, ``autoflow connectors show`` prints the schema and the web UI renders a form.
+Errors are ``errors.RetryableError`` or ``errors.PermanentError``; anything else escaping an
+action is reported as a permanent failure with its type and message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import typing
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import pydantic
+from pydantic import alias_generators
+
+from autoflow.crds import errors
+
+
+class Params(pydantic.BaseModel):
+    """Base of action parameter models: camelCase in manifests, unknown fields rejected."""
+
+    model_config = pydantic.ConfigDict(
+        alias_generator=alias_generators.to_camel, populate_by_name=True, extra="forbid"
+    )
+
+
+class Output(pydantic.BaseModel):
+    """Base of action output models: serialised with camelCase names into the run journal."""
+
+    model_config = pydantic.ConfigDict(
+        alias_generator=alias_generators.to_camel, populate_by_name=True
+    )
+
+
+class NoParams(Params):
+    """For actions that take no parameters."""
+
+
+class Secrets(typing.Protocol):
+    """Read access to an integration's credentials. Values never go to logs or statuses."""
+
+    def get(self, key: str) -> str: ...
+
+
+class NoSecrets:
+    """The secrets of a step that names no integration."""
+
+    def __init__(self, step: str) -> None:
+        self._step = step
+
+    def get(self, key: str) -> str:
+        raise errors.PermanentError(
+            f"needs secret {key!r} but the step names no integration",
+            errors.Where(step=self._step, field="integration"),
+        )
+
+
+@dataclasses.dataclass(slots=True)
+class IntegrationInfo:
+    """What a step sees of the Integration it names: settings and credentials, not the object."""
+
+    name: str
+    type: str
+    settings: Mapping[str, Any]
+    secrets: Secrets
+
+
+class ActionContext:
+    """Everything an action may use besides its parameters.
+
+    ``idempotency_key`` is stable across a crash and resume of the same attempt (run id, step
+    id, item index in a foreach, attempt number): pass it to systems that de-duplicate.
+    ``pooled`` shares a resource (a connection pool, an HTTP client) across the steps of a run
+    and closes it when the run ends.
+    """
+
+    __slots__ = (
+        "attempt",
+        "idempotency_key",
+        "integration",
+        "log",
+        "run_id",
+        "step_id",
+        "_pool",
+    )
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        step_id: str,
+        attempt: int,
+        idempotency_key: str,
+        log: logging.LoggerAdapter[logging.Logger],
+        integration: IntegrationInfo | None,
+        pool: ResourcePool,
+    ) -> None:
+        self.run_id = run_id
+        self.step_id = step_id
+        self.attempt = attempt
+        self.idempotency_key = idempotency_key
+        self.log = log
+        self.integration = integration
+        self._pool = pool
+
+    @property
+    def secrets(self) -> Secrets:
+        return self.integration.secrets if self.integration else NoSecrets(self.step_id)
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        return self.integration.settings if self.integration else {}
+
+    async def pooled(self, key: str, factory: Callable[[], Awaitable[Any]]) -> Any:
+        return await self._pool.get(key, factory)
+
+
+class ResourcePool:
+    """Run-scoped shared resources, created on first use and closed when the run ends."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Any] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._stack = contextlib.AsyncExitStack()
+
+    async def get(self, key: str, factory: Callable[[], Awaitable[Any]]) -> Any:
+        if key in self._items:
+            return self._items[key]
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if key not in self._items:
+                resource = await factory()
+                if hasattr(resource, "__aexit__"):
+                    resource = await self._stack.enter_async_context(resource)
+                self._items[key] = resource
+        return self._items[key]
+
+    async def aclose(self) -> None:
+        self._items.clear()
+        await self._stack.aclose()
+
+
+ActionFunc = Callable[[Any, ActionContext], Awaitable[Any]]
+
+
+@dataclasses.dataclass(slots=True)
+class Action:
+    """One declared action: its function and the types the engine validates against."""
+
+    connector: str
+    name: str
+    func: ActionFunc
+    params: type[Params]
+    output: pydantic.TypeAdapter[Any]
+    output_type: Any
+    description: str
+    # Whether the output is a pydantic model, so the engine can dump it without the adapter.
+    output_is_model: bool
+
+    @property
+    def uses(self) -> str:
+        return f"{self.connector}.{self.name}"
+
+    def params_schema(self) -> dict[str, Any]:
+        return self.params.model_json_schema(by_alias=True)
+
+    def output_schema(self) -> dict[str, Any]:
+        return self.output.json_schema(by_alias=True)
+
+    def dump_output(self, value: Any) -> Any:
+        """The JSON-compatible form of an output, as the journal stores it."""
+        if self.output_is_model and isinstance(value, pydantic.BaseModel):
+            return value.model_dump(mode="json", by_alias=True)
+        if value is None or isinstance(value, str | int | float | bool):
+            return value
+        return self.output.dump_python(value, mode="json", by_alias=True)
+
+
+class Connector:
+    """A named set of actions; modules export one as ``connector`` for the entry point."""
+
+    def __init__(self, name: str, description: str = "") -> None:
+        self.name = name
+        self.description = description
+        self.actions: dict[str, Action] = {}
+
+    def action(
+        self, name: str, description: str | None = None
+    ) -> Callable[[ActionFunc], ActionFunc]:
+        """Declare an action; parameter and output types come from the annotations."""
+
+        def register(func: ActionFunc) -> ActionFunc:
+            hints = typing.get_type_hints(func)
+            names = list(func.__code__.co_varnames[: func.__code__.co_argcount])
+            params = hints.get(names[0]) if names else None
+            if not (isinstance(params, type) and issubclass(params, Params)):
+                raise TypeError(f"{self.name}.{name}: first parameter must be a sdk.Params model")
+            output_type = hints.get("return", Any)
+            is_model = isinstance(output_type, type) and issubclass(output_type, pydantic.BaseModel)
+            self.actions[name] = Action(
+                connector=self.name,
+                name=name,
+                func=func,
+                params=params,
+                output=pydantic.TypeAdapter(output_type),
+                output_type=output_type,
+                description=(description or func.__doc__ or "").strip(),
+                output_is_model=is_model,
+            )
+            return func
+
+        return register

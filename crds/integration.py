@@ -1,0 +1,71 @@
+"""The ``Integration`` resource: a connection to an outside system, with health and limits.
+
+Credentials are never in the spec: ``secretRef`` names a Kubernetes Secret (or, for
+``autoflow run`` on a laptop, environment variables) whose keys the connector reads at run time.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Literal
+
+import pydantic
+
+from autoflow.crds import meta
+
+
+class SecretRef(meta.Model):
+    """A Secret in the same namespace; ``keys`` limits which of its keys the connector may read."""
+
+    name: meta.Name
+    keys: list[str] = pydantic.Field(default_factory=list, max_length=32)
+
+
+class OAuth2(meta.Model):
+    """OAuth2 client settings; the client secret and tokens come from ``secretRef``."""
+
+    grant_type: Literal["client_credentials", "authorization_code"]
+    token_url: str = pydantic.Field(max_length=2048)
+    authorize_url: str | None = pydantic.Field(default=None, max_length=2048)
+    client_id: str = pydantic.Field(max_length=512)
+    scopes: list[str] = pydantic.Field(default_factory=list, max_length=64)
+    token_secret_name: meta.Name | None = pydantic.Field(
+        default=None, description="Managed Secret the operator writes refreshed tokens to."
+    )
+
+
+class RateLimit(meta.Model):
+    """At most ``requests`` calls every ``per``, shared by all runners."""
+
+    requests: int = pydantic.Field(ge=1, le=1_000_000)
+    per: meta.Duration = "1s"
+
+
+class HealthCheck(meta.Model):
+    interval: meta.Duration = "5m"
+    enabled: bool = True
+
+
+class IntegrationSpec(meta.Model):
+    type: str = pydantic.Field(max_length=63, pattern=r"^[a-z][a-z0-9_-]*$")
+    description: str = pydantic.Field(default="", max_length=1024)
+    settings: dict[str, Any] = pydantic.Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    secret_ref: SecretRef | None = None
+    oauth2: OAuth2 | None = None
+    rate_limit: RateLimit | None = None
+    max_concurrency: int | None = pydantic.Field(default=None, ge=1, le=10000)
+    health_check: HealthCheck | None = None
+
+
+class IntegrationStatus(meta.Model):
+    observed_generation: int | None = None
+    conditions: meta.Conditions
+    last_check_time: datetime.datetime | None = None
+
+
+class Integration(meta.Resource):
+    kind: Literal["Integration"] = "Integration"
+    spec: IntegrationSpec
+    status: IntegrationStatus | None = None

@@ -1,0 +1,140 @@
+"""Pieces every Autoflow resource shares: the model base, metadata, conditions and durations.
+
+Models are pydantic v2 with camelCase aliases, so Python code reads ``step.continue_on_error``
+while manifests, CRDs and JSON Schemas say ``continueOnError``. ``x-kubernetes-*`` keywords
+ride along in ``json_schema_extra`` and are copied into the generated CRDs by
+``autoflow.crds.generate``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import alias_generators
+
+GROUP = "autoflow.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Names are DNS-1123 labels/subdomains as Kubernetes has them.
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+Name = Annotated[str, pydantic.Field(min_length=1, max_length=253, pattern=NAME_PATTERN)]
+
+# A duration: "500ms", "10s", "1m30s", "2h", or a plain number of seconds.
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$|^[0-9]+(\.[0-9]+)?$"
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Seconds in a duration string (``"1m30s"`` → 90.0); plain numbers are seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    total, pos = 0.0, 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"{value!r} is not a duration (examples: 500ms, 10s, 1m30s, 2h)")
+    return total
+
+
+def _check_duration(value: str | float | int) -> str | float | int:
+    parse_duration(value)
+    return value
+
+
+Duration = Annotated[
+    str | float | int,
+    pydantic.AfterValidator(_check_duration),
+    pydantic.Field(
+        json_schema_extra={"x-kubernetes-int-or-string": True},
+        description="Duration such as 500ms, 10s, 1m30s, 2h, or a number of seconds.",
+    ),
+]
+
+
+class Model(pydantic.BaseModel):
+    """Base of all API types: camelCase aliases, unknown fields rejected, names accepted too."""
+
+    model_config = pydantic.ConfigDict(
+        alias_generator=alias_generators.to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=False,
+    )
+
+    def dump(self) -> dict[str, Any]:
+        """The manifest form: aliases, no unset defaults, JSON-compatible values."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class ObjectMeta(pydantic.BaseModel):
+    """The parts of Kubernetes metadata Autoflow reads; everything else is kept as is."""
+
+    model_config = pydantic.ConfigDict(
+        alias_generator=alias_generators.to_camel, populate_by_name=True, extra="allow"
+    )
+
+    name: Name | None = None
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    resource_version: str | None = None
+    labels: dict[str, str] = pydantic.Field(default_factory=dict)
+    annotations: dict[str, str] = pydantic.Field(default_factory=dict)
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(Model):
+    """A Kubernetes condition: keyed by ``type`` in the status ``conditions`` list."""
+
+    type: str = pydantic.Field(max_length=316)
+    status: ConditionStatus
+    reason: str = pydantic.Field(default="", max_length=1024)
+    message: str = pydantic.Field(default="", max_length=32768)
+    observed_generation: int | None = None
+    last_transition_time: datetime.datetime | None = None
+
+
+Conditions = Annotated[
+    list[Condition],
+    pydantic.Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+]
+
+
+class LocalObjectReference(Model):
+    """A reference to another object in the same namespace."""
+
+    name: Name
+
+
+class Resource(Model):
+    """Common envelope of the four kinds; subclasses pin ``kind`` and add spec and status."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    api_version: Literal["autoflow.dev/v1alpha1"] = API_VERSION
+    metadata: ObjectMeta = pydantic.Field(default_factory=ObjectMeta)
+
+    @property
+    def ref(self) -> str:
+        """``Kind/name`` as messages name a resource."""
+        kind = getattr(self, "kind", type(self).__name__)
+        return f"{kind}/{self.metadata.name or '<unnamed>'}"

@@ -1,0 +1,87 @@
+"""The ``WorkflowRun`` resource: one execution of a Workflow with inputs, and what happened.
+
+The spec says what to run; the status is a bounded summary (phase, per-step state, timings,
+small outputs). Large outputs and full payloads never live here (DESIGN §2): the runner
+truncates them with a marker before writing, and the run store keeps the whole thing.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Literal
+
+import pydantic
+
+from autoflow.crds import meta
+
+RunPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
+StepPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Skipped", "Cancelled"]
+
+
+class WorkflowRunSpec(meta.Model):
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.workflowRef == oldSelf.workflowRef",
+                    "message": "workflowRef is immutable",
+                },
+                {
+                    "rule": "!has(oldSelf.inputs) || (has(self.inputs) && self.inputs == oldSelf.inputs)",
+                    "message": "inputs are immutable",
+                },
+                {
+                    "rule": "!has(oldSelf.cancel) || !oldSelf.cancel || self.cancel",
+                    "message": "a cancelled run cannot be un-cancelled",
+                },
+            ]
+        }
+    )
+
+    workflow_ref: meta.LocalObjectReference
+    inputs: dict[str, Any] = pydantic.Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    cancel: bool = False
+
+
+class StepStatus(meta.Model):
+    """The journal entry of one step, as the status shows it."""
+
+    id: str = pydantic.Field(max_length=63)
+    phase: StepPhase
+    attempts: int = 0
+    started_at: datetime.datetime | None = None
+    finished_at: datetime.datetime | None = None
+    message: str = pydantic.Field(default="", max_length=2048)
+    output: Any = pydantic.Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    output_truncated: bool = False
+
+
+class WorkflowRunStatus(meta.Model):
+    observed_generation: int | None = None
+    conditions: meta.Conditions
+    phase: RunPhase | None = None
+    message: str = pydantic.Field(default="", max_length=2048)
+    started_at: datetime.datetime | None = None
+    finished_at: datetime.datetime | None = None
+    workflow_generation: int | None = None
+    job_name: str | None = pydantic.Field(default=None, max_length=253)
+    steps: list[StepStatus] = pydantic.Field(
+        default_factory=list,
+        max_length=1000,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"]},
+    )
+    outputs: Any = pydantic.Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+
+
+class WorkflowRun(meta.Resource):
+    """One execution of a Workflow."""
+
+    kind: Literal["WorkflowRun"] = "WorkflowRun"
+    spec: WorkflowRunSpec
+    status: WorkflowRunStatus | None = None

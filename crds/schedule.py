@@ -1,0 +1,50 @@
+"""The ``Schedule`` resource: cron in an IANA timezone that starts WorkflowRuns.
+
+Each fire creates a WorkflowRun whose name is derived from (schedule uid, fire time), so one
+fire can never produce two runs, whatever happens to the operator.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Literal
+
+import pydantic
+
+from autoflow.crds import meta
+
+
+class CatchUp(meta.Model):
+    """What to do with fires missed while the operator was down or the schedule suspended."""
+
+    policy: Literal["Skip", "Latest", "All"] = "Skip"
+    max_runs: int = pydantic.Field(default=10, ge=1, le=1000)
+
+
+class ScheduleSpec(meta.Model):
+    cron: str = pydantic.Field(min_length=1, max_length=256)
+    timezone: str = pydantic.Field(default="UTC", max_length=64)
+    workflow_ref: meta.LocalObjectReference
+    inputs: dict[str, Any] = pydantic.Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Allow"
+    catch_up: CatchUp | None = None
+    starting_deadline_seconds: int | None = pydantic.Field(default=None, ge=0)
+    suspend: bool = False
+    successful_runs_history_limit: int = pydantic.Field(default=3, ge=0, le=1000)
+    failed_runs_history_limit: int = pydantic.Field(default=1, ge=0, le=1000)
+
+
+class ScheduleStatus(meta.Model):
+    observed_generation: int | None = None
+    conditions: meta.Conditions
+    last_schedule_time: datetime.datetime | None = None
+    next_schedule_time: datetime.datetime | None = None
+    active: list[str] = pydantic.Field(default_factory=list, max_length=1000)
+
+
+class Schedule(meta.Resource):
+    kind: Literal["Schedule"] = "Schedule"
+    spec: ScheduleSpec
+    status: ScheduleStatus | None = None

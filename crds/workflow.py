@@ -1,0 +1,227 @@
+"""The ``Workflow`` resource: inputs, triggers, a DAG of steps, error handling, runtime settings.
+
+A Workflow is only a definition. The engine (``autoflow.runners``) compiles it into a DAG and
+runs it; the operator validates it and writes the ``Ready`` condition here. Expressions in step
+fields are kept as plain strings in these models: compiling them is the engine's job.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import pydantic
+
+from autoflow.crds import meta
+
+STEP_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
+USES_PATTERN = r"^[a-z][a-z0-9_-]*\.[A-Za-z][A-Za-z0-9_]*$"
+MAX_STEPS = 500
+
+InputType = Literal["string", "number", "integer", "boolean", "object", "array"]
+
+
+class Input(meta.Model):
+    """One declared run input."""
+
+    type: InputType = "string"
+    description: str = pydantic.Field(default="", max_length=1024)
+    required: bool = False
+    default: Any = pydantic.Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    enum: list[Any] | None = pydantic.Field(
+        default=None, max_length=100, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+
+
+class Retry(meta.Model):
+    """How a failing step is tried again: exponential backoff with jitter, capped delay.
+
+    Attempt *n* (1-based) waits ``min(maxDelay, initialDelay * multiplier**(n-1))`` before the
+    next one; with ``jitter`` the wait is drawn uniformly from half that to all of it. Only
+    retryable errors are retried unless ``retryOn`` is ``any``.
+    """
+
+    max_attempts: int = pydantic.Field(default=3, ge=1, le=100)
+    initial_delay: meta.Duration = "1s"
+    max_delay: meta.Duration = "60s"
+    multiplier: float = pydantic.Field(default=2.0, ge=1.0, le=10.0)
+    jitter: bool = True
+    retry_on: Literal["retryable", "any"] = "retryable"
+
+
+class UiPosition(meta.Model):
+    """Where the visual builder draws the step; kept in the YAML so it stays the one source."""
+
+    x: float = 0
+    y: float = 0
+
+
+class Step(meta.Model):
+    """One node of the workflow DAG: a connector action with parameters and control fields."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.concurrency) || has(self.foreach)",
+                    "message": "concurrency applies to foreach steps only",
+                }
+            ]
+        }
+    )
+
+    id: str = pydantic.Field(min_length=1, max_length=63, pattern=STEP_ID_PATTERN)
+    name: str | None = pydantic.Field(default=None, max_length=253)
+    uses: str = pydantic.Field(max_length=127, pattern=USES_PATTERN)
+    with_: dict[str, Any] = pydantic.Field(
+        default_factory=dict,
+        alias="with",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    needs: list[Annotated[str, pydantic.Field(max_length=63)]] | None = pydantic.Field(
+        default=None, max_length=64
+    )
+    if_: str | bool | None = pydantic.Field(
+        default=None,
+        alias="if",
+        json_schema_extra={"x-kubernetes-int-or-string": True},
+    )
+    foreach: str | list[Any] | None = pydantic.Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    concurrency: int | None = pydantic.Field(default=None, ge=1, le=100)
+    integration: meta.Name | None = None
+    retry: Retry | None = None
+    timeout: meta.Duration | None = None
+    continue_on_error: bool = False
+    ui: UiPosition | None = None
+
+    @property
+    def connector(self) -> str:
+        return self.uses.split(".", 1)[0]
+
+    @property
+    def action(self) -> str:
+        return self.uses.split(".", 1)[1]
+
+
+StepList = Annotated[
+    list[Step],
+    pydantic.Field(
+        max_length=MAX_STEPS,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"]},
+    ),
+]
+
+
+class WebhookTrigger(meta.Model):
+    """Start a run on an authenticated HTTP POST to the gateway."""
+
+    path: str | None = pydantic.Field(default=None, max_length=253)
+    secret_ref: meta.LocalObjectReference | None = None
+    dedupe_header: str | None = pydantic.Field(default=None, max_length=253)
+
+
+class EventTrigger(meta.Model):
+    """Start a run for each message on a NATS subject (JetStream durable consumer)."""
+
+    subject: str = pydantic.Field(max_length=253)
+    stream: str | None = pydantic.Field(default=None, max_length=253)
+    integration: meta.Name | None = None
+
+
+class Trigger(meta.Model):
+    """One way a run starts besides manual runs and Schedules (which are their own resource)."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.webhook) != has(self.event)",
+                    "message": "a trigger sets exactly one of webhook or event",
+                }
+            ]
+        }
+    )
+
+    webhook: WebhookTrigger | None = None
+    event: EventTrigger | None = None
+
+
+class Toleration(meta.Model):
+    key: str | None = pydantic.Field(default=None, max_length=253)
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = pydantic.Field(default=None, max_length=253)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class ResourceRequirements(meta.Model):
+    requests: dict[str, str] = pydantic.Field(default_factory=dict, max_length=8)
+    limits: dict[str, str] = pydantic.Field(default_factory=dict, max_length=8)
+
+
+class Runtime(meta.Model):
+    """Where runs of this workflow execute: one Job per run, or the shared runner pool."""
+
+    executor: Literal["Job", "Pool"] = "Job"
+    image: str | None = pydantic.Field(default=None, max_length=512)
+    service_account_name: meta.Name | None = None
+    resources: ResourceRequirements | None = None
+    node_selector: dict[str, str] = pydantic.Field(default_factory=dict, max_length=16)
+    tolerations: list[Toleration] = pydantic.Field(default_factory=list, max_length=16)
+    env: dict[str, str] = pydantic.Field(default_factory=dict, max_length=64)
+
+
+class Concurrency(meta.Model):
+    """How many runs of this workflow may be active at once, and what happens to the next one."""
+
+    max_runs: int = pydantic.Field(default=0, ge=0, le=10000, description="0 means unlimited")
+    policy: Literal["Queue", "Forbid", "Replace"] = "Queue"
+
+
+class WorkflowSpec(meta.Model):
+    description: str = pydantic.Field(default="", max_length=4096)
+    inputs: dict[str, Input] = pydantic.Field(default_factory=dict, max_length=64)
+    triggers: list[Trigger] = pydantic.Field(default_factory=list, max_length=16)
+    steps: StepList = pydantic.Field(min_length=1)
+    on_error: list[Step] = pydantic.Field(
+        default_factory=list,
+        max_length=32,
+        description="Steps run after the run failed; `error` holds the failure.",
+    )
+    finally_: list[Step] = pydantic.Field(
+        default_factory=list,
+        alias="finally",
+        max_length=32,
+        description="Steps run after every run, succeeded or failed.",
+    )
+    outputs: dict[str, Any] = pydantic.Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    timeout: meta.Duration | None = None
+    retry: Retry | None = pydantic.Field(default=None, description="Default retry for every step.")
+    concurrency: Concurrency | None = None
+    runtime: Runtime | None = None
+
+
+class WorkflowStatus(meta.Model):
+    observed_generation: int | None = None
+    conditions: meta.Conditions
+    last_run: str | None = pydantic.Field(default=None, max_length=253)
+    last_run_phase: str | None = pydantic.Field(default=None, max_length=32)
+    runs_total: int = 0
+    runs_succeeded: int = 0
+    runs_failed: int = 0
+
+
+class Workflow(meta.Resource):
+    """A workflow definition."""
+
+    kind: Literal["Workflow"] = "Workflow"
+    spec: WorkflowSpec
+    status: WorkflowStatus | None = None
+
+    def all_steps(self) -> list[Step]:
+        return [*self.spec.steps, *self.spec.on_error, *self.spec.finally_]
