@@ -88,20 +88,23 @@ class IntegrationInfo:
 class ActionContext:
     """Everything an action may use besides its parameters.
 
-    ``idempotency_key`` is stable across a crash and resume of the same attempt (run id, step
-    id, item index in a foreach, attempt number): pass it to systems that de-duplicate.
+    ``idempotency_key`` names one unit of work: run id and step id (and the item index in a
+    foreach). It is the same for every retry of the step and after a crash and resume, so a
+    system that de-duplicates on it (``Idempotency-Key`` in HTTP APIs, a NATS message id)
+    carries the work out once even when a reply was lost and the step was tried again.
+    ``attempt`` tells the attempts apart where a connector needs that.
     ``pooled`` shares a resource (a connection pool, an HTTP client) across the steps of a run
     and closes it when the run ends.
     """
 
     __slots__ = (
+        "_pool",
         "attempt",
         "idempotency_key",
         "integration",
         "log",
         "run_id",
         "step_id",
-        "_pool",
     )
 
     def __init__(

@@ -7,7 +7,7 @@ Credentials are never in the spec: ``secretRef`` names a Kubernetes Secret (or, 
 from __future__ import annotations
 
 import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 
@@ -18,7 +18,9 @@ class SecretRef(meta.Model):
     """A Secret in the same namespace; ``keys`` limits which of its keys the connector may read."""
 
     name: meta.Name
-    keys: list[str] = pydantic.Field(default_factory=list, max_length=32)
+    keys: list[Annotated[str, pydantic.Field(max_length=253)]] = pydantic.Field(
+        default_factory=list, max_length=32
+    )
 
 
 class OAuth2(meta.Model):
@@ -28,7 +30,9 @@ class OAuth2(meta.Model):
     token_url: str = pydantic.Field(max_length=2048)
     authorize_url: str | None = pydantic.Field(default=None, max_length=2048)
     client_id: str = pydantic.Field(max_length=512)
-    scopes: list[str] = pydantic.Field(default_factory=list, max_length=64)
+    scopes: list[Annotated[str, pydantic.Field(max_length=256)]] = pydantic.Field(
+        default_factory=list, max_length=64
+    )
     token_secret_name: meta.Name | None = pydantic.Field(
         default=None, description="Managed Secret the operator writes refreshed tokens to."
     )
@@ -42,11 +46,15 @@ class RateLimit(meta.Model):
 
 
 class HealthCheck(meta.Model):
+    """How often the operator probes the outside system to set the `Ready` condition."""
+
     interval: meta.Duration = "5m"
     enabled: bool = True
 
 
 class IntegrationSpec(meta.Model):
+    """The connector type, its settings, where its credentials are, and its limits."""
+
     type: str = pydantic.Field(max_length=63, pattern=r"^[a-z][a-z0-9_-]*$")
     description: str = pydantic.Field(default="", max_length=1024)
     settings: dict[str, Any] = pydantic.Field(
@@ -60,12 +68,16 @@ class IntegrationSpec(meta.Model):
 
 
 class IntegrationStatus(meta.Model):
+    """Written by the operator: the result of the last health check."""
+
     observed_generation: int | None = None
     conditions: meta.Conditions
     last_check_time: datetime.datetime | None = None
 
 
 class Integration(meta.Resource):
+    """A connection to an outside system: connector type, settings, credentials, limits."""
+
     kind: Literal["Integration"] = "Integration"
     spec: IntegrationSpec
     status: IntegrationStatus | None = None

@@ -25,6 +25,8 @@ Name = Annotated[str, pydantic.Field(min_length=1, max_length=253, pattern=NAME_
 
 # A duration: "500ms", "10s", "1m30s", "2h", or a plain number of seconds.
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$|^[0-9]+(\.[0-9]+)?$"
+DURATION_MAX_LENGTH = 64
+_DURATION_RE = re.compile(DURATION_PATTERN)
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -49,17 +51,40 @@ def parse_duration(value: str | float | int) -> float:
     return total
 
 
-def _check_duration(value: str | float | int) -> str | float | int:
+def _whole_seconds(value: Any) -> Any:
+    # A CRD field can be an integer or a string, never a float (x-kubernetes-int-or-string),
+    # so a duration is written the same way in every place: 1.5 must be "1.5s" or "1500ms".
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration (examples: 500ms, 10s, 1m30s, 2h)")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(
+                f"{value!r} is not a duration: write it as a string such as '{value}s'"
+            )
+        return int(value)
+    return value
+
+
+def _check_duration(value: str | int) -> str | int:
+    if isinstance(value, str) and not _DURATION_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a duration (examples: 500ms, 10s, 1m30s, 2h)")
     parse_duration(value)
     return value
 
 
 Duration = Annotated[
-    str | float | int,
+    Annotated[
+        str,
+        pydantic.Field(
+            max_length=DURATION_MAX_LENGTH, json_schema_extra={"pattern": DURATION_PATTERN}
+        ),
+    ]
+    | Annotated[int, pydantic.Field(ge=0)],
+    pydantic.BeforeValidator(_whole_seconds),
     pydantic.AfterValidator(_check_duration),
     pydantic.Field(
         json_schema_extra={"x-kubernetes-int-or-string": True},
-        description="Duration such as 500ms, 10s, 1m30s, 2h, or a number of seconds.",
+        description="Duration such as 500ms, 10s, 1m30s, 2h, or a whole number of seconds.",
     ),
 ]
 
@@ -130,7 +155,7 @@ class Resource(Model):
 
     model_config = pydantic.ConfigDict(extra="forbid")
 
-    api_version: Literal["autoflow.dev/v1alpha1"] = API_VERSION
+    api_version: Literal["autoflow.dev/v1alpha1"] = "autoflow.dev/v1alpha1"
     metadata: ObjectMeta = pydantic.Field(default_factory=ObjectMeta)
 
     @property

@@ -19,6 +19,8 @@ StepPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Skipped", "Can
 
 
 class WorkflowRunSpec(meta.Model):
+    """Which workflow to run and with what inputs; set `cancel` to stop the run."""
+
     model_config = pydantic.ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -27,11 +29,14 @@ class WorkflowRunSpec(meta.Model):
                     "message": "workflowRef is immutable",
                 },
                 {
-                    "rule": "!has(oldSelf.inputs) || (has(self.inputs) && self.inputs == oldSelf.inputs)",
+                    "rule": "!has(oldSelf.inputs)"
+                    " || (has(self.inputs) && self.inputs == oldSelf.inputs)",
                     "message": "inputs are immutable",
                 },
                 {
-                    "rule": "!has(oldSelf.cancel) || !oldSelf.cancel || self.cancel",
+                    # has(): the CRD applies no default, so an unset cancel is absent
+                    "rule": "!has(oldSelf.cancel) || !oldSelf.cancel"
+                    " || (has(self.cancel) && self.cancel)",
                     "message": "a cancelled run cannot be un-cancelled",
                 },
             ]
@@ -40,7 +45,9 @@ class WorkflowRunSpec(meta.Model):
 
     workflow_ref: meta.LocalObjectReference
     inputs: dict[str, Any] = pydantic.Field(
-        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+        default_factory=dict,
+        max_length=64,  # as many as a Workflow can declare; bounds the immutability rule's cost
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     cancel: bool = False
 
@@ -61,6 +68,8 @@ class StepStatus(meta.Model):
 
 
 class WorkflowRunStatus(meta.Model):
+    """Written by the runner and the operator: a bounded summary of what happened."""
+
     observed_generation: int | None = None
     conditions: meta.Conditions
     phase: RunPhase | None = None

@@ -7,7 +7,7 @@ fire can never produce two runs, whatever happens to the operator.
 from __future__ import annotations
 
 import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 
@@ -22,11 +22,15 @@ class CatchUp(meta.Model):
 
 
 class ScheduleSpec(meta.Model):
+    """When to fire (cron in a timezone), which workflow to run, and what to do with overlaps."""
+
     cron: str = pydantic.Field(min_length=1, max_length=256)
-    timezone: str = pydantic.Field(default="UTC", max_length=64)
+    timezone: str = pydantic.Field(default="UTC", min_length=1, max_length=64)
     workflow_ref: meta.LocalObjectReference
     inputs: dict[str, Any] = pydantic.Field(
-        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+        default_factory=dict,
+        max_length=64,  # as many as a Workflow can declare; bounds the immutability rule's cost
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Allow"
     catch_up: CatchUp | None = None
@@ -37,14 +41,20 @@ class ScheduleSpec(meta.Model):
 
 
 class ScheduleStatus(meta.Model):
+    """Written by the operator: the last and next fire, and the runs still active."""
+
     observed_generation: int | None = None
     conditions: meta.Conditions
     last_schedule_time: datetime.datetime | None = None
     next_schedule_time: datetime.datetime | None = None
-    active: list[str] = pydantic.Field(default_factory=list, max_length=1000)
+    active: list[Annotated[str, pydantic.Field(max_length=253)]] = pydantic.Field(
+        default_factory=list, max_length=1000
+    )
 
 
 class Schedule(meta.Resource):
+    """Cron in an IANA timezone that starts WorkflowRuns of one Workflow."""
+
     kind: Literal["Schedule"] = "Schedule"
     spec: ScheduleSpec
     status: ScheduleStatus | None = None

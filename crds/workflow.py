@@ -15,7 +15,7 @@ from autoflow.crds import meta
 
 STEP_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
 USES_PATTERN = r"^[a-z][a-z0-9_-]*\.[A-Za-z][A-Za-z0-9_]*$"
-MAX_STEPS = 500
+MAX_STEPS = 1000
 
 InputType = Literal["string", "number", "integer", "boolean", "object", "array"]
 
@@ -30,7 +30,9 @@ class Input(meta.Model):
         default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )
     enum: list[Any] | None = pydantic.Field(
-        default=None, max_length=100, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+        default=None,
+        max_length=100,
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
 
@@ -64,8 +66,8 @@ class Step(meta.Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "!has(self.concurrency) || has(self.foreach)",
-                    "message": "concurrency applies to foreach steps only",
+                    "rule": "!has(self.needs) || !self.needs.exists(n, n == self.id)",
+                    "message": "a step cannot need itself",
                 }
             ]
         }
@@ -73,29 +75,54 @@ class Step(meta.Model):
 
     id: str = pydantic.Field(min_length=1, max_length=63, pattern=STEP_ID_PATTERN)
     name: str | None = pydantic.Field(default=None, max_length=253)
-    uses: str = pydantic.Field(max_length=127, pattern=USES_PATTERN)
+    uses: str = pydantic.Field(
+        max_length=127,
+        pattern=USES_PATTERN,
+        description="The action to run, as connector.action: http.request, slack.postMessage.",
+    )
     with_: dict[str, Any] = pydantic.Field(
         default_factory=dict,
         alias="with",
+        description="The action's parameters; values may hold expressions.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     needs: list[Annotated[str, pydantic.Field(max_length=63)]] | None = pydantic.Field(
-        default=None, max_length=64
+        default=None,
+        max_length=64,
+        description="Steps to finish first. Unset: the step before in the list; []: none.",
     )
-    if_: str | bool | None = pydantic.Field(
+    # `if` and `foreach` take two JSON types, which a structural schema cannot say: the CRD
+    # leaves them untyped (preserve-unknown-fields) and these models check them.
+    if_: Annotated[str, pydantic.Field(max_length=4096)] | bool | None = pydantic.Field(
         default=None,
         alias="if",
-        json_schema_extra={"x-kubernetes-int-or-string": True},
+        description="An expression (or true/false); when false the step is skipped.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
-    foreach: str | list[Any] | None = pydantic.Field(
-        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    foreach: Annotated[str, pydantic.Field(max_length=4096)] | list[Any] | None = pydantic.Field(
+        default=None,
+        description="Run the action once per item of this list (or expression giving one).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
-    concurrency: int | None = pydantic.Field(default=None, ge=1, le=100)
-    integration: meta.Name | None = None
+    concurrency: int | None = pydantic.Field(
+        default=None, ge=1, le=100, description="Items run at once; foreach steps only."
+    )
+    integration: meta.Name | None = pydantic.Field(
+        default=None, description="The Integration that supplies credentials and limits."
+    )
     retry: Retry | None = None
     timeout: meta.Duration | None = None
-    continue_on_error: bool = False
+    continue_on_error: bool = pydantic.Field(
+        default=False, description="A failure of this step does not fail the run."
+    )
     ui: UiPosition | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _concurrency_needs_foreach(self) -> Step:
+        # Not a CEL rule: the untyped `foreach` is invisible to CEL in the CRD.
+        if self.concurrency is not None and self.foreach is None:
+            raise ValueError("concurrency applies to foreach steps only")
+        return self
 
     @property
     def connector(self) -> str:
@@ -150,6 +177,8 @@ class Trigger(meta.Model):
 
 
 class Toleration(meta.Model):
+    """Lets runner pods schedule onto nodes with a matching taint (as in a Pod spec)."""
+
     key: str | None = pydantic.Field(default=None, max_length=253)
     operator: Literal["Exists", "Equal"] | None = None
     value: str | None = pydantic.Field(default=None, max_length=253)
@@ -157,9 +186,14 @@ class Toleration(meta.Model):
     toleration_seconds: int | None = None
 
 
+Quantity = Annotated[str, pydantic.Field(max_length=64)]
+
+
 class ResourceRequirements(meta.Model):
-    requests: dict[str, str] = pydantic.Field(default_factory=dict, max_length=8)
-    limits: dict[str, str] = pydantic.Field(default_factory=dict, max_length=8)
+    """CPU and memory for the runner pod, as Kubernetes quantities (`500m`, `256Mi`)."""
+
+    requests: dict[str, Quantity] = pydantic.Field(default_factory=dict, max_length=8)
+    limits: dict[str, Quantity] = pydantic.Field(default_factory=dict, max_length=8)
 
 
 class Runtime(meta.Model):
@@ -169,9 +203,13 @@ class Runtime(meta.Model):
     image: str | None = pydantic.Field(default=None, max_length=512)
     service_account_name: meta.Name | None = None
     resources: ResourceRequirements | None = None
-    node_selector: dict[str, str] = pydantic.Field(default_factory=dict, max_length=16)
+    node_selector: dict[str, Annotated[str, pydantic.Field(max_length=63)]] = pydantic.Field(
+        default_factory=dict, max_length=16
+    )
     tolerations: list[Toleration] = pydantic.Field(default_factory=list, max_length=16)
-    env: dict[str, str] = pydantic.Field(default_factory=dict, max_length=64)
+    env: dict[str, Annotated[str, pydantic.Field(max_length=32768)]] = pydantic.Field(
+        default_factory=dict, max_length=64
+    )
 
 
 class Concurrency(meta.Model):
@@ -182,6 +220,8 @@ class Concurrency(meta.Model):
 
 
 class WorkflowSpec(meta.Model):
+    """What the workflow takes, what starts it, the steps it runs and how it runs them."""
+
     description: str = pydantic.Field(default="", max_length=4096)
     inputs: dict[str, Input] = pydantic.Field(default_factory=dict, max_length=64)
     triggers: list[Trigger] = pydantic.Field(default_factory=list, max_length=16)
@@ -207,6 +247,8 @@ class WorkflowSpec(meta.Model):
 
 
 class WorkflowStatus(meta.Model):
+    """Written by the operator: validation result and a summary of the runs."""
+
     observed_generation: int | None = None
     conditions: meta.Conditions
     last_run: str | None = pydantic.Field(default=None, max_length=253)

@@ -37,9 +37,37 @@ cleanup() {
   done
   return 0
 }
+CHILD=""
+on_signal() {
+  if [[ -n "$CHILD" ]]; then
+    kill -TERM "$CHILD" 2>/dev/null || true
+    wait "$CHILD" 2>/dev/null || true
+  fi
+  exit "$1"
+}
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
+
+# run_in DIR CMD...: run a long command in DIR, in the background, and wait for
+# it, so that a signal to this script is handled at once (and passed on to the
+# command) instead of only after the build.
+run_in() {
+  local dir=$1; shift
+  (cd "$dir" && exec "$@") &
+  CHILD=$!
+  local rc=0
+  wait "$CHILD" || rc=$?
+  CHILD=""
+  return "$rc"
+}
+
+new_tmpdir() { # new_tmpdir VAR PARENT PREFIX: mktemp -d, registered for cleanup
+  local d
+  d=$(mktemp -d "$2/$3.XXXXXX")
+  TMPS+=("$d")
+  printf -v "$1" '%s' "$d"
+}
 
 # --- go ---------------------------------------------------------------------
 GO_BIN=""
@@ -60,21 +88,23 @@ find_go() {
 # Run go with the wrapper-module settings. GOFLAGS is replaced on purpose so a
 # caller's GOFLAGS cannot break the throwaway module. GOMODCACHE is left alone
 # (default $HOME/go/pkg/mod), so downloads are shared between builds.
-gorun() {
-  env CGO_ENABLED=0 GOWORK=off GO111MODULE=on GOFLAGS="-mod=mod -buildvcs=false" \
-    nice -n 10 "$GO_BIN" "$@"
+gorun_in() { # gorun_in DIR GOARGS...
+  local dir=$1; shift
+  run_in "$dir" env CGO_ENABLED=0 GOWORK=off GO111MODULE=on \
+    GOFLAGS="-mod=mod -buildvcs=false" nice -n 10 "$GO_BIN" "$@"
 }
 
-# go.mod path (in the module cache) of module@version; downloads it if needed.
+# gomod_of MODULE@VERSION: sets GOMOD_PATH to that version's go.mod in the
+# module cache (downloading the module if needed).
+GOMOD_PATH=""
 gomod_of() {
-  local mv=$1 dir json path
-  dir=$(mktemp -d "${TMPDIR:-/tmp}/autoflow-gomod.XXXXXX"); TMPS+=("$dir")
+  local mv=$1 dir json
+  new_tmpdir dir "${TMPDIR:-/tmp}" autoflow-gomod
   json=$(cd "$dir" && env GOWORK=off GO111MODULE=on GOFLAGS=-buildvcs=false \
            nice -n 10 "$GO_BIN" mod download -json "$mv") \
     || die "go mod download $mv failed"
-  path=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p' | head -n1)
-  [[ -n "$path" && -f "$path" ]] || die "no go.mod for $mv in: $json"
-  printf '%s\n' "$path"
+  GOMOD_PATH=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p' | head -n1)
+  [[ -n "$GOMOD_PATH" && -f "$GOMOD_PATH" ]] || die "no go.mod for $mv in: $json"
 }
 
 # "old [oldver] => new [newver]" for every replace directive of a go.mod
@@ -101,14 +131,15 @@ godebug_of() {
 }
 
 # new_wrapper MODULE VERSION [STAGING_VERSION]
-# Creates a throwaway module that requires MODULE@VERSION and carries over the
-# dependency's godebug settings and its module (non-local) replace directives.
+# Creates a throwaway module (dir in WRAPPER) that requires MODULE@VERSION and
+# carries over the dependency's go/godebug settings and its module (non-local) replace directives.
 # Local "./staging/src/<mod>" replaces (k8s.io/kubernetes) become
-# "<mod> => <mod> STAGING_VERSION". Prints the wrapper directory.
+# "<mod> => <mod> STAGING_VERSION".
+WRAPPER=""
 new_wrapper() {
-  local mod=$1 ver=$2 staging=${3:-} gm dir godir old rest new nver n=0
-  gm=$(gomod_of "$mod@$ver")
-  dir=$(mktemp -d "${TMPDIR:-/tmp}/autoflow-wrap.XXXXXX"); TMPS+=("$dir")
+  local mod=$1 ver=$2 staging=${3:-} gm dir godir old rest new nver n=0 line
+  gomod_of "$mod@$ver"; gm=$GOMOD_PATH
+  new_tmpdir dir "${TMPDIR:-/tmp}" autoflow-wrap
   godir=$(go_directive_of "$gm")
   {
     echo "module autoflow.local/toolbuild"
@@ -134,8 +165,8 @@ new_wrapper() {
     done < <(replaces_of "$gm")
     echo ")"
   } >"$dir/go.mod"
-  log "wrapper for $mod@$ver: go ${godir:-1.26.0}, $n replace line(s)"
-  printf '%s\n' "$dir"
+  log "wrapper for $mod@$ver: go ${godir:-1.26.0}, $n replace line(s) in $dir/go.mod"
+  WRAPPER=$dir
 }
 
 # --- cache handling ---------------------------------------------------------
@@ -157,10 +188,13 @@ ensure() {
     log "removing incomplete cache entry $final"
     rm -rf -- "$final"
   fi
+  # leftovers of a killed earlier build of this entry (we hold its lock)
+  rm -rf -- "$CACHE/.tmp-$name".*
   find_go
-  tmp=$(mktemp -d "$CACHE/.tmp-$name.XXXXXX"); TMPS+=("$tmp")
+  new_tmpdir tmp "$CACHE" ".tmp-$name"
   start=$SECONDS
-  log "building $name (cold build; kube-apiserver takes 10-25 min on 2 cores) ..."
+  log "building $name from source into $final (first run only; a cold" \
+      "kube-apiserver+kubectl build took ~5 min on 2 cores) ..."
   "$build" "$tmp"
   "$check" "$tmp" || die "build of $name produced no usable output"
   chmod 755 "$tmp"
@@ -177,16 +211,16 @@ check_kubernetes() { has_exe "$1" kube-apiserver kubectl; }
 build_kubernetes() {
   local out=$1 w v=${K8S_VERSION#v} major minor date ld=() key val
   major=${v%%.*}; minor=${v#*.}; minor=${minor%%.*}
-  w=$(new_wrapper k8s.io/kubernetes "$K8S_VERSION" "v0.${v#*.}")
+  new_wrapper k8s.io/kubernetes "$K8S_VERSION" "v0.${v#*.}"; w=$WRAPPER
   date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   for kv in "gitVersion=$K8S_VERSION" "gitMajor=$major" "gitMinor=$minor" \
             "gitTreeState=clean" "buildDate=$date"; do
     key=${kv%%=*}; val=${kv#*=}
     ld+=("-X k8s.io/component-base/version.$key=$val" "-X k8s.io/client-go/pkg/version.$key=$val")
   done
-  (cd "$w" && gorun build -trimpath -tags=selinux,notest,grpcnotrace \
+  gorun_in "$w" build -trimpath -tags=selinux,notest,grpcnotrace \
       -ldflags="-s -w ${ld[*]}" -o "$out/" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl) \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl \
     || die "building kube-apiserver/kubectl $K8S_VERSION failed"
 }
 
@@ -194,7 +228,7 @@ build_kubernetes() {
 check_etcd() { has_exe "$1" etcd; }
 build_etcd() {
   local out=$1 w
-  w=$(new_wrapper go.etcd.io/etcd/server/v3 "$ETCD_VERSION")
+  new_wrapper go.etcd.io/etcd/server/v3 "$ETCD_VERSION"; w=$WRAPPER
   # same as etcd's own main.go (module go.etcd.io/etcd/v3, package main)
   cat >"$w/main.go" <<'EOF'
 package main
@@ -207,7 +241,7 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 EOF
-  (cd "$w" && gorun build -trimpath -ldflags="-s -w" -o "$out/etcd" .) \
+  gorun_in "$w" build -trimpath -ldflags="-s -w" -o "$out/etcd" . \
     || die "building etcd $ETCD_VERSION failed"
 }
 
@@ -226,7 +260,7 @@ cmd_envtest() {
   if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
     if has_exe "$KUBEBUILDER_ASSETS" kube-apiserver etcd; then
       log "using KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
-      printf '%s\n' "$KUBEBUILDER_ASSETS"; return 0
+      RESULT=$KUBEBUILDER_ASSETS; return 0
     fi
     log "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS lacks kube-apiserver/etcd; using the cache"
   fi
@@ -236,16 +270,16 @@ cmd_envtest() {
     ensure "etcd-$ETCD_VERSION" check_etcd build_etcd
     ensure "$name" check_envtest build_envtest
   fi
-  printf '%s\n' "$CACHE/$name"
+  RESULT="$CACHE/$name"
 }
 
 # --- helm -------------------------------------------------------------------
 check_helm() { has_exe "$1" helm; }
 build_helm() {
   local out=$1 w cg minor ld
-  w=$(new_wrapper helm.sh/helm/v3 "$HELM_VERSION")
+  new_wrapper helm.sh/helm/v3 "$HELM_VERSION"; w=$WRAPPER
   # helm's Makefile derives the default Kubernetes version from client-go.
-  cg=$(awk '$1 == "k8s.io/client-go" { print $2; exit }' "$(gomod_of "helm.sh/helm/v3@$HELM_VERSION")")
+  cg=$(awk '$1 == "k8s.io/client-go" { print $2; exit }' "$GOMOD_PATH")
   minor=${cg#v0.}; minor=${minor%%.*}
   ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
   ld+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
@@ -253,27 +287,27 @@ build_helm() {
     ld+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
     ld+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
   fi
-  (cd "$w" && gorun build -trimpath -ldflags="$ld" -o "$out/helm" helm.sh/helm/v3/cmd/helm) \
+  gorun_in "$w" build -trimpath -ldflags="$ld" -o "$out/helm" helm.sh/helm/v3/cmd/helm \
     || die "building helm $HELM_VERSION failed"
 }
 cmd_helm() {
   ensure "helm-$HELM_VERSION" check_helm build_helm
-  printf '%s\n' "$CACHE/helm-$HELM_VERSION/helm"
+  RESULT="$CACHE/helm-$HELM_VERSION/helm"
 }
 
 # --- kustomize --------------------------------------------------------------
 check_kustomize() { has_exe "$1" kustomize; }
 build_kustomize() {
   local out=$1 w ld
-  w=$(new_wrapper sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION")
+  new_wrapper sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"; w=$WRAPPER
   ld="-s -w -X sigs.k8s.io/kustomize/api/provenance.version=kustomize/$KUSTOMIZE_VERSION"
   ld+=" -X sigs.k8s.io/kustomize/api/provenance.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  (cd "$w" && gorun build -trimpath -ldflags="$ld" -o "$out/kustomize" sigs.k8s.io/kustomize/kustomize/v5) \
+  gorun_in "$w" build -trimpath -ldflags="$ld" -o "$out/kustomize" sigs.k8s.io/kustomize/kustomize/v5 \
     || die "building kustomize $KUSTOMIZE_VERSION failed"
 }
 cmd_kustomize() {
   ensure "kustomize-$KUSTOMIZE_VERSION" check_kustomize build_kustomize
-  printf '%s\n' "$CACHE/kustomize-$KUSTOMIZE_VERSION/kustomize"
+  RESULT="$CACHE/kustomize-$KUSTOMIZE_VERSION/kustomize"
 }
 
 usage() {
@@ -281,19 +315,21 @@ usage() {
   exit 2
 }
 
+RESULT=""
 case "${1:-}" in
-  envtest) cmd_envtest ;;
-  helm) cmd_helm ;;
-  kustomize) cmd_kustomize ;;
+  envtest) cmd_envtest; printf '%s\n' "$RESULT" ;;
+  helm) cmd_helm; printf '%s\n' "$RESULT" ;;
+  kustomize) cmd_kustomize; printf '%s\n' "$RESULT" ;;
   all)
-    e=$(cmd_envtest | tail -n1)
-    h=$(cmd_helm | tail -n1)
-    k=$(cmd_kustomize | tail -n1)
+    cmd_envtest; e=$RESULT
+    cmd_helm; h=$RESULT
+    cmd_kustomize; k=$RESULT
     printf 'envtest %s\nhelm %s\nkustomize %s\n' "$e" "$h" "$k"
     ;;
   versions)
     printf 'kubernetes %s\netcd %s\nhelm %s\nkustomize %s\ncache %s\n' \
       "$K8S_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$KUSTOMIZE_VERSION" "$CACHE"
     ;;
+  -h|--help|help) usage ;;
   *) usage ;;
 esac

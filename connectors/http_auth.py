@@ -1,0 +1,168 @@
+"""Credentials for the ``http`` connector, and keeping them out of everything it returns.
+
+A step's Integration picks a scheme in ``settings.auth``; ``credentials()`` reads the secrets
+that scheme needs through ``ctx.secrets`` and returns a ``Credentials``: the headers and query
+parameters to add to requests, the one origin they may be sent to, and a ``Redactor`` holding
+every secret value read (with the encoded forms it takes on the wire)::
+
+    settings.auth   secrets              goes on the request as
+    bearer          token                Authorization: Bearer <token>
+    basic           username, password   Authorization: Basic <base64>
+    header          apiKey               <settings.headerName>: <apiKey>
+    query           apiKey               ?<settings.queryName>=<apiKey>
+
+The request code calls ``Credentials.apply`` on every request it sends, redirects included,
+so credentials reach their origin only, and runs whatever it returns, raises or logs through
+``Redactor``, so a server that echoes a token back never gets it into a run's journal.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import urllib.parse
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+
+from autoflow.connectors import sdk
+from autoflow.crds import errors
+
+SCHEMES = ("bearer", "basic", "header", "query")
+MASK = "***"
+
+# (scheme, host, port) with default ports as None, as httpx.URL normalises them.
+Origin = tuple[str, str, int | None]
+
+
+def origin(url: httpx.URL) -> Origin:
+    return (url.scheme, url.host, url.port)
+
+
+class Redactor:
+    """Replaces secret values, raw or in their wire encodings, with ``***``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        forms: set[str] = set()
+        for secret in secrets:
+            if secret:
+                forms.update(_encodings(secret))
+        # Longest first, so a secret containing another is masked whole.
+        self._forms = sorted(forms, key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        for form in self._forms:
+            value = value.replace(form, MASK)
+        return value
+
+    def value(self, value: Any) -> Any:
+        """A copy of JSON-like data with every string (keys too) redacted."""
+        if not self._forms:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.value(k): self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        return value
+
+
+def _encodings(secret: str) -> set[str]:
+    return {
+        secret,
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote_plus(secret),
+        str(httpx.QueryParams({"k": secret}))[2:],  # as httpx writes it into a URL
+        json.dumps(secret)[1:-1],  # as it appears inside a JSON string
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+    }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Credentials:
+    """What to add to requests sent to ``origin``; ``origin=None`` means no credentials."""
+
+    origin: Origin | None = None
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    query: dict[str, str] = dataclasses.field(default_factory=dict)
+    redactor: Redactor = dataclasses.field(default_factory=Redactor)
+
+    def allows(self, url: httpx.URL) -> bool:
+        """Whether credentials may go to ``url``: their origin, or its upgrade to https."""
+        if self.origin is None:
+            return True
+        scheme, host, port = self.origin
+        if origin(url) == self.origin:
+            return True
+        upgrade = scheme == "http" and port is None and url.scheme == "https"
+        return upgrade and url.host == host and url.port is None
+
+    def apply(self, request: httpx.Request) -> None:
+        """Add credentials if the request goes to their origin, else remove any we added.
+
+        What the user set explicitly (a header or query parameter of the same name) wins.
+        """
+        if self.origin is None:
+            return
+        if not self.allows(request.url):
+            for name, value in self.headers.items():
+                if request.headers.get(name) == value:
+                    del request.headers[name]
+            return
+        for name, value in self.headers.items():
+            request.headers.setdefault(name, value)
+        missing = {k: v for k, v in self.query.items() if k not in request.url.params}
+        if missing:
+            request.url = request.url.copy_merge_params(missing)
+
+
+def credentials(ctx: sdk.ActionContext, home: httpx.URL) -> Credentials:
+    """The credentials the step's Integration supplies, bound to the origin of ``home``.
+
+    ``home`` is the Integration's ``baseUrl`` when it has one, so an absolute ``url`` (say,
+    from an expression over a webhook payload) cannot carry them to another server.
+    """
+    integration = ctx.integration
+    scheme = str(ctx.settings.get("auth") or "none").lower()
+    if integration is None or scheme == "none":
+        return Credentials()
+    where = errors.Where(resource=f"Integration/{integration.name}", field="settings.auth")
+    secret = ctx.secrets.get
+    if scheme == "bearer":
+        token = secret("token")
+        return _made(home, {"Authorization": f"Bearer {token}"}, {}, [token])
+    if scheme == "basic":
+        username, password = secret("username"), secret("password")
+        pair = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        return _made(home, {"Authorization": f"Basic {pair}"}, {}, [username, password, pair])
+    if scheme == "header":
+        name = _setting(ctx, "headerName", where)
+        key = secret("apiKey")
+        return _made(home, {name: key}, {}, [key])
+    if scheme == "query":
+        name = _setting(ctx, "queryName", where)
+        key = secret("apiKey")
+        return _made(home, {}, {name: key}, [key])
+    raise errors.PermanentError(
+        f"unknown auth scheme {scheme!r} (known: none, {', '.join(SCHEMES)})", where
+    )
+
+
+def _made(
+    url: httpx.URL, headers: dict[str, str], query: dict[str, str], secrets: list[str]
+) -> Credentials:
+    return Credentials(origin(url), headers, query, Redactor(secrets))
+
+
+def _setting(ctx: sdk.ActionContext, name: str, where: errors.Where) -> str:
+    value = ctx.settings.get(name)
+    if not isinstance(value, str) or not value:
+        scheme = ctx.settings.get("auth")
+        raise errors.PermanentError(
+            f"auth {scheme!r} needs settings.{name} (the name to put the API key under)",
+            where.replace(field=f"settings.{name}"),
+        )
+    return value

@@ -1,0 +1,591 @@
+"""The engine: runs a compiled Plan step by step, journaling each result before it is used.
+
+Flow of one run::
+
+    Run(plan, inputs, journal).execute()
+      → replay the journal (resume: finished steps are restored, not run again)
+      → main steps as a DAG: every step whose needs are done starts; ready steps run together
+      → on failure: no new main steps start, running ones finish, then the onError steps
+      → the finally steps, always
+      → outputs rendered, the end recorded, a RunResult returned
+
+A step: ``if`` decides whether it runs (a step without ``if`` is skipped when a step it needs
+was skipped: the branch was not taken); ``foreach`` runs the action once per item with a
+concurrency limit, outputs in input order; each call is retried under the step's retry policy
+(only retryable errors, unless ``retryOn: any``), with per-attempt timeouts. Connector errors,
+expression errors and parameter errors all end as a readable message on the step; nothing is
+raised out of ``execute`` but cancellation of the caller.
+
+The engine is the same in every place a run happens (laptop, Job, pool); only the journal, the
+integration provider and the observer differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import pydantic
+
+from autoflow.connectors import sdk
+from autoflow.crds import errors, meta, workflow
+from autoflow.runners import expressions, redact
+from autoflow.runners import journal as journal_mod
+from autoflow.runners import plan as plan_mod
+
+log = logging.getLogger("autoflow.run")  # what steps log, with run and step ids
+engine_log = logging.getLogger("autoflow.engine")  # what the engine decides (retries)
+
+SUCCEEDED, FAILED, SKIPPED, CANCELLED = "Succeeded", "Failed", "Skipped", "Cancelled"
+# Results that let dependents go on.
+_DONE_OK = {SUCCEEDED, SKIPPED}
+
+
+@dataclasses.dataclass(slots=True)
+class StepResult:
+    id: str
+    phase: str
+    output: Any = None
+    error: str | None = None
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    message: str = ""
+
+    def scope(self) -> dict[str, Any]:
+        return {"output": self.output, "status": self.phase, "error": self.error}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "phase": self.phase,
+            "output": self.output,
+            "error": self.error,
+            "attempts": self.attempts,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "message": self.message,
+        }
+
+
+@dataclasses.dataclass(slots=True)
+class RunResult:
+    run_id: str
+    workflow: str
+    phase: str
+    steps: dict[str, StepResult]
+    outputs: Any = None
+    error: str | None = None
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    resumed: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.phase == SUCCEEDED
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "runId": self.run_id,
+            "workflow": self.workflow,
+            "phase": self.phase,
+            "error": self.error,
+            "outputs": self.outputs,
+            "resumed": self.resumed,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "durationMs": round((self.finished_at - self.started_at) * 1000, 3),
+            "steps": [s.to_json() for s in self.steps.values()],
+        }
+
+
+class Observer:
+    """Hooks for progress display and metrics; the default does nothing."""
+
+    def step_started(self, step: str, attempt: int) -> None: ...
+
+    def step_retrying(self, step: str, attempt: int, error: str, delay: float) -> None: ...
+
+    def step_finished(self, result: StepResult) -> None: ...
+
+
+class IntegrationProvider(Protocol):
+    """Resolves the integration a step names, with a secrets accessor that reports to a Redactor."""
+
+    def get(self, name: str, redactor: redact.Redactor) -> sdk.IntegrationInfo: ...
+
+
+class StepFailed(Exception):
+    def __init__(self, message: str, attempts: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.attempts = attempts
+
+
+def spec_hash(compiled: plan_mod.Plan) -> str:
+    """Identifies the definition a journal was written for; resuming under another is refused."""
+    if not compiled.digest:
+        compiled.digest = _digest(compiled.workflow)
+    return compiled.digest
+
+
+def _digest(wf: workflow.Workflow) -> str:
+    body = json.dumps(wf.spec.dump(), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def backoff(
+    policy: workflow.Retry, attempt: int, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (1-based)."""
+    base = meta.parse_duration(policy.initial_delay) * policy.multiplier ** (attempt - 1)
+    delay = min(meta.parse_duration(policy.max_delay), base)
+    if policy.jitter:
+        delay = delay / 2 + rand() * delay / 2
+    return delay
+
+
+def _describe(exc: BaseException, sp: plan_mod.StepPlan) -> tuple[str, bool, float | None]:
+    """(message, retryable, retry-after) for anything an attempt raised."""
+    if isinstance(exc, errors.ConnectorError):
+        return exc.message, exc.retryable, exc.retry_after
+    if isinstance(exc, errors.ExpressionError):
+        field = exc.where.field or "with"
+        text = f"{field}: {exc.message}"
+        return (f"{text} (in ${{ {exc.expression} }})" if exc.expression else text), False, None
+    if isinstance(exc, pydantic.ValidationError):
+        parts = []
+        for err in exc.errors()[:5]:
+            path = ".".join(str(p) for p in err["loc"])
+            parts.append(f"with.{path}: {err['msg']}" if path else f"with: {err['msg']}")
+        return "invalid parameters: " + "; ".join(parts), False, None
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {sp.timeout or 0:g}s", True, None
+    if isinstance(exc, errors.AutoflowError):
+        return exc.message, False, None
+    return f"unexpected error in {sp.action.uses}: {type(exc).__name__}: {exc}", False, None
+
+
+class Run:
+    """One execution of a plan. ``execute`` once; ``cancel`` from anywhere on the loop."""
+
+    def __init__(
+        self,
+        plan: plan_mod.Plan,
+        *,
+        run_id: str,
+        inputs: Mapping[str, Any],
+        journal: journal_mod.Journal | None = None,
+        integrations: IntegrationProvider | None = None,
+        observer: Observer | None = None,
+        env: Mapping[str, str] | None = None,
+        run_info: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.run_id = run_id
+        self.inputs = dict(inputs)
+        self.journal = journal or journal_mod.MemoryJournal()
+        self.integrations = integrations
+        self.observer = observer or Observer()
+        self.redactor = redact.Redactor()
+        self.results: dict[str, StepResult] = {}
+        self._steps_scope: dict[str, Any] = {}
+        self._scope: dict[str, Any] = {
+            "inputs": self.inputs,
+            "steps": self._steps_scope,
+            "run": {"id": run_id, "workflow": plan.name, **(run_info or {})},
+            "env": dict(env or {}),
+        }
+        self._replay = journal_mod.Replay()
+        self._pool = sdk.ResourcePool()
+        self._failure: str | None = None
+        self._cancelled = False
+        self._task: asyncio.Task[Any] | None = None
+
+    # -- public -----------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        if self._task is not None:
+            self._task.cancel()
+
+    async def execute(self) -> RunResult:
+        started = time.time()
+        previous = journal_mod.replay(self.journal.read())
+        resumed = previous.header is not None
+        if previous.header is not None:
+            self._check_resumable(previous.header)
+            if previous.end is not None:
+                return self._result_from_journal(previous)
+            self._replay = previous
+            self.inputs.update(previous.header.get("inputs") or {})
+            started = previous.header.get("startedAt", started)
+            self._restore(previous)
+        else:
+            self._record(
+                {
+                    "t": "run",
+                    "runId": self.run_id,
+                    "workflow": self.plan.name,
+                    "specHash": spec_hash(self.plan),
+                    "inputs": self.inputs,
+                    "startedAt": started,
+                }
+            )
+        phase, error = await self._main()
+        if phase != SUCCEEDED:
+            self._scope["error"] = {"message": error, "step": self._failed_step()}
+            await self._guarded(self.plan.on_error)
+        await self._guarded(self.plan.finally_)
+        outputs = None
+        if phase == SUCCEEDED:
+            try:
+                outputs = self.redactor.value(self.plan.outputs.render(self._scope))
+            except errors.ExpressionError as exc:
+                phase, error = FAILED, f"outputs: {exc.message}"
+        finished = time.time()
+        self._record(
+            {"t": "end", "phase": phase, "outputs": outputs, "error": error, "at": finished}
+        )
+        await self._pool.aclose()
+        self.journal.close()
+        return RunResult(
+            run_id=self.run_id,
+            workflow=self.plan.name,
+            phase=phase,
+            steps=self.results,
+            outputs=outputs,
+            error=error,
+            started_at=started,
+            finished_at=finished,
+            resumed=resumed,
+        )
+
+    # -- run level --------------------------------------------------------------------------
+
+    async def _main(self) -> tuple[str, str | None]:
+        # cancel() cancels the task running execute(); no task of our own is created, which
+        # keeps a one-step run from paying an extra trip through the event loop.
+        self._task = asyncio.current_task()
+        try:
+            if self.plan.timeout is not None:
+                async with asyncio.timeout(self.plan.timeout):
+                    await self._section(self.plan.main)
+            else:
+                await self._section(self.plan.main)
+        except TimeoutError:
+            self._mark_unfinished(self.plan.main, CANCELLED, "the run timed out")
+            return FAILED, f"the run timed out after {self.plan.timeout:g}s"
+        except asyncio.CancelledError:
+            if not self._cancelled or self._task is None:
+                raise
+            self._task.uncancel()
+            self._mark_unfinished(self.plan.main, CANCELLED, "the run was cancelled")
+            return CANCELLED, "the run was cancelled"
+        finally:
+            self._task = None
+        if self._cancelled:
+            return CANCELLED, "the run was cancelled"
+        if self._failure is not None:
+            return FAILED, self._failure
+        return SUCCEEDED, None
+
+    async def _guarded(self, section: plan_mod.Section) -> None:
+        """onError and finally run even after a failure; their own failures are recorded."""
+        if not section.order:
+            return
+        failure, self._failure = self._failure, None
+        await self._section(section)
+        self._failure = failure
+
+    def _failed_step(self) -> str | None:
+        for sid, res in self.results.items():
+            if res.phase == FAILED:
+                return sid
+        return None
+
+    def _check_resumable(self, header: dict[str, Any]) -> None:
+        if header.get("specHash") != spec_hash(self.plan):
+            raise errors.RunError(
+                f"the journal belongs to run {header.get('runId')!r} of a different definition "
+                f"of workflow {header.get('workflow')!r}; resume it with the workflow it started "
+                "with, or start a new journal"
+            )
+
+    def _restore(self, state: journal_mod.Replay) -> None:
+        for sid, rec in state.steps.items():
+            res = StepResult(
+                id=sid,
+                phase=rec["phase"],
+                output=rec.get("output"),
+                error=rec.get("error"),
+                attempts=rec.get("attempts", 0),
+                started_at=rec.get("startedAt"),
+                finished_at=rec.get("finishedAt"),
+                message=rec.get("message", ""),
+            )
+            self.results[sid] = res
+            self._steps_scope[sid] = res.scope()
+            if res.phase == FAILED and not self._continues(sid):
+                self._failure = f"step {sid!r} failed: {res.error}"
+
+    def _continues(self, sid: str) -> bool:
+        try:
+            return self.plan.step(sid).step.continue_on_error
+        except KeyError:
+            return False
+
+    def _result_from_journal(self, state: journal_mod.Replay) -> RunResult:
+        self._restore(state)
+        assert state.header is not None and state.end is not None
+        return RunResult(
+            run_id=state.header["runId"],
+            workflow=state.header["workflow"],
+            phase=state.end["phase"],
+            steps=self.results,
+            outputs=state.end.get("outputs"),
+            error=state.end.get("error"),
+            started_at=state.header.get("startedAt", 0.0),
+            finished_at=state.end.get("at", 0.0),
+            resumed=True,
+        )
+
+    def _record(self, record: dict[str, Any]) -> None:
+        self.journal.append(record)
+
+    def _mark_unfinished(self, section: plan_mod.Section, phase: str, message: str) -> None:
+        now = time.time()
+        for sid in section.order:
+            if sid not in self.results:
+                self.results[sid] = StepResult(sid, phase, finished_at=now, message=message)
+
+    # -- the DAG ----------------------------------------------------------------------------
+
+    async def _section(self, section: plan_mod.Section) -> None:
+        steps = section.steps
+        waiting = {sid: len(sp.needs) for sid, sp in steps.items()}
+        ready = section.roots()
+        running: dict[asyncio.Task[None], str] = {}
+
+        def finished(sid: str) -> None:
+            for nxt in steps[sid].dependents:
+                waiting[nxt] -= 1
+                if waiting[nxt] == 0:
+                    ready.append(nxt)
+
+        try:
+            while ready or running:
+                if ready and self._failure is None and not self._cancelled:
+                    if not running and len(ready) == 1:
+                        # A chain: run the step inline, no task to create or wait on.
+                        sid = ready.pop()
+                        await self._step(steps[sid])
+                        finished(sid)
+                        continue
+                    for sid in ready:
+                        running[asyncio.ensure_future(self._step(steps[sid]))] = sid
+                    ready.clear()
+                elif ready:
+                    ready.clear()  # after a failure no new step starts; running ones finish
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    sid = running.pop(task)
+                    task.result()
+                    finished(sid)
+        except asyncio.CancelledError:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
+        if self._failure is not None:
+            self._mark_unfinished(section, SKIPPED, f"not run: {self._failure}")
+
+    async def _step(self, sp: plan_mod.StepPlan) -> None:
+        sid = sp.id
+        if sid in self.results:
+            return  # restored from the journal
+        started = time.time()
+        result: StepResult
+        try:
+            result = await self._decide_and_run(sp, started)
+        except StepFailed as exc:
+            message = self.redactor.text(exc.message)
+            result = StepResult(sid, FAILED, None, message, exc.attempts, started, time.time())
+            if not sp.step.continue_on_error and self._failure is None:
+                self._failure = f"step {sid!r} failed: {message}"
+        self.results[sid] = result
+        self._steps_scope[sid] = result.scope()
+        self._record(
+            {
+                "t": "step",
+                "step": sid,
+                "phase": result.phase,
+                "output": result.output,
+                "error": result.error,
+                "attempts": result.attempts,
+                "startedAt": result.started_at,
+                "finishedAt": result.finished_at,
+                "message": result.message,
+            }
+        )
+        self.observer.step_finished(result)
+
+    async def _decide_and_run(self, sp: plan_mod.StepPlan, started: float) -> StepResult:
+        sid = sp.id
+        if sp.condition is None:
+            for dep in sp.needs:
+                if self.results[dep].phase == SKIPPED:
+                    return StepResult(
+                        sid,
+                        SKIPPED,
+                        started_at=started,
+                        finished_at=time.time(),
+                        message=f"skipped because {dep!r} was skipped",
+                    )
+        else:
+            try:
+                go = expressions.truthy(sp.condition.evaluate(self._scope))
+            except errors.ExpressionError as exc:
+                raise StepFailed(_describe(exc, sp)[0], 0) from None
+            if not go:
+                return StepResult(
+                    sid,
+                    SKIPPED,
+                    started_at=started,
+                    finished_at=time.time(),
+                    message="if was false",
+                )
+        if sp.foreach is not None:
+            output, attempts = await self._foreach(sp)
+        else:
+            output, attempts = await self._attempts(sp, self._scope, -1)
+        return StepResult(sid, SUCCEEDED, output, None, attempts, started, time.time())
+
+    async def _foreach(self, sp: plan_mod.StepPlan) -> tuple[list[Any], int]:
+        assert sp.foreach is not None
+        try:
+            if isinstance(sp.foreach, expressions.Expression):
+                items = sp.foreach.evaluate(self._scope)
+            else:
+                items = sp.foreach.render(self._scope)
+        except errors.ExpressionError as exc:
+            raise StepFailed(_describe(exc, sp)[0], 0) from None
+        if isinstance(items, dict):
+            items = [{"key": k, "value": v} for k, v in items.items()]
+        if not isinstance(items, list):
+            raise StepFailed(f"foreach must give a list; got {type(items).__name__}", 0)
+        done = self._replay.items.get(sp.id, {})
+        outputs: list[Any] = [done.get(i) for i in range(len(items))]
+        todo = [i for i in range(len(items)) if i not in done]
+        limit = sp.step.concurrency or 1
+        total_attempts = 0
+        failure: list[StepFailed] = []
+
+        async def worker() -> None:
+            nonlocal total_attempts
+            while todo and not failure:
+                index = todo.pop(0)
+                scope = {**self._scope, "item": items[index], "index": index}
+                try:
+                    output, attempts = await self._attempts(sp, scope, index)
+                except StepFailed as exc:
+                    failure.append(StepFailed(f"item {index}: {exc.message}", exc.attempts))
+                    return
+                total_attempts += attempts
+                outputs[index] = output
+                self._record({"t": "item", "step": sp.id, "index": index, "output": output})
+
+        workers = [worker() for _ in range(min(limit, len(todo)))]
+        if len(workers) == 1:
+            await workers[0]
+        elif workers:
+            await asyncio.gather(*workers)
+        if failure:
+            raise failure[0]
+        return outputs, total_attempts
+
+    async def _attempts(
+        self, sp: plan_mod.StepPlan, scope: dict[str, Any], item: int
+    ) -> tuple[Any, int]:
+        """Call the action under the retry policy; returns (output, attempts made)."""
+        policy = sp.retry
+        attempt = self._replay.next_attempt(sp.id, item) if self._replay.attempts else 1
+        first = attempt
+        key_step = sp.id if item < 0 else f"{sp.id}[{item}]"
+        while True:
+            rec: dict[str, Any] = {"t": "start", "step": sp.id, "attempt": attempt}
+            if item >= 0:
+                rec["item"] = item
+            self._record(rec)
+            self.observer.step_started(sp.id, attempt)
+            try:
+                output = await self._call(sp, scope, attempt, f"{self.run_id}:{key_step}")
+                return output, attempt - first + 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # every failure becomes a step message, never a traceback
+                message, retryable, retry_after = _describe(exc, sp)
+            message = self.redactor.text(message)
+            may_retry = retryable or policy.retry_on == "any"
+            if not may_retry or attempt >= policy.max_attempts:
+                tries = f" after {attempt} attempts" if attempt > 1 else ""
+                raise StepFailed(f"{message}{tries}", attempt - first + 1)
+            delay = backoff(policy, attempt)
+            if retry_after is not None:
+                delay = max(delay, retry_after)
+            rec = {"t": "retry", "step": sp.id, "attempt": attempt, "error": message}
+            if item >= 0:
+                rec["item"] = item
+            self._record(rec)
+            self.observer.step_retrying(sp.id, attempt, message, delay)
+            engine_log.info(
+                "step %s attempt %d failed, retrying in %.2fs: %s",
+                sp.id,
+                attempt,
+                delay,
+                message,
+                extra={"run_id": self.run_id, "step_id": sp.id},
+            )
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def _call(
+        self, sp: plan_mod.StepPlan, scope: dict[str, Any], attempt: int, key: str
+    ) -> Any:
+        raw = sp.params.render(scope)
+        params = sp.action.params.model_validate(raw)
+        info = None
+        if sp.step.integration:
+            if self.integrations is None:
+                raise errors.PermanentError(
+                    f"integration {sp.step.integration!r} is not available to this run",
+                    errors.Where(step=sp.id, field="integration"),
+                )
+            info = self.integrations.get(sp.step.integration, self.redactor)
+        ctx = sdk.ActionContext(
+            run_id=self.run_id,
+            step_id=sp.id,
+            attempt=attempt,
+            idempotency_key=key,
+            log=redact.RedactingAdapter(
+                log, {"run_id": self.run_id, "step_id": sp.id}, self.redactor
+            ),
+            integration=info,
+            pool=self._pool,
+        )
+        if sp.timeout is None:
+            value = await sp.action.func(params, ctx)
+        else:
+            async with asyncio.timeout(sp.timeout):
+                value = await sp.action.func(params, ctx)
+        output = sp.action.dump_output(value)
+        return self.redactor.value(output) if self.redactor else output

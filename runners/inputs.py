@@ -1,0 +1,100 @@
+"""Run inputs: checking what a run is given against what the workflow declares.
+
+``resolve`` takes the declared inputs and the given values (from a WorkflowRun, a Schedule, or
+``--input k=v`` on the command line, where every value arrives as text) and returns the
+values the run sees: types checked or converted, defaults filled in, unknown names refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from autoflow.crds import errors, workflow
+
+_CHECKS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "string": (str, "a string"),
+    "number": ((int, float), "a number"),
+    "integer": (int, "an integer"),
+    "boolean": (bool, "true or false"),
+    "object": (dict, "an object"),
+    "array": (list, "an array"),
+}
+
+
+def _from_text(name: str, text: str, decl: workflow.Input, where: errors.Where) -> Any:
+    """Convert a command-line value to the declared type."""
+    kind = decl.type
+    try:
+        if kind == "string":
+            return text
+        if kind == "integer":
+            return int(text)
+        if kind == "number":
+            number = float(text)
+            return int(number) if number.is_integer() and "." not in text else number
+        if kind == "boolean":
+            lowered = text.strip().lower()
+            if lowered in {"true", "yes", "1", "on"}:
+                return True
+            if lowered in {"false", "no", "0", "off"}:
+                return False
+            raise ValueError(text)
+        return json.loads(text)
+    except ValueError:
+        raise errors.InputError(
+            f"input {name!r} must be {_CHECKS[kind][1]}; got {text[:80]!r}",
+            where.replace(field=f"inputs.{name}"),
+        ) from None
+
+
+def _check(name: str, value: Any, decl: workflow.Input, where: errors.Where) -> Any:
+    expected, wording = _CHECKS[decl.type]
+    is_bool = isinstance(value, bool)
+    if not isinstance(value, expected) or (is_bool and decl.type in {"number", "integer"}):
+        shown = json.dumps(value, default=str)[:80]
+        raise errors.InputError(
+            f"input {name!r} must be {wording}; got {shown}", where.replace(field=f"inputs.{name}")
+        )
+    if decl.enum is not None and value not in decl.enum:
+        allowed = ", ".join(json.dumps(v) for v in decl.enum)
+        raise errors.InputError(
+            f"input {name!r} must be one of {allowed}; got {json.dumps(value)[:80]}",
+            where.replace(field=f"inputs.{name}"),
+        )
+    return value
+
+
+def resolve(
+    declared: Mapping[str, workflow.Input],
+    given: Mapping[str, Any],
+    where: errors.Where,
+    *,
+    from_text: bool = False,
+) -> dict[str, Any]:
+    """The inputs a run sees. ``from_text`` converts string values to the declared types."""
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        known = ", ".join(sorted(declared)) or "none"
+        raise errors.InputError(
+            f"unknown input {unknown[0]!r} (declared inputs: {known})",
+            where.replace(field=f"inputs.{unknown[0]}"),
+        )
+    values: dict[str, Any] = {}
+    for name, decl in declared.items():
+        if name in given:
+            value = given[name]
+            if from_text and isinstance(value, str):
+                value = _from_text(name, value, decl, where)
+            values[name] = _check(name, value, decl, where)
+        elif decl.default is not None:
+            values[name] = decl.default
+        elif decl.required:
+            hint = f" ({decl.description})" if decl.description else ""
+            raise errors.InputError(
+                f"required input {name!r} is missing{hint}", where.replace(field=f"inputs.{name}")
+            )
+        else:
+            values[name] = None
+    return values

@@ -1,0 +1,216 @@
+"""``autoflow run``: a workflow from files, in this process, no cluster and no database.
+
+The files may hold the Workflow and the Integrations it uses. Credentials of an Integration
+come from environment variables ``AUTOFLOW_SECRET_<INTEGRATION>_<KEY>`` (upper case, ``-`` and
+``.`` as ``_``) or from a secrets file (``--secrets FILE``: a YAML mapping of integration name
+to key/value pairs), never from the manifest.
+
+With ``--journal DIR`` the run is journaled to ``DIR/<workflow>.jsonl``. Starting again with an
+unfinished journal resumes that run after its last journaled step; a finished journal is kept
+as ``DIR/<workflow>-<run id>.jsonl`` and a new run starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from autoflow.connectors import sdk
+from autoflow.crds import errors, integration, workflow
+from autoflow.runners import engine, journal, loader, redact
+from autoflow.runners import inputs as inputs_mod
+from autoflow.runners import plan as plan_mod
+
+SECRET_ENV_PREFIX = "AUTOFLOW_SECRET_"
+ENV_PREFIX = "AUTOFLOW_ENV_"
+
+
+def expression_env(wf: workflow.Workflow, environ: Mapping[str, str]) -> dict[str, str]:
+    """What ``env`` holds in expressions: ``runtime.env`` plus ``AUTOFLOW_ENV_*`` variables.
+
+    Not the whole process environment: that holds credentials a manifest must not read.
+    """
+    values = dict(wf.spec.runtime.env) if wf.spec.runtime else {}
+    values.update({k[len(ENV_PREFIX) :]: v for k, v in environ.items() if k.startswith(ENV_PREFIX)})
+    return values
+
+
+def secret_env_name(integration_name: str, key: str) -> str:
+    return SECRET_ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", f"{integration_name}_{key}").upper()
+
+
+class _Secrets:
+    """Reads one integration's keys from a secrets file or the environment, reporting them."""
+
+    def __init__(
+        self,
+        intg: integration.Integration,
+        values: Mapping[str, str],
+        env: Mapping[str, str],
+        redactor: redact.Redactor,
+    ) -> None:
+        self._intg = intg
+        self._values = values
+        self._env = env
+        self._redactor = redactor
+
+    def get(self, key: str) -> str:
+        name = self._intg.metadata.name or ""
+        ref = self._intg.spec.secret_ref
+        if ref is not None and ref.keys and key not in ref.keys:
+            raise errors.PermanentError(
+                f"integration {name!r} does not allow secret key {key!r} (secretRef.keys: "
+                f"{', '.join(ref.keys)})"
+            )
+        value = self._values.get(key)
+        if value is None:
+            value = self._env.get(secret_env_name(name, key))
+        if value is None:
+            raise errors.PermanentError(
+                f"integration {name!r} has no secret {key!r}: set {secret_env_name(name, key)} "
+                "or add it to the --secrets file"
+            )
+        self._redactor.add(value)
+        return value
+
+
+class LocalIntegrations:
+    """Integrations from manifest files, secrets from the environment or a secrets file."""
+
+    def __init__(
+        self,
+        integrations: Sequence[integration.Integration],
+        secrets: Mapping[str, Mapping[str, str]] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._by_name = {i.metadata.name or "": i for i in integrations}
+        self._secrets = secrets or {}
+        self._env = os.environ if env is None else env
+
+    def names(self) -> set[str]:
+        return set(self._by_name)
+
+    def get(self, name: str, redactor: redact.Redactor) -> sdk.IntegrationInfo:
+        intg = self._by_name.get(name)
+        if intg is None:
+            known = ", ".join(sorted(self._by_name)) or "none given"
+            raise errors.PermanentError(
+                f"integration {name!r} not found (integrations: {known}); pass its manifest "
+                "file to autoflow run"
+            )
+        values = {str(k): str(v) for k, v in (self._secrets.get(name) or {}).items()}
+        return sdk.IntegrationInfo(
+            name=name,
+            type=intg.spec.type,
+            settings=intg.spec.settings,
+            secrets=_Secrets(intg, values, self._env, redactor),
+        )
+
+
+def read_secrets_file(path: str) -> dict[str, dict[str, str]]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        # The YAML error text can quote the file's content, so it is not repeated here.
+        reason = exc.strerror if isinstance(exc, OSError) else "not valid YAML"
+        raise errors.ManifestError(
+            f"cannot read secrets file: {reason}", errors.Where(file=path)
+        ) from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise errors.ManifestError(
+            "a secrets file maps integration names to key/value mappings", errors.Where(file=path)
+        )
+    return {str(k): {str(a): str(b) for a, b in v.items()} for k, v in data.items()}
+
+
+def load(
+    paths: Sequence[str], workflow_name: str | None = None
+) -> tuple[workflow.Workflow, list[integration.Integration], str]:
+    """The workflow to run (and the file it came from) plus every Integration in the files."""
+    workflows: list[tuple[workflow.Workflow, str]] = []
+    integrations: list[integration.Integration] = []
+    for path in paths:
+        for res in loader.load_file(path):
+            if isinstance(res, workflow.Workflow):
+                workflows.append((res, path))
+            elif isinstance(res, integration.Integration):
+                integrations.append(res)
+    if workflow_name is not None:
+        workflows = [(w, p) for w, p in workflows if w.metadata.name == workflow_name]
+    if not workflows:
+        named = f" named {workflow_name!r}" if workflow_name else ""
+        raise errors.ManifestError(f"no Workflow{named} in {', '.join(paths)}")
+    if len(workflows) > 1:
+        names = ", ".join(w.metadata.name or "?" for w, _ in workflows)
+        raise errors.ManifestError(f"several Workflows ({names}); choose one with --workflow")
+    wf, path = workflows[0]
+    return wf, integrations, path
+
+
+def open_journal(directory: str, name: str) -> tuple[journal.FileJournal, str | None]:
+    """The journal for this workflow's run, and the run id to resume (None: a new run)."""
+    path = os.path.join(directory, f"{name}.jsonl")
+    current = journal.FileJournal(path)
+    state = journal.replay(current.read())
+    if state.header is not None and state.end is not None:
+        os.replace(path, os.path.join(directory, f"{name}-{state.header['runId']}.jsonl"))
+        return journal.FileJournal(path), None
+    if state.header is not None:
+        return current, str(state.header["runId"])
+    return current, None
+
+
+def new_run_id(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:10]}"
+
+
+def prepare(
+    paths: Sequence[str],
+    *,
+    given_inputs: Mapping[str, Any],
+    from_text: bool,
+    journal_dir: str | None = None,
+    workflow_name: str | None = None,
+    secrets_file: str | None = None,
+    observer: engine.Observer | None = None,
+    env: Mapping[str, str] | None = None,
+) -> engine.Run:
+    """Everything ``autoflow run`` does before the engine starts; errors name file and field."""
+    wf, integrations, path = load(paths, workflow_name)
+    where = errors.Where(file=path, resource=wf.ref)
+    compiled = plan_mod.compile_workflow(wf, where=errors.Where(file=path))
+    secrets = read_secrets_file(secrets_file) if secrets_file else None
+    provider = LocalIntegrations(integrations, secrets, env)
+    missing = sorted(compiled.integrations() - provider.names())
+    if missing:
+        raise errors.ManifestError(
+            f"integration {missing[0]!r} is used but not given; pass the file with its "
+            "Integration manifest too",
+            where,
+        )
+    name = wf.metadata.name or "workflow"
+    jr: journal.Journal
+    run_id: str | None = None
+    if journal_dir:
+        jr, run_id = open_journal(journal_dir, name)
+    else:
+        jr = journal.MemoryJournal()
+    if run_id is not None:
+        values: dict[str, Any] = dict(given_inputs)  # replaced by the journaled inputs
+    else:
+        values = inputs_mod.resolve(wf.spec.inputs, given_inputs, where, from_text=from_text)
+    return engine.Run(
+        compiled,
+        run_id=run_id or new_run_id(name),
+        inputs=values,
+        journal=jr,
+        integrations=provider,
+        observer=observer,
+        env=expression_env(wf, os.environ if env is None else env),
+    )
