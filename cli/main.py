@@ -41,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("crds", help="print the CustomResourceDefinitions")
 
+    p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
+    p.add_argument("--namespace", "-n", action="append", default=[], help="watch only these")
+
+    p = sub.add_parser("runner", help="run one WorkflowRun in this pod (Job mode)")
+    p.add_argument("--run", required=True, metavar="NAMESPACE/NAME")
+    p.add_argument("--kubeconfig", help="default: in-cluster, else $KUBECONFIG")
+
     p = sub.add_parser("schema", help="print JSON Schemas of the kinds and connector actions")
     p.add_argument("name", nargs="?", help="a kind (Workflow) or an action (http.request)")
 
@@ -68,6 +75,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             from autoflow.cli import run
 
             return run.main(args)
+        if args.command == "operator":
+            from autoflow.operator import main as operator_main
+
+            return operator_main.main(args.namespace)
+        if args.command == "runner":
+            import asyncio
+
+            from autoflow.runners import job, logs
+
+            logs.configure("json")
+            return asyncio.run(job.main(args.run, args.kubeconfig))
         if args.command == "crds":
             from autoflow.crds import generate
 

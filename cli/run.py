@@ -55,9 +55,10 @@ def _inputs(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         try:
             with open(args.inputs_file, encoding="utf-8") as fh:
                 loaded = yaml.safe_load(fh) or {}
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise errors.InputError(
-                f"cannot read inputs file: {exc}", errors.Where(file=args.inputs_file)
+                f"cannot read inputs file: {_read_problem(exc)}",
+                errors.Where(file=args.inputs_file, line=_problem_line(exc)),
             ) from None
         if not isinstance(loaded, dict):
             raise errors.InputError(
@@ -72,6 +73,20 @@ def _inputs(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         values[name] = value
     # Command-line values arrive as text and are converted to the declared types.
     return values, bool(args.input)
+
+
+def _read_problem(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start})"
+    problem = getattr(exc, "problem", None)
+    return f"YAML syntax: {problem}" if problem else "not valid YAML"
+
+
+def _problem_line(exc: Exception) -> int | None:
+    mark = getattr(exc, "problem_mark", None)
+    return mark.line + 1 if mark is not None else None
 
 
 def _print_text(result: engine.RunResult, out: TextIO) -> None:

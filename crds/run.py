@@ -67,6 +67,14 @@ class StepStatus(meta.Model):
     output_truncated: bool = False
 
 
+class RunnerResult(meta.Model):
+    """The runner's own account of the run, written once when the run ends."""
+
+    phase: Literal["Succeeded", "Failed", "Cancelled"]
+    error: str = pydantic.Field(default="", max_length=4096)
+    run_id: str = pydantic.Field(default="", max_length=253)
+
+
 class WorkflowRunStatus(meta.Model):
     """Written by the runner and the operator: a bounded summary of what happened."""
 
@@ -85,6 +93,14 @@ class WorkflowRunStatus(meta.Model):
     )
     outputs: Any = pydantic.Field(
         default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    result: RunnerResult | None = pydantic.Field(
+        default=None, description="What the runner concluded; the operator derives phase from it."
+    )
+    workflow_snapshot: dict[str, Any] | None = pydantic.Field(
+        default=None,
+        description="The Workflow spec as it was when the run started; the run uses only this.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
 

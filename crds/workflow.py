@@ -219,6 +219,14 @@ class Concurrency(meta.Model):
     policy: Literal["Queue", "Forbid", "Replace"] = "Queue"
 
 
+class RunHistory(meta.Model):
+    """How long finished WorkflowRuns of this workflow are kept; the operator deletes the rest."""
+
+    successful_runs_limit: int | None = pydantic.Field(default=None, ge=0, le=10000)
+    failed_runs_limit: int | None = pydantic.Field(default=None, ge=0, le=10000)
+    ttl_seconds_after_finished: int | None = pydantic.Field(default=None, ge=0)
+
+
 class WorkflowSpec(meta.Model):
     """What the workflow takes, what starts it, the steps it runs and how it runs them."""
 
@@ -244,6 +252,7 @@ class WorkflowSpec(meta.Model):
     retry: Retry | None = pydantic.Field(default=None, description="Default retry for every step.")
     concurrency: Concurrency | None = None
     runtime: Runtime | None = None
+    run_history: RunHistory | None = None
 
 
 class WorkflowStatus(meta.Model):

@@ -192,6 +192,8 @@ class Run:
         self.run_id = run_id
         self.inputs = dict(inputs)
         self.journal = journal or journal_mod.MemoryJournal()
+        # Journals that write remotely buffer records and make them durable in flush().
+        self._flush = getattr(self.journal, "flush", None)
         self.integrations = integrations
         self.observer = observer or Observer()
         self.redactor = redact.Redactor()
@@ -239,9 +241,11 @@ class Run:
                     "startedAt": started,
                 }
             )
+            await self._durable()
         phase, error = await self._main()
         if phase != SUCCEEDED:
             self._scope["error"] = {"message": error, "step": self._failed_step()}
+        if phase == FAILED:  # a cancelled run did not fail: only finally runs after it
             await self._guarded(self.plan.on_error)
         await self._guarded(self.plan.finally_)
         outputs = None
@@ -254,6 +258,7 @@ class Run:
         self._record(
             {"t": "end", "phase": phase, "outputs": outputs, "error": error, "at": finished}
         )
+        await self._durable()
         await self._pool.aclose()
         self.journal.close()
         return RunResult(
@@ -292,6 +297,7 @@ class Run:
         finally:
             self._task = None
         if self._cancelled:
+            self._mark_unfinished(self.plan.main, CANCELLED, "the run was cancelled")
             return CANCELLED, "the run was cancelled"
         if self._failure is not None:
             return FAILED, self._failure
@@ -306,8 +312,9 @@ class Run:
         self._failure = failure
 
     def _failed_step(self) -> str | None:
+        """The step that failed the run, not an earlier one whose failure was tolerated."""
         for sid, res in self.results.items():
-            if res.phase == FAILED:
+            if res.phase == FAILED and not self._continues(sid):
                 return sid
         return None
 
@@ -360,11 +367,18 @@ class Run:
     def _record(self, record: dict[str, Any]) -> None:
         self.journal.append(record)
 
+    async def _durable(self) -> None:
+        """Before anything depends on what was recorded, a remote journal must hold it."""
+        if self._flush is not None:
+            await self._flush()
+
     def _mark_unfinished(self, section: plan_mod.Section, phase: str, message: str) -> None:
         now = time.time()
         for sid in section.order:
             if sid not in self.results:
                 self.results[sid] = StepResult(sid, phase, finished_at=now, message=message)
+                # onError and finally may test steps.<id>.status of a step that never ran.
+                self._steps_scope[sid] = self.results[sid].scope()
 
     # -- the DAG ----------------------------------------------------------------------------
 
@@ -382,7 +396,9 @@ class Run:
 
         try:
             while ready or running:
-                if ready and self._failure is None and not self._cancelled:
+                # cancel() stops the main steps only; onError and finally still run.
+                stopped = self._cancelled and section is self.plan.main
+                if ready and self._failure is None and not stopped:
                     if not running and len(ready) == 1:
                         # A chain: run the step inline, no task to create or wait on.
                         sid = ready.pop()
@@ -437,6 +453,7 @@ class Run:
                 "message": result.message,
             }
         )
+        await self._durable()
         self.observer.step_finished(result)
 
     async def _decide_and_run(self, sp: plan_mod.StepPlan, started: float) -> StepResult:
@@ -503,6 +520,7 @@ class Run:
                 total_attempts += attempts
                 outputs[index] = output
                 self._record({"t": "item", "step": sp.id, "index": index, "output": output})
+                await self._durable()
 
         workers = [worker() for _ in range(min(limit, len(todo)))]
         if len(workers) == 1:

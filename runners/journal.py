@@ -25,6 +25,10 @@ from typing import Any, Protocol
 
 
 class Journal(Protocol):
+    """``append`` is synchronous and cheap; a journal that writes remotely (the WorkflowRun
+    status) buffers there and also defines ``async def flush()``, which the engine awaits
+    after each record that something will depend on (run header, step, item, end)."""
+
     def read(self) -> list[dict[str, Any]]: ...
 
     def append(self, record: dict[str, Any]) -> None: ...
@@ -73,11 +77,27 @@ class FileJournal:
     def append(self, record: dict[str, Any]) -> None:
         if self._fd is None:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            self._end_torn_line(self._fd)
         data = json.dumps(record, separators=(",", ":"), default=str).encode() + b"\n"
         os.write(self._fd, data)
         if self.durable:
             os.fsync(self._fd)
+
+    def _end_torn_line(self, fd: int) -> None:
+        """Records appended after a torn last line would be glued to it and lost on read."""
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return
+        with open(self.path, "rb") as fh:
+            data = fh.read()
+        start = data.rfind(b"\n") + 1
+        try:
+            json.loads(data[start:])
+        except ValueError:
+            os.ftruncate(fd, start)  # a torn write: read() already ignored it
+        else:
+            os.write(fd, b"\n")  # a whole record that lost only its newline, as read() saw it
 
     def close(self) -> None:
         if self._fd is not None:

@@ -278,7 +278,13 @@ def _check_references(
     problems: list[errors.Problem],
 ) -> None:
     """Expressions may read inputs that exist and steps that are guaranteed to run first."""
-    fields: list[tuple[str, frozenset[tuple[str, ...]]]] = [("with", plan.params.references)]
+    fields: list[tuple[str, frozenset[tuple[str, ...]]]] = []
+    if plan.params.references:
+        # Per parameter, so a problem names the field: with.url rather than with.
+        for key, value in plan.step.with_.items():
+            refs = expressions.compile_template(value, plan.where).references
+            if refs:
+                fields.append((f"with.{key}", refs))
     if plan.condition is not None:
         fields.append(("if", plan.condition.references))
     if plan.foreach is not None:
@@ -305,7 +311,7 @@ def _check_references(
             elif root == "inputs" and key is not None and key not in declared_inputs:
                 known = ", ".join(sorted(declared_inputs)) or "none declared"
                 problems.append(errors.Problem(f"unknown input {key!r} (inputs: {known})", where))
-            elif root in ROOTS_IN_FOREACH and field != "with":
+            elif root in ROOTS_IN_FOREACH and not field.startswith("with"):
                 problems.append(
                     errors.Problem(f"{root!r} is only defined inside the step's with", where)
                 )
