@@ -27,17 +27,20 @@ class WorkflowRunSpec(meta.Model):
                 {
                     "rule": "self.workflowRef == oldSelf.workflowRef",
                     "message": "workflowRef is immutable",
+                    "fieldPath": ".workflowRef",
                 },
                 {
                     "rule": "!has(oldSelf.inputs)"
                     " || (has(self.inputs) && self.inputs == oldSelf.inputs)",
                     "message": "inputs are immutable",
+                    "fieldPath": ".inputs",
                 },
                 {
                     # has(): the CRD applies no default, so an unset cancel is absent
                     "rule": "!has(oldSelf.cancel) || !oldSelf.cancel"
                     " || (has(self.cancel) && self.cancel)",
                     "message": "a cancelled run cannot be un-cancelled",
+                    "fieldPath": ".cancel",
                 },
             ]
         }

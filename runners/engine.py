@@ -160,12 +160,6 @@ def _describe(exc: BaseException, sp: plan_mod.StepPlan) -> tuple[str, bool, flo
         field = exc.where.field or "with"
         text = f"{field}: {exc.message}"
         return (f"{text} (in ${{ {exc.expression} }})" if exc.expression else text), False, None
-    if isinstance(exc, pydantic.ValidationError):
-        parts = []
-        for err in exc.errors()[:5]:
-            path = ".".join(str(p) for p in err["loc"])
-            parts.append(f"with.{path}: {err['msg']}" if path else f"with: {err['msg']}")
-        return "invalid parameters: " + "; ".join(parts), False, None
     if isinstance(exc, TimeoutError):
         return f"timed out after {sp.timeout or 0:g}s", True, None
     if isinstance(exc, errors.AutoflowError):
@@ -580,7 +574,12 @@ class Run:
         self, sp: plan_mod.StepPlan, scope: dict[str, Any], attempt: int, key: str
     ) -> Any:
         raw = sp.params.render(scope)
-        params = sp.action.params.model_validate(raw)
+        try:
+            params = sp.action.params.model_validate(raw)
+        except pydantic.ValidationError as exc:
+            found = list(plan_mod.param_problems(exc, raw, errors.Where()))[:5]
+            text = "; ".join(f"{p.where.field}: {p.message}" for p in found)
+            raise errors.PermanentError(f"invalid parameters: {text}") from None
         info = None
         if sp.step.integration:
             if self.integrations is None:

@@ -180,8 +180,7 @@ def check_params(
         try:
             action.params.model_validate(with_)
         except pydantic.ValidationError as exc:
-            for err in exc.errors():
-                yield _param_problem(err, where)
+            yield from param_problems(exc, with_, where)
         return
     adapters = _field_adapters(action.params)
     for key in with_:
@@ -203,19 +202,44 @@ def check_params(
             try:
                 adapters[key][1].validate_python(value)
             except pydantic.ValidationError as exc:
-                for err in exc.errors():
-                    loc = (key, *err["loc"])
-                    yield _param_problem({**err, "loc": loc}, where)
+                yield from param_problems(exc, {key: value}, where, prefix=(key,))
 
 
-def _param_problem(err: Any, where: errors.Where) -> errors.Problem:
-    path = ".".join(str(p) for p in err["loc"])
-    msg = str(err["msg"])
-    if err["type"] == "extra_forbidden":
-        msg = "unknown parameter"
-    elif err["type"] == "missing":
-        msg = "required parameter is missing"
-    return errors.Problem(msg, where.replace(field=f"with.{path}" if path else "with"))
+def error_path(err: Any, data: Any, prefix: tuple[str, ...] = ()) -> str:
+    """The path of a pydantic error in the user's data, without pydantic's union-branch tags.
+
+    pydantic locates an error inside ``str | int`` as ``("duration", "constrained-str")``;
+    following the data instead keeps only the keys and indexes the user wrote.
+    """
+    loc = (*prefix, *err["loc"])
+    node, text = data, ""
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif not (err["type"] == "missing" and i == len(loc) - 1):
+            continue  # a union branch or validator tag, not a place in the data
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def param_problems(
+    exc: pydantic.ValidationError, data: Any, where: errors.Where, prefix: tuple[str, ...] = ()
+) -> Iterator[errors.Problem]:
+    """One problem per parameter path (a union's several complaints become the first one)."""
+    seen: set[str] = set()
+    for err in exc.errors():
+        path = error_path(err, data, prefix)
+        if path in seen:
+            continue
+        seen.add(path)
+        msg = str(err["msg"])
+        if err["type"] == "extra_forbidden":
+            msg = "unknown parameter"
+        elif err["type"] == "missing":
+            msg = "required parameter is missing"
+        yield errors.Problem(msg, where.replace(field=f"with.{path}" if path else "with"))
 
 
 def _compile_step(
@@ -291,26 +315,26 @@ def _check_references(
         fields.append(("foreach", plan.foreach.references))
     for field, refs in fields:
         for ref in sorted(refs):
-            root, key = ref[0], ref[1] if len(ref) > 1 else None
+            root, name = ref[0], ref[1] if len(ref) > 1 else None
             where = plan.where.replace(field=field)
-            if root == "steps" and key is not None:
-                if key == plan.id:
+            if root == "steps" and name is not None:
+                if name == plan.id:
                     problems.append(
-                        errors.Problem(f"step reads its own output (steps.{key})", where)
+                        errors.Problem(f"step reads its own output (steps.{name})", where)
                     )
-                elif key not in readable:
-                    problems.append(errors.Problem(f"unknown step {key!r} in expression", where))
-                elif key not in upstream:
+                elif name not in readable:
+                    problems.append(errors.Problem(f"unknown step {name!r} in expression", where))
+                elif name not in upstream:
                     problems.append(
                         errors.Problem(
-                            f"reads steps.{key} but {key!r} is not upstream of this step; "
+                            f"reads steps.{name} but {name!r} is not upstream of this step; "
                             f"add it to needs",
                             where,
                         )
                     )
-            elif root == "inputs" and key is not None and key not in declared_inputs:
+            elif root == "inputs" and name is not None and name not in declared_inputs:
                 known = ", ".join(sorted(declared_inputs)) or "none declared"
-                problems.append(errors.Problem(f"unknown input {key!r} (inputs: {known})", where))
+                problems.append(errors.Problem(f"unknown input {name!r} (inputs: {known})", where))
             elif root in ROOTS_IN_FOREACH and not field.startswith("with"):
                 problems.append(
                     errors.Problem(f"{root!r} is only defined inside the step's with", where)
