@@ -9,4 +9,4 @@ BIN=$(dirname "$PY")
 "$BIN/ruff" format --check .
 "$BIN/mypy" -p autoflow
 "$BIN/lint-imports"
-exec "$PY" -m pytest "$@"
+exec "$PY" -P -m pytest "$@"
