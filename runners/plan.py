@@ -214,9 +214,8 @@ def error_path(err: Any, data: Any, prefix: tuple[str, ...] = ()) -> str:
     loc = (*prefix, *err["loc"])
     node, text = data, ""
     for i, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        in_dict = isinstance(node, dict) and part in node
+        if in_dict or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
             node = node[part]
         elif not (err["type"] == "missing" and i == len(loc) - 1):
             continue  # a union branch or validator tag, not a place in the data

@@ -7,6 +7,7 @@ docs/expressions.md (every "`expression` → `result`" line there is evaluated h
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import re
@@ -18,7 +19,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from autoflow.crds import errors
-from autoflow.runners import expressions
+from autoflow.runners import expr_functions, expr_values, expressions
 
 WHERE = errors.Where(resource="Workflow/orders", step="notify", field="with")
 SCOPE: dict[str, Any] = {
@@ -150,6 +151,9 @@ def test_conditions_accept_bare_wrapped_and_boolean_forms() -> None:
     for text in ("inputs.count > 2", "${ inputs.count > 2 }", " ${inputs.count > 2}\n"):
         assert expressions.compile_condition(text, WHERE).evaluate(SCOPE) is True
     assert expressions.compile_condition(False, WHERE).evaluate(SCOPE) is False
+    assert expressions.compile_condition("inputs.name != '${'", WHERE).evaluate(SCOPE) is True
+    with pytest.raises(errors.ExpressionSyntaxError, match="one expression"):
+        expressions.compile_condition("${ inputs.count } > 1 && ${ true }", WHERE)
     with pytest.raises(errors.ExpressionSyntaxError, match="one expression"):
         expressions.compile_condition("count is ${ inputs.count }", WHERE)
     with pytest.raises(errors.ExpressionSyntaxError, match="empty"):
@@ -466,6 +470,7 @@ ESCAPES = [
     "'x' * 999999 + 'xx'",
     "range(10 ** 9)",
     "[c for c in 'x' * 200000]",
+    "[x for x in inputs.zeros] + [x for x in inputs.zeros]",
     "[[y for y in range(10000)] for x in range(10000)]",
     "[[0] * 1000000 for i in range(100)]",
     "json(['x' * 1000000] * 1000000)",
@@ -481,15 +486,56 @@ ESCAPES = [
     "0 ** -1",
     "inputs.count / 0",
     "inputs.count % 0",
+    # Shared references: cheap to build, expensive to walk.
+    "[[[0] * 1000] * 1000] * 2",
+    "[[0] * 1000] * 1000 + [[0] * 1000] * 1000",
+    "('x' * 999999 + 'y') in [inputs.text for i in inputs.zeros]",
+    "[[y for i in range(20)] for y in [[0] * 1000000]]",
+    "[[0] * 1000 for x in inputs.zeros]",
 ]
+HOSTILE_SCOPE = {
+    **SCOPE,
+    "inputs": {
+        **SCOPE["inputs"],
+        "secretive": Secretive(),
+        "text": "x" * 1_000_000,
+        "zeros": [0] * 100_000,
+    },
+}
 
 
 @pytest.mark.parametrize("text", ESCAPES)
 def test_sandbox_escapes_are_refused(text: str) -> None:
-    scope = {**SCOPE, "inputs": {**SCOPE["inputs"], "secretive": Secretive()}}
     with pytest.raises(errors.ExpressionError) as caught:
-        expressions.compile_expression(text, WHERE).evaluate(scope)
+        expressions.compile_expression(text, WHERE).evaluate(HOSTILE_SCOPE)
     assert len(caught.value.message) < 400
+
+
+def test_slow_list_comprehensions_are_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(expressions, "MAX_SECONDS", 0.05)
+    scope = {"inputs": {"big": list(range(1_000_000)), "zeros": [0] * 100_000}}
+    with pytest.raises(errors.ExpressionEvalError, match=r"took over 0\.05 seconds"):
+        evaluate("[-1 in inputs.big for x in inputs.zeros]", scope)
+
+
+def test_all_list_comprehensions_of_one_evaluation_share_a_budget() -> None:
+    scope = {"inputs": {"items": list(range(60_000))}}
+    assert len(evaluate("[x for x in inputs.items]", scope)) == 60_000
+    with pytest.raises(errors.ExpressionEvalError, match="at most 100,000 items"):
+        evaluate("[x for x in inputs.items] + [x for x in inputs.items]", scope)
+    twice = expressions.compile_expression("[x for x in inputs.items]", WHERE)
+    assert twice.evaluate(scope) == twice.evaluate(scope)  # each evaluation starts afresh
+
+
+def test_sizes_count_shared_and_nested_items() -> None:
+    size_of = expr_values.size_of
+    assert size_of("text") == size_of(5) == size_of([]) == 1
+    assert size_of([[0] * 1000] * 1000, 10**7) == 1_000_000
+    assert size_of({"a": [1, 2], "b": {"c": None}}) == 3
+    assert size_of([[0] * 1000] * 1000, 999) > 999
+    looped: list[Any] = [1]
+    looped.append(looped)
+    assert size_of(looped) > 1_000_000
 
 
 def test_interpolating_a_huge_value_is_refused() -> None:
@@ -502,6 +548,9 @@ def test_comprehension_limits_are_generous_enough_for_real_work() -> None:
     assert len(evaluate("[i * 2 for i in range(10000)]")) == 10_000
     assert len(evaluate("[[j for j in range(9)] for i in range(10000)]")) == 10_000
     assert len(evaluate("'x' * 1000000")) == 1_000_000
+    order = {f"field{i}": "x" * 100 for i in range(50)}
+    scope = {"inputs": {"orders": [{**order, "total": i} for i in range(10_000)]}}
+    assert len(evaluate("[o for o in inputs.orders if o.total >= 5000]", scope)) == 5_000
 
 
 def test_deep_nesting_is_a_syntax_error_not_a_crash() -> None:
@@ -639,9 +688,7 @@ def doc_examples() -> list[tuple[str, str]]:
 
 def test_docs_have_examples_for_every_function() -> None:
     documented = {name for text, _ in doc_examples() for name in re.findall(r"(\w+)\(", text)}
-    from autoflow.runners import expression_functions
-
-    every = set(expression_functions.FUNCTIONS) | set(expression_functions.LAZY_FUNCTIONS)
+    every = set(expr_functions.FUNCTIONS) | set(expr_functions.LAZY_FUNCTIONS)
     assert every - {"now"} <= documented
 
 
@@ -657,3 +704,66 @@ def test_docs_examples_hold(text: str, expected: str) -> None:
     wanted = expressions.compile_expression(expected, WHERE).evaluate({})
     assert result == wanted
     assert type(result) is type(wanted)
+
+
+# --- robustness --------------------------------------------------------------------------------
+
+TOKENS = [
+    "inputs", "steps", "fetch", "output", "item", "x", ".", "[", "]", "(", ")", "{", "}", ",",
+    ":", "'a'", '"}"', "0", "1", "-1", "2.5", "null", "true", "&&", "||", "!", "+", "-", "*",
+    "/", "//", "%", "**", "==", "<", ">=", "in", "not", "and", "or", "if", "else", "for",
+    "len", "default", "has", "range", "sorted", "json", "fromJson", "__class__", "lambda",
+    "${", "$", "#", "\n", "=", ":=", "@", "&", "|", "is", "...", "'''", "\\",
+]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(TOKENS), max_size=12).map(" ".join))
+def test_any_text_compiles_or_is_a_syntax_error_and_evaluates_or_is_an_eval_error(
+    text: str,
+) -> None:
+    try:
+        expression = expressions.compile_expression(text, WHERE)
+    except errors.ExpressionSyntaxError:
+        return
+    with contextlib.suppress(errors.ExpressionEvalError):
+        expression.evaluate(SCOPE)
+
+
+@given(st.text(alphabet="${}'\"ab \\", max_size=20))
+def test_any_template_compiles_or_is_a_syntax_error(text: str) -> None:
+    try:
+        template = expressions.compile_template(text, WHERE)
+    except errors.ExpressionSyntaxError:
+        return
+    with contextlib.suppress(errors.ExpressionEvalError):
+        template.render(SCOPE)
+
+
+ATOMS = [
+    "inputs", "inputs.name", "inputs.count", "inputs.tags", "steps.fetch.output.body",
+    "null", "true", "0", "-1", "2.5", "'a'", "[]", "{}", "[1, 'b']", "{'k': [1]}", "x",
+]  # fmt: skip
+CALLABLE = sorted(set(expr_functions.FUNCTIONS) | set(expr_functions.LAZY_FUNCTIONS))
+OPERATORS = ["+", "-", "*", "/", "//", "%", "**", "==", "<", "in", "and", "||"]
+
+
+def grow(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.tuples(inner, st.sampled_from(OPERATORS), inner).map(lambda p: f"({' '.join(p)})"),
+        st.tuples(st.sampled_from(CALLABLE), st.lists(inner, max_size=3)).map(
+            lambda p: f"{p[0]}({', '.join(p[1])})"
+        ),
+        st.tuples(inner, inner).map(lambda p: f"{p[0]}[{p[1]}]"),
+        st.tuples(inner, inner).map(lambda p: f"[{p[0]} for x in {p[1]}]"),
+        inner.map(lambda e: f"!{e}.total"),
+    )
+
+
+@given(st.recursive(st.sampled_from(ATOMS), grow, max_leaves=6))
+def test_generated_expressions_fail_only_with_expression_errors(text: str) -> None:
+    try:
+        expression = expressions.compile_expression(text, WHERE)
+    except errors.ExpressionSyntaxError:
+        return
+    with contextlib.suppress(errors.ExpressionEvalError):
+        expression.evaluate(SCOPE)
