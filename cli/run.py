@@ -128,6 +128,8 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         _print_text(result, sys.stdout)
+    if result.phase == "Cancelled":
+        return 130  # as a shell reports a command stopped by Ctrl-C
     return 0 if result.succeeded else 1
 
 

@@ -8,6 +8,7 @@ values the run sees: types checked or converted, defaults filled in, unknown nam
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,6 +57,12 @@ def _check(name: str, value: Any, decl: workflow.Input, where: errors.Where) -> 
         shown = json.dumps(value, default=str)[:80]
         raise errors.InputError(
             f"input {name!r} must be {wording}; got {shown}", where.replace(field=f"inputs.{name}")
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        # NaN compares false with everything and is not JSON: a run could not record it.
+        raise errors.InputError(
+            f"input {name!r} must be a finite number; got {value}",
+            where.replace(field=f"inputs.{name}"),
         )
     if decl.enum is not None and value not in decl.enum:
         allowed = ", ".join(json.dumps(v) for v in decl.enum)

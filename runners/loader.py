@@ -22,6 +22,10 @@ MAX_MANIFEST_BYTES = 1024 * 1024
 # One inline value this large is data, not configuration: it belongs in a URL, a ConfigMap
 # or the run store, and would bloat every run's snapshot.
 MAX_INLINE_VALUE_BYTES = 256 * 1024
+# YAML aliases let a small file describe a huge (or endless) document; everything after the
+# parser walks the expanded tree, so its size and depth are bounded before anything else runs.
+MAX_EXPANDED_SIZE = 8 * MAX_MANIFEST_BYTES  # nodes plus scalar characters
+MAX_NESTING_DEPTH = 100
 
 KINDS: dict[str, type[meta.Resource]] = {
     "Workflow": workflow.Workflow,
@@ -45,6 +49,7 @@ def _yaml_documents(text: str, file: str) -> Iterator[tuple[Any, int]]:
         for node in yaml.compose_all(text, Loader=_Loader):
             if node is None:
                 continue
+            _check_expansion(node, file)
             yield _Loader("").construct_document(node), node.start_mark.line + 1
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -58,6 +63,51 @@ def _yaml_documents(text: str, file: str) -> Iterator[tuple[Any, int]]:
         ) from None
     except yaml.YAMLError as exc:
         raise errors.ManifestSyntaxError(f"YAML: {exc}", errors.Where(file=file)) from None
+
+
+def _check_expansion(root: yaml.Node, file: str) -> None:
+    """Refuse documents whose aliases loop or expand past the limits, and over-deep nesting."""
+    known: dict[int, tuple[int, int]] = {}  # node → (expanded size, height)
+    open_nodes: set[int] = set()
+
+    def fail(message: str, node: yaml.Node) -> errors.ManifestSyntaxError:
+        return errors.ManifestSyntaxError(
+            message, errors.Where(file=file, line=node.start_mark.line + 1)
+        )
+
+    def walk(node: yaml.Node, depth: int) -> tuple[int, int]:
+        key = id(node)
+        if key in open_nodes:
+            raise fail("a YAML alias refers to a node that contains it (an endless document)", node)
+        size, height = known.get(key) or (0, 0)
+        if not size:
+            if depth > MAX_NESTING_DEPTH:
+                raise fail(f"values are nested more than {MAX_NESTING_DEPTH} levels deep", node)
+            open_nodes.add(key)
+            size, height = 1, 1
+            if isinstance(node, yaml.ScalarNode):
+                size += len(node.value)
+            else:
+                children = (
+                    node.value
+                    if isinstance(node, yaml.SequenceNode)
+                    else [child for pair in node.value for child in pair]
+                )
+                for child in children:
+                    child_size, child_height = walk(child, depth + 1)
+                    size, height = size + child_size, max(height, child_height + 1)
+                    if size > MAX_EXPANDED_SIZE:
+                        raise fail(
+                            f"YAML aliases expand the document past {_size(MAX_EXPANDED_SIZE)}",
+                            node,
+                        )
+            open_nodes.discard(key)
+            known[key] = (size, height)
+        if depth + height - 1 > MAX_NESTING_DEPTH:
+            raise fail(f"values are nested more than {MAX_NESTING_DEPTH} levels deep", node)
+        return size, height
+
+    walk(root, 1)
 
 
 def _first_tab_indent(text: str) -> int | None:
@@ -176,6 +226,9 @@ def _pydantic_message(err: Any) -> str:
         return "unknown field"
     if err["type"] == "missing":
         return "required field is missing"
+    if err["type"] == "value_error":
+        # Our own validators' messages, without pydantic's "Value error, " in front.
+        return msg.removeprefix("Value error, ")
     return msg
 
 
@@ -185,10 +238,12 @@ def to_resource(doc: dict[str, Any], where: errors.Where) -> Resource:
     name = (
         (doc.get("metadata") or {}).get("name") if isinstance(doc.get("metadata"), dict) else None
     )
-    where = where.replace(resource=f"{kind}/{name or '<unnamed>'}")
+    if kind is not None or name is not None:
+        where = where.replace(resource=f"{kind or '<no kind>'}/{name or '<unnamed>'}")
     if api_version != meta.API_VERSION:
+        given = "is missing" if api_version is None else f"is {api_version!r}"
         raise errors.ManifestError(
-            f"apiVersion is {api_version!r}; expected {meta.API_VERSION!r}",
+            f"apiVersion {given}; expected {meta.API_VERSION!r}",
             where.replace(field="apiVersion"),
         )
     model = KINDS.get(str(kind))
@@ -198,6 +253,13 @@ def to_resource(doc: dict[str, Any], where: errors.Where) -> Resource:
             where.replace(field="kind"),
         )
     problems = _check_sizes(doc, where)
+    if not name:
+        problems.append(
+            errors.Problem(
+                "metadata.name is required (Kubernetes names every object)",
+                where.replace(field="metadata.name"),
+            )
+        )
     if problems:
         raise errors.ValidationError(problems)
     try:

@@ -7,7 +7,7 @@ to key/value pairs), never from the manifest.
 
 With ``--journal DIR`` the run is journaled to ``DIR/<workflow>.jsonl``. Starting again with an
 unfinished journal resumes that run after its last journaled step; a finished journal is kept
-as ``DIR/<workflow>-<run id>.jsonl`` and a new run starts.
+as ``DIR/<run id>.jsonl`` (run ids start with the workflow name) and a new run starts.
 """
 
 from __future__ import annotations
@@ -116,9 +116,14 @@ def read_secrets_file(path: str) -> dict[str, dict[str, str]]:
     try:
         with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         # The YAML error text can quote the file's content, so it is not repeated here.
-        reason = exc.strerror if isinstance(exc, OSError) else "not valid YAML"
+        if isinstance(exc, OSError):
+            reason = exc.strerror
+        elif isinstance(exc, UnicodeDecodeError):
+            reason = "not UTF-8 text"
+        else:
+            reason = "not valid YAML"
         raise errors.ManifestError(
             f"cannot read secrets file: {reason}", errors.Where(file=path)
         ) from None
@@ -155,11 +160,18 @@ def load(
 
 def open_journal(directory: str, name: str) -> tuple[journal.FileJournal, str | None]:
     """The journal for this workflow's run, and the run id to resume (None: a new run)."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        reason = "it is a file" if isinstance(exc, FileExistsError) else exc.strerror
+        raise errors.ManifestError(
+            f"cannot use as the journal directory: {reason}", errors.Where(file=directory)
+        ) from None
     path = os.path.join(directory, f"{name}.jsonl")
     current = journal.FileJournal(path)
     state = journal.replay(current.read())
     if state.header is not None and state.end is not None:
-        os.replace(path, os.path.join(directory, f"{name}-{state.header['runId']}.jsonl"))
+        os.replace(path, os.path.join(directory, f"{state.header['runId']}.jsonl"))
         return journal.FileJournal(path), None
     if state.header is not None:
         return current, str(state.header["runId"])
@@ -199,6 +211,15 @@ def prepare(
     run_id: str | None = None
     if journal_dir:
         jr, run_id = open_journal(journal_dir, name)
+        header = journal.replay(jr.read()).header if run_id is not None else None
+        if header is not None and header.get("specHash") != engine.spec_hash(compiled):
+            # Said here, before the run starts, so the message can name the file to move.
+            raise errors.ManifestError(
+                f"the journal holds unfinished run {run_id!r} of a different definition of "
+                f"workflow {name!r}; resume it with the workflow it started with, or move "
+                "the journal away to start a new run",
+                errors.Where(file=jr.path),
+            )
     else:
         jr = journal.MemoryJournal()
     if run_id is not None:

@@ -227,18 +227,29 @@ def param_problems(
     exc: pydantic.ValidationError, data: Any, where: errors.Where, prefix: tuple[str, ...] = ()
 ) -> Iterator[errors.Problem]:
     """One problem per parameter path (a union's several complaints become the first one)."""
-    seen: set[str] = set()
+    by_path: dict[str, list[str]] = {}
     for err in exc.errors():
-        path = error_path(err, data, prefix)
-        if path in seen:
-            continue
-        seen.add(path)
-        msg = str(err["msg"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown parameter"
         elif err["type"] == "missing":
             msg = "required parameter is missing"
-        yield errors.Problem(msg, where.replace(field=f"with.{path}" if path else "with"))
+        found = by_path.setdefault(error_path(err, data, prefix), [])
+        if msg not in found:
+            found.append(msg)
+    for path, messages in by_path.items():
+        # A union (str | int) complains once per branch: "Input should be a valid string or
+        # a valid integer".
+        text = messages[0] + "".join(
+            " or " + m.removeprefix("Input should be ") for m in messages[1:]
+        )
+        yield errors.Problem(text, where.replace(field=f"with.{path}" if path else "with"))
+
+
+def _expression_message(exc: errors.ExpressionError) -> str:
+    """The message with the expression it is about, so the user sees what to fix."""
+    text = exc.expression if len(exc.expression) <= 120 else exc.expression[:117] + "..."
+    return f"{exc.message} (in ${{ {text} }})" if text else exc.message
 
 
 def _compile_step(
@@ -261,7 +272,7 @@ def _compile_step(
         try:
             return make(value, where.replace(field=field))
         except errors.ExpressionError as exc:
-            problems.append(errors.Problem(str(exc.message), exc.where))
+            problems.append(errors.Problem(_expression_message(exc), exc.where))
             return None
 
     params = compiled(expressions.compile_template, step.with_, "with")
@@ -353,6 +364,11 @@ def _section(
     problems: list[errors.Problem],
     main_ids: set[str],
 ) -> Section:
+    # A duplicate id is reported once (``_duplicates``); the DAG is built from first occurrences.
+    first: dict[str, workflow.Step] = {}
+    for step in steps:
+        first.setdefault(step.id, step)
+    steps = list(first.values())
     needs = _needs(steps)
     ids = [s.id for s in steps]
     for step in steps:
@@ -437,7 +453,7 @@ def compile_workflow(
                     )
                 )
     except errors.ExpressionError as exc:
-        problems.append(errors.Problem(exc.message, exc.where))
+        problems.append(errors.Problem(_expression_message(exc), exc.where))
     if problems:
         raise errors.ValidationError(list(dict.fromkeys(problems)))
     assert outputs is not None
