@@ -14,26 +14,21 @@ One step flows through it like this::
 ``PermanentError``. The action never retries: the engine does, honouring ``retry_after``.
 Whatever it returns, raises or logs goes through the credentials' redactor first.
 
+This module turns the step's parameters into a request; sending it (limits, redirects, error
+mapping, redaction) is ``http_core.Exchange``, shared with the declarative SaaS connectors.
 All steps of a run share one ``httpx.AsyncClient`` (``ctx.pooled``), which keeps no cookies:
 state passes between steps through outputs, never through a hidden cookie jar.
 """
 
 from __future__ import annotations
 
-import asyncio
-import datetime
-import email.utils
-import http
-import http.cookiejar
 import json
-import math
-import time
 from typing import Any, Literal
 
 import httpx
 import pydantic
 
-from autoflow.connectors import http_auth, sdk
+from autoflow.connectors import http_auth, http_core, sdk
 from autoflow.crds import errors, meta
 
 connector = sdk.Connector(
@@ -44,26 +39,8 @@ Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 Scalar = str | int | float | bool
 FormValue = Scalar | list[Scalar]
 
-MIB = 1024 * 1024
-RETRY_AFTER_CAP = 3600.0
-MAX_REDIRECTS = 20
-USER_AGENT = "autoflow"
-
-_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_RETRYABLE_4XX = frozenset({408, 429})
-# An error response is read this far whatever maxResponseBytes says: enough to explain it.
-_ERROR_BODY_BYTES = 64 * 1024
-_MESSAGE_BODY_CHARS = 300
-_DETAILS_BODY_CHARS = 2000
-# httpcore trace events → what the request was doing, for timeout and connection messages.
-_STAGES = {
-    "connect_tcp": "connecting to",
-    "start_tls": "connecting to",
-    "send_request_headers": "sending the request to",
-    "send_request_body": "sending the request to",
-    "receive_response_headers": "waiting for a response from",
-    "receive_response_body": "reading the response from",
-}
+MIB = http_core.MIB
+retry_after = http_core.retry_after
 
 
 class RequestParams(sdk.Params):
@@ -166,227 +143,53 @@ async def request(params: RequestParams, ctx: sdk.ActionContext) -> RequestOutpu
             f"{base}; its credentials are only sent there",
             _where(ctx, "url"),
         )
-    client = await ctx.pooled("http.client", _new_client)
-    return await _Exchange(params, ctx, credentials, client).run(url)
+    client = await ctx.pooled(http_core.CLIENT_KEY, http_core.new_client)
+    options = http_core.Options(
+        timeout=meta.parse_duration(params.timeout),
+        max_response_bytes=params.max_response_bytes,
+        response_type=params.response_type,
+        follow_redirects=params.follow_redirects,
+        fail_on_status=params.fail_on_status,
+    )
+    request = _build(params, ctx, client, url, options.timeout)
+    response = await http_core.Exchange(ctx, credentials, client, options).run(request)
+    return RequestOutput(
+        status=response.status,
+        headers=response.headers,
+        body=response.body,
+        url=response.url,
+        elapsed_ms=response.elapsed_ms,
+    )
 
 
-async def _new_client() -> httpx.AsyncClient:
-    no_cookies = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    return httpx.AsyncClient(headers={"User-Agent": USER_AGENT}, cookies=no_cookies)
-
-
-class _Exchange:
-    """One request and its redirects, and what error messages need: where it got to."""
-
-    def __init__(
-        self,
-        params: RequestParams,
-        ctx: sdk.ActionContext,
-        credentials: http_auth.Credentials,
-        client: httpx.AsyncClient,
-    ) -> None:
-        self.params = params
-        self.ctx = ctx
-        self.credentials = credentials
-        self.redact = credentials.redactor
-        self.client = client
-        self.seconds = meta.parse_duration(params.timeout)
-        self.stage = "connecting to"
-        self.url = ""  # the current hop's URL, redacted, for messages
-
-    async def run(self, url: httpx.URL) -> RequestOutput:
-        request = self._build(url)
-        started = time.perf_counter()
+def _build(
+    p: RequestParams,
+    ctx: sdk.ActionContext,
+    client: httpx.AsyncClient,
+    url: httpx.URL,
+    seconds: float,
+) -> httpx.Request:
+    headers = httpx.Headers(p.headers)
+    if p.method in http_core.UNSAFE_METHODS and "idempotency-key" not in headers:
+        headers["Idempotency-Key"] = ctx.idempotency_key
+    content: bytes | None = None
+    if "json_body" in p.model_fields_set:
         try:
-            async with asyncio.timeout(self.seconds):
-                response, body = await self._send(request)
-        except (TimeoutError, httpx.TimeoutException):
-            raise errors.RetryableError(
-                f"timed out after {_seconds_text(self.seconds)} {self.stage} {self.url}",
-                self._where(),
+            content = json.dumps(p.json_body, ensure_ascii=False, allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise errors.PermanentError(
+                f"json body is not JSON: {exc}", _where(ctx, "json")
             ) from None
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from None
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        status = response.status_code
-        headers = self._headers(response)
-        self.ctx.log.debug("%s %s -> %d in %.0f ms", request.method, self.url, status, elapsed_ms)
-        if self.params.fail_on_status and status >= 400:
-            raise self._status_error(response, headers, body)
-        return RequestOutput(
-            status=status,
-            headers=headers,
-            body=self.redact.value(self._decode(response, headers, body)),
-            url=self.url,
-            elapsed_ms=round(elapsed_ms, 3),
-        )
-
-    def _build(self, url: httpx.URL) -> httpx.Request:
-        p = self.params
-        headers = httpx.Headers(p.headers)
-        if p.method in _UNSAFE_METHODS and "idempotency-key" not in headers:
-            headers["Idempotency-Key"] = self.ctx.idempotency_key
-        content: bytes | None = None
-        if "json_body" in p.model_fields_set:
-            try:
-                content = json.dumps(p.json_body, ensure_ascii=False, allow_nan=False).encode()
-            except (TypeError, ValueError) as exc:
-                raise errors.PermanentError(
-                    f"json body is not JSON: {exc}", self._where("json")
-                ) from None
-            headers.setdefault("Content-Type", "application/json")
-        elif p.body is not None:
-            content = p.body.encode()
-            headers.setdefault("Content-Type", "text/plain; charset=utf-8")
-        if p.query:
-            # Merged here: httpx's own `params=` replaces the query written in the url.
-            url = url.copy_merge_params(p.query)
-        return self.client.build_request(
-            p.method,
-            url,
-            headers=headers,
-            content=content,
-            data=p.form,
-            timeout=self.seconds,
-            extensions={"trace": self._trace},
-        )
-
-    async def _trace(self, event: str, info: dict[str, Any]) -> None:
-        _, _, step = event.partition(".")
-        name, _, phase = step.rpartition(".")
-        if phase == "started" and name in _STAGES:
-            self.stage = _STAGES[name]
-
-    async def _send(self, request: httpx.Request) -> tuple[httpx.Response, bytes]:
-        for _ in range(MAX_REDIRECTS + 1):
-            self.credentials.apply(request)
-            self.url = self.redact.text(str(request.url))
-            self.stage = "connecting to"
-            response = await self.client.send(request, stream=True, follow_redirects=False)
-            try:
-                follow = response.next_request if self.params.follow_redirects else None
-                if follow is None:
-                    return response, await self._read(response)
-            finally:
-                await response.aclose()
-            if follow.url.scheme not in ("http", "https"):
-                raise errors.PermanentError(
-                    f"{self.url} redirected to a non-HTTP URL: {self.redact.text(str(follow.url))}",
-                    self._where(),
-                )
-            request = follow
-        raise errors.PermanentError(
-            f"more than {MAX_REDIRECTS} redirects, the last to {self.url}", self._where()
-        )
-
-    async def _read(self, response: httpx.Response) -> bytes:
-        failing = self.params.fail_on_status and response.status_code >= 400
-        limit = self.params.max_response_bytes
-        if failing:
-            limit = min(limit, _ERROR_BODY_BYTES)
-        declared = response.headers.get("content-length", "")
-        if not failing and declared.isdigit() and int(declared) > limit:
-            raise self._too_large(response, f"is {int(declared)} bytes, larger than")
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > limit:
-                if failing:
-                    return bytes(body[:limit])
-                raise self._too_large(response, "is larger than")
-        return bytes(body)
-
-    def _too_large(self, response: httpx.Response, how: str) -> errors.PermanentError:
-        limit = self.params.max_response_bytes
-        return errors.PermanentError(
-            f"the response from {self.url} {how} maxResponseBytes ({limit} bytes, "
-            f"{limit / MIB:.1f} MiB); raise maxResponseBytes or ask the API for less",
-            self._where("maxResponseBytes"),
-            details={"status": response.status_code, "headers": self._headers(response)},
-        )
-
-    def _decode(self, response: httpx.Response, headers: dict[str, str], body: bytes) -> Any:
-        wanted = self.params.response_type
-        if wanted == "json" or (wanted == "auto" and _is_json(headers.get("content-type", ""))):
-            if not body.strip():
-                return None
-            try:
-                return json.loads(body)
-            except ValueError as exc:
-                if wanted == "json":
-                    text = self.redact.text(_text(response, body))
-                    raise errors.PermanentError(
-                        f"the response from {self.url} is not JSON ({exc}): "
-                        f"{_shorten(text, _MESSAGE_BODY_CHARS)}",
-                        self._where("responseType"),
-                        details={"status": response.status_code, "headers": headers},
-                    ) from None
-        return _text(response, body)
-
-    def _status_error(
-        self, response: httpx.Response, headers: dict[str, str], body: bytes
-    ) -> errors.ConnectorError:
-        status = response.status_code
-        reason = response.reason_phrase or _reason(status)
-        text = self.redact.text(_text(response, body))
-        message = f"HTTP {status} {reason} from {response.request.method} {self.url}"
-        if snippet := _shorten(text, _MESSAGE_BODY_CHARS):
-            message = f"{message}: {snippet}"
-        details: dict[str, object] = {
-            "status": status,
-            "headers": headers,
-            "body": text[:_DETAILS_BODY_CHARS],
-            "url": self.url,
-        }
-        if status >= 500 or status in _RETRYABLE_4XX:
-            return errors.RetryableError(
-                message,
-                self._where(),
-                retry_after=retry_after(headers.get("retry-after")),
-                details=details,
-            )
-        return errors.PermanentError(message, self._where(), details=details)
-
-    def _transport_error(self, exc: httpx.HTTPError) -> errors.ConnectorError:
-        detail = self.redact.text(str(exc)) or type(exc).__name__
-        if isinstance(exc, httpx.ConnectError):
-            return errors.RetryableError(
-                f"could not connect to {self.url}: {detail}", self._where()
-            )
-        if isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol):
-            return errors.PermanentError(
-                f"could not send the request to {self.url}: {detail}", self._where()
-            )
-        if isinstance(exc, httpx.TransportError):
-            return errors.RetryableError(
-                f"connection lost {self.stage} {self.url}: {detail}", self._where()
-            )
-        return errors.PermanentError(f"request to {self.url} failed: {detail}", self._where())
-
-    def _headers(self, response: httpx.Response) -> dict[str, str]:
-        return {k.lower(): self.redact.text(v) for k, v in response.headers.items()}
-
-    def _where(self, field: str | None = None) -> errors.Where:
-        return _where(self.ctx, field)
-
-
-def retry_after(value: str | None, now: datetime.datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (seconds or an HTTP-date), at most 1 hour."""
-    if not value:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=datetime.UTC)
-        seconds = (when - (now or datetime.datetime.now(datetime.UTC))).total_seconds()
-    if math.isnan(seconds):
-        return None
-    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+        headers.setdefault("Content-Type", "application/json")
+    elif p.body is not None:
+        content = p.body.encode()
+        headers.setdefault("Content-Type", "text/plain; charset=utf-8")
+    if p.query:
+        # Merged here: httpx's own `params=` replaces the query written in the url.
+        url = url.copy_merge_params(p.query)
+    return client.build_request(
+        p.method, url, headers=headers, content=content, data=p.form, timeout=seconds
+    )
 
 
 def _base_url(ctx: sdk.ActionContext) -> httpx.URL | None:
@@ -435,7 +238,7 @@ def _join(base: httpx.URL, relative: httpx.URL) -> httpx.URL:
 
 
 def _where(ctx: sdk.ActionContext, field: str | None = None) -> errors.Where:
-    return errors.Where(step=ctx.step_id, field=f"with.{field}" if field else None)
+    return http_core.where(ctx, field)
 
 
 def _scalar_text(value: Any) -> Any:
@@ -444,31 +247,3 @@ def _scalar_text(value: Any) -> Any:
     if isinstance(value, int | float):
         return str(value)
     return value
-
-
-def _is_json(content_type: str) -> bool:
-    media = content_type.partition(";")[0].strip().lower()
-    return media in ("application/json", "text/json") or media.endswith("+json")
-
-
-def _text(response: httpx.Response, body: bytes) -> str:
-    try:
-        return body.decode(response.charset_encoding or "utf-8", errors="replace")
-    except LookupError:  # a charset Python does not know
-        return body.decode("utf-8", errors="replace")
-
-
-def _shorten(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _reason(status: int) -> str:
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return ""
-
-
-def _seconds_text(seconds: float) -> str:
-    return f"{seconds:.1f}s" if seconds >= 1 else f"{seconds * 1000:.0f}ms"

@@ -1,8 +1,11 @@
-"""Finding connectors by name: built-ins and the ``autoflow.connectors`` entry-point group.
+"""Finding connectors by name: built-ins, the SaaS catalogue and the entry-point group.
 
 A connector module is imported only when a workflow uses it (or when someone lists them all),
-so ``autoflow run`` on a one-step workflow pays for one connector, not the catalogue. Third
-parties ship connectors as packages declaring::
+so ``autoflow run`` on a one-step workflow pays for one connector, not the catalogue. The
+catalogue is one declarative definition per SaaS service, ``connectors/catalog/<name>.yaml``:
+listing names reads the directory, and only a used connector's file is read and loaded
+(``declarative.load``). A name is looked up in ``BUILTIN`` first, then the catalogue, then
+the ``autoflow.connectors`` entry points, which third parties ship in packages declaring::
 
     [project.entry-points."autoflow.connectors"]
     shop = "shop_autoflow:connector"
@@ -11,25 +14,42 @@ parties ship connectors as packages declaring::
 from __future__ import annotations
 
 import importlib
+import pathlib
+import re
 from importlib import metadata
 
 from autoflow.connectors import sdk
 from autoflow.crds import errors
 
 GROUP = "autoflow.connectors"
+# The SaaS catalogue shipped with Autoflow: one declarative definition file per service.
+CATALOG = pathlib.Path(__file__).with_name("catalog")
+_CATALOG_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
 # Built-ins are known without reading package metadata, which costs tens of milliseconds.
 BUILTIN: dict[str, str] = {
     "core": "autoflow.connectors.core:connector",
     "http": "autoflow.connectors.http:connector",
+    "postgres": "autoflow.connectors.postgres:connector",
+    "redis": "autoflow.connectors.redis:connector",
+    "nats": "autoflow.connectors.nats:connector",
+    "email": "autoflow.connectors.email:connector",
+    "slack": "autoflow.connectors.slack:connector",
 }
 
 
 class Registry:
     """Name → connector, loaded lazily and cached."""
 
-    def __init__(self, targets: dict[str, str] | None = None, *, entry_points: bool = True) -> None:
+    def __init__(
+        self,
+        targets: dict[str, str] | None = None,
+        *,
+        entry_points: bool = True,
+        catalog: pathlib.Path | None = CATALOG,
+    ) -> None:
         self._targets = dict(BUILTIN if targets is None else targets)
+        self._catalog = catalog
         self._scan_entry_points = entry_points
         self._scanned = False
         self._loaded: dict[str, sdk.Connector] = {}
@@ -47,10 +67,27 @@ class Registry:
 
     def names(self) -> list[str]:
         self._scan()
-        return sorted(set(self._targets) | set(self._loaded))
+        return sorted(set(self._targets) | set(self._loaded) | set(self._catalog_names()))
+
+    def _catalog_names(self) -> list[str]:
+        if self._catalog is None or not self._catalog.is_dir():
+            return []
+        return [p.stem for p in self._catalog.glob("*.yaml") if _CATALOG_NAME.match(p.stem)]
+
+    def _catalog_file(self, name: str) -> pathlib.Path | None:
+        if self._catalog is None or not _CATALOG_NAME.match(name):
+            return None
+        path = self._catalog / f"{name}.yaml"
+        return path if path.is_file() else None
 
     def connector(self, name: str) -> sdk.Connector:
         if name in self._loaded:
+            return self._loaded[name]
+        if name not in self._targets and (path := self._catalog_file(name)):
+            # Imported here: only a workflow that uses a catalogue connector pays for the engine.
+            from autoflow.connectors import declarative
+
+            self._loaded[name] = declarative.load(path)
             return self._loaded[name]
         if name not in self._targets:
             self._scan()

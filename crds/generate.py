@@ -439,9 +439,21 @@ def _cell(text: str) -> str:
 # --- files and the command line -------------------------------------------------------------
 
 
+# Install manifests carry the same CRDs (Helm installs charts/*/crds, kustomize lists files).
+CRD_COPIES = (
+    CRD_DIR.parent / "charts" / "autoflow" / "crds",
+    CRD_DIR.parent / "kustomize" / "base" / "crds",
+)
+
+
 def expected_files(directory: Path = CRD_DIR, docs: Path | None = None) -> dict[Path, str]:
-    """Every generated file and its text: the CRDs, and the API reference if ``docs`` is set."""
+    """Every generated file and its text: the CRDs (and, when generating into the repository,
+    their copies in the Helm chart and kustomize base), and the API reference if ``docs``."""
     files = crd_files(directory)
+    if directory == CRD_DIR:
+        for copy in CRD_COPIES:
+            if copy.parent.is_dir():
+                files.update(crd_files(copy))
     if docs is not None:
         files[docs] = markdown_reference()
     return files

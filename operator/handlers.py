@@ -1,32 +1,54 @@
 """kopf handlers: thin shells that read, call the pure reconcilers, and write.
 
 Each handler is the sentence of its reconcile path; the decisions live in ``workflows``,
-``runs`` and ``schedules`` (pure functions over dicts), and the Kubernetes I/O besides the
-handled object's own status goes through ``runners.kube.Client``.
+``runs`` and ``events`` (pure functions over dicts), and the Kubernetes I/O besides kopf's own
+goes through ``runners.kube.Client``. Deleting finished runs under a Workflow's
+``runHistory`` is ``history``'s.
+
+A WorkflowRun's status has two writers, the operator and the runner. The runner owns the
+journal fields (``startedAt``, ``steps``, ``outputs``, ``result``); the operator owns the
+phase, the ``Succeeded`` condition and the snapshot. Every operator write of a run status is
+guarded by the run's ``resourceVersion``: on a conflict the run is read again and the change
+computed again, so two handlers racing to finish a run finish it once, and only the winner
+posts the Event, counts the run on its Workflow and applies the history limits.
+
+Handlers that react to a run's status (``run_event``) or to its Job (``job_event``) are
+kopf event handlers, which keep no state on the object; only dispatch and cancellation are
+change handlers, retried by kopf until they succeed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
 
-from autoflow.crds import meta
-from autoflow.operator import runs, workflows
+from autoflow.crds import conditions, meta
+from autoflow.operator import events, metrics, runs, workflows
+from autoflow.operator import history as history_mod
 from autoflow.operator import settings as settings_mod
 from autoflow.runners import kube
 
 log = logging.getLogger("autoflow.operator")
 
 GROUP, VERSION = meta.GROUP, meta.VERSION
+CONFLICT_RETRIES = 10
+_BACKOFF = settings_mod.Settings().handler_backoff_seconds
+
+JSONDict = dict[str, Any]
+WorkflowIndex = kopf.Index[tuple[str | None, str], JSONDict]
 
 
 class State:
-    """What the handlers share: settings and one API client (made at startup)."""
+    """What the handlers share: settings, one API client and the TTL sweeper (made at startup)."""
 
     settings = settings_mod.Settings()
     client: kube.Client | None = None
+    sweeper: history_mod.Sweeper | None = None
 
 
 def client() -> kube.Client:
@@ -43,20 +65,75 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix="autoflow.dev", key="last-handled"
     )
     settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = "autoflow-operator"
+    # The CRDs are installed before the operator (chart, kustomize): no need to watch
+    # CustomResourceDefinitions or Namespaces, and no RBAC for them.
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 300
-    settings.batching.worker_limit = 64
+    # kopf keeps a worker per object until it has been idle this long, and a worker limit
+    # counts idle workers too: with kopf's 5 s, a limit of N allowed only N / 5 s new runs.
+    # Unlimited workers; the API client's connection pool bounds the requests in flight.
+    settings.queueing.worker_limit = None
+    settings.queueing.idle_timeout = 1.0
     State.settings = settings_mod.Settings()
-    client()
+    metrics.serve(State.settings.metrics_port)
+    log.info("autoflow operator running as %s", await whoami())
+    State.sweeper = history_mod.Sweeper(client)
+    State.sweeper.start()
 
 
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
+    if State.sweeper is not None:
+        await State.sweeper.stop()
+        State.sweeper = None
     if State.client is not None:
         await State.client.aclose()
         State.client = None
 
 
+async def whoami() -> str:
+    """The user the API server knows this operator as (a SelfSubjectReview)."""
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    url = kube.path(("authentication.k8s.io", "v1"), "selfsubjectreviews")
+    try:
+        answer = await client().create(url, review)
+    except kube.ApiError as exc:
+        return f"<unknown: {exc}>"
+    return str(answer.get("status", {}).get("userInfo", {}).get("username", "<unknown>"))
+
+
+async def _get_or_none(url: str) -> JSONDict | None:
+    try:
+        return await client().get(url)
+    except kube.ApiError as exc:
+        if exc.not_found:
+            return None
+        raise
+
+
 # -- Workflows ------------------------------------------------------------------------------
+
+
+@kopf.index(GROUP, VERSION, "workflows")
+def workflow_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+    """Each Workflow as its last watch event showed it, as an informer cache would: a run
+    snapshots it without a GET (a miss falls back to one) and its TTL comes from it."""
+    meta_ = body.get("metadata") or {}
+    return {
+        (namespace, name): {
+            "apiVersion": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "metadata": {k: meta_.get(k) for k in ("name", "namespace", "uid", "generation")},
+            "spec": copy.deepcopy(dict(body.get("spec") or {})),
+            "status": {"conditions": copy.deepcopy((body.get("status") or {}).get("conditions"))},
+        }
+    }
+
+
+def _indexed(index: WorkflowIndex, namespace: str | None, name: str) -> JSONDict | None:
+    store = index.get((namespace, name))
+    return next(iter(store), None) if store else None
 
 
 async def _integration_names(namespace: str) -> set[str]:
@@ -67,122 +144,293 @@ async def _integration_names(namespace: str) -> set[str]:
 @kopf.on.resume(GROUP, VERSION, "workflows")
 @kopf.on.create(GROUP, VERSION, "workflows")
 @kopf.on.update(GROUP, VERSION, "workflows", field="spec")
+@metrics.reconciler("Workflow")
 async def workflow_changed(
-    body: kopf.Body, namespace: str | None, patch: kopf.Patch, **_: Any
+    body: kopf.Body, namespace: str | None, name: str, patch: kopf.Patch, **_: Any
 ) -> None:
-    status = workflows.status(dict(body), await _integration_names(namespace or ""))
+    wf = dict(body)
+    status = workflows.status(wf, await _integration_names(namespace or ""))
     patch.status.update(status)
-    ready = status["conditions"][-1]
-    if ready["status"] != "True":
-        kopf.warn(body, reason=ready["reason"], message=ready["message"][:1024])
+    events.post(wf, events.for_workflow(wf.get("status") or {}, status))
+    # A lowered limit applies to the runs already kept.
+    await history_mod.enforce(client(), namespace or "", name, wf["spec"].get("runHistory"))
 
 
-@kopf.on.create(GROUP, VERSION, "integrations")
-@kopf.on.delete(GROUP, VERSION, "integrations", optional=True)
-async def integration_changed(namespace: str | None, **_: Any) -> None:
+@kopf.on.event(GROUP, VERSION, "integrations")
+async def integration_event(type: str, body: kopf.Body, namespace: str | None, **_: Any) -> None:
     """An Integration appeared or went: the Workflows naming it may change readiness."""
-    names = await _integration_names(namespace or "")
-    url = kube.path(kube.AUTOFLOW, "workflows", namespace)
-    for wf in await client().list(url):
+    metrics.observe_integration(type, dict(body))
+    if type not in {"ADDED", "DELETED"}:
+        return  # an existing one listed (startup, re-list) or changed: names are unchanged
+    ns = namespace or ""
+    names = await _integration_names(ns)
+    for wf in await client().list(kube.path(kube.AUTOFLOW, "workflows", ns)):
+        old = wf.get("status") or {}
         status = workflows.status(wf, names)
-        old = (wf.get("status") or {}).get("conditions")
-        if old != status["conditions"]:
-            name = wf["metadata"]["name"]
-            await client().patch(
-                kube.path(kube.AUTOFLOW, "workflows", namespace, name, "status"), {"status": status}
-            )
+        if old.get("conditions") == status["conditions"]:
+            continue
+        url = kube.path(kube.AUTOFLOW, "workflows", ns, wf["metadata"]["name"], "status")
+        try:
+            await client().patch(url, {"status": status})
+        except kube.ApiError as exc:
+            if not exc.not_found:
+                raise
+            continue
+        events.post(wf, events.for_workflow(old, status))
 
 
-# -- WorkflowRuns ---------------------------------------------------------------------------
+# -- WorkflowRuns: writing the status -------------------------------------------------------
 
 
-async def _get_or_none(url: str) -> dict[str, Any] | None:
-    try:
-        return await client().get(url)
-    except kube.ApiError as exc:
-        if exc.not_found:
+def _run_url(namespace: str, name: str, subresource: str | None = None) -> str:
+    return kube.path(kube.AUTOFLOW, "workflowruns", namespace, name, subresource)
+
+
+async def _transition(run: JSONDict, compute: Callable[[JSONDict], JSONDict]) -> JSONDict | None:
+    """Write ``compute(run)`` to the run's status, guarded by its resourceVersion.
+
+    On a conflict the run is read again and the change computed again. Returns the run as
+    written, or None when there was nothing to write (or the run is gone).
+    """
+    meta_ = run["metadata"]
+    url = _run_url(meta_["namespace"], meta_["name"], "status")
+    for _ in range(CONFLICT_RETRIES):
+        change = compute(run)
+        if not change:
             return None
-        raise
+        body = {"metadata": {"resourceVersion": run["metadata"]["resourceVersion"]}}
+        try:
+            written = await client().patch(url, {**body, "status": change})
+        except kube.ApiError as exc:
+            if exc.not_found:
+                return None
+            if not exc.conflict:
+                raise
+            fresh = await _get_or_none(_run_url(meta_["namespace"], meta_["name"]))
+            if fresh is None or fresh["metadata"]["uid"] != meta_["uid"]:
+                return None
+            run = fresh
+            continue
+        await _announce(run, written)
+        return written
+    raise kopf.TemporaryError(f"the status of run {meta_['name']} keeps changing", delay=1)
 
 
-async def _dispatch(run: dict[str, Any], namespace: str) -> dict[str, Any]:
-    """Snapshot the workflow, then create the runner Job; returns the status to write."""
-    status = run.get("status") or {}
-    if not status.get("workflowSnapshot"):
-        ref = run["spec"]["workflowRef"]["name"]
-        wf = await _get_or_none(kube.path(kube.AUTOFLOW, "workflows", namespace, ref))
-        problems: list[str] = []
-        if wf is not None:
-            _, found = workflows.validate(wf, await _integration_names(namespace or ""))
-            problems = [str(p.where.replace(resource=None)) + ": " + p.message for p in found]
-        start = runs.start_status(run, wf, problems)
-        if start.get("phase") != "Pending":
-            return start
-        run = {**run, "status": {**status, **start}}
-        status = run["status"]
-    job = runs.render_job(run, State.settings)
+async def _announce(old: JSONDict, new: JSONDict) -> None:
+    """After a status write: the Event, and for a finished run its Workflow's bookkeeping."""
+    before, after = old.get("status") or {}, new.get("status") or {}
+    metrics.observe_run_transition(before, after)
+    events.post(new, events.for_run(before, after))
+    if runs.is_finished(new) and not runs.is_finished(old):
+        await _finished(new)
+
+
+async def _finished(run: JSONDict) -> None:
+    """Count the run on its Workflow, then keep only the runs its ``runHistory`` allows."""
+    namespace, name = run["metadata"]["namespace"], run["metadata"]["name"]
+    wf_name = runs.workflow_name(run)
+    url = kube.path(kube.AUTOFLOW, "workflows", namespace, wf_name)
+    wf: JSONDict | None = None
+    for _ in range(CONFLICT_RETRIES):
+        wf = await _get_or_none(url)
+        if wf is None:
+            return
+        old = wf.get("status") or {}
+        phase = runs.phase_of(run)
+        status = {
+            "lastRun": name,
+            "lastRunPhase": phase,
+            "runsTotal": int(old.get("runsTotal") or 0) + 1,
+            "runsSucceeded": int(old.get("runsSucceeded") or 0) + (phase == "Succeeded"),
+            "runsFailed": int(old.get("runsFailed") or 0) + (phase == "Failed"),
+        }
+        guard = {"resourceVersion": wf["metadata"]["resourceVersion"]}
+        try:
+            await client().patch(f"{url}/status", {"metadata": guard, "status": status})
+            break
+        except kube.ApiError as exc:
+            if exc.not_found:
+                return
+            if not exc.conflict:
+                raise
+    assert wf is not None
+    history = wf["spec"].get("runHistory")
+    await history_mod.enforce(client(), namespace, wf_name, history)
+    if State.sweeper is not None:
+        State.sweeper.schedule(run, runs.expires_at(run, history))
+
+
+# -- WorkflowRuns: dispatch, cancel, progress -----------------------------------------------
+
+_KINDS = {
+    "ServiceAccount": (kube.CORE, "serviceaccounts"),
+    "Role": (kube.RBAC, "roles"),
+    "RoleBinding": (kube.RBAC, "rolebindings"),
+    "Job": (kube.BATCH, "jobs"),
+}
+
+
+async def _ensure(obj: JSONDict, run: JSONDict) -> None:
+    """Create ``obj`` for ``run``; one that exists already must be the run's own."""
+    api, plural = _KINDS[obj["kind"]]
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     try:
-        await client().create(kube.path(kube.BATCH, "jobs", namespace), job)
+        await client().create(kube.path(api, plural, namespace), obj)
+        return
     except kube.ApiError as exc:
         if not exc.conflict:
             raise
-    changes = {
-        k: v
-        for k, v in status.items()
-        if k in {"phase", "workflowSnapshot", "workflowGeneration", "conditions"}
-    }
-    changes["jobName"] = job["metadata"]["name"]
-    return changes
+    existing = await _get_or_none(kube.path(api, plural, namespace, name))
+    if existing is not None and runs.owned_by(existing, run):
+        return
+    # Left by an earlier run of the same name: the garbage collector removes it soon.
+    raise NotOurs(f"{obj['kind']} {name} exists and belongs to another run; waiting for it to go")
 
 
-@kopf.on.resume(GROUP, VERSION, "workflowruns")
-@kopf.on.create(GROUP, VERSION, "workflowruns")
-async def run_created(body: kopf.Body, namespace: str | None, patch: kopf.Patch, **_: Any) -> None:
+class NotOurs(Exception):
+    """An object the run needs exists under its name but was made for another run."""
+
+
+async def _problems(wf: JSONDict, namespace: str) -> list[str]:
+    """Why the Workflow cannot run; its Ready condition answers when it is up to date."""
+    generation = wf["metadata"].get("generation")
+    ready = conditions.get((wf.get("status") or {}).get("conditions"), workflows.READY) or {}
+    if ready.get("status") == "True" and ready.get("observedGeneration") == generation:
+        return []
+    _, found = workflows.validate(wf, await _integration_names(namespace))
+    return [str(p.where.replace(resource=None)) + ": " + p.message for p in found]
+
+
+async def _start(run: JSONDict, namespace: str, index: WorkflowIndex) -> JSONDict | None:
+    """Snapshot the Workflow into the run (Pending), or fail the run; the run as it is now."""
+    wf_name = runs.workflow_name(run)
+    wf = _indexed(index, namespace, wf_name)
+    if wf is None:
+        wf = await _get_or_none(kube.path(kube.AUTOFLOW, "workflows", namespace, wf_name))
+    problems = [] if wf is None else await _problems(wf, namespace)
+    if wf is not None and not problems:
+        account = runs.workflow_service_account(wf)
+        sa_url = kube.path(kube.CORE, "serviceaccounts", namespace, account or "-")
+        if account and await _get_or_none(sa_url) is None:
+            problems = [f"runtime.serviceAccountName: ServiceAccount {account!r} does not exist"]
+
+    def start(current: JSONDict) -> JSONDict:
+        if runs.is_finished(current) or (current.get("status") or {}).get("workflowSnapshot"):
+            return {}
+        return runs.start_status(current, wf, problems)
+
+    written = await _transition(run, start)
+    if written is not None:
+        return written
+    return await _get_or_none(_run_url(namespace, run["metadata"]["name"]))
+
+
+async def _dispatch(run: JSONDict, namespace: str, index: WorkflowIndex) -> None:
+    """Snapshot the Workflow, then create the runner's access and its Job (idempotently)."""
+    if not (run.get("status") or {}).get("workflowSnapshot"):
+        current = await _start(run, namespace, index)
+        if current is None or current["metadata"]["uid"] != run["metadata"]["uid"]:
+            return
+        run = current
+    if runs.is_finished(run) or not (run.get("status") or {}).get("workflowSnapshot"):
+        return
+    if run["spec"].get("cancel"):
+        return
+    # The access first: a pod whose ServiceAccount is missing is not created, and the Job
+    # controller would only try again after a backoff. A RoleBinding needs its Role to exist:
+    # the API server checks the operator holds what the Role grants.
+    *first, binding = runs.render_runner_access(run)
+    await asyncio.gather(*(_ensure(obj, run) for obj in first))
+    await _ensure(binding, run)
+    await _ensure(runs.render_job(run, State.settings), run)
+
+
+@kopf.on.resume(GROUP, VERSION, "workflowruns", backoff=_BACKOFF)
+@kopf.on.create(GROUP, VERSION, "workflowruns", backoff=_BACKOFF)
+@metrics.reconciler("WorkflowRun")
+async def run_created(
+    body: kopf.Body, namespace: str | None, patch: kopf.Patch, retry: int, **kwargs: Any
+) -> None:
+    index: WorkflowIndex = kwargs["workflow_index"]
     run = dict(body)
+    label = runs.label_value(runs.workflow_name(run))
+    if run["metadata"].get("labels", {}).get(runs.LABEL_WORKFLOW) != label:
+        patch.metadata.labels[runs.LABEL_WORKFLOW] = label  # history limits list runs by it
     if runs.is_finished(run):
         return
     if run["spec"].get("cancel"):
-        patch.status.update(runs.summarize(run, None))
+        await _cancel(run, namespace or "")
         return
-    patch.status.update(await _dispatch(run, namespace or ""))
-
-
-@kopf.on.field(GROUP, VERSION, "workflowruns", field="spec.cancel")
-async def run_cancelled(
-    body: kopf.Body, namespace: str | None, patch: kopf.Patch, new: Any, **_: Any
-) -> None:
-    run = dict(body)
-    if not new or runs.is_finished(run):
-        return
-    job_url = kube.path(kube.BATCH, "jobs", namespace, runs.job_name(run))
     try:
-        job = await client().patch(job_url, {"spec": {"suspend": True}})
+        await _dispatch(run, namespace or "", index)
+    except kube.ApiError as exc:
+        if not exc.namespace_terminating:
+            raise
+        log.info("not dispatching run %s/%s: %s", namespace, run["metadata"]["name"], exc)
+    except NotOurs as exc:
+        if retry == 0:  # once: kopf retries every few seconds until the object is gone
+            events.post(run, events.Event("Warning", "Blocked", str(exc)))
+        raise kopf.TemporaryError(str(exc), delay=_BACKOFF) from None
+
+
+async def _cancel(run: JSONDict, namespace: str) -> None:
+    """Suspend the run's Job (its pod is stopped; the runner runs ``finally`` and ends)."""
+    url = kube.path(kube.BATCH, "jobs", namespace, runs.job_name(run))
+    try:
+        job: JSONDict | None = await client().patch(url, {"spec": {"suspend": True}})
     except kube.ApiError as exc:
         if not exc.not_found:
             raise
         job = None
-    patch.status.update(runs.summarize(run, job))
+    if job is not None and not runs.owned_by(job, run):
+        job = None
+    await _transition(run, lambda current: runs.cancelled(current, job))
 
 
-@kopf.on.field(GROUP, VERSION, "workflowruns", field="status.result")
-async def run_result(body: kopf.Body, namespace: str | None, patch: kopf.Patch, **_: Any) -> None:
+@kopf.on.field(GROUP, VERSION, "workflowruns", field="spec.cancel", backoff=_BACKOFF)
+@metrics.reconciler("WorkflowRun")
+async def run_cancelled(body: kopf.Body, namespace: str | None, new: Any, **_: Any) -> None:
     run = dict(body)
-    job = await _get_or_none(kube.path(kube.BATCH, "jobs", namespace, runs.job_name(run)))
-    patch.status.update(runs.summarize(run, job))
+    if new and not runs.is_finished(run):
+        await _cancel(run, namespace or "")
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={runs.LABEL_MANAGED: "autoflow"})
+@kopf.on.event(GROUP, VERSION, "workflowruns")
+async def run_event(body: kopf.Body, type: str, **kwargs: Any) -> None:
+    """The runner wrote to the status: Running once it started, finished once it recorded a
+    result. Finished runs are (re)scheduled for their TTL."""
+    index: WorkflowIndex = kwargs["workflow_index"]
+    run = dict(body)
+    metrics.observe_run_event(type, run)
+    if type == "DELETED":
+        if State.sweeper is not None:
+            State.sweeper.forget(run["metadata"]["uid"])
+        return
+    if runs.is_finished(run):
+        if State.sweeper is not None:
+            wf = _indexed(index, run["metadata"].get("namespace"), runs.workflow_name(run))
+            history = (wf or {}).get("spec", {}).get("runHistory")
+            State.sweeper.schedule(run, runs.expires_at(run, history))
+        return
+    if not (run.get("status") or {}).get("workflowSnapshot"):
+        return  # not dispatched yet: run_created does that
+    await _transition(run, lambda current: runs.summarize(current, None))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={runs.LABEL_MANAGED: runs.MANAGED_BY})
 async def job_event(body: kopf.Body, namespace: str | None, type: str, **_: Any) -> None:
+    """A runner Job changed: its pod started, failed for good, or stopped after a suspend."""
+    job = dict(body)
     owner = next(
-        (o for o in body["metadata"].get("ownerReferences", []) if o.get("kind") == "WorkflowRun"),
+        (o for o in job["metadata"].get("ownerReferences", []) if o.get("kind") == "WorkflowRun"),
         None,
     )
+    status = job.get("status") or {}
     if owner is None or type == "DELETED":
         return
-    run_url = kube.path(kube.AUTOFLOW, "workflowruns", namespace, owner["name"])
-    run = await _get_or_none(run_url)
-    if run is None or run["metadata"].get("uid") != owner.get("uid"):
+    if not (status.get("active") or status.get("conditions") or job["spec"].get("suspend")):
+        return  # a Job without a pod yet says nothing about its run
+    run = await _get_or_none(_run_url(namespace or "", owner["name"]))
+    if run is None or run["metadata"].get("uid") != owner.get("uid") or runs.is_finished(run):
         return
-    status = runs.summarize(run, dict(body))
-    if status:
-        await client().patch(f"{run_url}/status", {"status": status})
+    await _transition(run, lambda current: runs.summarize(current, job))

@@ -2,18 +2,30 @@
 
 The path of a run reads like its sentence::
 
-    start   = start_status(run, workflow)        # snapshot the spec, check inputs → Pending
-    desired = render_job(run, settings)          # the runner Job, from the snapshot only
-    apply(desired)                               # (I/O, in handlers) create; 409 means done
-    status  = summarize(run, job)                # Job state + the runner's result → phase
+    start   = start_status(run, workflow, problems)  # snapshot the spec, check inputs → Pending
+    access  = render_runner_access(run)              # ServiceAccount, Role, RoleBinding of the run
+    desired = render_job(run, settings)              # the runner Job, from the snapshot only
+    apply(access + [desired])                        # (I/O, in handlers) create; 409 means done
+    status  = summarize(run, job)                    # Job state + the runner's result → phase
 
 The phase is only a summary of the ``Succeeded`` condition (Unknown while Pending or
 Running, True when the run succeeded, False when it failed or was cancelled).
+
+A runner may read its own run and write its status, nothing more: each run gets a Role whose
+rules name that run (``resourceNames``), bound to a ServiceAccount made for the run (or to
+the Workflow's ``runtime.serviceAccountName``). Everything made for a run is owned by it, so
+deleting the run deletes them (the garbage collector follows ``ownerReferences``).
+
+Finished runs are kept as the Workflow's ``runHistory`` says: ``expired_runs`` picks the
+ones to delete (beyond ``successfulRunsLimit``/``failedRunsLimit``, or older than
+``ttlSecondsAfterFinished``).
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 from autoflow.crds import conditions, errors, meta, workflow
@@ -24,9 +36,19 @@ SUCCEEDED = "Succeeded"
 LABEL_RUN_UID = "autoflow.dev/run-uid"
 LABEL_WORKFLOW = "autoflow.dev/workflow"
 LABEL_MANAGED = "app.kubernetes.io/managed-by"
+MANAGED_BY = "autoflow"
 TERMINAL = {"Succeeded", "Failed", "Cancelled"}
 # A run's Job may outlive the workflow timeout by this much (pod start, onError, finally).
 DEADLINE_GRACE_SECONDS = 120
+RUNNER_PREFIX = "autoflow-run-"
+MAX_NAME = 63
+
+# What a runner may do, and only to its own run (render_runner_access adds resourceNames).
+# config/rbac/runner.yaml holds the same rules as a ClusterRole; a test keeps them equal.
+RUNNER_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [meta.GROUP], "resources": ["workflowruns"], "verbs": ["get"]},
+    {"apiGroups": [meta.GROUP], "resources": ["workflowruns/status"], "verbs": ["patch"]},
+]
 
 
 def phase_of(run: dict[str, Any]) -> str | None:
@@ -38,13 +60,71 @@ def is_finished(run: dict[str, Any]) -> bool:
     return phase_of(run) in TERMINAL
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def bounded(name: str, key: str, limit: int = MAX_NAME) -> str:
+    """``name`` when it fits in ``limit`` characters, else a prefix of it and a hash of ``key``.
+
+    The result is a DNS label and a valid label value: it starts and ends alphanumeric.
+    """
+    if len(name) <= limit:
+        return name
+    return f"{name[: limit - 11].rstrip('-.')}-{_digest(key)}"
+
+
+def label_value(name: str) -> str:
+    """A name as a label value (at most 63 characters)."""
+    return bounded(name, name)
+
+
 def job_name(run: dict[str, Any]) -> str:
     """A Job name derived from the run: the run's own name when it fits in 63 characters."""
-    name: str = run["metadata"]["name"]
-    if len(name) <= 63:
-        return name
-    digest = hashlib.sha256(run["metadata"].get("uid", name).encode()).hexdigest()[:10]
-    return f"{name[:52].rstrip('-.')}-{digest}"
+    meta_ = run["metadata"]
+    return bounded(meta_["name"], meta_.get("uid", meta_["name"]))
+
+
+def access_name(run: dict[str, Any]) -> str:
+    """The name of the run's ServiceAccount, Role and RoleBinding."""
+    meta_ = run["metadata"]
+    return bounded(RUNNER_PREFIX + meta_["name"], meta_.get("uid", meta_["name"]))
+
+
+def workflow_name(run: dict[str, Any]) -> str:
+    name: str = run["spec"]["workflowRef"]["name"]
+    return name
+
+
+def labels(run: dict[str, Any]) -> dict[str, str]:
+    """The labels of everything made for a run (and of the run itself: ``LABEL_WORKFLOW``)."""
+    return {
+        LABEL_MANAGED: MANAGED_BY,
+        LABEL_RUN_UID: run["metadata"]["uid"],
+        LABEL_WORKFLOW: label_value(workflow_name(run)),
+    }
+
+
+def owner_reference(run: dict[str, Any]) -> dict[str, Any]:
+    meta_ = run["metadata"]
+    return {
+        "apiVersion": meta.API_VERSION,
+        "kind": "WorkflowRun",
+        "name": meta_["name"],
+        "uid": meta_["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def owned_by(obj: dict[str, Any], run: dict[str, Any]) -> bool:
+    """Whether ``obj`` was made for this run (not for an earlier run of the same name)."""
+    uid = run["metadata"]["uid"]
+    return any(o.get("uid") == uid for o in obj.get("metadata", {}).get("ownerReferences") or [])
+
+
+def _snapshot(run: dict[str, Any]) -> workflow.WorkflowSpec:
+    return workflow.WorkflowSpec.model_validate((run.get("status") or {})["workflowSnapshot"])
 
 
 def _finished(
@@ -52,18 +132,14 @@ def _finished(
 ) -> dict[str, Any]:
     status = run.get("status") or {}
     value = {"Succeeded": "True"}.get(phase, "False")
+    generation = run["metadata"].get("generation")
     return {
         "phase": phase,
         "message": message[:2048],
+        "observedGeneration": generation,
         "finishedAt": status.get("finishedAt") or at or conditions.now(),
         "conditions": conditions.set_condition(
-            status.get("conditions"),
-            SUCCEEDED,
-            value,
-            reason,
-            message,
-            run["metadata"].get("generation"),
-            at,
+            status.get("conditions"), SUCCEEDED, value, reason, message, generation, at
         ),
     }
 
@@ -73,43 +149,99 @@ def start_status(
 ) -> dict[str, Any]:
     """Status for a new run: its snapshot and Pending, or Failed with the reason it cannot run."""
     if wf is None:
-        ref = run["spec"]["workflowRef"]["name"]
+        ref = workflow_name(run)
         return _finished(run, "Failed", "WorkflowNotFound", f"Workflow {ref!r} does not exist")
     if problems:
         return _finished(run, "Failed", "InvalidWorkflow", "; ".join(problems))
-    model = workflow.Workflow.model_validate(
-        {"kind": "Workflow", "metadata": {"name": wf["metadata"]["name"]}, "spec": wf["spec"]}
-    )
+    model = workflow.WorkflowSpec.model_validate(wf["spec"])
     try:
-        inputs_mod.resolve(model.spec.inputs, run["spec"].get("inputs") or {}, errors.Where())
+        inputs_mod.resolve(model.inputs, run["spec"].get("inputs") or {}, errors.Where())
     except errors.InputError as exc:
         return _finished(run, "Failed", "InvalidInputs", str(exc))
     status = run.get("status") or {}
+    generation = run["metadata"].get("generation")
     return {
         "phase": "Pending",
+        "observedGeneration": generation,
         "workflowSnapshot": wf["spec"],
         "workflowGeneration": wf["metadata"].get("generation"),
+        "jobName": job_name(run),
         "conditions": conditions.set_condition(
             status.get("conditions"),
             SUCCEEDED,
             "Unknown",
             "Pending",
             "waiting for the runner to start",
-            run["metadata"].get("generation"),
+            generation,
         ),
     }
+
+
+def workflow_service_account(wf: dict[str, Any]) -> str | None:
+    """The Workflow's ``runtime.serviceAccountName``, if it names one."""
+    name: str | None = ((wf.get("spec") or {}).get("runtime") or {}).get("serviceAccountName")
+    return name
+
+
+def runner_service_account(run: dict[str, Any]) -> str:
+    """The ServiceAccount the runner pod uses: the Workflow's own, or the one made for the run."""
+    runtime = _snapshot(run).runtime
+    if runtime is not None and runtime.service_account_name:
+        return runtime.service_account_name
+    return access_name(run)
+
+
+def render_runner_access(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """[ServiceAccount,] Role, RoleBinding: the runner may get this run and patch its status.
+
+    The ServiceAccount is made only when the Workflow names none (``runtime.serviceAccountName``);
+    otherwise that account is bound to the run's Role.
+    """
+    meta_ = run["metadata"]
+    name, namespace = access_name(run), meta_["namespace"]
+    common = {
+        "name": name,
+        "namespace": namespace,
+        "labels": labels(run),
+        "ownerReferences": [owner_reference(run)],
+    }
+    account = runner_service_account(run)
+    objs: list[dict[str, Any]] = []
+    if account == name:
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": dict(common),
+                "automountServiceAccountToken": True,
+            }
+        )
+    objs.append(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": dict(common),
+            "rules": [{**rule, "resourceNames": [meta_["name"]]} for rule in RUNNER_RULES],
+        }
+    )
+    objs.append(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": dict(common),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+        }
+    )
+    return objs
 
 
 def render_job(run: dict[str, Any], settings: settings_mod.Settings) -> dict[str, Any]:
     """The runner Job of a run, from the run's snapshot of the Workflow spec."""
     meta_ = run["metadata"]
-    snapshot = workflow.WorkflowSpec.model_validate((run.get("status") or {})["workflowSnapshot"])
+    snapshot = _snapshot(run)
     runtime = snapshot.runtime or workflow.Runtime()
-    labels = {
-        LABEL_MANAGED: "autoflow",
-        LABEL_RUN_UID: meta_["uid"],
-        LABEL_WORKFLOW: run["spec"]["workflowRef"]["name"][:63],
-    }
+    labels_ = labels(run)
     env = [
         {"name": "AUTOFLOW_RUN_NAMESPACE", "value": meta_["namespace"]},
         {"name": "AUTOFLOW_RUN_NAME", "value": meta_["name"]},
@@ -130,7 +262,7 @@ def render_job(run: dict[str, Any], settings: settings_mod.Settings) -> dict[str
         container["resources"] = runtime.resources.dump()
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
-        "serviceAccountName": runtime.service_account_name or settings.runner_service_account,
+        "serviceAccountName": runner_service_account(run),
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
     }
@@ -141,7 +273,7 @@ def render_job(run: dict[str, Any], settings: settings_mod.Settings) -> dict[str
     spec: dict[str, Any] = {
         "backoffLimit": settings.runner_backoff_limit,
         "ttlSecondsAfterFinished": settings.job_ttl_seconds,
-        "template": {"metadata": {"labels": labels}, "spec": pod},
+        "template": {"metadata": {"labels": labels_}, "spec": pod},
     }
     if snapshot.timeout is not None:
         spec["activeDeadlineSeconds"] = (
@@ -153,17 +285,8 @@ def render_job(run: dict[str, Any], settings: settings_mod.Settings) -> dict[str
         "metadata": {
             "name": job_name(run),
             "namespace": meta_["namespace"],
-            "labels": labels,
-            "ownerReferences": [
-                {
-                    "apiVersion": meta.API_VERSION,
-                    "kind": "WorkflowRun",
-                    "name": meta_["name"],
-                    "uid": meta_["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "labels": labels_,
+            "ownerReferences": [owner_reference(run)],
         },
         "spec": spec,
     }
@@ -174,8 +297,19 @@ def _job_condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return cond if cond and cond.get("status") == "True" else None
 
 
+def _result_reason(phase: str, error: str) -> str:
+    if phase in {"Succeeded", "Cancelled"}:
+        return phase
+    if error.startswith("the run timed out"):
+        return "TimedOut"
+    return "StepFailed"
+
+
 def summarize(run: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any]:
-    """The run status implied by its Job and the runner's result; {} when nothing changes."""
+    """The run status implied by the runner's result and its Job; {} when nothing changes.
+
+    ``job`` is None when the Job was not looked at; ``cancelled`` covers a Job that is gone.
+    """
     if is_finished(run):
         return {}
     status = run.get("status") or {}
@@ -183,27 +317,28 @@ def summarize(run: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any]
     cancel = bool(run["spec"].get("cancel"))
     if result.get("phase") in TERMINAL:
         phase = result["phase"]
-        reason = {"Succeeded": "Succeeded", "Cancelled": "Cancelled"}.get(phase, "StepFailed")
-        message = result.get("error") or ("the run succeeded" if phase == "Succeeded" else phase)
-        return _finished(run, phase, reason, message)
-    if job is None:
-        if cancel:
-            return _finished(run, "Cancelled", "Cancelled", "cancelled before the runner started")
-        return {}
-    failed = _job_condition(job, "Failed")
-    if failed is not None:
-        if cancel:
+        error = result.get("error") or ""
+        message = error or ("the run succeeded" if phase == "Succeeded" else phase)
+        return _finished(run, phase, _result_reason(phase, error), message)
+    if job is not None:
+        failed = _job_condition(job, "Failed")
+        if failed is not None:
+            if cancel:
+                return _finished(run, "Cancelled", "Cancelled", "the run was cancelled")
+            reason = failed.get("reason") or "JobFailed"
+            detail = failed.get("message") or reason
+            return _finished(run, "Failed", reason, f"runner Job failed: {detail}")
+        if _job_condition(job, "Complete") is not None:
+            return _finished(
+                run, "Failed", "NoResult", "the runner exited without recording a result"
+            )
+        job_status = job.get("status") or {}
+        if cancel and job.get("spec", {}).get("suspend") and not job_status.get("active"):
             return _finished(run, "Cancelled", "Cancelled", "the run was cancelled")
-        reason = failed.get("reason") or "JobFailed"
-        return _finished(
-            run, "Failed", reason, f"runner Job failed: {failed.get('message') or reason}"
-        )
-    if _job_condition(job, "Complete") is not None:
-        return _finished(run, "Failed", "NoResult", "the runner exited without recording a result")
-    job_status = job.get("status") or {}
-    if cancel and job.get("spec", {}).get("suspend") and not job_status.get("active"):
-        return _finished(run, "Cancelled", "Cancelled", "the run was cancelled")
-    if (job_status.get("active") or status.get("startedAt")) and status.get("phase") != "Running":
+        running = bool(job_status.get("active"))
+    else:
+        running = False
+    if (running or status.get("startedAt")) and status.get("phase") == "Pending":
         return {
             "phase": "Running",
             "conditions": conditions.set_condition(
@@ -216,3 +351,72 @@ def summarize(run: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any]
             ),
         }
     return {}
+
+
+def cancelled(run: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any]:
+    """The status after ``spec.cancel`` was acted on; ``job`` None: the run has no Job."""
+    if is_finished(run):
+        return {}
+    if job is None:
+        return _finished(run, "Cancelled", "Cancelled", "cancelled before the runner started")
+    return summarize(run, job)
+
+
+# -- history --------------------------------------------------------------------------------
+
+
+def _epoch(text: str | None) -> float | None:
+    if not text:
+        return None
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def finished_at(run: dict[str, Any]) -> float | None:
+    """When a finished run finished (seconds since the epoch); None while it runs."""
+    if not is_finished(run):
+        return None
+    status = run.get("status") or {}
+    return _epoch(status.get("finishedAt")) or _epoch(run["metadata"].get("creationTimestamp"))
+
+
+def expired_runs(
+    items: Iterable[dict[str, Any]], wf_name: str, history: dict[str, Any] | None, now: float
+) -> list[dict[str, Any]]:
+    """The finished runs of workflow ``wf_name`` to delete under its ``runHistory``.
+
+    Beyond ``successfulRunsLimit`` (phase Succeeded) or ``failedRunsLimit`` (Failed and
+    Cancelled) the oldest go; any older than ``ttlSecondsAfterFinished`` go as well.
+    """
+    if not history:
+        return []
+    done = [
+        (finished_at(r) or 0.0, r)
+        for r in items
+        if is_finished(r)
+        and workflow_name(r) == wf_name
+        and not r["metadata"].get("deletionTimestamp")
+    ]
+    done.sort(key=lambda pair: (pair[0], pair[1]["metadata"].get("creationTimestamp", "")))
+    doomed: dict[str, dict[str, Any]] = {}
+    ttl = history.get("ttlSecondsAfterFinished")
+    if ttl is not None:
+        doomed.update({r["metadata"]["uid"]: r for at, r in done if at + ttl <= now})
+    for limit, phases in (
+        (history.get("successfulRunsLimit"), {"Succeeded"}),
+        (history.get("failedRunsLimit"), {"Failed", "Cancelled"}),
+    ):
+        if limit is None:
+            continue
+        kept = [r for _, r in done if phase_of(r) in phases]
+        for r in kept[: max(0, len(kept) - limit)]:
+            doomed[r["metadata"]["uid"]] = r
+    return [r for _, r in done if r["metadata"]["uid"] in doomed]
+
+
+def expires_at(run: dict[str, Any], history: dict[str, Any] | None) -> float | None:
+    """When ``ttlSecondsAfterFinished`` makes a finished run due for deletion, if it does."""
+    ttl = (history or {}).get("ttlSecondsAfterFinished")
+    at = finished_at(run)
+    if ttl is None or at is None:
+        return None
+    return at + float(ttl)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import logging
 import os
 import signal
 from typing import Any
@@ -30,6 +31,10 @@ MAX_STEP_OUTPUT_BYTES = 16 * 1024
 MAX_RUN_OUTPUTS_BYTES = 64 * 1024
 MAX_MESSAGE = 2000
 PREVIEW = 512
+WRITE_ATTEMPTS = 5
+ITEMS_KEY = "completedItems"
+
+log = logging.getLogger("autoflow.runner")
 
 
 def _iso(ts: float | None) -> str | None:
@@ -68,6 +73,8 @@ class StatusJournal:
         }
         self._started = status.get("startedAt")
         self._dirty: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+        self._background: asyncio.Task[None] | None = None
 
     def read(self) -> list[dict[str, Any]]:
         """Journal records rebuilt from the status, in the engine's record format."""
@@ -90,7 +97,7 @@ class StatusJournal:
                     }
                 )
                 continue
-            for index, output in (step.get("items") or {}).items():
+            for index, output in _completed_items(step).items():
                 records.append({"t": "item", "step": sid, "index": int(index), "output": output})
             if step.get("attempts"):
                 records.append({"t": "start", "step": sid, "attempt": step["attempts"]})
@@ -106,15 +113,20 @@ class StatusJournal:
             step.update(phase="Running", attempts=record["attempt"])
             step.setdefault("startedAt", _iso(datetime.datetime.now(datetime.UTC).timestamp()))
             self._dirty["steps"] = True
+            self._flush_soon()  # so the status shows the step running while it runs
         elif kind == "retry":
             step = self._steps.setdefault(record["step"], {"id": record["step"]})
             step["message"] = f"attempt {record['attempt']} failed: {record['error']}"[:MAX_MESSAGE]
             self._dirty["steps"] = True
         elif kind == "item":
             step = self._steps.setdefault(record["step"], {"id": record["step"]})
-            output, _ = bounded(record.get("output"), MAX_STEP_OUTPUT_BYTES // 4)
-            step.setdefault("items", {})[str(record["index"])] = output
-            self._dirty["steps"] = True
+            done = _completed_items(step)
+            done[str(record["index"])] = record.get("output")
+            if len(_json(done)) <= MAX_STEP_OUTPUT_BYTES:
+                # Beyond the budget an item is not journaled: a resumed run does it again
+                # (with the same idempotency key), which is what at-least-once allows.
+                step["output"] = {ITEMS_KEY: done}
+                self._dirty["steps"] = True
         elif kind == "step":
             output, cut = bounded(record.get("output"), MAX_STEP_OUTPUT_BYTES)
             self._steps[record["step"]] = {
@@ -129,6 +141,16 @@ class StatusJournal:
             }
             self._dirty["steps"] = True
         elif kind == "end":
+            # A step stopped in flight (cancel, timeout) has no record of its own: say so.
+            for step in self._steps.values():
+                if step.get("phase") == "Running":
+                    step.update(
+                        phase="Cancelled",
+                        finishedAt=_iso(record.get("at")),
+                        message=f"stopped: {record.get('error') or 'the run ended'}"[:MAX_MESSAGE],
+                    )
+                    step.pop("output", None)
+                    self._dirty["steps"] = True
             outputs, _ = bounded(record.get("outputs"), MAX_RUN_OUTPUTS_BYTES)
             self._dirty["outputs"] = outputs
             self._dirty["finishedAt"] = _iso(record.get("at"))
@@ -138,19 +160,74 @@ class StatusJournal:
                 "runId": self._header.get("runId", ""),
             }
 
-    async def flush(self) -> None:
-        if not self._dirty:
+    def _flush_soon(self) -> None:
+        """Flush in the background: nothing waits for a record that nothing depends on."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
             return
-        patch = dict(self._dirty)
-        if patch.pop("steps", None):
-            patch["steps"] = [
-                {k: v for k, v in step.items() if v is not None} for step in self._steps.values()
-            ]
-        self._dirty = {}
-        await self._client.patch(self._url, {"status": patch})
+        if self._background is None or self._background.done():
+            self._background = loop.create_task(self._flush_quietly())
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.flush()
+        except kube.ApiError as exc:  # kept dirty: the next flush writes it
+            log.warning("could not write the run status: %s", exc)
+
+    async def flush(self) -> None:
+        # One write at a time, in order: each sends the whole step list, so a late older
+        # write must never land after a newer one.
+        async with self._lock:
+            if not self._dirty:
+                return
+            dirty, self._dirty = self._dirty, {}
+            patch = dict(dirty)
+            if patch.pop("steps", None):
+                patch["steps"] = [
+                    {k: v for k, v in step.items() if v is not None}
+                    for step in self._steps.values()
+                ]
+            try:
+                await _patch_with_retries(self._client, self._url, {"status": patch})
+            except BaseException:
+                for key, value in dirty.items():
+                    self._dirty.setdefault(key, value)
+                raise
 
     def close(self) -> None:
         pass
+
+
+async def _patch_with_retries(client: kube.Client, url: str, body: dict[str, Any]) -> None:
+    """A status write that rides out a short API server outage; then the pod fails and the
+    Job's next pod resumes from what was written."""
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            await client.patch(url, body)
+            return
+        except kube.ApiError as exc:
+            transient = exc.status in (0, 429) or exc.status >= 500
+            if not transient or attempt == WRITE_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(min(0.2 * 2**attempt, 3.0))
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, default=str, separators=(",", ":")).encode()
+
+
+def _completed_items(step: dict[str, Any]) -> dict[str, Any]:
+    """The finished items of a running foreach step, kept in its output until it ends.
+
+    The CRD's step status has no field of its own for them (``output`` takes any JSON).
+    """
+    output = step.get("output")
+    if step.get("phase") == "Running" and isinstance(output, dict):
+        items = output.get(ITEMS_KEY)
+        if isinstance(items, dict):
+            return dict(items)
+    return {}
 
 
 async def run_job(client: kube.Client, namespace: str, name: str) -> int:
@@ -195,7 +272,11 @@ async def run_job(client: kube.Client, namespace: str, name: str) -> int:
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
+        # The Job is suspended (a cancel) or the pod evicted: stop the main steps, run
+        # finally, record the end; a pod that is killed outright resumes in the next one.
         loop.add_signal_handler(sig, execution.cancel)
+    if run["spec"].get("cancel"):
+        execution.cancel()  # cancelled before this pod started: only finally runs
     await execution.execute()
     return 0
 

@@ -9,6 +9,7 @@ client certificates behave as they do for kubectl.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import ssl
@@ -22,20 +23,25 @@ from autoflow.crds import errors, meta
 
 CORE = ("", "v1")
 BATCH = ("batch", "v1")
+RBAC = ("rbac.authorization.k8s.io", "v1")
 AUTOFLOW = (meta.GROUP, meta.VERSION)
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
+MAX_CONNECTIONS = 32
 
 
 class ApiError(errors.AutoflowError):
     """The API server refused a request; ``status`` and ``reason`` as it answered them."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(
+        self, status: int, reason: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(f"Kubernetes API: {status} {reason}: {message}")
         self.status = status
         self.reason = reason
+        self.details = details or {}
 
     @property
     def not_found(self) -> bool:
@@ -44,6 +50,12 @@ class ApiError(errors.AutoflowError):
     @property
     def conflict(self) -> bool:
         return self.status == 409
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """Refused because the namespace is being deleted: nothing can be made there again."""
+        causes = self.details.get("causes") or []
+        return any(c.get("reason") == "NamespaceTerminating" for c in causes)
 
 
 def path(
@@ -84,13 +96,18 @@ class Client:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.server = server.rstrip("/")
+        # Requests wait here rather than in httpcore's pool, whose queue handling costs
+        # CPU per queued request on every assignment (an operator may have hundreds waiting).
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self._http = httpx.AsyncClient(
             base_url=self.server,
             headers=headers,
             verify=verify,
             cert=cert,
             timeout=httpx.Timeout(timeout, connect=10.0),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            limits=httpx.Limits(
+                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
+            ),
         )
 
     @classmethod
@@ -143,16 +160,19 @@ class Client:
         content = None if body is None else json.dumps(body, default=str).encode()
         headers = {"Content-Type": content_type} if content is not None else None
         try:
-            response = await self._http.request(method, url, content=content, headers=headers)
+            async with self._slots:
+                response = await self._http.request(method, url, content=content, headers=headers)
         except httpx.HTTPError as exc:
             raise ApiError(0, "ConnectionError", f"{method} {url}: {exc}") from None
         if response.status_code >= 400:
+            details: dict[str, Any] = {}
             try:
                 status = response.json()
                 reason, message = status.get("reason", ""), status.get("message", response.text)
+                details = status.get("details") or {}
             except ValueError:
                 reason, message = response.reason_phrase, response.text[:500]
-            raise ApiError(response.status_code, reason, message)
+            raise ApiError(response.status_code, reason, message, details)
         return response.json() if response.content else None
 
     async def get(self, url: str) -> dict[str, Any]:

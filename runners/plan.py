@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import typing
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -175,7 +176,9 @@ def _field_adapters(params: type[sdk.Params]) -> dict[str, tuple[str, pydantic.T
 def check_params(
     action: sdk.Action, with_: dict[str, Any], template: expressions.Template, where: errors.Where
 ) -> Iterator[errors.Problem]:
-    """Parameter problems visible before the run: unknown, missing, wrongly typed static values."""
+    """Parameter problems visible before the run: unknown, missing, wrongly typed static values,
+    and expressions in fields that must be written literally (``x-autoflow-static``)."""
+    yield from _static_fields(action.params, with_, "with", where)
     if template.is_static:
         try:
             action.params.model_validate(with_)
@@ -197,12 +200,68 @@ def check_params(
                 f"required parameter of {action.uses} is missing",
                 where.replace(field=f"with.{key}"),
             )
-    for key, value in with_.items():
-        if key in adapters and expressions.compile_template(value, where).is_static:
-            try:
-                adapters[key][1].validate_python(value)
-            except pydantic.ValidationError as exc:
-                yield from param_problems(exc, {key: value}, where, prefix=(key,))
+    # The static values, validated by the model itself (field validators and metadata
+    # included); errors about keys that hold expressions or are missing are not theirs.
+    static = {
+        k: v
+        for k, v in with_.items()
+        if k in adapters and expressions.compile_template(v, where).is_static
+    }
+    try:
+        action.params.model_validate(static)
+    except pydantic.ValidationError as exc:
+        own = [
+            err
+            for err in exc.errors()
+            if err["loc"] and err["loc"][0] in static and err["type"] != "missing"
+        ]
+        if own:
+            yield from param_problems(_Only(exc, own), static, where)
+
+
+class _Only:
+    """A pydantic ValidationError narrowed to some of its errors (for ``param_problems``)."""
+
+    def __init__(self, exc: pydantic.ValidationError, found: list[Any]) -> None:
+        self._found = found
+
+    def errors(self) -> list[Any]:
+        return self._found
+
+
+STATIC_MESSAGE = (
+    "must be written in the manifest, not computed by an expression (an expression here would "
+    "be spliced into the text); pass values as parameters instead"
+)
+
+
+def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _static_fields(
+    model: type[pydantic.BaseModel], value: Any, path: str, where: errors.Where
+) -> Iterator[errors.Problem]:
+    """Fields marked ``x-autoflow-static`` (SQL text) must hold no expression, at any depth."""
+    if not isinstance(value, dict):
+        return
+    for name, field in model.model_fields.items():
+        key = field.alias if field.alias in value else name
+        if key not in value:
+            continue
+        item, here = value[key], f"{path}.{key}"
+        extra = field.json_schema_extra
+        marked = isinstance(extra, dict) and bool(extra.get("x-autoflow-static"))
+        if marked and not expressions.compile_template(item, where).is_static:
+            yield errors.Problem(STATIC_MESSAGE, where.replace(field=here))
+        for sub in _models_in(field.annotation):
+            if isinstance(item, list):
+                for i, element in enumerate(item):
+                    yield from _static_fields(sub, element, f"{here}[{i}]", where)
+            else:
+                yield from _static_fields(sub, item, here, where)
 
 
 def error_path(err: Any, data: Any, prefix: tuple[str, ...] = ()) -> str:
@@ -224,7 +283,10 @@ def error_path(err: Any, data: Any, prefix: tuple[str, ...] = ()) -> str:
 
 
 def param_problems(
-    exc: pydantic.ValidationError, data: Any, where: errors.Where, prefix: tuple[str, ...] = ()
+    exc: pydantic.ValidationError | _Only,
+    data: Any,
+    where: errors.Where,
+    prefix: tuple[str, ...] = (),
 ) -> Iterator[errors.Problem]:
     """One problem per parameter path (a union's several complaints become the first one)."""
     by_path: dict[str, list[str]] = {}

@@ -126,8 +126,8 @@ MANIFEST_CASES = [
     ),
     Case(
         "unknown-connector",
-        workflow("  steps:\n    - {id: post, uses: slack.post}\n"),
-        ("step 'post'", "field 'uses'", "unknown connector 'slack'", "core, http"),
+        workflow("  steps:\n    - {id: post, uses: fax.post}\n"),
+        ("step 'post'", "field 'uses'", "unknown connector 'fax'", "(known: ", " http,"),
     ),
     Case(
         "unknown-action",

@@ -398,3 +398,73 @@ def test_a_need_pointing_forward_into_a_path_is_a_cycle(
     assert path[0] == path[-1]
     for here, there in itertools.pairwise(path):
         assert int(there[1:]) in needs[int(here[1:])]  # each step on it needs the next
+
+
+def test_an_expression_in_sql_text_is_refused_before_the_run() -> None:
+    """SQL text is static: values go as bound parameters, never spliced through ${ }."""
+    wf = workflow.Workflow.model_validate(
+        {
+            "kind": "Workflow",
+            "metadata": {"name": "sql"},
+            "spec": {
+                "inputs": {"id": {"type": "string"}},
+                "steps": [
+                    {
+                        "id": "bad",
+                        "uses": "postgres.query",
+                        "with": {"sql": "SELECT * FROM t WHERE id = '${ inputs.id }'"},
+                    },
+                    {
+                        "id": "nested",
+                        "uses": "postgres.transaction",
+                        "with": {
+                            "statements": [{"sql": "DELETE FROM t WHERE id = ${ inputs.id }"}]
+                        },
+                    },
+                    {
+                        "id": "good",
+                        "uses": "postgres.query",
+                        "with": {
+                            "sql": "SELECT * FROM t WHERE id = %s",
+                            "params": ["${ inputs.id }"],
+                        },
+                    },
+                ],
+            },
+        }
+    )
+    with pytest.raises(errors.ValidationError) as caught:
+        plan.compile_workflow(wf)
+    found = {(p.where.step, p.where.field) for p in caught.value.problems}
+    assert ("bad", "with.sql") in found
+    assert ("nested", "with.statements[0].sql") in found
+    assert not any(step == "good" for step, _ in found)
+
+
+def test_static_values_beside_expressions_are_checked_by_the_model_itself() -> None:
+    """Field validators apply at validate time too: a number header is converted, not refused."""
+    wf = workflow.Workflow.model_validate(
+        {
+            "kind": "Workflow",
+            "metadata": {"name": "h"},
+            "spec": {
+                "inputs": {"url": {"type": "string"}},
+                "steps": [
+                    {
+                        "id": "call",
+                        "uses": "http.request",
+                        "with": {"url": "${ inputs.url }", "headers": {"X-Limit": 10}},
+                    },
+                    {
+                        "id": "bad",
+                        "uses": "http.request",
+                        "with": {"url": "${ inputs.url }", "method": "FETCH"},
+                    },
+                ],
+            },
+        }
+    )
+    with pytest.raises(errors.ValidationError) as caught:
+        plan.compile_workflow(wf)
+    found = {(p.where.step, p.where.field) for p in caught.value.problems}
+    assert found == {("bad", "with.method")}

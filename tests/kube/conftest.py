@@ -4,6 +4,10 @@
 ``hack/tools.sh envtest``) and installs the CRDs in ``crds/``. Without the binaries the tier
 fails in CI (``CI=true``) and is skipped elsewhere. Every test here is marked ``kubernetes``,
 so ``pytest -m "not kubernetes"`` leaves the tier out.
+
+``operator`` is ``autoflow operator`` running as its own ServiceAccount (``operator_process``)
+and ``executor`` plays the Job controller and kubelet for the test's namespace
+(``executor.py``); a failed test's report shows what both wrote while it ran.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import contextlib
 import re
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import apiserver as kube
+import executor as executor_mod
+import operator_process
 import pytest
 
 HERE = Path(__file__).resolve().parent
@@ -56,3 +62,82 @@ def namespace(apiserver: kube.APIServer, request: pytest.FixtureRequest) -> Iter
     yield name
     with contextlib.suppress(kube.APIError):
         apiserver.delete(ns)
+
+
+# -- the operator and the Job executor ---------------------------------------------------------
+
+_ON_FAILURE = pytest.StashKey[list[Callable[[], tuple[str, str]]]]()
+RBAC = kube.REPO / "config" / "rbac"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report shows what the operator and the runner pods wrote meanwhile."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed and report.when in {"setup", "call"}:
+        for section in item.stash.get(_ON_FAILURE, []):
+            title, text = section()
+            report.sections.append((title, text[-30000:] or "(nothing)"))
+
+
+def _on_failure(request: pytest.FixtureRequest, show: Callable[[], tuple[str, str]]) -> None:
+    request.node.stash.setdefault(_ON_FAILURE, []).append(show)
+
+
+@pytest.fixture(scope="session")
+def _operator_process(
+    apiserver: kube.APIServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[operator_process.Operator]:
+    op = operator_process.Operator(
+        apiserver, RBAC, tmp_path_factory.mktemp("operator") / "operator.log"
+    )
+    op.install_rbac()
+    op.start()
+    yield op
+    op.stop()
+
+
+@pytest.fixture
+def operator(
+    _operator_process: operator_process.Operator, request: pytest.FixtureRequest
+) -> Iterator[operator_process.Operator]:
+    """``autoflow operator`` running as its ServiceAccount (clusterwide), shared by the
+    session; a test may restart or stop it (the next test starts it again).
+
+    A test fails if the API server refused the operator anything by RBAC meanwhile: the
+    operator's role in config/rbac must cover every request its handlers make.
+    """
+    op = _operator_process
+    op.start()
+    mark = op.log_size()
+    _on_failure(request, lambda: ("operator log", op.log_since(mark)))
+    yield op
+    denied = operator_process.rbac_denials(op.log_since(mark))
+    if denied:
+        pytest.fail(f"the operator's RBAC refused: {denied}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def _executor(
+    apiserver: kube.APIServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[executor_mod.Executor]:
+    ex = executor_mod.Executor(apiserver, tmp_path_factory.mktemp("pods"))
+    ex.start()
+    yield ex
+    ex.stop()
+
+
+@pytest.fixture
+def executor(
+    _executor: executor_mod.Executor, namespace: str, request: pytest.FixtureRequest
+) -> Iterator[executor_mod.NamespaceExecutor]:
+    """Runs the Jobs of this test's namespace (see executor.py); stops them afterwards."""
+    jobs = _executor.serve(namespace)
+    errors = len(_executor.errors)
+    _on_failure(
+        request,
+        lambda: ("runner pods", "\n".join([*_executor.errors[errors:], jobs.logs()])),
+    )
+    yield jobs
+    jobs.stop()

@@ -1,0 +1,52 @@
+{{/* Names, labels and the image, shared by every template. */}}
+
+{{- define "autoflow.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release's base name: the release name when it already says "autoflow". */}}
+{{- define "autoflow.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "autoflow.operatorName" -}}
+{{- printf "%s-operator" (include "autoflow.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "autoflow.runnerName" -}}
+{{- printf "%s-runner" (include "autoflow.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "autoflow.metricsName" -}}
+{{- printf "%s-operator-metrics" (include "autoflow.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "autoflow.serviceAccountName" -}}
+{{- default (include "autoflow.operatorName" .) .Values.serviceAccount.name }}
+{{- end }}
+
+{{- define "autoflow.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "autoflow.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "autoflow.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "autoflow.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: autoflow
+{{- end }}
+
+{{- define "autoflow.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}

@@ -1,0 +1,376 @@
+"""The Helm chart and the kustomize builds, rendered: what they install and that they agree.
+
+- The CRDs the chart and kustomize ship are the generated ones in ``crds/``, byte for byte.
+- The operator's ClusterRole is exactly ``config/rbac/operator.yaml`` (the rules the
+  operator's own tests run it under), the runner's exactly ``config/rbac/runner.yaml``.
+- ``helm lint --strict`` passes with default and with every option on; ``values.schema.json``
+  refuses what the chart cannot do (two replicas, unknown keys).
+- The operator Deployment is locked down: non-root, read-only root filesystem, no
+  capabilities, RuntimeDefault seccomp, and its metrics port is what the Service exposes.
+- ``kustomize/base`` renders the chart's default objects; the overlays change what they say;
+  the monitoring component is the chart's ServiceMonitor, PrometheusRule and dashboard.
+
+``tests/kube/test_install.py`` applies all of this to a real API server and runs the operator
+under the chart's RBAC.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from manifests import (
+    ALL_ENABLED,
+    CHART,
+    KUSTOMIZE,
+    NAMESPACE,
+    REPO,
+    all_of,
+    config_rbac,
+    container,
+    env,
+    helm_template,
+    helm_values,
+    kinds_and_names,
+    kustomize_build,
+    one,
+)
+
+GENERATED_CRDS = sorted((REPO / "crds").glob("autoflow.dev_*.yaml"))
+SELECTOR = {
+    "app.kubernetes.io/name": "autoflow",
+    "app.kubernetes.io/instance": "autoflow",
+    "app.kubernetes.io/component": "operator",
+}
+
+
+# -- CRDs and RBAC stay in step with their sources --------------------------------------------
+
+
+@pytest.mark.parametrize("copies", [CHART / "crds", KUSTOMIZE / "base" / "crds"], ids=str)
+def test_shipped_crds_are_the_generated_ones(copies: Path) -> None:
+    assert GENERATED_CRDS, "crds/ holds no generated CRDs"
+    assert sorted(p.name for p in copies.glob("*.yaml")) == [p.name for p in GENERATED_CRDS]
+    for source in GENERATED_CRDS:
+        assert (copies / source.name).read_text() == source.read_text(), (
+            f"{copies / source.name} differs from {source}; copy it again:"
+            f" cp crds/autoflow.dev_*.yaml {copies.relative_to(REPO)}/"
+        )
+
+
+def test_operator_cluster_role_is_config_rbac_operator() -> None:
+    objs = helm_template()
+    expected = config_rbac("operator.yaml")["rules"]
+    assert one(objs, "ClusterRole", "autoflow-operator")["rules"] == expected
+    base = kustomize_build(KUSTOMIZE / "base")
+    assert one(base, "ClusterRole", "autoflow-operator")["rules"] == expected
+
+
+def test_runner_cluster_role_is_config_rbac_runner() -> None:
+    expected = config_rbac("runner.yaml")["rules"]
+    assert one(helm_template(), "ClusterRole", "autoflow-runner")["rules"] == expected
+    base = kustomize_build(KUSTOMIZE / "base")
+    assert one(base, "ClusterRole", "autoflow-runner")["rules"] == expected
+
+
+def test_the_binding_names_the_operators_service_account() -> None:
+    objs = helm_template()
+    binding = one(objs, "ClusterRoleBinding")
+    account = one(objs, "ServiceAccount")
+    deployment = one(objs, "Deployment")
+    assert binding["roleRef"]["name"] == "autoflow-operator"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "autoflow-operator", "namespace": NAMESPACE}
+    ]
+    assert account["metadata"]["name"] == "autoflow-operator"
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "autoflow-operator"
+    # what config/rbac/operator.yaml says and the kube tier's "operator" identity is
+    expected = config_rbac("operator.yaml", "ClusterRoleBinding")["subjects"]
+    assert binding["subjects"] == expected
+
+
+# -- helm lint and the schema -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [{}, ALL_ENABLED], ids=["defaults", "all-enabled"])
+def test_helm_lint(values: dict[str, Any]) -> None:
+    done = helm_values("lint", CHART, "--strict", values=values)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"operator": {"replicas": 2}}, "replicas"),
+        ({"operator": {"replica": 1}}, "replica"),
+        ({"operator": {"logLevel": "loud"}}, "logLevel"),
+        ({"metrics": {"port": 0}}, "port"),
+        ({"metrics": {"serviceMonitor": {"interval": "soon"}}}, "interval"),
+        ({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}, "watchNamespaces"),
+    ],
+)
+def test_the_schema_refuses(values: dict[str, Any], complaint: str) -> None:
+    done = helm_values("template", "autoflow", CHART, values=values)
+    assert done.returncode != 0
+    assert complaint in done.stderr
+
+
+def test_a_service_monitor_needs_the_service() -> None:
+    values = {"metrics": {"service": {"enabled": False}, "serviceMonitor": {"enabled": True}}}
+    done = helm_values("template", "autoflow", CHART, values=values)
+    assert done.returncode != 0
+    assert "metrics.service.enabled" in done.stderr
+
+
+# -- what the chart renders -------------------------------------------------------------------
+
+
+def test_default_objects() -> None:
+    objs = helm_template()
+    assert kinds_and_names(objs) == [
+        ("ClusterRole", "autoflow-operator", None),
+        ("ClusterRole", "autoflow-runner", None),
+        ("ClusterRoleBinding", "autoflow-operator", None),
+        ("Deployment", "autoflow-operator", NAMESPACE),
+        ("Service", "autoflow-operator-metrics", NAMESPACE),
+        ("ServiceAccount", "autoflow-operator", NAMESPACE),
+    ]
+    crds = all_of(helm_template(include_crds=True), "CustomResourceDefinition")
+    assert sorted(c["metadata"]["name"] for c in crds) == [
+        "integrations.autoflow.dev",
+        "schedules.autoflow.dev",
+        "workflowruns.autoflow.dev",
+        "workflows.autoflow.dev",
+    ]
+
+
+def test_the_operator_runs_locked_down() -> None:
+    objs = helm_template()
+    deployment = one(objs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["selector"]["matchLabels"] == SELECTOR
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532  # the image's USER
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    operator = container(objs)
+    assert operator["image"] == "ghcr.io/autoflow/autoflow:0.1.0"
+    assert operator["args"] == ["operator"]
+    assert "command" not in operator  # the image's ENTRYPOINT, autoflow
+    assert operator["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    # HOME and TMPDIR are /tmp in the image: the one writable place
+    assert operator["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+    # `autoflow operator` has no health endpoint (operator/main.py passes kopf no liveness)
+    assert "livenessProbe" not in operator
+    assert operator["resources"]["requests"] and operator["resources"]["limits"]["memory"]
+
+
+def test_operator_settings_come_from_values() -> None:
+    assert env(helm_template()) == {
+        "AUTOFLOW_RUNNER_IMAGE": "ghcr.io/autoflow/autoflow:0.1.0",
+        "AUTOFLOW_RUNNER_BACKOFF_LIMIT": "3",
+        "AUTOFLOW_JOB_TTL_SECONDS": "3600",
+        "AUTOFLOW_NAMESPACES": "",
+        "AUTOFLOW_METRICS_PORT": "9090",
+        "AUTOFLOW_HANDLER_BACKOFF_SECONDS": "5",
+        "AUTOFLOW_LOG_LEVEL": "info",
+    }
+    values = {
+        "image": {"tag": "1.2.3"},
+        "operator": {
+            "logLevel": "debug",
+            "runner": {"backoffLimit": 0, "jobTTLSeconds": 60},
+            "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+        },
+        "metrics": {"port": 9191},
+    }
+    objs = helm_template(values)
+    got = env(objs)
+    assert got["AUTOFLOW_RUNNER_IMAGE"] == "ghcr.io/autoflow/autoflow:1.2.3"
+    assert (got["AUTOFLOW_RUNNER_BACKOFF_LIMIT"], got["AUTOFLOW_JOB_TTL_SECONDS"]) == ("0", "60")
+    assert got["AUTOFLOW_LOG_LEVEL"] == "debug"
+    assert got["HTTPS_PROXY"] == "http://proxy:3128"
+    assert got["AUTOFLOW_METRICS_PORT"] == "9191"
+    assert container(objs)["ports"] == [
+        {"name": "metrics", "containerPort": 9191, "protocol": "TCP"}
+    ]
+    service = one(objs, "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9191, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    assert service["spec"]["selector"] == SELECTOR
+    runner = helm_template({"operator": {"runner": {"image": "registry.local/autoflow:x"}}})
+    assert env(runner)["AUTOFLOW_RUNNER_IMAGE"] == "registry.local/autoflow:x"
+
+
+def test_watching_some_namespaces_binds_the_role_only_there() -> None:
+    objs = helm_template({"operator": {"watchNamespaces": ["shop", "billing"]}})
+    assert not all_of(objs, "ClusterRoleBinding")
+    bindings = all_of(objs, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["billing", "shop"]
+    for binding in bindings:
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "autoflow-operator",
+        }
+        assert binding["subjects"][0]["namespace"] == NAMESPACE
+    assert env(objs)["AUTOFLOW_NAMESPACES"] == "shop,billing"
+
+
+def test_everything_enabled() -> None:
+    objs = helm_template(ALL_ENABLED)
+    monitor = one(objs, "ServiceMonitor")
+    assert monitor["spec"]["selector"]["matchLabels"] == SELECTOR
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["honorLabels"]) == (
+        "metrics",
+        "/metrics",
+        True,
+    )
+    rule = one(objs, "PrometheusRule")
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {
+        "AutoflowRunFailureRatioHigh",
+        "AutoflowRunsStuckPending",
+        "AutoflowIntegrationDown",
+        "AutoflowOperatorDown",
+    } <= alerts
+    down = next(
+        r
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+        if r["alert"] == "AutoflowOperatorDown"
+    )
+    # the job Prometheus gives the ServiceMonitor's targets is the Service's name
+    assert f'job="{one(objs, "Service")["metadata"]["name"]}"' in down["expr"]
+    dashboards = one(objs, "ConfigMap")
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads((CHART / "dashboards" / "autoflow.json").read_text())
+    assert json.loads(dashboards["data"]["autoflow.json"]) == shipped
+    pdb = one(objs, "PodDisruptionBudget")
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": SELECTOR}}
+
+
+def test_dashboard_sidecar_settings() -> None:
+    values = {
+        "grafana": {
+            "dashboards": {
+                "enabled": True,
+                "label": "grafana_dashboard_autoflow",
+                "labelValue": "yes",
+                "namespace": "monitoring",
+                "annotations": {"grafana_folder": "Autoflow"},
+            }
+        }
+    }
+    dashboards = one(helm_template(values), "ConfigMap")
+    assert dashboards["metadata"]["namespace"] == "monitoring"
+    assert dashboards["metadata"]["labels"]["grafana_dashboard_autoflow"] == "yes"
+    assert dashboards["metadata"]["annotations"] == {"grafana_folder": "Autoflow"}
+
+
+def test_another_release_name_prefixes_every_name() -> None:
+    objs = helm_template(release="team-a", namespace="team-a")
+    names = {o["metadata"]["name"] for o in objs}
+    assert names == {
+        "team-a-autoflow-operator",
+        "team-a-autoflow-runner",
+        "team-a-autoflow-operator-metrics",
+    }
+
+
+# -- kustomize ----------------------------------------------------------------------------------
+
+
+def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object without what Helm and kustomize label differently (their own labels)."""
+    out = copy.deepcopy(obj)
+    out["metadata"].pop("labels", None)
+    template = out.get("spec", {}).get("template")
+    if isinstance(template, dict):
+        template["metadata"].pop("labels", None)
+    return out
+
+
+def test_kustomize_base_is_the_charts_defaults() -> None:
+    chart = helm_template(include_crds=True)
+    base = [o for o in kustomize_build(KUSTOMIZE / "base") if o["kind"] != "Namespace"]
+    assert kinds_and_names(base) == kinds_and_names(chart)
+    chart_by = {(o["kind"], o["metadata"]["name"]): o for o in chart}
+    for obj in base:
+        theirs = chart_by[(obj["kind"], obj["metadata"]["name"])]
+        assert _comparable(obj) == _comparable(theirs), f"{obj['kind']} {obj['metadata']['name']}"
+        labels = obj["metadata"].get("labels", {})
+        assert labels["app.kubernetes.io/part-of"] == "autoflow"
+    deployment = one(base, "Deployment")
+    assert SELECTOR.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    (namespace,) = [o for o in kustomize_build(KUSTOMIZE / "base") if o["kind"] == "Namespace"]
+    assert namespace["metadata"]["name"] == NAMESPACE
+
+
+def test_dev_overlay() -> None:
+    objs = kustomize_build(KUSTOMIZE / "overlays" / "dev")
+    assert one(objs, "Deployment")["spec"]["replicas"] == 1
+    assert env(objs)["AUTOFLOW_LOG_LEVEL"] == "debug"
+    assert env(objs)["AUTOFLOW_HANDLER_BACKOFF_SECONDS"] == "1"
+    assert not all_of(objs, "PodDisruptionBudget")
+
+
+def test_production_overlay() -> None:
+    objs = kustomize_build(KUSTOMIZE / "overlays" / "production")
+    base = kustomize_build(KUSTOMIZE / "base")
+    assert one(objs, "Deployment")["spec"]["replicas"] == 1  # see the overlay: no peering
+    resources = container(objs)["resources"]
+    assert resources != container(base)["resources"]
+    assert resources["requests"]["cpu"] and resources["limits"]["memory"]
+    pdb = one(objs, "PodDisruptionBudget")
+    assert pdb["metadata"]["namespace"] == NAMESPACE
+    assert pdb["spec"] == one(helm_template(ALL_ENABLED), "PodDisruptionBudget")["spec"]
+    # everything else as in the base
+    assert env(objs) == env(base)
+    assert kinds_and_names(objs) == sorted(
+        [*kinds_and_names(base), ("PodDisruptionBudget", "autoflow-operator", NAMESPACE)]
+    )
+
+
+def with_monitoring(tmp_path: Path, overlay: str = "production") -> list[dict[str, Any]]:
+    """An overlay with the monitoring component, as docs/install.md tells users to write it."""
+    rel = os.path.relpath(KUSTOMIZE, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [f"{rel}/overlays/{overlay}"],
+                "components": [f"{rel}/components/monitoring"],
+            }
+        )
+    )
+    return kustomize_build(tmp_path)
+
+
+def test_monitoring_component_is_the_charts(tmp_path: Path) -> None:
+    objs = with_monitoring(tmp_path)
+    chart = helm_template(ALL_ENABLED)
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        assert _comparable(one(objs, kind)) == _comparable(one(chart, kind)), kind
+    mine, theirs = one(objs, "ConfigMap"), one(chart, "ConfigMap")
+    assert mine["metadata"]["name"] == theirs["metadata"]["name"]
+    assert mine["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(mine["data"]["autoflow.json"]) == json.loads(theirs["data"]["autoflow.json"])
+    copy_ = KUSTOMIZE / "components" / "monitoring" / "autoflow.json"
+    assert copy_.read_text() == (CHART / "dashboards" / "autoflow.json").read_text(), (
+        "cp charts/autoflow/dashboards/autoflow.json kustomize/components/monitoring/"
+    )
