@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import os
+import json
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "kube"))
 
 import apiserver as kube  # noqa: E402  (the test tier's server harness)
+import operator_process  # noqa: E402  (`autoflow operator` under its own RBAC, as in the tests)
 
 WORKFLOW = {
     "apiVersion": "autoflow.dev/v1alpha1",
@@ -67,10 +67,15 @@ class JobWatch:
         self._thread.start()
 
     def _loop(self) -> None:
-        import json
-
         path = f"/apis/batch/v1/namespaces/{self._namespace}/jobs?watch=true&timeoutSeconds=600"
-        with self._server.client() as http, http.stream("GET", path, timeout=None) as response:
+        http = self._server.client()
+        try:
+            self._follow(http, path)
+        except Exception:
+            return
+
+    def _follow(self, http: Any, path: str) -> None:
+        with http.stream("GET", path, timeout=None) as response:
             for line in response.iter_lines():
                 if self._stop.is_set():
                     return
@@ -106,8 +111,6 @@ def main() -> None:
     assets = kube.find_assets(progress=sys.stderr)
     with kube.APIServer(assets) as server:
         server.install_crds(ROOT / "crds", "autoflow.dev_*.yaml")
-        for path in sorted((ROOT / "config" / "rbac").glob("*.yaml")):
-            server.kubectl("apply", "-f", str(path))
         ns = "bench"
         server.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
 
@@ -115,18 +118,11 @@ def main() -> None:
         _create_all(server, [_configmap(f"cm-{i}") for i in range(n)], ns)
         base_rate = n / (time.perf_counter() - start)
 
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(server.kubeconfig("operator")),
-            "AUTOFLOW_RUNNER_IMAGE": "bench",
-        }
-        log = open(server.dir / "operator.log", "wb")  # noqa: SIM115
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "autoflow.cli.main", "operator"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        operator = operator_process.Operator(
+            server, ROOT / "config" / "rbac", server.dir / "operator.log"
         )
+        operator.install_rbac()
+        operator.start()
         try:
             server.create(dict(WORKFLOW), namespace=ns)
             time.sleep(3)  # the operator is up and has handled the Workflow
@@ -137,13 +133,12 @@ def main() -> None:
             watch.wait(names, timeout=max(60.0, n / 2))
             done = [name for name in names if name in watch.seen]
             if len(done) < n:
-                print(f"only {len(done)} of {n} runs got a Job in time; see {log.name}")
+                print(f"only {len(done)} of {n} runs got a Job in time:")
+                print(operator.log_since(0)[-3000:])
             latencies = [(watch.seen[x] - created[x]) * 1000 for x in done]
             rate = len(done) / (max(watch.seen[x] for x in done) - first)
         finally:
-            operator.terminate()
-            operator.wait(timeout=20)
-            log.close()
+            operator.stop()
     print(f"WorkflowRun → Job dispatch, {n} runs created at once (16 writers)")
     print(f"  {'':<22}{'operator':>10}{'baseline':>10}{'ratio':>8}{'target':>10}")
     print(
