@@ -37,6 +37,7 @@ log = logging.getLogger("autoflow.operator")
 
 GROUP, VERSION = meta.GROUP, meta.VERSION
 CONFLICT_RETRIES = 10
+DISPATCH_CONCURRENCY = 8
 _BACKOFF = settings_mod.Settings().handler_backoff_seconds
 
 JSONDict = dict[str, Any]
@@ -49,6 +50,7 @@ class State:
     settings = settings_mod.Settings()
     client: kube.Client | None = None
     sweeper: history_mod.Sweeper | None = None
+    dispatching = asyncio.Semaphore(DISPATCH_CONCURRENCY)
 
 
 def client() -> kube.Client:
@@ -61,8 +63,13 @@ def client() -> kube.Client:
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Annotations, not status: the CRD schemas prune unknown status fields.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="autoflow.dev")
+    # What kopf compares to find changes: the spec only. Labels and annotations change for
+    # reasons of their own (the operator labels runs, GitOps tools annotate), and each
+    # change would cost a write of kopf's diff base for nothing.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="autoflow.dev", key="last-handled"
+        prefix="autoflow.dev",
+        key="last-handled",
+        ignored_fields=["metadata.labels", "metadata.annotations"],
     )
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "autoflow-operator"
@@ -72,7 +79,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     # kopf keeps a worker per object until it has been idle this long, and a worker limit
     # counts idle workers too: with kopf's 5 s, a limit of N allowed only N / 5 s new runs.
-    # Unlimited workers; the API client's connection pool bounds the requests in flight.
+    # So no limit here; DISPATCH_CONCURRENCY and the API client's connection limit bound
+    # the work in flight.
     settings.queueing.worker_limit = None
     settings.queueing.idle_timeout = 1.0
     State.settings = settings_mod.Settings()
@@ -308,10 +316,10 @@ async def _start(run: JSONDict, namespace: str, index: WorkflowIndex) -> JSONDic
     if wf is None:
         wf = await _get_or_none(kube.path(kube.AUTOFLOW, "workflows", namespace, wf_name))
     problems = [] if wf is None else await _problems(wf, namespace)
-    if wf is not None and not problems:
-        account = runs.workflow_service_account(wf)
-        sa_url = kube.path(kube.CORE, "serviceaccounts", namespace, account or "-")
-        if account and await _get_or_none(sa_url) is None:
+    account = runs.workflow_service_account(wf) if wf is not None and not problems else None
+    if account is not None:
+        sa_url = kube.path(kube.CORE, "serviceaccounts", namespace, account)
+        if await _get_or_none(sa_url) is None:
             problems = [f"runtime.serviceAccountName: ServiceAccount {account!r} does not exist"]
 
     def start(current: JSONDict) -> JSONDict:
@@ -327,6 +335,13 @@ async def _start(run: JSONDict, namespace: str, index: WorkflowIndex) -> JSONDic
 
 async def _dispatch(run: JSONDict, namespace: str, index: WorkflowIndex) -> None:
     """Snapshot the Workflow, then create the runner's access and its Job (idempotently)."""
+    # A few at a time, in the order they came: under a burst the first runs start first
+    # instead of all of them sharing the API client and finishing together, late.
+    async with State.dispatching:
+        await _dispatch_one(run, namespace, index)
+
+
+async def _dispatch_one(run: JSONDict, namespace: str, index: WorkflowIndex) -> None:
     if not (run.get("status") or {}).get("workflowSnapshot"):
         current = await _start(run, namespace, index)
         if current is None or current["metadata"]["uid"] != run["metadata"]["uid"]:
@@ -336,13 +351,13 @@ async def _dispatch(run: JSONDict, namespace: str, index: WorkflowIndex) -> None
         return
     if run["spec"].get("cancel"):
         return
-    # The access first: a pod whose ServiceAccount is missing is not created, and the Job
-    # controller would only try again after a backoff. A RoleBinding needs its Role to exist:
-    # the API server checks the operator holds what the Role grants.
+    # The ServiceAccount before the Job: the Job controller does not create a pod whose
+    # account is missing, and tries again only after a backoff. The Role before its
+    # RoleBinding: the API server checks the operator holds what the bound Role grants. The
+    # binding and the Job together: the runner waits briefly for its access (runners.job).
     *first, binding = runs.render_runner_access(run)
     await asyncio.gather(*(_ensure(obj, run) for obj in first))
-    await _ensure(binding, run)
-    await _ensure(runs.render_job(run, State.settings), run)
+    await asyncio.gather(_ensure(binding, run), _ensure(runs.render_job(run, State.settings), run))
 
 
 @kopf.on.resume(GROUP, VERSION, "workflowruns", backoff=_BACKOFF)

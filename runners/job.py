@@ -32,6 +32,7 @@ MAX_RUN_OUTPUTS_BYTES = 64 * 1024
 MAX_MESSAGE = 2000
 PREVIEW = 512
 WRITE_ATTEMPTS = 5
+ACCESS_WAIT_SECONDS = 20.0
 ITEMS_KEY = "completedItems"
 
 log = logging.getLogger("autoflow.runner")
@@ -230,10 +231,28 @@ def _completed_items(step: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+async def _first_read(client: kube.Client, url: str) -> dict[str, Any]:
+    """The run, read as soon as this pod's access to it works.
+
+    The operator creates the run's RoleBinding alongside its Job, and API servers authorize
+    from a cache of RBAC objects, so a pod that starts fast may be refused for a moment.
+    """
+    deadline = asyncio.get_running_loop().time() + ACCESS_WAIT_SECONDS
+    delay = 0.1
+    while True:
+        try:
+            return await client.get(url)
+        except kube.ApiError as exc:
+            if exc.status != 403 or asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
 async def run_job(client: kube.Client, namespace: str, name: str) -> int:
     """Run (or resume) one WorkflowRun; exit code 0 once its result is recorded."""
     url = kube.path(kube.AUTOFLOW, "workflowruns", namespace, name)
-    run = await client.get(url)
+    run = await _first_read(client, url)
     status = run.get("status") or {}
     if (status.get("result") or {}).get("phase"):
         return 0  # finished before this pod started: nothing to do

@@ -420,6 +420,13 @@ def test_a_job_left_by_an_earlier_run_of_the_same_name_is_not_adopted(
 ) -> None:
     first = start(apiserver, namespace, {"steps": [delay("wait", "1s")]})
     stale = wait_for(apiserver, objects.job_of(first), lambda j: True)
+    # Let the operator finish with the first run (kopf has recorded what it handled): kopf
+    # patches objects by name, so a patch still in flight could land on the second run.
+    wait_for(
+        apiserver,
+        first,
+        lambda r: "autoflow.dev/last-handled" in r["metadata"].get("annotations", {}),
+    )
     # No garbage collector here: what was made for the run stays, as it may for a while.
     apiserver.delete(first)
     access = [
@@ -522,7 +529,9 @@ def test_a_workflow_service_account_is_bound_to_the_run_instead(
     job = wait_for(apiserver, objects.job_of(run), lambda _: True)
 
     assert job["spec"]["template"]["spec"]["serviceAccountName"] == "shop-runner"
-    binding = apiserver.get(objects.ref(RBAC, "RoleBinding", "autoflow-run-orders-2", namespace))
+    binding = wait_for(  # made alongside the Job
+        apiserver, objects.ref(RBAC, "RoleBinding", "autoflow-run-orders-2", namespace), bool
+    )
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "shop-runner", "namespace": namespace}
     ]
