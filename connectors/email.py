@@ -558,19 +558,11 @@ def _mailer(ctx: sdk.ActionContext) -> Mailer:
             errors.Where(step=ctx.step_id, field="integration"),
         )
     name = integration.name
-    try:
-        settings = Settings.model_validate(dict(integration.settings))
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise errors.PermanentError(
-            f"integration {name!r} has unusable settings: {field}: {first['msg']}",
-            errors.Where(resource=f"Integration/{name}", field=f"settings.{field}"),
-        ) from None
-    password = _optional_secret(integration, "password")
+    settings = sdk.integration_settings(integration, Settings)
+    password = sdk.optional_secret(integration, "password")
     username = settings.username
     if password is not None and not username:
-        username = _optional_secret(integration, "username")
+        username = sdk.optional_secret(integration, "username")
         if not username:
             raise errors.PermanentError(
                 f"integration {name!r} has a password but no username: set settings.username "
@@ -578,11 +570,3 @@ def _mailer(ctx: sdk.ActionContext) -> Mailer:
                 errors.Where(resource=f"Integration/{name}", field="secretRef"),
             )
     return Mailer(name, settings, username, password)
-
-
-def _optional_secret(integration: sdk.IntegrationInfo, key: str) -> str | None:
-    """A secret the server may not need (a relay that takes mail without AUTH)."""
-    try:
-        return integration.secrets.get(key)
-    except errors.PermanentError:
-        return None

@@ -564,22 +564,14 @@ async def _connection(ctx: sdk.ActionContext) -> Connection:
 
 def _new_connection(integration: sdk.IntegrationInfo) -> Connection:
     name = integration.name
-    try:
-        settings = Settings.model_validate(dict(integration.settings))
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise errors.PermanentError(
-            f"integration {name!r} has unusable settings: {field}: {first['msg']}",
-            errors.Where(resource=f"Integration/{name}", field=f"settings.{field}"),
-        ) from None
+    settings = sdk.integration_settings(integration, Settings)
     auth: dict[str, Any] = {}
     hide: list[str] = []
-    if token := _optional_secret(integration, "token"):
+    if token := sdk.optional_secret(integration, "token"):
         auth["token"] = token
         hide.append(token)
-    elif password := _optional_secret(integration, "password"):
-        user = _optional_secret(integration, "user") or settings.user
+    elif password := sdk.optional_secret(integration, "password"):
+        user = sdk.optional_secret(integration, "user") or settings.user
         if not user:
             raise errors.PermanentError(
                 f"integration {name!r} has a password but no user: add the secret 'user' or "
@@ -588,18 +580,10 @@ def _new_connection(integration: sdk.IntegrationInfo) -> Connection:
             )
         auth.update(user=user, password=password)
         hide.append(password)
-    elif creds := _optional_secret(integration, "creds"):
+    elif creds := sdk.optional_secret(integration, "creds"):
         auth["user_credentials"] = nats_client.RawCredentials(creds)
         hide.extend(line for line in creds.splitlines() if len(line.strip()) >= 16)
     return Connection(name, settings, auth, hide)
-
-
-def _optional_secret(integration: sdk.IntegrationInfo, key: str) -> str | None:
-    """A secret the server may not need (a NATS server without authentication)."""
-    try:
-        return integration.secrets.get(key)
-    except errors.PermanentError:
-        return None
 
 
 def _without_userinfo(url: str) -> str:

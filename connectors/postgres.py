@@ -543,15 +543,7 @@ async def _database(ctx: sdk.ActionContext) -> Database:
 
 def _new_database(integration: sdk.IntegrationInfo) -> Database:
     name = integration.name
-    try:
-        settings = Settings.model_validate(dict(integration.settings))
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise errors.PermanentError(
-            f"integration {name!r} has unusable settings: {field}: {first['msg']}",
-            errors.Where(resource=f"Integration/{name}", field=f"settings.{field}"),
-        ) from None
+    settings = sdk.integration_settings(integration, Settings)
     options: dict[str, Any] = {
         "connect_timeout": max(1, round(meta.parse_duration(settings.connect_timeout))),
         "application_name": settings.application_name,
@@ -560,7 +552,7 @@ def _new_database(integration: sdk.IntegrationInfo) -> Database:
         millis = round(meta.parse_duration(settings.statement_timeout) * 1000)
         options["options"] = f"-c statement_timeout={millis}"
     if settings.host:
-        password = _optional_secret(integration, "password")
+        password = sdk.optional_secret(integration, "password")
         values = {
             "host": settings.host,
             "port": settings.port,
@@ -586,11 +578,3 @@ def _new_database(integration: sdk.IntegrationInfo) -> Database:
             errors.Where(resource=f"Integration/{name}", field="secretRef"),
         ) from None
     return Database(name, settings, conninfo, [dsn, str(parsed.get("password") or "")])
-
-
-def _optional_secret(integration: sdk.IntegrationInfo, key: str) -> str | None:
-    """A secret the server may not need (trust or certificate authentication)."""
-    try:
-        return integration.secrets.get(key)
-    except errors.PermanentError:
-        return None

@@ -445,15 +445,7 @@ async def _client(ctx: sdk.ActionContext) -> Client:
 
 def _new_client(integration: sdk.IntegrationInfo) -> Client:
     name = integration.name
-    try:
-        settings = Settings.model_validate(dict(integration.settings))
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise errors.PermanentError(
-            f"integration {name!r} has unusable settings: {field}: {first['msg']}",
-            errors.Where(resource=f"Integration/{name}", field=f"settings.{field}"),
-        ) from None
+    settings = sdk.integration_settings(integration, Settings)
     options: dict[str, Any] = {
         "socket_connect_timeout": meta.parse_duration(settings.connect_timeout),
         "socket_timeout": meta.parse_duration(settings.command_timeout),
@@ -465,7 +457,7 @@ def _new_client(integration: sdk.IntegrationInfo) -> Client:
         "timeout": meta.parse_duration(settings.pool_timeout),
     }
     if settings.host:
-        password = _optional_secret(integration, "password")
+        password = sdk.optional_secret(integration, "password")
         if settings.tls:
             options.update(_tls_options(settings), connection_class=aioredis.SSLConnection)
         pool = aioredis.BlockingConnectionPool(
@@ -502,11 +494,3 @@ def _tls_options(settings: Settings) -> dict[str, Any]:
         "ssl_cert_reqs": ssl.CERT_REQUIRED if settings.tls_verify else ssl.CERT_NONE,
         "ssl_check_hostname": settings.tls_verify,
     }
-
-
-def _optional_secret(integration: sdk.IntegrationInfo, key: str) -> str | None:
-    """A secret the server may not need (a Redis without requirepass)."""
-    try:
-        return integration.secrets.get(key)
-    except errors.PermanentError:
-        return None

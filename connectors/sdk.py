@@ -163,6 +163,31 @@ class ResourcePool:
         await self._stack.aclose()
 
 
+SettingsModel = typing.TypeVar("SettingsModel", bound=pydantic.BaseModel)
+
+
+def integration_settings(integration: IntegrationInfo, model: type[SettingsModel]) -> SettingsModel:
+    """An integration's ``settings`` validated into a connector's model, or a PermanentError
+    naming the integration and the first unusable setting."""
+    try:
+        return model.model_validate(dict(integration.settings))
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise errors.PermanentError(
+            f"integration {integration.name!r} has unusable settings: {field}: {first['msg']}",
+            errors.Where(resource=f"Integration/{integration.name}", field=f"settings.{field}"),
+        ) from None
+
+
+def optional_secret(integration: IntegrationInfo, key: str) -> str | None:
+    """A secret the remote system may not need (no authentication configured), else None."""
+    try:
+        return integration.secrets.get(key)
+    except errors.PermanentError:
+        return None
+
+
 ActionFunc = Callable[[Any, ActionContext], Awaitable[Any]]
 
 
