@@ -75,6 +75,19 @@ class NoSecrets:
         )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Limits:
+    """An Integration's quota: ``requests`` calls every ``per_seconds``, ``max_concurrency``
+    at once.
+
+    Shared by every runner (``runners.limits``); None fields are unlimited.
+    """
+
+    requests: int | None = None
+    per_seconds: float | None = None
+    max_concurrency: int | None = None
+
+
 @dataclasses.dataclass(slots=True)
 class IntegrationInfo:
     """What a step sees of the Integration it names: settings and credentials, not the object."""
@@ -83,6 +96,7 @@ class IntegrationInfo:
     type: str
     settings: Mapping[str, Any]
     secrets: Secrets
+    limits: Limits | None = None
 
 
 class ActionContext:

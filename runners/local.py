@@ -24,6 +24,7 @@ from autoflow.connectors import sdk
 from autoflow.crds import errors, integration, workflow
 from autoflow.runners import engine, journal, loader, redact
 from autoflow.runners import inputs as inputs_mod
+from autoflow.runners import integrations as integrations_mod
 from autoflow.runners import plan as plan_mod
 
 SECRET_ENV_PREFIX = "AUTOFLOW_SECRET_"
@@ -104,12 +105,7 @@ class LocalIntegrations:
                 "file to autoflow run"
             )
         values = {str(k): str(v) for k, v in (self._secrets.get(name) or {}).items()}
-        return sdk.IntegrationInfo(
-            name=name,
-            type=intg.spec.type,
-            settings=intg.spec.settings,
-            secrets=_Secrets(intg, values, self._env, redactor),
-        )
+        return integrations_mod.info_for(intg, _Secrets(intg, values, self._env, redactor))
 
 
 def read_secrets_file(path: str) -> dict[str, dict[str, str]]:
