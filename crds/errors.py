@@ -177,6 +177,10 @@ class PermanentError(ConnectorError):
     retryable = False
 
 
+class MissingSecretError(PermanentError):
+    """An Integration's credentials lack a key the connector reads (or its Secret is missing)."""
+
+
 class RunError(AutoflowError):
     """The run as a whole stopped before its steps finished."""
 

@@ -117,9 +117,12 @@ class Observer:
 
 
 class IntegrationProvider(Protocol):
-    """Resolves the integration a step names, with a secrets accessor that reports to a Redactor."""
+    """Resolves the integration a step names, with a secrets accessor that reports to a Redactor.
 
-    def get(self, name: str, redactor: redact.Redactor) -> sdk.IntegrationInfo: ...
+    Asynchronous because resolving may read a Kubernetes Secret or fetch an OAuth2 token.
+    """
+
+    async def get(self, name: str, redactor: redact.Redactor) -> sdk.IntegrationInfo: ...
 
 
 class StepFailed(Exception):
@@ -587,7 +590,7 @@ class Run:
                     f"integration {sp.step.integration!r} is not available to this run",
                     errors.Where(step=sp.id, field="integration"),
                 )
-            info = self.integrations.get(sp.step.integration, self.redactor)
+            info = await self.integrations.get(sp.step.integration, self.redactor)
         ctx = sdk.ActionContext(
             run_id=self.run_id,
             step_id=sp.id,

@@ -72,7 +72,7 @@ class _Secrets:
         if value is None:
             value = self._env.get(secret_env_name(name, key))
         if value is None:
-            raise errors.PermanentError(
+            raise errors.MissingSecretError(
                 f"integration {name!r} has no secret {key!r}: set {secret_env_name(name, key)} "
                 "or add it to the --secrets file"
             )
@@ -96,7 +96,7 @@ class LocalIntegrations:
     def names(self) -> set[str]:
         return set(self._by_name)
 
-    def get(self, name: str, redactor: redact.Redactor) -> sdk.IntegrationInfo:
+    async def get(self, name: str, redactor: redact.Redactor) -> sdk.IntegrationInfo:
         intg = self._by_name.get(name)
         if intg is None:
             known = ", ".join(sorted(self._by_name)) or "none given"
