@@ -114,6 +114,7 @@ KINDS: tuple[Kind, ...] = (
         (
             Column("Type", "string", ".spec.type", "The connector this integration is for."),
             Column("Ready", "string", f"{_READY}.status", "Result of the last health check."),
+            Column("Reason", "string", f"{_READY}.reason"),
             Column("Last Check", "date", ".status.lastCheckTime"),
             AGE,
         ),

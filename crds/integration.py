@@ -73,6 +73,15 @@ class IntegrationStatus(meta.Model):
     observed_generation: int | None = None
     conditions: meta.Conditions
     last_check_time: datetime.datetime | None = None
+    next_check_time: datetime.datetime | None = pydantic.Field(
+        default=None, description="When the operator probes next (sooner after a spec change)."
+    )
+    consecutive_failures: int = pydantic.Field(
+        default=0, ge=0, description="Failed probes in a row; the next probe backs off by it."
+    )
+    token_expires_at: datetime.datetime | None = pydantic.Field(
+        default=None, description="When the OAuth2 access token in the managed Secret expires."
+    )
 
 
 class Integration(meta.Resource):

@@ -295,6 +295,18 @@ async def _ensure(obj: JSONDict, run: JSONDict) -> None:
     raise NotOurs(f"{obj['kind']} {name} exists and belongs to another run; waiting for it to go")
 
 
+async def _integrations_of(run: JSONDict, namespace: str) -> list[JSONDict]:
+    """The Integrations the run's steps name, as they are now (a missing one is left out: the
+    runner then says it is not found)."""
+    found = await asyncio.gather(
+        *(
+            _get_or_none(kube.path(kube.AUTOFLOW, "integrations", namespace, name))
+            for name in runs.integrations_used(run)
+        )
+    )
+    return [i for i in found if i is not None]
+
+
 class NotOurs(Exception):
     """An object the run needs exists under its name but was made for another run."""
 
@@ -355,7 +367,7 @@ async def _dispatch_one(run: JSONDict, namespace: str, index: WorkflowIndex) -> 
     # account is missing, and tries again only after a backoff. The Role before its
     # RoleBinding: the API server checks the operator holds what the bound Role grants. The
     # binding and the Job together: the runner waits briefly for its access (runners.job).
-    *first, binding = runs.render_runner_access(run)
+    *first, binding = runs.render_runner_access(run, await _integrations_of(run, namespace))
     await asyncio.gather(*(_ensure(obj, run) for obj in first))
     await asyncio.gather(_ensure(binding, run), _ensure(runs.render_job(run, State.settings), run))
 

@@ -49,6 +49,12 @@ RUNNER_RULES: list[dict[str, Any]] = [
     {"apiGroups": [meta.GROUP], "resources": ["workflowruns"], "verbs": ["get"]},
     {"apiGroups": [meta.GROUP], "resources": ["workflowruns/status"], "verbs": ["patch"]},
 ]
+# And read access to the Integrations the run's steps name and to their Secrets (secretRef,
+# oauth2.tokenSecretName), narrowed to those names; runner.yaml states these without names.
+INTEGRATION_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [meta.GROUP], "resources": ["integrations"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+]
 
 
 def phase_of(run: dict[str, Any]) -> str | None:
@@ -191,12 +197,44 @@ def runner_service_account(run: dict[str, Any]) -> str:
     return access_name(run)
 
 
-def render_runner_access(run: dict[str, Any]) -> list[dict[str, Any]]:
-    """[ServiceAccount,] Role, RoleBinding: the runner may get this run and patch its status.
+def integrations_used(run: dict[str, Any]) -> list[str]:
+    """The Integrations the steps of the run's snapshot name, sorted."""
+    spec = _snapshot(run)
+    steps = [*spec.steps, *spec.on_error, *spec.finally_]
+    return sorted({s.integration for s in steps if s.integration})
+
+
+def integration_secrets(integrations: Iterable[dict[str, Any]]) -> list[str]:
+    """The Secrets those Integrations read: ``secretRef.name`` and ``oauth2.tokenSecretName``."""
+    names: set[str] = set()
+    for intg in integrations:
+        spec = intg.get("spec") or {}
+        if (spec.get("secretRef") or {}).get("name"):
+            names.add(spec["secretRef"]["name"])
+        if (spec.get("oauth2") or {}).get("tokenSecretName"):
+            names.add(spec["oauth2"]["tokenSecretName"])
+    return sorted(names)
+
+
+def render_runner_access(
+    run: dict[str, Any], integrations: Iterable[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """[ServiceAccount,] Role, RoleBinding: the runner may get this run and patch its status,
+    and read the given Integrations (those its steps name) and their Secrets.
 
     The ServiceAccount is made only when the Workflow names none (``runtime.serviceAccountName``);
     otherwise that account is bound to the run's Role.
     """
+    integrations = list(integrations)
+    rules = [{**rule, "resourceNames": [run["metadata"]["name"]]} for rule in RUNNER_RULES]
+    # An empty resourceNames would grant every object: a rule is added only with names.
+    granted = (
+        sorted(i["metadata"]["name"] for i in integrations),
+        integration_secrets(integrations),
+    )
+    for rule, names in zip(INTEGRATION_RULES, granted, strict=True):
+        if names:
+            rules.append({**rule, "resourceNames": names})
     meta_ = run["metadata"]
     name, namespace = access_name(run), meta_["namespace"]
     common = {
@@ -221,7 +259,7 @@ def render_runner_access(run: dict[str, Any]) -> list[dict[str, Any]]:
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": dict(common),
-            "rules": [{**rule, "resourceNames": [meta_["name"]]} for rule in RUNNER_RULES],
+            "rules": rules,
         }
     )
     objs.append(
@@ -246,6 +284,11 @@ def render_job(run: dict[str, Any], settings: settings_mod.Settings) -> dict[str
         {"name": "AUTOFLOW_RUN_NAMESPACE", "value": meta_["namespace"]},
         {"name": "AUTOFLOW_RUN_NAME", "value": meta_["name"]},
     ]
+    if settings.redis_secret:
+        ref = {"name": settings.redis_secret, "key": "url", "optional": True}
+        env.append({"name": "AUTOFLOW_REDIS_URL", "valueFrom": {"secretKeyRef": ref}})
+    elif settings.redis_url:
+        env.append({"name": "AUTOFLOW_REDIS_URL", "value": settings.redis_url})
     env += [{"name": f"AUTOFLOW_ENV_{k}", "value": v} for k, v in sorted(runtime.env.items())]
     container: dict[str, Any] = {
         "name": "runner",

@@ -6,6 +6,16 @@
 - ``AUTOFLOW_NAMESPACES`` (all): comma-separated namespaces to watch
 - ``AUTOFLOW_METRICS_PORT`` (9090): Prometheus metrics port
 - ``AUTOFLOW_HANDLER_BACKOFF_SECONDS`` (5): wait before a failed reconcile is tried again
+- ``AUTOFLOW_INTEGRATION_TICK_SECONDS`` (10): how often the operator looks whether an
+  Integration's probe (or its OAuth2 token refresh) is due; probes run on their own interval
+- ``AUTOFLOW_PROBE_TIMEOUT_SECONDS`` (10): a health probe that takes longer fails as Timeout
+- ``AUTOFLOW_PROBE_CONCURRENCY`` (4): health probes in flight at once
+- ``AUTOFLOW_REDIS_URL`` (none): Redis, without credentials, that runners share Integration
+  rate limits and concurrency through; passed to runner Jobs (without Redis each runner
+  limits on its own)
+- ``AUTOFLOW_REDIS_SECRET`` (none): instead, the name of a Secret in the run's namespace
+  whose key ``url`` holds the Redis URL (with its password); runner pods get it from the
+  kubelet as ``AUTOFLOW_REDIS_URL``, so no credential is written into a Job
 - ``AUTOFLOW_LOG_LEVEL`` (info): debug, info, warning or error; kopf's own logs show from
   warning up, or from debug up when this is debug
 
@@ -29,6 +39,11 @@ class Settings(pydantic_settings.BaseSettings):
     namespaces: str = ""
     metrics_port: int = 9090
     handler_backoff_seconds: float = 5.0
+    integration_tick_seconds: float = 10.0
+    probe_timeout_seconds: float = 10.0
+    probe_concurrency: int = 4
+    redis_url: str = ""
+    redis_secret: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def namespace_list(self) -> list[str]:

@@ -11,7 +11,8 @@ JSON is replaced by a marker with a preview, and the outputs of the run are boun
 way. A resumed run that reads a truncated output sees the marker; full payloads belong in the
 run store.
 
-Its RBAC is small on purpose: get its WorkflowRun and patch ``workflowruns/status``.
+Its RBAC is small on purpose: get its WorkflowRun and patch ``workflowruns/status``, and get
+the Integrations its steps name and their Secrets (``runners.kube_integrations``), by name.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import signal
 from typing import Any
 
 from autoflow.crds import errors, workflow
-from autoflow.runners import engine, inputs, kube, local, plan
+from autoflow.runners import engine, inputs, kube, kube_integrations, local, plan
 
 MAX_STEP_OUTPUT_BYTES = 16 * 1024
 MAX_RUN_OUTPUTS_BYTES = 64 * 1024
@@ -287,6 +288,7 @@ async def run_job(client: kube.Client, namespace: str, name: str) -> int:
         inputs=values,
         journal=StatusJournal(client, run, header),
         env=local.expression_env(wf, os.environ),
+        integrations=kube_integrations.KubeIntegrations(client, namespace),
         run_info={"name": name, "namespace": namespace},
     )
     loop = asyncio.get_running_loop()

@@ -162,6 +162,54 @@ def test_a_run_gets_its_own_service_account_role_and_binding() -> None:
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": "shop"}]
 
 
+def test_a_run_may_read_exactly_the_integrations_its_steps_name_and_their_secrets() -> None:
+    spec = {
+        **SPEC,
+        "steps": [
+            {"id": "a", "uses": "http.request", "integration": "crm", "with": {"url": "/x"}},
+            {"id": "b", "uses": "http.request", "integration": "erp", "with": {"url": "/y"}},
+        ],
+        "finally": [{"id": "c", "uses": "slack.post_message", "integration": "chat"}],
+    }
+    run = started(spec)
+    assert runs.integrations_used(run) == ["chat", "crm", "erp"]
+    found = [
+        {"metadata": {"name": "crm"}, "spec": {"secretRef": {"name": "crm-creds"}}},
+        {
+            "metadata": {"name": "chat"},
+            "spec": {
+                "secretRef": {"name": "chat-creds"},
+                "oauth2": {"tokenSecretName": "chat-tokens"},
+            },
+        },
+    ]  # erp is missing: the runner says so when a step uses it
+    _, role, _ = runs.render_runner_access(run, found)
+
+    assert role["rules"][2:] == [
+        {
+            "apiGroups": ["autoflow.dev"],
+            "resources": ["integrations"],
+            "verbs": ["get"],
+            "resourceNames": ["chat", "crm"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "verbs": ["get"],
+            "resourceNames": ["chat-creds", "chat-tokens", "crm-creds"],
+        },
+    ]
+
+
+def test_a_run_without_integrations_gets_no_secret_access_at_all() -> None:
+    # An empty resourceNames would mean every Secret in the namespace.
+    _, role, _ = runs.render_runner_access(started(), [])
+    assert all(rule["resources"] != ["secrets"] for rule in role["rules"])
+    no_secrets = [{"metadata": {"name": "open"}, "spec": {}}]
+    _, role, _ = runs.render_runner_access(started(), no_secrets)
+    assert [r["resources"] for r in role["rules"]][2:] == [["integrations"]]
+
+
 def test_a_workflow_service_account_is_bound_instead_of_making_one() -> None:
     spec = {**SPEC, "runtime": {"serviceAccountName": "shop-runner"}}
     objs = runs.render_runner_access(started(spec))
@@ -187,14 +235,14 @@ def _allows(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -
 
 def test_the_runner_cluster_role_states_the_same_rules_the_operator_grants() -> None:
     (role,) = [d for d in _manifests("runner.yaml") if d["kind"] == "ClusterRole"]
-    assert role["rules"] == runs.RUNNER_RULES
+    assert role["rules"] == runs.RUNNER_RULES + runs.INTEGRATION_RULES
 
 
 def test_the_operator_holds_what_it_grants_runners_and_no_wildcards() -> None:
     # RBAC lets the operator create a Role only with permissions it holds itself (it has no
     # escalate or bind verbs), so its ClusterRole must cover the runner's rules.
     (role,) = [d for d in _manifests("operator.yaml") if d["kind"] == "ClusterRole"]
-    for rule in runs.RUNNER_RULES:
+    for rule in runs.RUNNER_RULES + runs.INTEGRATION_RULES:
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 for verb in rule["verbs"]:
@@ -233,6 +281,29 @@ def test_the_job_runs_the_runner_for_this_run() -> None:
     assert container["command"] == ["autoflow", "runner", "--run", "shop/orders-1"]
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert {"name": "AUTOFLOW_RUN_NAME", "value": "orders-1"} in container["env"]
+
+
+def test_runner_jobs_get_the_shared_limits_redis_without_writing_its_password() -> None:
+    def redis_env(settings: settings_mod.Settings) -> list[dict[str, Any]]:
+        (container,) = runs.render_job(started(), settings)["spec"]["template"]["spec"][
+            "containers"
+        ]
+        return [e for e in container["env"] if e["name"] == "AUTOFLOW_REDIS_URL"]
+
+    assert redis_env(SETTINGS) == []
+    plain = SETTINGS.model_copy(update={"redis_url": "redis://limits.autoflow-system:6379/0"})
+    assert redis_env(plain) == [
+        {"name": "AUTOFLOW_REDIS_URL", "value": "redis://limits.autoflow-system:6379/0"}
+    ]
+    secret = SETTINGS.model_copy(update={"redis_secret": "autoflow-redis"})
+    assert redis_env(secret) == [
+        {
+            "name": "AUTOFLOW_REDIS_URL",
+            "valueFrom": {
+                "secretKeyRef": {"name": "autoflow-redis", "key": "url", "optional": True}
+            },
+        }
+    ]
 
 
 def test_the_job_follows_the_workflow_runtime_settings() -> None:

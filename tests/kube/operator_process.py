@@ -61,6 +61,7 @@ class Operator:
             "KUBECONFIG": str(self.kubeconfig),
             "AUTOFLOW_RUNNER_IMAGE": "test",
             "AUTOFLOW_HANDLER_BACKOFF_SECONDS": "1",
+            "AUTOFLOW_INTEGRATION_TICK_SECONDS": "0.5",
             "AUTOFLOW_METRICS_PORT": "0",  # a free port: other operators may run beside it
             **(env or {}),
         }
