@@ -331,7 +331,7 @@ def test_printer_columns_asked_for() -> None:
     assert names == {
         "Workflow": ["Ready", "Reason", "Last Run", "Age"],
         "WorkflowRun": ["Workflow", "Phase", "Started", "Finished", "Age"],
-        "Integration": ["Type", "Ready", "Last Check", "Age"],
+        "Integration": ["Type", "Ready", "Reason", "Last Check", "Age"],
         "Schedule": ["Cron", "Timezone", "Suspend", "Last", "Next", "Age"],
     }
 
