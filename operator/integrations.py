@@ -33,6 +33,9 @@ DEFAULT_INTERVAL = 300.0
 JITTER = 0.1
 BACKOFF_FIRST = 15.0
 BACKOFF_CAP = 600.0
+# An OAuth2 access token is refreshed this long before it expires.
+REFRESH_MARGIN = 300.0
+REFRESH_FAILURES = ("TokenRefreshFailed", "SecretMissing")
 
 JSONDict = dict[str, Any]
 
@@ -105,6 +108,26 @@ def due(intg: JSONDict, now: float) -> bool:
         return True
     upcoming = epoch(status.get("nextCheckTime"))
     return upcoming is None or now >= upcoming
+
+
+def refresh_due(intg: JSONDict, now: float) -> bool:
+    """Whether to look at (and maybe refresh) the OAuth2 token in the managed Secret now.
+
+    When ``tokenExpiresAt`` says the token is good beyond the margin, the Secrets are not read
+    at all; after a failed refresh the next try waits for the probe backoff.
+    """
+    oauth2 = (intg.get("spec") or {}).get("oauth2") or {}
+    if oauth2.get("grantType") != "authorization_code" or not oauth2.get("tokenSecretName"):
+        return False
+    status = intg.get("status") or {}
+    ready = conditions.get(status.get("conditions"), READY) or {}
+    upcoming = epoch(status.get("nextCheckTime"))
+    if ready.get("reason") in REFRESH_FAILURES and upcoming is not None and now < upcoming:
+        return False
+    expires = epoch(status.get("tokenExpiresAt"))
+    if expires is None:
+        return due(intg, now)  # not read yet, or a token that does not expire
+    return expires - REFRESH_MARGIN <= now
 
 
 def probe_status(intg: JSONDict, health: Health, now: float) -> JSONDict:

@@ -186,7 +186,12 @@ class KubeIntegrations:
         return SecretValues(name, secret_name, decode_secret(obj), redactor, allowed)
 
     async def get(self, name: str, redactor: redact.Redactor) -> sdk.IntegrationInfo:
-        intg = await self.resource(name)
+        return await self.resolve(await self.resource(name), redactor)
+
+    async def resolve(
+        self, intg: integration.Integration, redactor: redact.Redactor
+    ) -> sdk.IntegrationInfo:
+        """What a step (or the probe) sees of ``intg``, its Secrets read now."""
         ref = intg.spec.secret_ref
         secrets = await self.secret_values(intg, ref.name if ref else None, redactor)
         return integrations_mod.info_for(intg, secrets)
