@@ -144,9 +144,10 @@ def _indexed(index: WorkflowIndex, namespace: str | None, name: str) -> JSONDict
     return next(iter(store), None) if store else None
 
 
-async def _integration_names(namespace: str) -> set[str]:
+async def _integration_names(namespace: str) -> dict[str, str]:
+    """The namespace's Integrations: name to connector type."""
     items = await client().list(kube.path(kube.AUTOFLOW, "integrations", namespace))
-    return {i["metadata"]["name"] for i in items}
+    return {i["metadata"]["name"]: (i.get("spec") or {}).get("type", "") for i in items}
 
 
 @kopf.on.resume(GROUP, VERSION, "workflows")

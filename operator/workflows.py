@@ -7,7 +7,7 @@ result is the ``Ready`` condition, whose reason and message name the step and fi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from autoflow.connectors import registry as registry_mod
@@ -36,7 +36,11 @@ def validate(
     integrations: Iterable[str],
     registry: registry_mod.Registry | None = None,
 ) -> tuple[workflow.Workflow | None, list[errors.Problem]]:
-    """(the model, every problem found); the model is None when the body does not parse."""
+    """(the model, every problem found); the model is None when the body does not parse.
+
+    ``integrations`` names the Integrations in the namespace; a mapping of name to connector
+    type also checks that each step's Integration is of the type its connector needs.
+    """
     try:
         wf = parse(body)
     except errors.ValidationError as exc:
@@ -49,12 +53,26 @@ def validate(
     except errors.ValidationError as exc:
         problems.extend(exc.problems)
     known = set(integrations)
+    types = integrations if isinstance(integrations, Mapping) else {}
     for step in wf.all_steps():
-        if step.integration and step.integration not in known:
+        if not step.integration:
+            continue
+        where = errors.Where(resource=wf.ref, step=step.id, field="integration")
+        if step.integration not in known:
             problems.append(
                 errors.Problem(
-                    f"integration {step.integration!r} does not exist in this namespace",
-                    errors.Where(resource=wf.ref, step=step.id, field="integration"),
+                    f"integration {step.integration!r} does not exist in this namespace", where
+                )
+            )
+            continue
+        connector = step.uses.partition(".")[0]
+        type_ = types.get(step.integration)
+        if type_ is not None and type_ != connector:
+            problems.append(
+                errors.Problem(
+                    f"integration {step.integration!r} is of type {type_!r}, but {step.uses} "
+                    f"needs an integration of type {connector!r}",
+                    where,
                 )
             )
     return wf, problems
@@ -84,7 +102,7 @@ def status(
         conds = conditions.set_condition(old, READY, "True", "Valid", "", generation)
     else:
         missing = all(
-            "integration" in p.message and p.where.field == "integration" for p in problems
+            "does not exist" in p.message and p.where.field == "integration" for p in problems
         )
         reason = "IntegrationNotFound" if missing else "Invalid"
         conds = conditions.set_condition(

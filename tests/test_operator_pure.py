@@ -569,6 +569,21 @@ def test_missing_integrations_are_their_own_reason_until_they_exist() -> None:
     assert _ready(again)["lastTransitionTime"] == _ready(found)["lastTransitionTime"]
 
 
+def test_an_integration_of_another_connector_type_is_named_with_both_types() -> None:
+    spec = {
+        "steps": [
+            {"id": "fetch", "uses": "http.request", "integration": "shop", "with": {"url": "/x"}}
+        ]
+    }
+    cond = _ready(workflows.status(workflow(spec), {"shop": "postgres"}))
+    assert (cond["status"], cond["reason"]) == ("False", "Invalid")
+    assert cond["message"] == (
+        "step 'fetch', field 'integration': integration 'shop' is of type 'postgres', but "
+        "http.request needs an integration of type 'http'"
+    )
+    assert _ready(workflows.status(workflow(spec), {"shop": "http"}))["status"] == "True"
+
+
 # -- Events ------------------------------------------------------------------------------------
 
 
