@@ -1,22 +1,42 @@
 """``autoflow validate FILE...``: every problem in every file, before anything runs.
 
 Each Workflow is compiled exactly as the engine and the operator compile it, so a file that
-validates here is one they accept. Exit code 1 when any file has a problem.
+validates here is one they accept. Integrations given in any of the files are checked too:
+their type must be an installed connector, and a step naming one must be of its type.
+Exit code 1 when any file has a problem.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from autoflow.crds import errors, workflow
+from autoflow.crds import errors, integration, workflow
 from autoflow.runners import loader, plan
 
 
-def check_file(path: str) -> tuple[list[str], list[errors.Problem]]:
-    """(what is valid, the problems) of one file."""
+def integration_types(files: Sequence[str]) -> dict[str, str | None]:
+    """The Integrations in the files: name to connector type (files that do not load are
+    reported by ``check_file``)."""
+    types: dict[str, str | None] = {}
+    for path in files:
+        try:
+            resources = loader.load_file(path)
+        except errors.AutoflowError:
+            continue
+        for res in resources:
+            if isinstance(res, integration.Integration):
+                types[res.metadata.name or ""] = res.spec.type
+    return types
+
+
+def check_file(
+    path: str, integrations: Mapping[str, str | None] | None = None
+) -> tuple[list[str], list[errors.Problem]]:
+    """(what is valid, the problems) of one file; ``integrations`` as ``integration_types``."""
     ok: list[str] = []
     problems: list[errors.Problem] = []
     try:
@@ -32,8 +52,22 @@ def check_file(path: str) -> tuple[list[str], list[errors.Problem]]:
             except errors.ValidationError as exc:
                 problems.extend(exc.problems)
                 continue
+            found = plan.integration_problems(
+                res, integrations or {}, errors.Where(file=path), require_all=False
+            )
+            if found:
+                problems.extend(found)
+                continue
             count = len(compiled.main.order)
             ok.append(f"{res.ref} ({count} step{'s' if count != 1 else ''})")
+        elif isinstance(res, integration.Integration):
+            unknown = plan.unknown_type_problem(res.metadata.name or "", res.spec.type)
+            if unknown is not None:
+                problems.append(
+                    dataclasses.replace(unknown, where=unknown.where.replace(file=path))
+                )
+                continue
+            ok.append(res.ref)
         else:
             ok.append(res.ref)
     return ok, problems
@@ -55,8 +89,9 @@ def main(files: Sequence[str], output: str) -> int:
     report: list[dict[str, Any]] = []
     failed = False
     count = 0
+    types = integration_types(files)
     for path in files:
-        ok, problems = check_file(path)
+        ok, problems = check_file(path, types)
         failed = failed or bool(problems)
         count += len(problems)
         report.append(

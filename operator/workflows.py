@@ -52,29 +52,10 @@ def validate(
         plan.compile_workflow(wf, registry)
     except errors.ValidationError as exc:
         problems.extend(exc.problems)
-    known = set(integrations)
-    types = integrations if isinstance(integrations, Mapping) else {}
-    for step in wf.all_steps():
-        if not step.integration:
-            continue
-        where = errors.Where(resource=wf.ref, step=step.id, field="integration")
-        if step.integration not in known:
-            problems.append(
-                errors.Problem(
-                    f"integration {step.integration!r} does not exist in this namespace", where
-                )
-            )
-            continue
-        connector = step.uses.partition(".")[0]
-        type_ = types.get(step.integration)
-        if type_ is not None and type_ != connector:
-            problems.append(
-                errors.Problem(
-                    f"integration {step.integration!r} is of type {type_!r}, but {step.uses} "
-                    f"needs an integration of type {connector!r}",
-                    where,
-                )
-            )
+    types: Mapping[str, str | None] = (
+        integrations if isinstance(integrations, Mapping) else dict.fromkeys(integrations)
+    )
+    problems.extend(plan.integration_problems(wf, types))
     return wf, problems
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import pydantic
@@ -482,6 +482,58 @@ def _duplicates(
         if step.id in seen:
             yield errors.Problem("duplicate step id", where.replace(step=step.id, field="id"))
         seen.add(step.id)
+
+
+def integration_problems(
+    wf: workflow.Workflow,
+    integrations: Mapping[str, str | None],
+    where: errors.Where | None = None,
+    *,
+    require_all: bool = True,
+) -> list[errors.Problem]:
+    """Steps naming an Integration that is not there (when ``require_all``) or whose type is
+    not the step's connector; ``integrations`` maps Integration names to connector types
+    (None: the type is not known here, only the name is checked)."""
+    base = (where or errors.Where()).replace(resource=wf.ref)
+    problems = []
+    for step in wf.all_steps():
+        if not step.integration:
+            continue
+        at = base.replace(step=step.id, field="integration")
+        if step.integration not in integrations:
+            if require_all:
+                problems.append(
+                    errors.Problem(
+                        f"integration {step.integration!r} does not exist in this namespace", at
+                    )
+                )
+            continue
+        connector = step.uses.partition(".")[0]
+        type_ = integrations[step.integration]
+        if type_ is not None and type_ != connector:
+            problems.append(
+                errors.Problem(
+                    f"integration {step.integration!r} is of type {type_!r}, but {step.uses} "
+                    f"needs an integration of type {connector!r}",
+                    at,
+                )
+            )
+    return problems
+
+
+def unknown_type_problem(
+    name: str, type_: str, registry: registry_mod.Registry | None = None
+) -> errors.Problem | None:
+    """An Integration whose type no installed connector provides, with the known types."""
+    registry = registry or registry_mod.default()
+    known = registry.names()
+    if type_ in known:
+        return None
+    return errors.Problem(
+        f"integration {name!r} is of type {type_!r}, which no installed connector provides "
+        f"(known: {', '.join(sorted(known))})",
+        errors.Where(resource=f"Integration/{name}", field="spec.type"),
+    )
 
 
 def compile_workflow(
