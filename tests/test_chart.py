@@ -112,6 +112,9 @@ def test_helm_lint(values: dict[str, Any]) -> None:
         ({"metrics": {"port": 0}}, "port"),
         ({"metrics": {"serviceMonitor": {"interval": "soon"}}}, "interval"),
         ({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}, "watchNamespaces"),
+        # A password in the URL would be written into every runner Job: a Secret is the way.
+        ({"operator": {"runner": {"redis": {"url": "redis://:hunter22@redis:6379"}}}}, "url"),
+        ({"operator": {"integrations": {"probeConcurrency": 0}}}, "probeConcurrency"),
     ],
 )
 def test_the_schema_refuses(values: dict[str, Any], complaint: str) -> None:
@@ -185,12 +188,22 @@ def test_operator_settings_come_from_values() -> None:
         "AUTOFLOW_METRICS_PORT": "9090",
         "AUTOFLOW_HANDLER_BACKOFF_SECONDS": "5",
         "AUTOFLOW_LOG_LEVEL": "info",
+        "AUTOFLOW_INTEGRATION_TICK_SECONDS": "10",
+        "AUTOFLOW_PROBE_TIMEOUT_SECONDS": "10",
+        "AUTOFLOW_PROBE_CONCURRENCY": "4",
+        "AUTOFLOW_REDIS_URL": "",
+        "AUTOFLOW_REDIS_SECRET": "",
     }
     values = {
         "image": {"tag": "1.2.3"},
         "operator": {
             "logLevel": "debug",
-            "runner": {"backoffLimit": 0, "jobTTLSeconds": 60},
+            "runner": {
+                "backoffLimit": 0,
+                "jobTTLSeconds": 60,
+                "redis": {"secretName": "autoflow-redis"},
+            },
+            "integrations": {"probeConcurrency": 2},
             "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
         },
         "metrics": {"port": 9191},
@@ -200,6 +213,10 @@ def test_operator_settings_come_from_values() -> None:
     assert got["AUTOFLOW_RUNNER_IMAGE"] == "ghcr.io/autoflow/autoflow:1.2.3"
     assert (got["AUTOFLOW_RUNNER_BACKOFF_LIMIT"], got["AUTOFLOW_JOB_TTL_SECONDS"]) == ("0", "60")
     assert got["AUTOFLOW_LOG_LEVEL"] == "debug"
+    assert (got["AUTOFLOW_REDIS_SECRET"], got["AUTOFLOW_PROBE_CONCURRENCY"]) == (
+        "autoflow-redis",
+        "2",
+    )
     assert got["HTTPS_PROXY"] == "http://proxy:3128"
     assert got["AUTOFLOW_METRICS_PORT"] == "9191"
     assert container(objs)["ports"] == [
