@@ -12,6 +12,10 @@ prints its JSON Schema and the web UI renders its form) and a function that runs
                  Retry-After or the rate-limit reset header
     ─ output path ─► the step's output; paginated actions: {items, pages, truncated}
 
+A definition's ``probe:`` block becomes the connector's health probe: an action without
+parameters, sent once the same way, its 401/403 and 5xx read as refused credentials and an
+unreachable service (``http_core.probe_error``).
+
 The base URL is the definition's ``baseUrl`` with ``{setting}`` placeholders filled from the
 Integration's settings, unless ``settings.baseUrl`` replaces it (a proxy, a sandbox, a test
 server); with ``auth.scheme: url`` it is the secret itself (incoming webhooks). Credentials
@@ -91,7 +95,45 @@ def build(definition: fmt.Definition, source: str = "<definition>") -> Declarati
             description=description,
             output_is_model=paging is not None,
         )
+    if (probe := definition.probe) is not None:
+        connector.health_probe = sdk.HealthProbe(
+            _probe_func(definition, probe), _probe_summary(definition, probe)
+        )
     return connector
+
+
+def _probe_summary(definition: fmt.Definition, probe: fmt.Probe) -> str:
+    """``GET /users/me (docs URL)``: what the probe calls, for the connector reference."""
+    if probe.path:
+        target = probe.path
+    else:
+        webhook = isinstance(definition.auth, fmt.UrlAuth)
+        target = "the webhook URL" if webhook else "the base URL"
+    if probe.query:
+        target += "?" + urllib.parse.urlencode(templates.query_fields(probe.query))
+    return f"{probe.method} {target}" + (f" ({probe.docs})" if probe.docs else "")
+
+
+def _probe_func(definition: fmt.Definition, spec: fmt.Probe) -> sdk.ProbeFunc:
+    action = spec.action()
+
+    async def probe(integration: sdk.IntegrationInfo) -> str:
+        async with sdk.probe_context(integration) as ctx:
+            call = _Call(definition, action, None, ctx)
+            try:
+                response = await call.probe()
+            except errors.ConnectorError as exc:
+                raise http_core.probe_error(exc) from None
+        if isinstance(definition.auth, fmt.UrlAuth):
+            target = "the webhook URL"
+        else:
+            target = response.url.partition("?")[0]  # the query may hold masked credentials
+        said = f"{definition.title}: {spec.method} {target} answered {response.status}"
+        # The body went through the credentials' redactor in the exchange already.
+        who = templates.describe(templates.pick(response.body, spec.identity or ""))
+        return f"{said}, as {who}" if spec.identity and who else said
+
+    return probe
 
 
 def _action_func(
@@ -174,15 +216,23 @@ class _Call:
         # Unset (null) parameters are left out, so their template parts are too.
         values = params.model_dump(mode="json", by_alias=True, exclude_none=True)
         max_pages = int(values.pop("maxPages", 1))
-        secrets = auth.read_secrets(self.definition, self.ctx)
-        self.base = auth.base_url(self.definition, self.ctx, secrets)
-        self.credentials = auth.credentials(self.definition, self.base, secrets)
-        self.client = await self.ctx.pooled(http_core.CLIENT_KEY, http_core.new_client)
+        await self._connect()
         request = self._first(values)
         if self.paging is None:
             body = (await self._send(request, 0)).body
             return templates.pick(body, self.spec.output) if self.spec.output else body
         return await self._paginate(self.paging, request, max_pages)
+
+    async def probe(self) -> http_core.Response:
+        """The action (a probe: no parameters, one page) sent once; its whole response."""
+        await self._connect()
+        return await self._send(self._first({}), 0)
+
+    async def _connect(self) -> None:
+        secrets = auth.read_secrets(self.definition, self.ctx)
+        self.base = auth.base_url(self.definition, self.ctx, secrets)
+        self.credentials = auth.credentials(self.definition, self.base, secrets)
+        self.client = await self.ctx.pooled(http_core.CLIENT_KEY, http_core.new_client)
 
     # Building requests
 
@@ -440,7 +490,7 @@ class _Call:
         except (TypeError, ValueError):
             seconds = 0
         if seconds <= 0:
-            raise errors.PermanentError(
+            raise errors.InvalidSettingsError(
                 f"settings.timeout {value!r} is not a duration like 30s or 2m",
                 auth.integration_where(self.ctx, "settings.timeout"),
             )

@@ -43,7 +43,7 @@ def settings_for(
         setting = definition.settings.get(name, fmt.Setting())
         value = ctx.settings.get(name, setting.default)
         if value is None:
-            raise errors.PermanentError(
+            raise errors.InvalidSettingsError(
                 f"the {definition.title} connector needs settings.{name} "
                 f"({setting.description or 'see the connector docs'})",
                 integration_where(ctx, f"settings.{name}"),
@@ -73,7 +73,7 @@ def base_url(
     except httpx.InvalidURL:
         url = httpx.URL()
     if url.scheme not in ("http", "https") or not url.host or "%" in url.host:
-        raise errors.PermanentError(
+        raise errors.InvalidSettingsError(
             f"{shown} is not an http:// or https:// URL", integration_where(ctx, field)
         )
     return url

@@ -277,6 +277,37 @@ class Action(Model):
         return value.upper() if isinstance(value, str) else value
 
 
+class Probe(Model):
+    """A cheap call that changes nothing (who am I, a ping), for the Integration's health."""
+
+    method: Method = "GET"
+    path: str = pydantic.Field(
+        pattern=r"^(/[^?#]*)?$", description="Appended to the base URL, as an action's path."
+    )
+    query: dict[str, Any] = pydantic.Field(default_factory=dict)
+    body: Any = None
+    identity: str | None = pydantic.Field(
+        default=None, description="JSON path to who the credentials belong to, for the message."
+    )
+    docs: str | None = pydantic.Field(default=None, description="The API reference page.")
+
+    @pydantic.field_validator("method", mode="before")
+    @classmethod
+    def _method_upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    def action(self) -> Action:
+        """The call as an action without parameters, so the engine runs it like any other."""
+        return Action(
+            description="health probe",
+            docs=self.docs,
+            method=self.method,
+            path=self.path,
+            query=self.query,
+            body=self.body,
+        )
+
+
 class Definition(Model):
     name: str = pydantic.Field(pattern=NAME, max_length=63)
     title: str = pydantic.Field(min_length=1)
@@ -297,6 +328,7 @@ class Definition(Model):
     actions: dict[Annotated[str, pydantic.Field(pattern=ACTION_NAME)], Action] = pydantic.Field(
         min_length=1
     )
+    probe: Probe | None = None
 
     def secret_keys(self) -> list[str]:
         """The Integration secret keys this connector reads."""
@@ -363,6 +395,17 @@ def check(definition: Definition, expected_name: str | None = None) -> Iterator[
         yield "auth", "names no secret key: write a {key} placeholder"
     for name, action in definition.actions.items():
         yield from _check_action(definition, f"actions.{name}", action)
+    if definition.probe is not None:
+        probe = definition.probe
+        parts: tuple[tuple[str, Any], ...] = (
+            ("path", probe.path),
+            ("query", probe.query),
+            ("body", probe.body),
+        )
+        for part, template in parts:
+            if names := templates.placeholders(template):
+                listed = ", ".join(f"{{{n}}}" for n in sorted(names))
+                yield f"probe.{part}", f"{listed}: a probe takes no parameters"
 
 
 def _check_action(definition: Definition, at: str, action: Action) -> Iterator[tuple[str, str]]:

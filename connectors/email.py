@@ -4,6 +4,7 @@ One action::
 
     send   from, to, cc, bcc, replyTo, subject, text and/or html, attachments, headers
            → messageId, accepted (recipients the server took), refused (recipient → reply)
+    (probe) the health probe: the same session (EHLO, TLS, AUTH) and QUIT, no mail sent
 
 The message is built by pure code (``build``) and handed to a thin sending shell
 (``_deliver``, run in a worker thread because ``smtplib`` blocks)::
@@ -40,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import dataclasses
 import datetime
 import email.message
@@ -50,7 +52,7 @@ import mimetypes
 import smtplib
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import pydantic
@@ -419,8 +421,27 @@ class Mailer:
         self, message: email.message.EmailMessage, sender: str, recipients: Sequence[str]
     ) -> dict[str, tuple[int, bytes]]:
         """Send over one SMTP session (blocking); returns the refused recipients."""
+        with self.session() as smtp:
+            refused: dict[str, tuple[int, bytes]] = smtp.send_message(message, sender, recipients)
+        return refused
+
+    def check(self, timeout: float) -> str:
+        """Open a session as ``deliver`` does and QUIT without sending (blocking); returns
+        what answered: the name the server greets with, TLS, the user logged in as."""
+        with self.session(timeout) as smtp:
+            greeting = (smtp.ehlo_resp or b"").decode("utf-8", "replace").splitlines()
+            tls = " over TLS" if self.settings.security != "none" else ""
+            login = f", logged in as {self.username}" if self.password is not None else ""
+        named = f" ({greeting[0].strip()})" if greeting and greeting[0].strip() else ""
+        return f"SMTP server {self.label}{named} answered EHLO{tls}{login}"
+
+    @contextlib.contextmanager
+    def session(self, timeout: float | None = None) -> Iterator[smtplib.SMTP]:
+        """A connected, greeted (EHLO), encrypted as settings say, logged in SMTP session;
+        QUIT when the block ends. ``timeout`` (seconds) overrides settings.timeout."""
         settings = self.settings
-        timeout = meta.parse_duration(settings.timeout)
+        if timeout is None:
+            timeout = meta.parse_duration(settings.timeout)
         context = self._tls_context() if settings.security != "none" else None
         smtp: smtplib.SMTP
         if settings.security == "ssl":
@@ -443,8 +464,7 @@ class Mailer:
                 smtp.ehlo()
             if self.password is not None:
                 _login(smtp, self.username or "", self.password)
-            refused: dict[str, tuple[int, bytes]] = smtp.send_message(message, sender, recipients)
-        return refused
+            yield smtp
 
     def _tls_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cadata=self.settings.tls_ca_cert or None)
@@ -459,7 +479,9 @@ class Mailer:
         head = f"integration {self.name!r}: SMTP server {self.label}"
         if isinstance(exc, smtplib.SMTPAuthenticationError):
             reply = self.reply_text(exc.smtp_code, exc.smtp_error)
-            return errors.PermanentError(f"{head} refused the username or password: {reply}", where)
+            return errors.CredentialsRejectedError(
+                f"{head} refused the username or password: {reply}", where
+            )
         if isinstance(exc, smtplib.SMTPRecipientsRefused):
             replies = {a: (c, self.reply_text(c, t)) for a, (c, t) in exc.recipients.items()}
             listed = "; ".join(f"{a}: {text}" for a, (_, text) in replies.items())
@@ -504,7 +526,7 @@ class Mailer:
             return errors.RetryableError(f"{head}: connection lost or timed out: {text}", where)
         if isinstance(exc, OSError):
             text = self.scrub(exc.strerror or str(exc)) or type(exc).__name__
-            return errors.RetryableError(f"{head}: could not connect: {text}", where)
+            return errors.UnreachableError(f"{head}: could not connect: {text}", where)
         return errors.PermanentError(f"{head}: {self.scrub(str(exc))}", where)
 
     def _reply_error(
@@ -523,6 +545,20 @@ class Mailer:
             if secret and len(secret) >= 4:
                 text = text.replace(secret, "***")
         return text
+
+
+@connector.probe
+async def probe(integration: sdk.IntegrationInfo) -> str:
+    """Connects to the SMTP server, greets it (EHLO), starts TLS as settings.security says,
+    logs in when the Integration has a password, and QUITs: no mail is sent."""
+    async with sdk.probe_context(integration) as ctx:
+        mailer = _mailer(ctx)
+        # smtplib blocks a worker thread that cancelling cannot stop: bound it by the deadline.
+        timeout = sdk.time_left(meta.parse_duration(mailer.settings.timeout))
+        try:
+            return await asyncio.to_thread(mailer.check, timeout)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise mailer.failure(exc, ctx) from None
 
 
 def _login(smtp: smtplib.SMTP, username: str, password: str) -> None:
@@ -564,7 +600,7 @@ def _mailer(ctx: sdk.ActionContext) -> Mailer:
     if password is not None and not username:
         username = sdk.optional_secret(integration, "username")
         if not username:
-            raise errors.PermanentError(
+            raise errors.InvalidSettingsError(
                 f"integration {name!r} has a password but no username: set settings.username "
                 "or the secret 'username'",
                 errors.Where(resource=f"Integration/{name}", field="secretRef"),

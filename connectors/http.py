@@ -16,6 +16,8 @@ Whatever it returns, raises or logs goes through the credentials' redactor first
 
 This module turns the step's parameters into a request; sending it (limits, redirects, error
 mapping, redaction) is ``http_core.Exchange``, shared with the declarative SaaS connectors.
+The health probe (``probe``) sends one GET to ``settings.baseUrl`` (or ``settings.healthPath``
+under it) through the same exchange, with the Integration's auth.
 All steps of a run share one ``httpx.AsyncClient`` (``ctx.pooled``), which keeps no cookies:
 state passes between steps through outputs, never through a hidden cookie jar.
 """
@@ -162,6 +164,51 @@ async def request(params: RequestParams, ctx: sdk.ActionContext) -> RequestOutpu
     )
 
 
+@connector.probe
+async def probe(integration: sdk.IntegrationInfo) -> str | sdk.NotProbed:
+    """GET settings.baseUrl, or settings.healthPath under it, with the Integration's auth: a
+    2xx or 3xx answer is healthy, 401/403 refused credentials, a 5xx or no connection
+    unreachable."""
+    async with sdk.probe_context(integration) as ctx:
+        base = _base_url(ctx)
+        if base is None:
+            return sdk.NotProbed(
+                "it has no settings.baseUrl, so there is no one server to check (its "
+                "credentials go to whichever URL a step names); nothing was contacted"
+            )
+        url = _health_url(ctx, base)
+        credentials = http_auth.credentials(ctx, base)
+        client = await ctx.pooled(http_core.CLIENT_KEY, http_core.new_client)
+        # Not following redirects: a 3xx (say, to a login page) shows the server answers.
+        options = http_core.Options(follow_redirects=False, limit_field=None, type_field=None)
+        request = client.build_request("GET", url, timeout=options.timeout)
+        try:
+            response = await http_core.Exchange(ctx, credentials, client, options).run(request)
+        except errors.ConnectorError as exc:
+            if exc.details.get("status") in (404, 405) and "healthPath" not in ctx.settings:
+                exc.message += "; set settings.healthPath to a path it answers, e.g. /health"
+            raise http_core.probe_error(exc) from None
+    return f"GET {response.url} answered {response.status} {response.reason}"
+
+
+def _health_url(ctx: sdk.ActionContext, base: httpx.URL) -> httpx.URL:
+    """settings.healthPath joined to the baseUrl, as a step's relative url is; else the base."""
+    raw = ctx.settings.get("healthPath")
+    if raw is None:
+        return base
+    name = ctx.integration.name if ctx.integration else ""
+    where = errors.Where(resource=f"Integration/{name}", field="settings.healthPath")
+    try:
+        url = _resolve_url(str(raw), base, where)
+    except errors.PermanentError as exc:
+        raise errors.InvalidSettingsError(exc.message, where) from None
+    if http_auth.origin(url) != http_auth.origin(base):
+        raise errors.InvalidSettingsError(
+            f"healthPath {raw!r} leaves the baseUrl's server; give a path such as /health", where
+        )
+    return url
+
+
 def _build(
     p: RequestParams,
     ctx: sdk.ActionContext,
@@ -200,9 +247,11 @@ def _base_url(ctx: sdk.ActionContext) -> httpx.URL | None:
     try:
         base = httpx.URL(str(raw).strip())
     except httpx.InvalidURL as exc:
-        raise errors.PermanentError(f"baseUrl {raw!r} is not a URL: {exc}", where) from None
+        raise errors.InvalidSettingsError(f"baseUrl {raw!r} is not a URL: {exc}", where) from None
     if base.scheme not in ("http", "https") or not base.host:
-        raise errors.PermanentError(f"baseUrl {raw!r} must be an http:// or https:// URL", where)
+        raise errors.InvalidSettingsError(
+            f"baseUrl {raw!r} must be an http:// or https:// URL", where
+        )
     return base
 
 

@@ -146,7 +146,7 @@ def credentials(ctx: sdk.ActionContext, home: httpx.URL) -> Credentials:
         name = _setting(ctx, "queryName", where)
         key = secret("apiKey")
         return _made(home, {}, {name: key}, [key])
-    raise errors.PermanentError(
+    raise errors.InvalidSettingsError(
         f"unknown auth scheme {scheme!r} (known: none, {', '.join(SCHEMES)})", where
     )
 
@@ -161,7 +161,7 @@ def _setting(ctx: sdk.ActionContext, name: str, where: errors.Where) -> str:
     value = ctx.settings.get(name)
     if not isinstance(value, str) or not value:
         scheme = ctx.settings.get("auth")
-        raise errors.PermanentError(
+        raise errors.InvalidSettingsError(
             f"auth {scheme!r} needs settings.{name} (the name to put the API key under)",
             where.replace(field=f"settings.{name}"),
         )

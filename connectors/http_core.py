@@ -9,9 +9,10 @@ A connector builds an ``httpx.Request`` (method, URL, headers, body) and hands i
     ─ status check (when fail_on_status) ─► Response, or a RetryableError / PermanentError
 
 5xx, 429, 408, timeouts and dropped connections are ``RetryableError`` (``retry_after`` from
-``Retry-After``); other 4xx, oversized responses and undecodable JSON are ``PermanentError``.
-An exchange never retries: the engine does, honouring ``retry_after``. Whatever it returns or
-raises has been through the credentials' redactor. ``status_error`` builds the error for a
+``Retry-After``; a connection that fails or drops is its ``UnreachableError`` kind); other 4xx,
+oversized responses and undecodable JSON are ``PermanentError``. An exchange never retries:
+the engine does, honouring ``retry_after``. Whatever it returns or raises has been through
+the credentials' redactor. ``status_error`` builds the error for a
 4xx/5xx response, so a connector that explains errors its own way (the declarative engine,
 with the service's message) classifies them the same way.
 
@@ -232,7 +233,7 @@ class Exchange:
     def _transport_error(self, exc: httpx.HTTPError) -> errors.ConnectorError:
         detail = self.redact.text(str(exc)) or type(exc).__name__
         if isinstance(exc, httpx.ConnectError):
-            return errors.RetryableError(
+            return errors.UnreachableError(
                 f"could not connect to {self.url}: {detail}", self._where()
             )
         if isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol):
@@ -240,7 +241,7 @@ class Exchange:
                 f"could not send the request to {self.url}: {detail}", self._where()
             )
         if isinstance(exc, httpx.TransportError):
-            return errors.RetryableError(
+            return errors.UnreachableError(
                 f"connection lost {self.stage} {self.url}: {detail}", self._where()
             )
         return errors.PermanentError(f"request to {self.url} failed: {detail}", self._where())
@@ -287,6 +288,21 @@ def status_error(
             details=details,
         )
     return errors.PermanentError(message, at, details=details)
+
+
+def probe_error(exc: errors.ConnectorError) -> errors.ConnectorError:
+    """What a health probe makes of a failed HTTP call: a 401 or 403 (not a used-up quota)
+    refused the credentials, a 5xx means the service cannot serve now; others stay as they are.
+    """
+    status = exc.details.get("status")
+    kind: type[errors.ConnectorError]
+    if status in (401, 403) and not exc.retryable:
+        kind = errors.CredentialsRejectedError
+    elif isinstance(status, int) and status >= 500:
+        kind = errors.UnreachableError
+    else:
+        return exc
+    return kind(exc.message, exc.where, retry_after=exc.retry_after, details=exc.details)
 
 
 def retry_after(value: str | None, now: datetime.datetime | None = None) -> float | None:

@@ -5,6 +5,7 @@ Actions::
     publish           subject, data, headers → subject, bytes (the server has accepted it)
     request           subject, data, headers, timeout → data, headers (the reply)
     jetstreamPublish  subject, data, headers, msgId, stream → stream, seq, duplicate, msgId
+    (probe)           the health probe: connect as a step would, PING/PONG, the server version
 
 ``data`` is text (sent as it is, UTF-8) or any other JSON value (sent as JSON); no ``data``
 sends an empty message. A reply is decoded as JSON when it parses as JSON (``responseType``
@@ -483,7 +484,7 @@ class Connection:
         if isinstance(exc, nats.errors.NoServersError):
             return self._connect_failure(head, where)
         if isinstance(exc, nats.errors.AuthorizationError):
-            return errors.PermanentError(f"{head} refused the credentials", where)
+            return errors.CredentialsRejectedError(f"{head} refused the credentials", where)
         if isinstance(exc, nats.errors.TimeoutError | TimeoutError):
             waited = f" within {timeout:g}s" if timeout else ""
             return errors.RetryableError(f"{head}: {what}{on}: no {awaited}{waited}", where)
@@ -510,11 +511,11 @@ class Connection:
         reasons = [self._scrub(" ".join(str(e).split()) or type(e).__name__) for e in self._heard]
         refused = [r for r in reasons if "authorization violation" in r.lower()]
         if refused:
-            return errors.PermanentError(
+            return errors.CredentialsRejectedError(
                 f"{head} refused the credentials (authorization violation)", where
             )
         why = f": {reasons[-1]}" if reasons else ""
-        return errors.RetryableError(f"{head}: no server could be reached{why}", where)
+        return errors.UnreachableError(f"{head}: no server could be reached{why}", where)
 
     def _jetstream_failure(
         self, exc: nats.js.errors.APIError, head: str, on: str, where: errors.Where
@@ -562,6 +563,24 @@ async def _connection(ctx: sdk.ActionContext) -> Connection:
     return conn
 
 
+@connector.probe
+async def probe(integration: sdk.IntegrationInfo) -> str:
+    """Connects with the Integration's settings and credentials and waits for the server to
+    answer a PING (flush); reports the server's version. JetStream is not checked: an
+    Integration names no stream."""
+    async with sdk.probe_context(integration) as ctx:
+        conn = await _connection(ctx)
+        nc = await conn.client(ctx)
+        try:
+            await nc.flush(timeout=max(1, math.ceil(conn.timeout)))
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise conn.failure(exc, ctx, "checking", awaited="PONG", timeout=conn.timeout) from None
+        url = nc.connected_url.geturl() if nc.connected_url else conn.label
+        server = nc.connected_server_version
+    version = f"{server.major}.{server.minor}.{server.patch}"
+    return f"NATS {version} at {_without_userinfo(url)} answered PING"
+
+
 def _new_connection(integration: sdk.IntegrationInfo) -> Connection:
     name = integration.name
     settings = sdk.integration_settings(integration, Settings)
@@ -573,7 +592,7 @@ def _new_connection(integration: sdk.IntegrationInfo) -> Connection:
     elif password := sdk.optional_secret(integration, "password"):
         user = sdk.optional_secret(integration, "user") or settings.user
         if not user:
-            raise errors.PermanentError(
+            raise errors.InvalidSettingsError(
                 f"integration {name!r} has a password but no user: add the secret 'user' or "
                 "settings.user",
                 errors.Where(resource=f"Integration/{name}", field="secretRef"),

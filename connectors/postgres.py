@@ -6,6 +6,7 @@ Actions::
     execute      one statement → rowCount, and rows when it returns some (RETURNING)
     executeMany  one statement once per parameter set in paramSets → rowCount (summed)
     transaction  statements, each with its own params, in one transaction: all or nothing
+    (probe)      the health probe: connect as a step would, read version, database and user
 
 **SQL text and values travel apart.** ``sql`` is written in the manifest, as static text;
 values go in ``params``, a list for ``%s`` placeholders or a mapping for ``%(name)s``, and
@@ -402,12 +403,22 @@ class Database:
     async def __aexit__(self, *exc: object) -> None:
         await self.pool.close(timeout=5)
 
-    async def probe(self, ctx: sdk.ActionContext) -> None:
+    async def probe(self, ctx: sdk.ActionContext) -> str:
         """Connect once outside the pool: a refused login or a server that is down is
-        reported now, with the server's reason, instead of as a pool timeout later."""
+        reported now, with the server's reason, instead of as a pool timeout later.
+
+        Returns what answered: ``PostgreSQL 16.4 at db:5432/shop, database shop as shop_app``.
+        """
         async with self._errors(ctx):
             conn = await psycopg.AsyncConnection.connect(self.conninfo)
-            await conn.close()
+            try:
+                cur = await conn.execute(
+                    "SELECT current_setting('server_version'), current_database(), current_user"
+                )
+                version, database, user = await cur.fetchone() or ("?", "?", "?")
+            finally:
+                await conn.close()
+        return f"PostgreSQL {version} at {self.label}, database {database} as {user}"
 
     @contextlib.asynccontextmanager
     async def connection(
@@ -464,9 +475,13 @@ class Database:
             refused = any(marker in lowered for marker in _REFUSED_LOGIN)
             busy = any(marker in lowered for marker in _BUSY_SERVER)
             message = f"integration {self.name!r}: PostgreSQL at {self.label}: {text}"
-            if refused and not busy:
+            if busy:
+                return errors.RetryableError(message, where)
+            if any(marker in lowered for marker in _REFUSED_CREDENTIALS):
+                return errors.CredentialsRejectedError(message, where)
+            if refused:
                 return errors.PermanentError(message, where)
-            return errors.RetryableError(message, where)
+            return errors.UnreachableError(message, where)
         if isinstance(exc, psycopg.InterfaceError):
             return errors.RetryableError(f"integration {self.name!r}: {text}", where)
         # ProgrammingError and DataError raised before anything reached the server: the
@@ -482,13 +497,16 @@ class Database:
 
 
 # Connection failures have no SQLSTATE in libpq: their text says which kind they are.
-_REFUSED_LOGIN = (
+_REFUSED_CREDENTIALS = (
     "password authentication failed",
     "no password supplied",
     "authentication failed",
     "no pg_hba.conf entry",
-    "does not exist",  # role or database
     "permission denied",
+)
+_REFUSED_LOGIN = (
+    *_REFUSED_CREDENTIALS,
+    "does not exist",  # role or database
     "ssl",
     "certificate",
     "invalid connection option",
@@ -541,6 +559,14 @@ async def _database(ctx: sdk.ActionContext) -> Database:
     return db
 
 
+@connector.probe
+async def probe(integration: sdk.IntegrationInfo) -> str:
+    """Connects with the Integration's settings and credentials and reads the server's
+    version, the database and the user."""
+    async with sdk.probe_context(integration) as ctx:
+        return await _new_database(integration).probe(ctx)
+
+
 def _new_database(integration: sdk.IntegrationInfo) -> Database:
     name = integration.name
     settings = sdk.integration_settings(integration, Settings)
@@ -572,7 +598,7 @@ def _new_database(integration: sdk.IntegrationInfo) -> Database:
         )
     except psycopg.ProgrammingError:
         # psycopg's message quotes the string, password included.
-        raise errors.PermanentError(
+        raise errors.InvalidSettingsError(
             f"integration {name!r}: secret 'dsn' is not a PostgreSQL connection string "
             "(a postgresql:// URL or key=value pairs)",
             errors.Where(resource=f"Integration/{name}", field="secretRef"),

@@ -12,6 +12,7 @@ Actions::
     lpop     key, count → value (the first) and values
     xadd     stream, fields, maxLen → id (the entry's id)
     publish  channel, message → receivers (subscribers that got it)
+    (probe)  the health probe: connect as a step would, PING, the server's version
 
 Values are text in Redis. A number or boolean is written as its JSON text (``3``, ``2.5``,
 ``true``), a mapping or list as JSON; ``get`` with ``decode: json`` parses the text back.
@@ -371,7 +372,7 @@ class Client:
         text = self._scrub(" ".join(str(exc).split()) or type(exc).__name__)
         if isinstance(exc, redis_errors.AuthenticationError):
             hint = "" if self.has_password else " (the integration gives no password)"
-            return errors.PermanentError(
+            return errors.CredentialsRejectedError(
                 f"integration {self.name!r}: Redis at {self.label} refused the login{hint}: {text}",
                 where,
             )
@@ -384,6 +385,8 @@ class Client:
         if _CERTIFICATE_PROBLEM in text:
             # A TLS handshake that fails verification fails the same way next time.
             return errors.PermanentError(f"{message} (check settings.tlsCaCert)", where)
+        if isinstance(exc, redis_errors.ConnectionError):
+            return errors.UnreachableError(message, where)
         if isinstance(exc, _RETRYABLE) or (
             isinstance(exc, redis_errors.ResponseError) and text.startswith(_RETRYABLE_REPLIES)
         ):
@@ -443,6 +446,20 @@ async def _client(ctx: sdk.ActionContext) -> Client:
     return client
 
 
+@connector.probe
+async def probe(integration: sdk.IntegrationInfo) -> str:
+    """Connects with the Integration's settings and credentials, sends PING and reads the
+    server's version (INFO server)."""
+    async with sdk.probe_context(integration) as ctx:
+        client = await _client(ctx)  # connects and PINGs
+        try:
+            info = await _call(ctx, lambda r: r.info("server"))
+        except errors.PermanentError:
+            info = {}  # an ACL user may be refused INFO; the PING answered all the same
+    version = f" {info['redis_version']}" if info.get("redis_version") else ""
+    return f"Redis{version} at {client.label} answered PING"
+
+
 def _new_client(integration: sdk.IntegrationInfo) -> Client:
     name = integration.name
     settings = sdk.integration_settings(integration, Settings)
@@ -477,7 +494,7 @@ def _new_client(integration: sdk.IntegrationInfo) -> Client:
         pool = aioredis.BlockingConnectionPool.from_url(url, **options)
     except ValueError:
         # redis-py's message may quote the URL, password included.
-        raise errors.PermanentError(
+        raise errors.InvalidSettingsError(
             f"integration {name!r}: secret 'url' is not a Redis URL (redis://, rediss:// or "
             "unix://)",
             errors.Where(resource=f"Integration/{name}", field="secretRef"),

@@ -3,7 +3,8 @@
     python -m autoflow.connectors.reference [--check]
 
 The page is written from the same action schemas the engine validates against and the web UI
-renders forms from, so it cannot describe a parameter the code does not have. A test fails
+renders forms from, so it cannot describe a parameter the code does not have; each connector's
+section also says what its health probe checks (``sdk.Connector.probe``). A test fails
 when the committed page differs from what this module writes.
 """
 
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from autoflow.connectors import registry
+from autoflow.connectors import registry, sdk
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "connectors.md"
 
@@ -55,6 +56,13 @@ def _fields(schema: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _probe(conn: sdk.Connector) -> str:
+    """What ``autoflow integrations test`` and the operator's health check do for this type."""
+    if conn.health_probe is None:
+        return "Health probe: none; an Integration of this type is Ready as NotProbed."
+    return f"Health probe: {_cell(conn.health_probe.description)}"
+
+
 def render() -> str:
     reg = registry.default()
     out = [
@@ -68,7 +76,7 @@ def render() -> str:
     out += [f"- [`{n}`](#{n}): {_cell(reg.connector(n).description)}" for n in names]
     for name in names:
         conn = reg.connector(name)
-        out += ["", f"## {name}", "", _cell(conn.description)]
+        out += ["", f"## {name}", "", _cell(conn.description), "", _probe(conn)]
         for action_name in sorted(conn.actions):
             action = conn.actions[action_name]
             out += ["", f"### `{action.uses}`", ""]

@@ -18,16 +18,33 @@ Parameter and output types are read from the function's annotations, so the engi
 before calling, ``autoflow connectors show`` prints the schema and the web UI renders a form.
 Errors are ``errors.RetryableError`` or ``errors.PermanentError``; anything else escaping an
 action is reported as a permanent failure with its type and message.
+
+A connector may also declare a health probe, which the operator runs on a timer and ``autoflow
+integrations test`` runs on demand (``runners.probe``) to fill in an Integration's ``Ready``
+condition. It contacts the remote system without changing anything and says what it reached::
+
+    @connector.probe
+    async def probe(integration: sdk.IntegrationInfo) -> str:
+        async with sdk.probe_context(integration) as ctx:   # reuse the actions' code
+            ...
+        return "Shop API 2.3 at https://shop.example/api"
+
+It raises ``errors.CredentialsRejectedError`` when the credentials are refused,
+``errors.UnreachableError`` when the system cannot be reached, ``errors.InvalidSettingsError``
+for settings it cannot use, any other ``ConnectorError`` for the rest; it returns
+``sdk.NotProbed(message)`` when it cannot check without side effects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
+import time
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import pydantic
@@ -188,7 +205,7 @@ def integration_settings(integration: IntegrationInfo, model: type[SettingsModel
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise errors.PermanentError(
+        raise errors.InvalidSettingsError(
             f"integration {integration.name!r} has unusable settings: {field}: {first['msg']}",
             errors.Where(resource=f"Integration/{integration.name}", field=f"settings.{field}"),
         ) from None
@@ -238,6 +255,25 @@ class Action:
         return self.output.dump_python(value, mode="json", by_alias=True)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class NotProbed:
+    """What a probe returns when it cannot check without side effects (a webhook can only be
+    tested by posting to it): the Integration is Ready, ``message`` says what was not checked."""
+
+    message: str
+
+
+ProbeFunc = Callable[[IntegrationInfo], Awaitable[str | NotProbed]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HealthProbe:
+    """A connector's health probe and what it does, in one line, for the docs."""
+
+    func: ProbeFunc
+    description: str
+
+
 class Connector:
     """A named set of actions; modules export one as ``connector`` for the entry point."""
 
@@ -245,6 +281,13 @@ class Connector:
         self.name = name
         self.description = description
         self.actions: dict[str, Action] = {}
+        self.health_probe: HealthProbe | None = None
+
+    def probe(self, func: ProbeFunc) -> ProbeFunc:
+        """Declare the connector's health probe; its docstring's first paragraph describes it."""
+        summary = (func.__doc__ or "").strip().split("\n\n")[0]
+        self.health_probe = HealthProbe(func, " ".join(summary.split()))
+        return func
 
     def action(
         self, name: str, description: str | None = None
@@ -272,3 +315,61 @@ class Connector:
             return func
 
         return register
+
+
+# Health probes
+
+
+@contextlib.asynccontextmanager
+async def probe_context(integration: IntegrationInfo) -> AsyncIterator[ActionContext]:
+    """An ``ActionContext`` for a probe, so it connects through its actions' own code.
+
+    It names no step (errors name the Integration), and its pooled resources (a connection,
+    a client) are closed when the block ends.
+    """
+    pool = ResourcePool()
+    log = logging.LoggerAdapter(
+        logging.getLogger(f"autoflow.probe.{integration.type}"), {"integration": integration.name}
+    )
+    try:
+        yield ActionContext(
+            run_id="",
+            step_id="",
+            attempt=1,
+            idempotency_key=f"probe:{integration.name}",
+            log=log,
+            integration=integration,
+            pool=pool,
+        )
+    finally:
+        await pool.aclose()
+
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "autoflow_deadline", default=None
+)
+# Blocking I/O bounded by ``time_left`` ends this long after the deadline, so the caller's
+# own timeout (which cancels the awaiting) is what reports it.
+_DEADLINE_GRACE = 0.5
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Code run inside this block should be done ``seconds`` from now (``time_left``)."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def time_left(limit: float) -> float:
+    """``limit`` seconds, or fewer when the current ``deadline`` comes sooner.
+
+    For waits a timeout cannot cancel, such as blocking socket calls in a worker thread: an
+    abandoned thread would otherwise hold the process (and ``asyncio.run``) for ``limit``.
+    """
+    end = _deadline.get()
+    if end is None:
+        return limit
+    return max(0.1, min(limit, end - time.monotonic() + _DEADLINE_GRACE))

@@ -7,6 +7,7 @@ Actions and the Slack methods they call::
     uploadFile     files.getUploadURLExternal → POST the bytes to the upload URL →
                    files.completeUploadExternal (shared to channel, or private) → fileId, files
     webhookSend    POST to the incoming webhook URL (secret ``webhookUrl``): text, blocks
+    (probe)        auth.test with the token; a webhook-only Integration is not probed
 
 Every request goes through ``http_core.Exchange``, as the ``http`` connector's do: one pooled
 ``httpx.AsyncClient`` per run, time and size limits, the status check, and redaction of the
@@ -246,6 +247,38 @@ async def webhook_send(params: WebhookSendParams, ctx: sdk.ActionContext) -> Web
     return WebhookSendOutput(status=response.status, body=str(response.body))
 
 
+# Slack's auth.test errors that mean the token itself is not accepted.
+REFUSED_TOKEN_ERRORS = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+)
+
+
+@connector.probe
+async def probe(integration: sdk.IntegrationInfo) -> str | sdk.NotProbed:
+    """Calls auth.test with the token: the workspace and user it belongs to. An Integration
+    with only a webhookUrl is not probed: an incoming webhook can only be tried by posting."""
+    if sdk.optional_secret(integration, "token") is None:
+        if sdk.optional_secret(integration, "webhookUrl") is not None:
+            return sdk.NotProbed(
+                "it has an incoming webhook URL and no token: a webhook can only be tested "
+                "by posting a message to the channel, so nothing was sent"
+            )
+        integration.secrets.get("token")  # the provider's own error: which key, where to set it
+    async with sdk.probe_context(integration) as ctx:
+        try:
+            body = await WebApi(ctx).call("auth.test", form={})
+        except errors.ConnectorError as exc:
+            if exc.details.get("error") in REFUSED_TOKEN_ERRORS:
+                raise errors.CredentialsRejectedError(
+                    exc.message, exc.where, details=exc.details
+                ) from None
+            raise http_core.probe_error(exc) from None
+    team = body.get("team") or body.get("team_id") or "?"
+    user = body.get("user") or body.get("user_id") or "?"
+    where = f" ({body['url']})" if body.get("url") else ""
+    return f"Slack workspace {team}{where}, as {user}"
+
+
 # -- the Web API ------------------------------------------------------------------------------
 
 
@@ -431,7 +464,7 @@ def _settings(ctx: sdk.ActionContext) -> Settings:
         name = ctx.integration.name if ctx.integration else ""
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise errors.PermanentError(
+        raise errors.InvalidSettingsError(
             f"integration {name!r} has unusable settings: {field}: {first['msg']}",
             errors.Where(resource=f"Integration/{name}", field=f"settings.{field}"),
         ) from None
@@ -443,7 +476,9 @@ def _base_url(ctx: sdk.ActionContext, raw: str) -> httpx.URL:
     try:
         base = httpx.URL(raw.strip())
     except httpx.InvalidURL as exc:
-        raise errors.PermanentError(f"baseUrl {raw!r} is not a URL: {exc}", where) from None
+        raise errors.InvalidSettingsError(f"baseUrl {raw!r} is not a URL: {exc}", where) from None
     if base.scheme not in ("http", "https") or not base.host:
-        raise errors.PermanentError(f"baseUrl {raw!r} must be an http:// or https:// URL", where)
+        raise errors.InvalidSettingsError(
+            f"baseUrl {raw!r} must be an http:// or https:// URL", where
+        )
     return base

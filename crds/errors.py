@@ -12,9 +12,13 @@ message names the thing to fix. Everything raised on purpose by Autoflow code de
     │   ├── ExpressionSyntaxError rejected when the workflow is compiled (validate time)
     │   └── ExpressionEvalError   failed while a run evaluated it (missing key, bad operand)
     ├── InputError                run inputs do not match the workflow's declared inputs
-    ├── ConnectorError            raised by a connector action
+    ├── ConnectorError            raised by a connector action (or health probe)
     │   ├── RetryableError        may succeed if tried again (5xx, 429, timeouts, connection reset)
+    │   │   └── UnreachableError  the remote system cannot be reached or cannot serve now
     │   └── PermanentError        will fail the same way again (4xx, bad params, auth refused)
+    │       ├── MissingSecretError          the Integration's credentials lack a key
+    │       ├── InvalidSettingsError        the Integration's settings cannot be used
+    │       └── CredentialsRejectedError    the remote system refused the credentials
     └── RunError                  the run as a whole stopped
         ├── RunCancelled
         └── RunTimedOut
@@ -179,6 +183,20 @@ class PermanentError(ConnectorError):
 
 class MissingSecretError(PermanentError):
     """An Integration's credentials lack a key the connector reads (or its Secret is missing)."""
+
+
+class InvalidSettingsError(PermanentError):
+    """An Integration's ``settings`` (or a credential's form) cannot be used as written."""
+
+
+class CredentialsRejectedError(PermanentError):
+    """The remote system refused the Integration's credentials: a wrong password, a revoked
+    token, a login it does not allow."""
+
+
+class UnreachableError(RetryableError):
+    """The remote system could not be reached (refused, no route, no such host, connection
+    lost) or answered that it cannot serve now (HTTP 5xx)."""
 
 
 class RunError(AutoflowError):

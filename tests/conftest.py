@@ -1,5 +1,9 @@
 """Shared test helpers: workflows from small dicts, and a connector that records its calls.
 
+``server`` is a ``httpserver.Server`` on 127.0.0.1 for the test (it fails the test if a route
+handler raised); ``saas(kind)`` starts a contract server from ``tests/saas`` on it, and the test
+fails if the service saw a request that breaks its documented contract.
+
 ``make_workflow(spec)`` validates a spec dict into a Workflow. The ``probe`` fixture is a
 ``Probe``: a test connector named ``t`` registered in a fresh registry, whose actions record
 every call (step, attempt, idempotency key, value) and how many calls were running at once::
@@ -13,15 +17,42 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from typing import Any, Literal, TypeVar
 
+import httpserver
 import pytest
+from saas import contract
 
 from autoflow.connectors import registry, sdk
 from autoflow.crds import errors, workflow
 from autoflow.runners import engine, plan
 from autoflow.runners import inputs as inputs_mod
 from autoflow.runners import journal as journal_mod
+
+S = TypeVar("S", bound=contract.Service)
+
+
+@pytest.fixture
+def server() -> Iterator[httpserver.Server]:
+    with httpserver.serve() as running:
+        yield running
+    assert not running.errors
+
+
+@pytest.fixture
+def saas(server: httpserver.Server) -> Iterator[Callable[[type[S]], S]]:
+    """Starts contract servers on ``server``; a test ends with none of them violated."""
+    started: list[contract.Service] = []
+
+    def start(kind: type[S]) -> S:
+        service = kind(server)
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        assert service.violations == [], service.violations
 
 
 def make_workflow(spec: dict[str, Any], name: str = "wf") -> workflow.Workflow:

@@ -16,7 +16,7 @@ import logging
 import pathlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import httpserver
@@ -25,7 +25,6 @@ import pytest
 from saas import (
     airtable,
     asana,
-    contract,
     discord,
     dropbox,
     github,
@@ -51,7 +50,6 @@ CATALOG = registry.Registry(entry_points=False)
 IDEMPOTENCY_KEY = "run-1:step:0"
 
 Call = Callable[..., Awaitable[Any]]
-S = TypeVar("S", bound=contract.Service)
 
 
 class DictSecrets:
@@ -62,13 +60,6 @@ class DictSecrets:
         if key not in self.values:
             raise errors.PermanentError(f"integration has no secret {key!r}")
         return self.values[key]
-
-
-@pytest.fixture
-def server() -> Iterator[httpserver.Server]:
-    with httpserver.serve() as running:
-        yield running
-    assert not running.errors
 
 
 @pytest.fixture
@@ -101,21 +92,6 @@ async def call() -> AsyncIterator[Call]:
 
     yield run
     await pool.aclose()
-
-
-@pytest.fixture
-def saas(server: httpserver.Server) -> Iterator[Callable[[type[S]], S]]:
-    """Starts contract servers on ``server``; a test ends with none of them violated."""
-    started: list[contract.Service] = []
-
-    def start(kind: type[S]) -> S:
-        service = kind(server)
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        assert service.violations == [], service.violations
 
 
 def at(server: httpserver.Server, path: str = "", **secrets: str) -> dict[str, Any]:

@@ -53,13 +53,6 @@ def bearer(server: httpserver.Server) -> sdk.IntegrationInfo:
 
 
 @pytest.fixture
-def server() -> Iterator[httpserver.Server]:
-    with httpserver.serve() as running:
-        yield running
-    assert not running.errors
-
-
-@pytest.fixture
 def other_server() -> Iterator[httpserver.Server]:
     with httpserver.serve() as running:
         yield running

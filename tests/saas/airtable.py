@@ -4,6 +4,7 @@ Sources (airtable.com/developers/web/api/): authentication (``Authorization: Bea
 personal access token), create-records, update-record (PATCH keeps unnamed fields),
 list-records (``pageSize`` up to 100, ``offset`` in and out, ``view``, ``filterByFormula``),
 and errors (``{"error": {"type", "message"}}``, or ``{"error": "NOT_FOUND"}``).
+Health probe: get-user-id-scopes (``GET /v0/meta/whoami``: ``id``, ``scopes``).
 
 The table is named in the path, URL-encoded: ``/v0/{baseId}/Sales%20Leads``.
 """
@@ -18,6 +19,7 @@ from saas import contract
 
 TOKEN = "patAbc123XyZ.4f2a9c1e3b4d6f8a0c2e4b6d8f0a1c3e5b7d9f1a3c5e7b9d"
 BASE = "appLkNDICXNqxSDhG"
+USER_ID = "usrL2PNC5o3H4lBEi"
 TABLE = "Sales Leads"
 FIELDS = {"Name", "Status", "Amount", "Email"}
 
@@ -29,10 +31,15 @@ class Airtable(contract.Service):
         self.path = f"/v0/{BASE}/{urllib.parse.quote(TABLE)}"
         self.on("POST", self.path, self.create)
         self.on("GET", self.path, self.list_records)
+        self.on("GET", "/v0/meta/whoami", self.whoami)
 
     def seed(self, count: int) -> None:
         for n in range(count):
             self._add({"Name": f"Lead {n + 1}", "Status": "Todo" if n % 2 else "Done"})
+
+    def whoami(self, request: httpserver.Recorded) -> httpserver.Reply:
+        """get-user-id-scopes: the token's user id and scopes (the email needs user.email:read)."""
+        return httpserver.Reply.with_json({"id": USER_ID, "scopes": ["data.records:read"]})
 
     def authenticate(self, request: httpserver.Recorded) -> None:
         contract.bearer(request, TOKEN)

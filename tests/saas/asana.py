@@ -3,6 +3,7 @@
 Sources (developers.asana.com/reference/): createtask, updatetask, gettasksforproject,
 createstoryfortask, and the guides "Pagination" (``limit`` 1-100 and ``offset``; the
 response's ``next_page`` is null on the last page) and "Errors".
+Health probe: getuser (``GET /users/me``).
 
 - ``Authorization: Bearer <personal access token>``.
 - Request and response bodies are wrapped: ``{"data": {...}}``.
@@ -43,10 +44,25 @@ class Asana(contract.Service):
         self.stories: list[dict[str, Any]] = []
         self.on("POST", "/api/1.0/tasks", self.create_task)
         self.on("GET", f"/api/1.0/projects/{PROJECT}/tasks", self.project_tasks)
+        self.on("GET", "/api/1.0/users/me", self.me)
 
     def seed(self, count: int) -> None:
         for n in range(count):
             self._add({"name": f"Task {n + 1}", "projects": [PROJECT]})
+
+    def me(self, request: httpserver.Recorded) -> httpserver.Reply:
+        """getuser with ``me``: the token's user, wrapped in ``data``."""
+        return httpserver.Reply.with_json(
+            {
+                "data": {
+                    "gid": "12345",
+                    "resource_type": "user",
+                    "name": "Greg Sanchez",
+                    "email": "gsanchez@example.com",
+                    "workspaces": [{"gid": WORKSPACE, "resource_type": "workspace"}],
+                }
+            }
+        )
 
     def authenticate(self, request: httpserver.Recorded) -> None:
         contract.bearer(request, TOKEN)

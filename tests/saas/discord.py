@@ -6,6 +6,8 @@ discord.com/developers/docs/topics/rate-limits (``X-RateLimit-Remaining``,
 ``X-RateLimit-Reset-After`` in seconds, 429 with ``retry_after`` and ``Retry-After``) and
 discord.com/developers/docs/topics/opcodes-and-status-codes (JSON error codes: 50006 empty
 message, 50027 invalid webhook token, 50035 invalid form body).
+Health probe: get-webhook-with-token (GET on the webhook URL: the webhook object; another
+token is 401 with code 50027).
 
 The webhook URL (``/api/webhooks/{id}/{token}``) is the only credential.
 """
@@ -37,10 +39,34 @@ class Discord(contract.Service):
         self.messages: list[dict[str, Any]] = []
         self.path = f"/api/webhooks/{WEBHOOK_ID}/{WEBHOOK_TOKEN}"
         self.on("POST", self.path, self.execute, authenticated=False)
+        self.on("GET", self.path, self.get_webhook, authenticated=False)
 
     @property
     def url(self) -> str:
         return self.server.url(self.path)
+
+    def get_webhook(self, request: httpserver.Recorded) -> httpserver.Reply:
+        """get-webhook-with-token: the webhook object, its token included, and no user."""
+        return httpserver.Reply.with_json(
+            {
+                "id": WEBHOOK_ID,
+                "type": 1,
+                "guild_id": "199737254929760256",
+                "channel_id": "199737254929760256",
+                "name": "Order alerts",
+                "avatar": None,
+                "application_id": None,
+                "token": WEBHOOK_TOKEN,
+            }
+        )
+
+    def invalid_token_at(self, token: str) -> None:
+        """Answer a webhook URL with another token as Discord does: 401, code 50027."""
+        path = f"/api/webhooks/{WEBHOOK_ID}/{token}"
+        invalid = httpserver.Reply.with_json(
+            {"message": "Invalid Webhook Token", "code": 50027}, 401
+        )
+        self.server.route(path, invalid)
 
     def authenticate(self, request: httpserver.Recorded) -> None:
         pass  # the URL is the credential: a wrong token is a different path

@@ -4,6 +4,7 @@ Sources: dropbox.com/developers/documentation/http/documentation (files/list_fol
 files/list_folder/continue, files/create_folder_v2, files/get_temporary_link; "Errors":
 400 for a malformed request as plain text, 401 and 409 with ``error_summary`` and a tagged
 ``error``; 429 with ``Retry-After``).
+Health probe: users/get_current_account (an RPC call without parameters: no body).
 
 - RPC style: every call is a POST with a JSON body (``Content-Type: application/json``);
   an unknown field in the body is a 400.
@@ -32,6 +33,7 @@ class Dropbox(contract.Service):
         self.on("POST", "/2/files/list_folder/continue", self.list_continue)
         self.on("POST", "/2/files/create_folder_v2", self.create_folder)
         self.on("POST", "/2/files/get_temporary_link", self.temporary_link)
+        self.on("POST", "/2/users/get_current_account", self.current_account)
 
     def add_file(self, path: str) -> None:
         name = path.rsplit("/", 1)[1]
@@ -45,6 +47,31 @@ class Dropbox(contract.Service):
             "rev": "a1c10ce0dd78",
             "server_modified": "2025-01-01T12:00:00Z",
         }
+
+    def current_account(self, request: httpserver.Recorded) -> httpserver.Reply:
+        """users/get_current_account: no parameters, so no body (or ``null`` as JSON)."""
+        media = request.headers.get("content-type", "").partition(";")[0].strip()
+        if request.body and not (media == "application/json" and request.text.strip() == "null"):
+            raise contract.Violation(400, "users/get_current_account takes no parameters")
+        return httpserver.Reply.with_json(
+            {
+                "account_id": "dbid:AAH4f99T0taONIb-OurWxbNQ6ywGRopQngc",
+                "name": {
+                    "given_name": "Franz",
+                    "surname": "Ferdinand",
+                    "familiar_name": "Franz",
+                    "display_name": "Franz Ferdinand (Personal)",
+                    "abbreviated_name": "FF",
+                },
+                "email": "franz@example.com",
+                "email_verified": True,
+                "disabled": False,
+                "country": "US",
+                "locale": "en",
+                "is_paired": False,
+                "account_type": {".tag": "basic"},
+            }
+        )
 
     def authenticate(self, request: httpserver.Recorded) -> None:
         contract.bearer(request, ACCESS_TOKEN)

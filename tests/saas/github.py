@@ -5,6 +5,7 @@ issues), https://docs.github.com/en/rest/issues/comments (create an issue commen
 https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api (Link
 header), https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api and
 https://docs.github.com/en/rest/using-the-rest-api/troubleshooting-the-rest-api (errors).
+Health probe: https://docs.github.com/en/rest/rate-limit/rate-limit (``GET /rate_limit``).
 
 - ``Authorization: Bearer <token>``; a ``User-Agent`` is required; ``X-GitHub-Api-Version``
   must name a supported version (400 otherwise); JSON bodies.
@@ -43,6 +44,7 @@ class GitHub(contract.Service):
         base = f"/repos/{owner}/{repo}/issues"
         self.on("POST", base, self.create_issue)
         self.on("GET", base, self.list_issues)
+        self.on("GET", "/rate_limit", self.rate_limit)
 
     def seed(self, count: int) -> None:
         for _ in range(count):
@@ -52,6 +54,13 @@ class GitHub(contract.Service):
         path = f"/repos/{self.owner}/{self.repo}/issues/{number}"
         self.on("PATCH", path, lambda r: self.update_issue(r, number))
         self.on("POST", f"{path}/comments", lambda r: self.add_comment(r, number))
+
+    def rate_limit(self, request: httpserver.Recorded) -> httpserver.Reply:
+        """rate-limit#get-rate-limit-status-for-the-authenticated-user: not counted itself."""
+        core = {"limit": 5000, "used": 1, "remaining": 4999, "reset": 1691591363}
+        return httpserver.Reply.with_json(
+            {"resources": {"core": core, "search": dict(core, limit=30)}, "rate": core}
+        )
 
     def authenticate(self, request: httpserver.Recorded) -> None:
         if not request.headers.get("user-agent"):

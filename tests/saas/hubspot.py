@@ -4,6 +4,7 @@ Sources (developers.hubspot.com/docs/api/): crm/contacts (create, update), crm/d
 (create), crm/search (POST .../search: ``query``, ``filterGroups``, ``sorts``,
 ``properties``, ``limit`` up to 200, ``after``; ``paging.next.after`` while there is more),
 usage-details (rate limits and the ``X-HubSpot-RateLimit-*`` headers) and the error format.
+Health probe: settings/account-information-api (``GET /account-info/v3/details``).
 
 - ``Authorization: Bearer <private app access token>``; JSON bodies.
 - Objects are ``{"properties": {...}}`` in and ``{"id", "properties", "createdAt", ...}`` out.
@@ -30,10 +31,27 @@ class HubSpot(contract.Service):
         self.on("POST", "/crm/v3/objects/contacts", self.create_contact)
         self.on("POST", "/crm/v3/objects/contacts/search", self.search_contacts)
         self.on("POST", "/crm/v3/objects/deals", self.create_deal)
+        self.on("GET", "/account-info/v3/details", self.account_details)
 
     def seed(self, count: int, company: str = "Acme") -> None:
         for n in range(count):
             self._add({"email": f"person{n}@acme.example", "company": company})
+
+    def account_details(self, request: httpserver.Recorded) -> httpserver.Reply:
+        """settings/account-information-api: the account the token belongs to."""
+        return httpserver.Reply.with_json(
+            {
+                "portalId": 62515,
+                "accountType": "STANDARD",
+                "timeZone": "US/Eastern",
+                "companyCurrency": "USD",
+                "additionalCurrencies": [],
+                "utcOffset": "-05:00",
+                "utcOffsetMilliseconds": -18000000,
+                "uiDomain": "app.hubspot.com",
+                "dataHostingLocation": "na1",
+            }
+        )
 
     def authenticate(self, request: httpserver.Recorded) -> None:
         contract.bearer(request, TOKEN)

@@ -4,6 +4,7 @@ Sources (developer.atlassian.com/cloud/jira/platform/rest/v3/): api-group-issues
 issue; get and do transitions), api-group-issue-search (search for issues using JQL enhanced
 search, GET /rest/api/3/search/jql), api-group-issue-comments (add comment), and the intro's
 "Authentication" (basic auth with an email and API token) and "Status codes".
+Health probe: api-group-myself (``GET /rest/api/3/myself``).
 
 - ``Authorization: Basic base64(email:apiToken)``; JSON bodies.
 - Rich text (an issue's description, a comment's body) is Atlassian Document Format:
@@ -37,10 +38,26 @@ class Jira(contract.Service):
         self.comments: list[dict[str, Any]] = []
         self.on("POST", "/rest/api/3/issue", self.create_issue)
         self.on("GET", "/rest/api/3/search/jql", self.search)
+        self.on("GET", "/rest/api/3/myself", self.myself)
 
     def seed(self, count: int) -> None:
         for n in range(count):
             self._add({"summary": f"Issue {n + 1}", "issuetype": {"name": "Task"}})
+
+    def myself(self, request: httpserver.Recorded) -> httpserver.Reply:
+        """api-group-myself: the user the credentials belong to."""
+        return httpserver.Reply.with_json(
+            {
+                "self": "https://acme.atlassian.net/rest/api/3/user?accountId=5b10a2844c20165700ede21g",
+                "accountId": "5b10a2844c20165700ede21g",
+                "accountType": "atlassian",
+                "emailAddress": EMAIL,
+                "displayName": "Mia Krystof",
+                "active": True,
+                "timeZone": "Australia/Sydney",
+                "locale": "en_US",
+            }
+        )
 
     def authenticate(self, request: httpserver.Recorded) -> None:
         if contract.basic(request) != (EMAIL, API_TOKEN):

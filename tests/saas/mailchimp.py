@@ -5,7 +5,8 @@ api/list-members/list-members-info/ (``count`` up to 1000, ``offset``, ``total_i
 guides/quick-start/ (HTTP Basic: any user name and the API key as the password; the data
 center prefix in the host) and docs/errors/ (problem details:
 ``application/problem+json`` with ``type``, ``title``, ``status``, ``detail``, ``instance``).
-"""
+
+Health probe: api/ping/ping/ (``{"health_status": "Everything's Chimpy!"}``)."""
 
 from __future__ import annotations
 
@@ -28,10 +29,15 @@ class Mailchimp(contract.Service):
         path = f"/3.0/lists/{LIST_ID}/members"
         self.on("POST", path, self.add_member)
         self.on("GET", path, self.list_members)
+        self.on("GET", "/3.0/ping", self.ping)
 
     def seed(self, count: int) -> None:
         for n in range(count):
             self._add({"email_address": f"reader{n}@example.com", "status": "subscribed"})
+
+    def ping(self, request: httpserver.Recorded) -> httpserver.Reply:
+        """api/ping/ping/: a health check that needs a valid API key."""
+        return httpserver.Reply.with_json({"health_status": "Everything's Chimpy!"})
 
     def authenticate(self, request: httpserver.Recorded) -> None:
         _, password = contract.basic(request)

@@ -5,7 +5,8 @@ versioning (the ``Notion-Version`` header is required), post-page (create a page
 database), post-database-query (``filter``, ``sorts``, ``start_cursor``, ``page_size`` up to
 100; ``next_cursor`` and ``has_more``), intro#pagination, and status-codes
 (``{"object": "error", "status", "code", "message"}``).
-"""
+
+Health probe: get-self (``GET /v1/users/me``: the token's bot user)."""
 
 from __future__ import annotations
 
@@ -25,10 +26,27 @@ class Notion(contract.Service):
         self.pages: list[dict[str, Any]] = []
         self.on("POST", "/v1/pages", self.create_page)
         self.on("POST", f"/v1/databases/{DATABASE}/query", self.query)
+        self.on("GET", "/v1/users/me", self.me)
 
     def seed(self, count: int) -> None:
         for n in range(count):
             self._add({"Name": {"title": [{"text": {"content": f"Row {n + 1}"}}]}})
+
+    def me(self, request: httpserver.Recorded) -> httpserver.Reply:
+        """get-self: the bot user of the token."""
+        return httpserver.Reply.with_json(
+            {
+                "object": "user",
+                "id": "16d84278-ab0e-484c-9bdd-b35da3bd8905",
+                "name": "Order sync",
+                "avatar_url": None,
+                "type": "bot",
+                "bot": {
+                    "owner": {"type": "workspace", "workspace": True},
+                    "workspace_name": "Acme",
+                },
+            }
+        )
 
     def authenticate(self, request: httpserver.Recorded) -> None:
         contract.bearer(request, TOKEN)

@@ -4,6 +4,7 @@ Sources (developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/):
 dome_sobject_create.htm, dome_sobject_retrieve_get.htm, dome_update_fields.htm,
 dome_query.htm (``nextRecordsUrl`` while ``done`` is false), errorcodes.htm (status codes
 and the error body), and the OAuth "Use the access token" step (``Authorization: Bearer``).
+Health probe: resources_discoveryresource.htm (``GET /services/data/vXX.X/``).
 
 - ``Authorization: Bearer <access token>``; an expired token answers 401
   ``INVALID_SESSION_ID``.
@@ -32,10 +33,16 @@ class Salesforce(contract.Service):
         for name in REQUIRED:
             self.on("POST", f"{API}/sobjects/{name}/", lambda r, n=name: self.create(r, n))
         self.on("GET", f"{API}/query", self.query)
+        self.on("GET", f"{API}/", self.resources)
 
     def seed(self, count: int) -> None:
         for n in range(count):
             self._add("Account", {"Name": f"Account {n + 1}"})
+
+    def resources(self, request: httpserver.Recorded) -> httpserver.Reply:
+        """resources_discoveryresource.htm: the resources of this API version."""
+        names = ("sobjects", "query", "queryAll", "search", "limits", "tooling", "recent")
+        return httpserver.Reply.with_json({name: f"{API}/{name}" for name in names})
 
     def authenticate(self, request: httpserver.Recorded) -> None:
         if request.headers.get("authorization") != f"Bearer {self.token}":

@@ -5,6 +5,8 @@ its limits and the 202 response), contacts/add-or-update-a-contact (PUT, 202 wit
 ``job_id``), and how-to-use-the-sendgrid-v3-api/authentication, .../rate-limits
 (``X-RateLimit-Limit``, ``-Remaining``, ``-Reset`` in Unix seconds) and .../responses
 (``{"errors": [{"field", "message", "help"}]}``).
+Health probe: api-key-permissions/retrieve-a-list-of-scopes-for-which-this-user-has-access
+(``GET /v3/scopes``).
 
 - ``Authorization: Bearer <API key>``; JSON bodies.
 - ``personalizations`` (each with ``to``), ``from.email``, a ``subject`` (unless a template
@@ -40,6 +42,11 @@ class SendGrid(contract.Service):
         self.remaining = 600
         self.on("POST", "/v3/mail/send", self.send)
         self.on("PUT", "/v3/marketing/contacts", self.add_contacts)
+        self.on("GET", "/v3/scopes", self.scopes)
+
+    def scopes(self, request: httpserver.Recorded) -> httpserver.Reply:
+        """api-key-permissions/retrieve-a-list-of-scopes-for-which-this-user-has-access."""
+        return httpserver.Reply.with_json({"scopes": ["mail.send", "marketing.contacts.create"]})
 
     def authenticate(self, request: httpserver.Recorded) -> None:
         contract.bearer(request, API_KEY)

@@ -7,6 +7,7 @@ idempotent_requests (``Idempotency-Key``: a retry with the same key and paramete
 first response again, with ``Idempotent-Replayed: true``; other parameters are an
 ``idempotency_error``), and errors (``{"error": {"type", "code", "message", "param"}}``,
 ``Stripe-Should-Retry``).
+Health probe: balance/balance_retrieve (``GET /v1/balance``).
 
 - Request bodies are ``application/x-www-form-urlencoded``, nested as ``metadata[key]=value``
   and ``payment_method_types[0]=card``; responses are JSON.
@@ -37,6 +38,7 @@ class Stripe(contract.Service):
         self.on("POST", "/v1/payment_intents", lambda r: self.idempotent(r, self.create_intent))
         self.on("POST", "/v1/refunds", lambda r: self.idempotent(r, self.create_refund))
         self.on("GET", "/v1/charges", self.list_charges)
+        self.on("GET", "/v1/balance", self.balance)
 
     def seed_charges(self, count: int, customer: str = "cus_NffrFeUfNV2Hib") -> None:
         for n in range(count):
@@ -52,6 +54,13 @@ class Stripe(contract.Service):
                     "refunded": False,
                 }
             )
+
+    def balance(self, request: httpserver.Recorded) -> httpserver.Reply:
+        """balance/balance_retrieve: the account's balance object."""
+        money = [{"amount": 666670, "currency": "eur", "source_types": {"card": 666670}}]
+        return httpserver.Reply.with_json(
+            {"object": "balance", "available": money, "pending": money, "livemode": False}
+        )
 
     def authenticate(self, request: httpserver.Recorded) -> None:
         user, password = contract.basic(request)

@@ -4,6 +4,7 @@ Sources: developer.atlassian.com/cloud/trello/rest/api-group-cards/ (POST /1/car
 /1/cards/{id}, POST /1/cards/{id}/actions/comments) and
 developer.atlassian.com/cloud/trello/guides/rest-api/authorization/ (the ``key`` and
 ``token`` query parameters) and .../rate-limits/.
+Health probe: api-group-members (``GET /1/members/me``).
 
 - Every request carries ``key`` and ``token`` as query parameters; the card's fields are
   query parameters too (no body).
@@ -33,6 +34,13 @@ class Trello(contract.Service):
         self.lists = {LIST_ID, "5abbe4b7ddc1b351ef961415"}
         self.remaining = 100
         self.on("POST", "/1/cards", self.create_card)
+        self.on("GET", "/1/members/me", self.me)
+
+    def me(self, request: httpserver.Recorded) -> httpserver.Reply:
+        """api-group-members, GET /1/members/{id} with ``me``: the token's member."""
+        return self.reply(
+            {"id": "5abbe4b7ddc1b351ef961414", "username": "bobtester", "fullName": "Bob Tester"}
+        )
 
     def authenticate(self, request: httpserver.Recorded) -> None:
         if contract.query(request, "key") != API_KEY:

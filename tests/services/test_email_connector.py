@@ -377,7 +377,7 @@ def failure(exc: BaseException) -> errors.ConnectorError:
         ),
         (
             smtplib.SMTPAuthenticationError(535, b"bad credentials for hunter2-pw"),
-            errors.PermanentError,
+            errors.CredentialsRejectedError,
             "refused the username or password: 535 bad credentials for ***",
         ),
         (
