@@ -1,4 +1,4 @@
-"""The ``autoflow`` command: validate, run, and inspect workflows; the component entry points.
+"""The ``autoflow`` command: validate, run, inspect workflows, test Integrations; entry points.
 
 Each subcommand imports what it needs when it runs, so ``autoflow run`` does not pay for the
 CRD generator and ``autoflow validate`` does not pay for httpx. Every error a user can cause
@@ -56,6 +56,24 @@ def _parser() -> argparse.ArgumentParser:
     csub.add_parser("list", help="every connector and its actions")
     show = csub.add_parser("show", help="the actions of one connector with their schemas")
     show.add_argument("name")
+
+    p = sub.add_parser(
+        "integrations", help="check Integrations, or authorize an OAuth2 one, from manifest files"
+    )
+    isub = p.add_subparsers(dest="integrations_command", metavar="SUBCOMMAND")
+    test = isub.add_parser(
+        "test", help="probe each Integration now, with credentials from here, as the operator does"
+    )
+    test.add_argument("files", nargs="+", metavar="FILE", help="files holding Integrations")
+    test.add_argument(
+        "--name", action="append", default=[], help="only this Integration (may be repeated)"
+    )
+    test.add_argument("--secrets", metavar="FILE", help="YAML: integration name → key → value")
+    test.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per probe")
+    test.add_argument("--output", "-o", choices=["text", "json"], default="text")
+    from autoflow.cli import authorize
+
+    authorize.register(isub)
     return parser
 
 
@@ -101,6 +119,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.connectors_command == "show":
                 return inspect.show_connector(args.name)
             return inspect.list_connectors()
+        if args.command == "integrations":
+            if args.integrations_command == "test":
+                from autoflow.cli import integrations
+
+                return integrations.main(args)
+            if args.integrations_command == "authorize":
+                from autoflow.cli import authorize
+
+                return authorize.run(args)
+            print(
+                "usage: autoflow integrations test|authorize FILE... (--help for more)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     except errors.ValidationError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
