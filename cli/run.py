@@ -3,6 +3,8 @@
 Progress lines go to stderr on a terminal (or when asked); the result goes to stdout, as text
 or, with ``--output json``, as one JSON document a script can read. Ctrl-C cancels the run
 cleanly (onError and finally steps still run, the journal records the cancellation).
+Integration limits are shared through Redis when ``AUTOFLOW_REDIS_URL`` is set
+(``runners.limits``), else kept in this process.
 """
 
 from __future__ import annotations
@@ -152,3 +154,4 @@ async def _execute(run: engine.Run) -> engine.RunResult:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        await run.limiter.aclose()  # made by prepare (limits.from_env), closed on its loop

@@ -16,8 +16,12 @@ concurrency limit, outputs in input order; each call is retried under the step's
 expression errors and parameter errors all end as a readable message on the step; nothing is
 raised out of ``execute`` but cancellation of the caller.
 
+A step whose Integration has limits (``rateLimit``, ``maxConcurrency``) makes each call (one
+attempt, one foreach item) inside a ``limiter.slot``: the wait for the slot counts against the
+step's timeout, and a slot not had in time is a retryable error under the step's policy.
+
 The engine is the same in every place a run happens (laptop, Job, pool); only the journal, the
-integration provider and the observer differ.
+integration provider, the limiter and the observer differ.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import pydantic
 
 from autoflow.connectors import sdk
 from autoflow.crds import errors, meta, workflow
-from autoflow.runners import expressions, redact
+from autoflow.runners import expressions, limits, redact
 from autoflow.runners import journal as journal_mod
 from autoflow.runners import plan as plan_mod
 
@@ -184,6 +188,7 @@ class Run:
         observer: Observer | None = None,
         env: Mapping[str, str] | None = None,
         run_info: Mapping[str, Any] | None = None,
+        limiter: limits.Limiter | None = None,
     ) -> None:
         self.plan = plan
         self.run_id = run_id
@@ -192,6 +197,9 @@ class Run:
         # Journals that write remotely buffer records and make them durable in flush().
         self._flush = getattr(self.journal, "flush", None)
         self.integrations = integrations
+        # The caller owns a limiter it passes (shared by runs, closed by it).
+        self.limiter = limiter or limits.LocalLimiter()
+        self._namespace = str((run_info or {}).get("namespace") or "")
         self.observer = observer or Observer()
         self.redactor = redact.Redactor()
         self.results: dict[str, StepResult] = {}
@@ -602,10 +610,34 @@ class Run:
             integration=info,
             pool=self._pool,
         )
-        if sp.timeout is None:
+        if info is not None and info.limits is not None:
+            value = await self._limited(sp, params, ctx, info.name, info.limits)
+        elif sp.timeout is None:
             value = await sp.action.func(params, ctx)
         else:
             async with asyncio.timeout(sp.timeout):
                 value = await sp.action.func(params, ctx)
         output = sp.action.dump_output(value)
         return self.redactor.value(output) if self.redactor else output
+
+    async def _limited(
+        self,
+        sp: plan_mod.StepPlan,
+        params: Any,
+        ctx: sdk.ActionContext,
+        integration: str,
+        quota: sdk.Limits,
+    ) -> Any:
+        """The action called inside the integration's slot; waiting for the slot counts
+        against the step's timeout, so the action gets what is left of it."""
+        started = asyncio.get_running_loop().time()
+        slot = self.limiter.slot(integration, quota, namespace=self._namespace, max_wait=sp.timeout)
+        try:
+            async with slot:
+                if sp.timeout is None:
+                    return await sp.action.func(params, ctx)
+                async with asyncio.timeout_at(started + sp.timeout):
+                    return await sp.action.func(params, ctx)
+        except errors.AutoflowError as exc:
+            exc.at(step=sp.id)  # a quota error names the Integration, not the step held back
+            raise

@@ -26,7 +26,7 @@ import signal
 from typing import Any
 
 from autoflow.crds import errors, workflow
-from autoflow.runners import engine, inputs, kube, kube_integrations, local, plan
+from autoflow.runners import engine, inputs, kube, kube_integrations, limits, local, plan
 
 MAX_STEP_OUTPUT_BYTES = 16 * 1024
 MAX_RUN_OUTPUTS_BYTES = 64 * 1024
@@ -289,6 +289,7 @@ async def run_job(client: kube.Client, namespace: str, name: str) -> int:
         journal=StatusJournal(client, run, header),
         env=local.expression_env(wf, os.environ),
         integrations=kube_integrations.KubeIntegrations(client, namespace),
+        limiter=limits.from_env(os.environ),
         run_info={"name": name, "namespace": namespace},
     )
     loop = asyncio.get_running_loop()
@@ -298,7 +299,10 @@ async def run_job(client: kube.Client, namespace: str, name: str) -> int:
         loop.add_signal_handler(sig, execution.cancel)
     if run["spec"].get("cancel"):
         execution.cancel()  # cancelled before this pod started: only finally runs
-    await execution.execute()
+    try:
+        await execution.execute()
+    finally:
+        await execution.limiter.aclose()
     return 0
 
 

@@ -3,7 +3,9 @@
 The files may hold the Workflow and the Integrations it uses. Credentials of an Integration
 come from environment variables ``AUTOFLOW_SECRET_<INTEGRATION>_<KEY>`` (upper case, ``-`` and
 ``.`` as ``_``) or from a secrets file (``--secrets FILE``: a YAML mapping of integration name
-to key/value pairs), never from the manifest.
+to key/value pairs), never from the manifest. An OAuth2 Integration's tokens are keys there
+too (``accessToken``, ``refreshToken``, ``expiresAt``, as ``autoflow integrations authorize``
+writes them); an expired one is refreshed in memory for the run (``runners.oauth2``).
 
 With ``--journal DIR`` the run is journaled to ``DIR/<workflow>.jsonl``. Starting again with an
 unfinished journal resumes that run after its last journaled step; a finished journal is kept
@@ -22,7 +24,7 @@ import yaml
 
 from autoflow.connectors import sdk
 from autoflow.crds import errors, integration, workflow
-from autoflow.runners import engine, journal, loader, redact
+from autoflow.runners import engine, journal, limits, loader, redact
 from autoflow.runners import inputs as inputs_mod
 from autoflow.runners import integrations as integrations_mod
 from autoflow.runners import plan as plan_mod
@@ -88,15 +90,17 @@ class LocalIntegrations:
         integrations: Sequence[integration.Integration],
         secrets: Mapping[str, Mapping[str, str]] | None = None,
         env: Mapping[str, str] | None = None,
+        token_cache: integrations_mod.TokenCache | None = None,
     ) -> None:
         self._by_name = {i.metadata.name or "": i for i in integrations}
         self._secrets = secrets or {}
         self._env = os.environ if env is None else env
+        self._token_cache = token_cache
 
     def names(self) -> set[str]:
         return set(self._by_name)
 
-    async def get(self, name: str, redactor: redact.Redactor) -> sdk.IntegrationInfo:
+    def find(self, name: str) -> integration.Integration:
         intg = self._by_name.get(name)
         if intg is None:
             known = ", ".join(sorted(self._by_name)) or "none given"
@@ -104,8 +108,22 @@ class LocalIntegrations:
                 f"integration {name!r} not found (integrations: {known}); pass its manifest "
                 "file to autoflow run"
             )
+        return intg
+
+    def secrets(self, name: str, redactor: redact.Redactor) -> sdk.Secrets:
+        """The integration's keys as given, without the OAuth2 flow's ``accessToken``."""
         values = {str(k): str(v) for k, v in (self._secrets.get(name) or {}).items()}
-        return integrations_mod.info_for(intg, _Secrets(intg, values, self._env, redactor))
+        return _Secrets(self.find(name), values, self._env, redactor)
+
+    async def get(self, name: str, redactor: redact.Redactor) -> sdk.IntegrationInfo:
+        # On a laptop nobody else refreshes an OAuth2 token, so the run does (in memory).
+        return await integrations_mod.resolve_info(
+            self.find(name),
+            self.secrets(name, redactor),
+            redactor,
+            can_refresh=True,
+            token_cache=self._token_cache,
+        )
 
 
 def read_secrets_file(path: str) -> dict[str, dict[str, str]]:
@@ -188,8 +206,13 @@ def prepare(
     secrets_file: str | None = None,
     observer: engine.Observer | None = None,
     env: Mapping[str, str] | None = None,
+    limiter: limits.Limiter | None = None,
 ) -> engine.Run:
-    """Everything ``autoflow run`` does before the engine starts; errors name file and field."""
+    """Everything ``autoflow run`` does before the engine starts; errors name file and field.
+
+    Without a ``limiter``, Integration limits are kept as ``AUTOFLOW_REDIS_URL`` says
+    (``limits.from_env``); the caller closes ``run.limiter`` when the run is over.
+    """
     wf, integrations, path = load(paths, workflow_name)
     where = errors.Where(file=path, resource=wf.ref)
     compiled = plan_mod.compile_workflow(wf, where=errors.Where(file=path))
@@ -230,4 +253,5 @@ def prepare(
         integrations=provider,
         observer=observer,
         env=expression_env(wf, os.environ if env is None else env),
+        limiter=limits.from_env(os.environ if env is None else env) if limiter is None else limiter,
     )
