@@ -82,7 +82,7 @@ def _jitter(uid: str, at: float) -> float:
 
 def backoff(failures: int, every: float) -> float:
     """The wait before probing again after ``failures`` failed probes in a row."""
-    return min(BACKOFF_FIRST * 2 ** (failures - 1), max(every, BACKOFF_CAP))
+    return float(min(BACKOFF_FIRST * 2.0 ** (failures - 1), max(every, BACKOFF_CAP)))
 
 
 def next_check(intg: JSONDict, failures: int, now: float) -> float:
@@ -113,8 +113,8 @@ def due(intg: JSONDict, now: float) -> bool:
 def refresh_due(intg: JSONDict, now: float) -> bool:
     """Whether to look at (and maybe refresh) the OAuth2 token in the managed Secret now.
 
-    When ``tokenExpiresAt`` says the token is good beyond the margin, the Secrets are not read
-    at all; after a failed refresh the next try waits for the probe backoff.
+    With every probe, and when ``tokenExpiresAt`` comes within the margin; otherwise the
+    Secrets are not read at all. After a failed refresh the next try waits for the backoff.
     """
     oauth2 = (intg.get("spec") or {}).get("oauth2") or {}
     if oauth2.get("grantType") != "authorization_code" or not oauth2.get("tokenSecretName"):
@@ -124,10 +124,10 @@ def refresh_due(intg: JSONDict, now: float) -> bool:
     upcoming = epoch(status.get("nextCheckTime"))
     if ready.get("reason") in REFRESH_FAILURES and upcoming is not None and now < upcoming:
         return False
+    if due(intg, now):
+        return True  # with every probe: the Secret may hold new tokens (authorized again)
     expires = epoch(status.get("tokenExpiresAt"))
-    if expires is None:
-        return due(intg, now)  # not read yet, or a token that does not expire
-    return expires - REFRESH_MARGIN <= now
+    return expires is not None and expires - REFRESH_MARGIN <= now
 
 
 def probe_status(intg: JSONDict, health: Health, now: float) -> JSONDict:

@@ -27,7 +27,11 @@ def _kopf_record(record: logging.LogRecord) -> bool:
 def main(namespaces: list[str] | None = None, standalone: bool = True) -> int:
     import kopf
 
-    from autoflow.operator import handlers, schedule_handlers  # noqa: F401  (register handlers)
+    from autoflow.operator import (  # noqa: F401  (register handlers)
+        handlers,
+        integration_handlers,
+        schedule_handlers,
+    )
     from autoflow.runners import logs
 
     settings = settings_mod.Settings()

@@ -194,4 +194,12 @@ class KubeIntegrations:
         """What a step (or the probe) sees of ``intg``, its Secrets read now."""
         ref = intg.spec.secret_ref
         secrets = await self.secret_values(intg, ref.name if ref else None, redactor)
-        return integrations_mod.info_for(intg, secrets)
+        oauth = intg.spec.oauth2
+        tokens = None
+        if oauth is not None and oauth.token_secret_name:
+            tokens = await self.secret_values(intg, oauth.token_secret_name, redactor)
+        # The operator refreshes authorization-code tokens into the managed Secret; a runner
+        # only reads them (a refresh here would spend a rotating refresh token).
+        return await integrations_mod.resolve_info(
+            intg, secrets, redactor, token_secrets=tokens, can_refresh=False
+        )
