@@ -586,13 +586,7 @@ def _auth_plain(username: str | None, password: str | None) -> str | None:
 
 
 def _mailer(ctx: sdk.ActionContext) -> Mailer:
-    integration = ctx.integration
-    if integration is None:
-        raise errors.PermanentError(
-            "the email connector needs an Integration of type email (the SMTP server): name "
-            "it in the step's `integration` field",
-            errors.Where(step=ctx.step_id, field="integration"),
-        )
+    integration = sdk.require_integration(ctx, "email", "the SMTP server")
     name = integration.name
     settings = sdk.integration_settings(integration, Settings)
     password = sdk.optional_secret(integration, "password")

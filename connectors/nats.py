@@ -546,21 +546,12 @@ _RETRYABLE = (
 
 
 async def _connection(ctx: sdk.ActionContext) -> Connection:
-    integration = ctx.integration
-    if integration is None:
-        raise errors.PermanentError(
-            "the nats connector needs an Integration of type nats: name it in the step's "
-            "`integration` field",
-            errors.Where(step=ctx.step_id, field="integration"),
-        )
-
-    async def connect() -> Connection:
+    async def connect(integration: sdk.IntegrationInfo) -> Connection:
         conn = _new_connection(integration)
         await conn.client(ctx)
         return conn
 
-    conn: Connection = await ctx.pooled(f"nats:{integration.name}", connect)
-    return conn
+    return await sdk.pooled_connection(ctx, "nats", connect)
 
 
 @connector.probe

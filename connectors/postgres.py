@@ -542,21 +542,12 @@ def _one_line(text: str) -> str:
 
 
 async def _database(ctx: sdk.ActionContext) -> Database:
-    integration = ctx.integration
-    if integration is None:
-        raise errors.PermanentError(
-            "the postgres connector needs an Integration of type postgres: name it in the "
-            "step's `integration` field",
-            errors.Where(step=ctx.step_id, field="integration"),
-        )
-
-    async def connect() -> Database:
+    async def connect(integration: sdk.IntegrationInfo) -> Database:
         db = _new_database(integration)
         await db.probe(ctx)
         return db
 
-    db: Database = await ctx.pooled(f"postgres:{integration.name}", connect)
-    return db
+    return await sdk.pooled_connection(ctx, "postgres", connect)
 
 
 @connector.probe

@@ -425,15 +425,7 @@ async def _call(ctx: sdk.ActionContext, command: Any) -> Any:
 
 
 async def _client(ctx: sdk.ActionContext) -> Client:
-    integration = ctx.integration
-    if integration is None:
-        raise errors.PermanentError(
-            "the redis connector needs an Integration of type redis: name it in the step's "
-            "`integration` field",
-            errors.Where(step=ctx.step_id, field="integration"),
-        )
-
-    async def connect() -> Client:
+    async def connect(integration: sdk.IntegrationInfo) -> Client:
         client = _new_client(integration)
         try:
             await client.redis.ping()
@@ -442,8 +434,7 @@ async def _client(ctx: sdk.ActionContext) -> Client:
             raise client.failure(exc, ctx) from None
         return client
 
-    client: Client = await ctx.pooled(f"redis:{integration.name}", connect)
-    return client
+    return await sdk.pooled_connection(ctx, "redis", connect)
 
 
 @connector.probe

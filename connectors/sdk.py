@@ -211,6 +211,35 @@ def integration_settings(integration: IntegrationInfo, model: type[SettingsModel
         ) from None
 
 
+def require_integration(ctx: ActionContext, connector: str, what: str = "") -> IntegrationInfo:
+    """The step's Integration, or a PermanentError saying the step must name one."""
+    if ctx.integration is None:
+        kind = f"{connector} ({what})" if what else connector
+        raise errors.PermanentError(
+            f"the {connector} connector needs an Integration of type {kind}: name it in the "
+            "step's `integration` field",
+            errors.Where(step=ctx.step_id, field="integration"),
+        )
+    return ctx.integration
+
+
+Resource = typing.TypeVar("Resource")
+
+
+async def pooled_connection(
+    ctx: ActionContext,
+    connector: str,
+    connect: Callable[[IntegrationInfo], Awaitable[Resource]],
+) -> Resource:
+    """The run's one connection (client, pool) to the step's Integration, made on first use
+    by ``connect`` and closed when the run ends."""
+    integration = require_integration(ctx, connector)
+    resource: Resource = await ctx.pooled(
+        f"{connector}:{integration.name}", lambda: connect(integration)
+    )
+    return resource
+
+
 def optional_secret(integration: IntegrationInfo, key: str) -> str | None:
     """A secret the remote system may not need (no authentication configured), else None."""
     try:

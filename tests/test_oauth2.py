@@ -22,7 +22,7 @@ import stat
 import subprocess
 import sys
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +212,20 @@ async def test_client_credentials_is_fetched_once_for_many_concurrent_steps(
     assert auth.grants == ["client_credentials"]
 
 
+def client_credentials_token(
+    intg: integration.Integration, cache: integrations.TokenCache
+) -> Callable[[], Awaitable[str]]:
+    """What a step reads as its accessToken, through the given cache."""
+
+    async def token() -> str:
+        secrets = await integrations.prepare_oauth2(
+            intg, client_secrets(), None, redact.Redactor(), can_refresh=False, cache=cache
+        )
+        return secrets.get("accessToken")
+
+    return token
+
+
 async def test_client_credentials_token_is_fetched_again_before_it_expires(
     server: httpserver.Server,
 ) -> None:
@@ -219,12 +233,7 @@ async def test_client_credentials_token_is_fetched_again_before_it_expires(
     intg = make_integration(auth, "client_credentials", scopes=[])
     clock = Clock()
     cache = integrations.TokenCache(clock)
-
-    async def token() -> str:
-        secrets = await integrations.prepare_oauth2(
-            intg, client_secrets(), None, redact.Redactor(), can_refresh=False, cache=cache
-        )
-        return secrets.get("accessToken")
+    token = client_credentials_token(intg, cache)
 
     first = await token()
     clock.advance(3600 - 120)  # two minutes left: still good
@@ -243,12 +252,7 @@ async def test_client_credentials_without_expires_in_is_reused_for_a_while(
     intg = make_integration(auth, "client_credentials", scopes=[])
     clock = Clock()
     cache = integrations.TokenCache(clock)
-
-    async def token() -> str:
-        secrets = await integrations.prepare_oauth2(
-            intg, client_secrets(), None, redact.Redactor(), can_refresh=False, cache=cache
-        )
-        return secrets.get("accessToken")
+    token = client_credentials_token(intg, cache)
 
     first = await token()
     clock.advance(integrations.UNKNOWN_LIFETIME_SECONDS - 1)
