@@ -225,6 +225,10 @@ def prepare(
             "Integration manifest too",
             where,
         )
+    types = {i.metadata.name or "": i.spec.type for i in integrations}
+    problems = plan_mod.integration_problems(wf, types, errors.Where(file=path))
+    if problems:
+        raise errors.ValidationError(problems)
     name = wf.metadata.name or "workflow"
     jr: journal.Journal
     run_id: str | None = None

@@ -1,5 +1,6 @@
-"""``autoflow validate`` on Integrations: an unknown connector type, and a step whose
-Integration is of another connector's type, are found before anything runs."""
+"""Integration types: an unknown connector type, and a step whose Integration is of another
+connector's type, are found by ``autoflow validate`` and ``autoflow run`` before anything
+runs, and by the engine when an Integration changed under a running run."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from autoflow.cli import validate
+from autoflow.connectors import sdk
+from autoflow.crds import errors, workflow
+from autoflow.runners import engine, loader, local, plan, redact
 
 WORKFLOW = """
 apiVersion: autoflow.dev/v1alpha1
@@ -73,3 +77,43 @@ def test_matching_types_validate_and_an_absent_integration_is_not_required(
     assert "Workflow/sync (1 step)" in out and "Integration/warehouse" in out
     # Integrations usually live apart from the Workflow (another file, the cluster).
     assert validate.main([wf], "text") == 0
+
+
+def test_autoflow_run_refuses_an_integration_of_another_type_before_running(
+    tmp_path: Path,
+) -> None:
+    wf = write(tmp_path, "wf.yaml", WORKFLOW)
+    redis = write(tmp_path, "warehouse.yaml", integration("warehouse", "redis"))
+
+    with pytest.raises(errors.ValidationError) as caught:
+        local.prepare([wf, redis], given_inputs={}, from_text=False, env={})
+
+    (problem,) = caught.value.problems
+    assert (problem.where.file, problem.where.step) == (wf, "rows")
+    assert problem.where.field == "integration"
+    assert "is of type 'redis', but postgres.query needs" in problem.message
+
+
+class ChangedType:
+    """A provider whose Integration changed type after the run was validated (in a cluster,
+    someone edits it while runs are in flight)."""
+
+    async def get(self, name: str, redactor: redact.Redactor) -> sdk.IntegrationInfo:
+        return sdk.IntegrationInfo(name, "redis", {}, sdk.NoSecrets("rows"))
+
+
+async def test_the_engine_fails_a_step_whose_integration_changed_type_without_retrying() -> None:
+    wf = loader.load_text(
+        WORKFLOW.replace("with:", "retry: {maxAttempts: 3, initialDelay: 10ms}\n      with:")
+    )[0]
+    assert isinstance(wf, workflow.Workflow)
+    run = engine.Run(plan.compile_workflow(wf), run_id="r-1", inputs={}, integrations=ChangedType())
+
+    result = await run.execute()
+
+    assert result.phase == "Failed"
+    rows = result.steps["rows"]
+    assert rows.attempts == 1
+    assert "integration 'warehouse' is of type 'redis', but postgres.query needs" in (
+        rows.error or ""
+    )
