@@ -220,6 +220,37 @@ def test_a_run_reads_its_integration_secret_and_the_secret_stays_out_of_everythi
     assert granted[("secrets",)] == ["crm-creds"]
 
 
+def test_a_step_whose_secret_lacks_the_key_fails_once_naming_secret_and_key(
+    apiserver: kube.APIServer,
+    namespace: str,
+    operator: operator_process.Operator,
+    executor: executor_mod.NamespaceExecutor,
+    remote: httpserver.Server,
+) -> None:
+    apiserver.create(secret("crm-creds", tokn=SECRET), namespace=namespace)  # a typo
+    apiserver.create(http_integration(remote), namespace=namespace)
+    steps = [
+        {
+            "id": "orders",
+            "uses": "http.request",
+            "integration": "crm",
+            "retry": {"maxAttempts": 3, "initialDelay": "10ms"},
+            "with": {"url": "orders"},
+        }
+    ]
+    apiserver.create(objects.workflow(steps=steps), namespace=namespace)
+    run = apiserver.create(objects.run(), namespace=namespace)
+
+    done = wait_for(apiserver, run, objects.finished)
+
+    assert phase(done) == "Failed"
+    orders = step(done, "orders")
+    assert orders["attempts"] == 1  # a missing key does not appear by trying again
+    assert "integration 'crm': Secret 'crm-creds' has no key 'token'" in orders["message"]
+    assert remote.calls("/orders") == 0
+    assert SECRET not in everything_in(apiserver, namespace)
+
+
 # -- OAuth2: the operator refreshes, runners read ----------------------------------------------
 
 
