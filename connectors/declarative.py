@@ -50,6 +50,28 @@ class DeclarativeConnector(sdk.Connector):
         super().__init__(definition.name, _describe(definition))
         self.definition = definition
         self.source = source
+        scheme = type(definition.auth).__name__.removesuffix("Auth").lower()
+        self.secret_keys = {
+            key: f"read by the `{scheme}` auth scheme" for key in definition.secret_keys()
+        }
+
+    def settings_schema(self) -> dict[str, Any]:
+        """The definition's settings, and ``baseUrl`` to point the connector elsewhere."""
+        props: dict[str, Any] = {
+            "baseUrl": {
+                "type": "string",
+                "description": "Another base URL for every action (a sandbox, a proxy).",
+            }
+        }
+        required = []
+        for name, setting in self.definition.settings.items():
+            prop: dict[str, Any] = {"type": "string", "description": setting.description}
+            if setting.default is None:
+                required.append(name)
+            else:
+                prop["default"] = setting.default
+            props[name] = prop
+        return {"type": "object", "properties": props, "required": required}
 
 
 class PageOutput(sdk.Output):

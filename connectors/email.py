@@ -400,6 +400,13 @@ class Settings(pydantic.BaseModel):
     )
 
 
+connector.integration_form(
+    Settings,
+    username="the SMTP AUTH user name (or settings.username)",
+    password="the SMTP AUTH password; without it no AUTH is sent",
+)
+
+
 @dataclasses.dataclass(slots=True)
 class Mailer:
     """One integration's SMTP server and credentials; errors name the integration."""

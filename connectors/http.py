@@ -45,6 +45,35 @@ MIB = http_core.MIB
 retry_after = http_core.retry_after
 
 
+class IntegrationSettings(sdk.Params):
+    """The ``settings`` of an ``http`` Integration, as the request and auth code read them."""
+
+    base_url: str | None = pydantic.Field(
+        default=None,
+        description="Relative step URLs are joined to it; credentials go to its origin only.",
+    )
+    auth: Literal["none", "bearer", "oauth2", "basic", "header", "query"] = pydantic.Field(
+        default="none",
+        description="bearer: secret token; oauth2: the Integration's OAuth2 accessToken; "
+        "basic: username and password; header/query: apiKey under headerName/queryName.",
+    )
+    header_name: str | None = pydantic.Field(default=None, description="With auth: header.")
+    query_name: str | None = pydantic.Field(default=None, description="With auth: query.")
+    health_path: str | None = pydantic.Field(
+        default=None, description="What the health probe GETs under baseUrl (else baseUrl)."
+    )
+
+
+connector.integration_form(
+    IntegrationSettings,
+    token="the bearer token (auth: bearer)",
+    accessToken="kept current by the Integration's oauth2 flow (auth: oauth2)",
+    username="auth: basic",
+    password="auth: basic",
+    apiKey="auth: header or query",
+)
+
+
 class RequestParams(sdk.Params):
     url: str = pydantic.Field(
         min_length=1,

@@ -7,6 +7,7 @@ every secret value read (with the encoded forms it takes on the wire)::
 
     settings.auth   secrets              goes on the request as
     bearer          token                Authorization: Bearer <token>
+    oauth2          accessToken          Authorization: Bearer <the Integration's OAuth2 token>
     basic           username, password   Authorization: Basic <base64>
     header          apiKey               <settings.headerName>: <apiKey>
     query           apiKey               ?<settings.queryName>=<apiKey>
@@ -30,7 +31,7 @@ import httpx
 from autoflow.connectors import sdk
 from autoflow.crds import errors
 
-SCHEMES = ("bearer", "basic", "header", "query")
+SCHEMES = ("bearer", "oauth2", "basic", "header", "query")
 MASK = "***"
 
 # (scheme, host, port) with default ports as None, as httpx.URL normalises them.
@@ -131,8 +132,9 @@ def credentials(ctx: sdk.ActionContext, home: httpx.URL) -> Credentials:
         return Credentials()
     where = errors.Where(resource=f"Integration/{integration.name}", field="settings.auth")
     secret = ctx.secrets.get
-    if scheme == "bearer":
-        token = secret("token")
+    if scheme in ("bearer", "oauth2"):
+        # oauth2: the token the Integration's oauth2 flow keeps current (runners.oauth2).
+        token = secret("token" if scheme == "bearer" else "accessToken")
         return _made(home, {"Authorization": f"Bearer {token}"}, {}, [token])
     if scheme == "basic":
         username, password = secret("username"), secret("password")

@@ -334,6 +334,15 @@ class Settings(pydantic.BaseModel):
         return value
 
 
+connector.integration_form(
+    Settings,
+    token="an authentication token",
+    user="the user name (or settings.user), with password",
+    password="the user's password",
+    creds="the content of a .creds file (JWT and NKey seed)",
+)
+
+
 class Connection:
     """One integration's NATS connection for one run; errors name the integration.
 

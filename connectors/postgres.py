@@ -371,6 +371,13 @@ class Settings(pydantic.BaseModel):
     application_name: str = pydantic.Field(default="autoflow", max_length=63)
 
 
+connector.integration_form(
+    Settings,
+    password="the user's password, with settings.host and settings.user",
+    dsn="instead of settings.host: a whole libpq connection string or postgresql:// URL",
+)
+
+
 class Database:
     """One integration's connection pool for one run; errors name the integration."""
 

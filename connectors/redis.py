@@ -351,6 +351,13 @@ class Settings(pydantic.BaseModel):
     pool_timeout: meta.Duration = "30s"
 
 
+connector.integration_form(
+    Settings,
+    password="the password (the ACL user's, with settings.username), with settings.host",
+    url="instead of settings.host: a redis:// or rediss:// URL, password included",
+)
+
+
 class Client:
     """One integration's Redis client for one run; errors name the integration."""
 

@@ -4,7 +4,8 @@
 
 The page is written from the same action schemas the engine validates against and the web UI
 renders forms from, so it cannot describe a parameter the code does not have; each connector's
-section also says what its health probe checks (``sdk.Connector.probe``). A test fails
+section also says what its health probe checks (``sdk.Connector.probe``) and what an
+Integration of its type holds (``sdk.Connector.integration_form``). A test fails
 when the committed page differs from what this module writes.
 """
 
@@ -63,6 +64,18 @@ def _probe(conn: sdk.Connector) -> str:
     return f"Health probe: {_cell(conn.health_probe.description)}"
 
 
+def _integration(conn: sdk.Connector) -> list[str]:
+    """What an Integration of this type holds: its settings and the secret keys read."""
+    out: list[str] = []
+    settings = _fields(conn.settings_schema())
+    if settings:
+        out += ["", "Integration settings:", "", *settings]
+    if conn.secret_keys:
+        out += ["", "Secret keys:", "", "| key | read for |", "|---|---|"]
+        out += [f"| `{k}` | {_cell(v)} |" for k, v in conn.secret_keys.items()]
+    return out
+
+
 def render() -> str:
     reg = registry.default()
     out = [
@@ -77,6 +90,7 @@ def render() -> str:
     for name in names:
         conn = reg.connector(name)
         out += ["", f"## {name}", "", _cell(conn.description), "", _probe(conn)]
+        out += _integration(conn)
         for action_name in sorted(conn.actions):
             action = conn.actions[action_name]
             out += ["", f"### `{action.uses}`", ""]

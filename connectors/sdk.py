@@ -311,6 +311,23 @@ class Connector:
         self.description = description
         self.actions: dict[str, Action] = {}
         self.health_probe: HealthProbe | None = None
+        self.settings_model: type[pydantic.BaseModel] | None = None
+        self.secret_keys: dict[str, str] = {}
+
+    def integration_form(
+        self, settings: type[pydantic.BaseModel] | None = None, **secrets: str
+    ) -> None:
+        """Declare what an Integration of this type holds: its ``settings`` (a model) and the
+        secret keys the connector reads, each with what it is for. The connector reference
+        and the web UI's Integration form are made from this."""
+        self.settings_model = settings
+        self.secret_keys = dict(secrets)
+
+    def settings_schema(self) -> dict[str, Any]:
+        """The JSON Schema of an Integration's ``settings`` ({} when none are declared)."""
+        if self.settings_model is None:
+            return {}
+        return self.settings_model.model_json_schema(by_alias=True)
 
     def probe(self, func: ProbeFunc) -> ProbeFunc:
         """Declare the connector's health probe; its docstring's first paragraph describes it."""

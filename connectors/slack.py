@@ -295,6 +295,13 @@ class Settings(pydantic.BaseModel):
     timeout: meta.Duration = "30s"
 
 
+connector.integration_form(
+    Settings,
+    token="a bot (xoxb-) or user (xoxp-) token, for the Web API actions",
+    webhookUrl="an incoming webhook URL, for the webhook action",
+)
+
+
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
 
