@@ -36,6 +36,11 @@ class OAuth2(meta.Model):
     token_secret_name: meta.Name | None = pydantic.Field(
         default=None, description="Managed Secret the operator writes refreshed tokens to."
     )
+    client_auth_method: Literal["client_secret_basic", "client_secret_post"] = pydantic.Field(
+        default="client_secret_basic",
+        description="How the client authenticates at the token endpoint (RFC 6749 2.3.1): "
+        "HTTP Basic, or client_id and client_secret in the form body.",
+    )
 
 
 class RateLimit(meta.Model):

@@ -280,6 +280,7 @@ class _TokenRequest:
         client = httpx_client.AsyncOAuth2Client(
             client_id=self.spec.client_id,
             client_secret=self.client_secret,
+            token_endpoint_auth_method=self.spec.client_auth_method,
             scope=" ".join(self.spec.scopes) if scope and self.spec.scopes else None,
             timeout=self.timeout,
         )

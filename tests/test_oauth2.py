@@ -969,3 +969,71 @@ def test_autoflow_run_with_a_client_credentials_integration(
     assert auth.valid(token)
     assert token not in result.stdout + result.stderr
     assert oauth_server.CLIENT_SECRET not in result.stdout + result.stderr
+
+
+# -- the client's authentication, and the http connector's oauth2 scheme -----------------------
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+async def test_the_client_authenticates_as_the_integration_says(
+    auth: oauth_server.AuthServer, method: str
+) -> None:
+    intg = make_integration(auth, "client_credentials")
+    assert intg.spec.oauth2 is not None
+    spec = intg.spec.oauth2.model_copy(update={"client_auth_method": method})
+
+    token = await oauth2.client_credentials(
+        spec, oauth_server.CLIENT_SECRET, integration_name="crm"
+    )
+
+    assert auth.valid(token.access_token)
+    assert auth.client_auth == [method]
+    form = auth.server.last(auth.token_path).form()
+    assert ("client_secret" in form) is (method == "client_secret_post")
+
+
+HTTP_WORKFLOW = """\
+apiVersion: autoflow.dev/v1alpha1
+kind: Workflow
+metadata: {name: invoices}
+spec:
+  steps:
+    - id: list
+      uses: http.request
+      integration: billing
+      with: {url: invoices}
+"""
+
+
+async def test_the_http_connector_sends_the_integrations_oauth2_token(
+    auth: oauth_server.AuthServer, server: httpserver.Server, tmp_path: Path
+) -> None:
+    def invoices(request: httpserver.Recorded) -> httpserver.Reply:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme != "Bearer" or not auth.valid(token):
+            return httpserver.Reply.with_json({"error": "invalid_token"}, 401)
+        return httpserver.Reply.with_json({"invoices": [{"id": "INV-1"}]})
+
+    server.route("/api/invoices", invoices)
+    intg = make_integration(
+        auth,
+        "client_credentials",
+        name="billing",
+        type_="http",
+        settings={"baseUrl": server.url("/api/"), "auth": "oauth2"},
+    )
+    manifest = tmp_path / "billing.yaml"
+    manifest.write_text(yaml.safe_dump(intg.model_dump(mode="json", by_alias=True)))
+    (tmp_path / "wf.yaml").write_text(HTTP_WORKFLOW)
+    run = local.prepare(
+        [str(tmp_path / "wf.yaml"), str(manifest)],
+        given_inputs={},
+        from_text=False,
+        env={"AUTOFLOW_SECRET_BILLING_CLIENTSECRET": oauth_server.CLIENT_SECRET},
+    )
+
+    result = await run.execute()
+
+    assert result.phase == "Succeeded", result.error
+    assert result.steps["list"].output["body"] == {"invoices": [{"id": "INV-1"}]}
+    assert auth.grants == ["client_credentials"]
