@@ -39,6 +39,11 @@ def show_connector(name: str) -> int:
     doc = {
         "connector": name,
         "description": conn.description,
+        "integration": {
+            "settings": conn.settings_schema(),
+            "secretKeys": conn.secret_keys,
+            "healthProbe": conn.health_probe.description if conn.health_probe else None,
+        },
         "actions": [action_schema(f"{name}.{a}") for a in sorted(conn.actions)],
     }
     print(json.dumps(doc, indent=2))

@@ -315,6 +315,11 @@ def test_connectors_show_http() -> None:
     assert "url" in params["required"]
     assert {"url", "method", "headers", "query", "json", "timeout"} <= set(params["properties"])
     assert "status" in action["output"]["properties"]
+    # What an http Integration holds, for a form: settings and the secret keys read.
+    form = doc["integration"]
+    assert {"baseUrl", "auth", "healthPath"} <= set(form["settings"]["properties"])
+    assert {"token", "accessToken", "apiKey"} <= set(form["secretKeys"])
+    assert form["healthProbe"].startswith("GET settings.baseUrl")
 
 
 def test_schema_of_a_kind_and_an_action() -> None:
