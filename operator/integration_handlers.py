@@ -65,10 +65,8 @@ async def _health(intg: JSONDict, namespace: str) -> integrations.Health:
         info = await provider.resolve(model, redactor)
         async with State.probing:
             result = await probe.check(info, redactor, timeout=_SETTINGS.probe_timeout_seconds)
-    except errors.MissingSecretError as exc:
-        return integrations.Health(False, "SecretMissing", redactor.text(exc.message))
-    except errors.AutoflowError as exc:
-        return integrations.Health(False, "ProbeFailed", redactor.text(str(exc)))
+    except errors.AutoflowError as exc:  # reading its Secrets, or fetching an OAuth2 token
+        result = probe.failed(name or "", exc, redactor)
     return integrations.Health(result.ready, result.reason, redactor.text(result.message))
 
 
