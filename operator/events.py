@@ -26,9 +26,13 @@ class Event(NamedTuple):
 def for_run(old: dict[str, Any], new: dict[str, Any]) -> Event | None:
     """The Event for a run whose status went from ``old`` to ``new`` (merged), if any."""
     before, after = old.get("phase"), new.get("phase")
+    message = new.get("message") or ""
+    reason = (conditions.get(new.get("conditions"), "Succeeded") or {}).get("reason")
+    was = (conditions.get(old.get("conditions"), "Succeeded") or {}).get("reason")
+    if after == "Pending" and reason == "Queued" and was != "Queued":
+        return Event("Normal", "Queued", message or "waiting for a free slot")
     if before == after:
         return None
-    message = new.get("message") or ""
     if after == "Running":
         return Event("Normal", "Started", "the runner started")
     if after == "Succeeded":

@@ -1,9 +1,10 @@
 """kopf handlers: thin shells that read, call the pure reconcilers, and write.
 
 Each handler is the sentence of its reconcile path; the decisions live in ``workflows``,
-``runs`` and ``events`` (pure functions over dicts), and the Kubernetes I/O besides kopf's own
-goes through ``runners.kube.Client``. Deleting finished runs under a Workflow's
-``runHistory`` is ``history``'s.
+``runs``, ``concurrency`` and ``events`` (pure functions over dicts), and the Kubernetes I/O
+besides kopf's own goes through ``runners.kube.Client``. Deleting finished runs under a
+Workflow's ``runHistory`` is ``history``'s; runs under its ``concurrency`` are admitted by
+``admission`` (queued runs get their Jobs from there, when a slot frees).
 
 A WorkflowRun's status has two writers, the operator and the runner. The runner owns the
 journal fields (``startedAt``, ``steps``, ``outputs``, ``result``); the operator owns the
@@ -28,7 +29,7 @@ from typing import Any
 import kopf
 
 from autoflow.crds import conditions, meta
-from autoflow.operator import events, metrics, runs, workflows
+from autoflow.operator import admission, concurrency, events, metrics, runs, workflows
 from autoflow.operator import history as history_mod
 from autoflow.operator import settings as settings_mod
 from autoflow.runners import kube
@@ -51,6 +52,7 @@ class State:
     client: kube.Client | None = None
     sweeper: history_mod.Sweeper | None = None
     dispatching = asyncio.Semaphore(DISPATCH_CONCURRENCY)
+    admissions: admission.Admissions  # (made at the end of this module)
 
 
 def client() -> kube.Client:
@@ -92,6 +94,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
+    await State.admissions.stop()
     if State.sweeper is not None:
         await State.sweeper.stop()
         State.sweeper = None
@@ -238,6 +241,7 @@ async def _finished(run: JSONDict) -> None:
     """Count the run on its Workflow, then keep only the runs its ``runHistory`` allows."""
     namespace, name = run["metadata"]["namespace"], run["metadata"]["name"]
     wf_name = runs.workflow_name(run)
+    State.admissions.changed(namespace, wf_name)  # a slot (or a place in the queue) is free
     url = kube.path(kube.AUTOFLOW, "workflows", namespace, wf_name)
     wf: JSONDict | None = None
     for _ in range(CONFLICT_RETRIES):
@@ -340,7 +344,12 @@ async def _start(run: JSONDict, namespace: str, index: WorkflowIndex) -> JSONDic
             return {}
         return runs.start_status(current, wf, problems)
 
-    written = await _transition(run, start)
+    # Under spec.concurrency the start also decides whether the run may have its Job now.
+    limit = None if wf is None or problems else concurrency.limit_of(wf.get("spec"))
+    if limit is None:
+        written = await _transition(run, start)
+    else:
+        written = await State.admissions.start(run, limit, start)
     if written is not None:
         return written
     return await _get_or_none(_run_url(namespace, run["metadata"]["name"]))
@@ -360,10 +369,17 @@ async def _dispatch_one(run: JSONDict, namespace: str, index: WorkflowIndex) -> 
         if current is None or current["metadata"]["uid"] != run["metadata"]["uid"]:
             return
         run = current
+    elif concurrency.is_queued(run):  # queued earlier (a restart, a retry): see to the queue
+        State.admissions.wake(namespace, runs.workflow_name(run))
+        return
     if runs.is_finished(run) or not (run.get("status") or {}).get("workflowSnapshot"):
         return
-    if run["spec"].get("cancel"):
-        return
+    if not (run["spec"].get("cancel") or concurrency.is_queued(run)):
+        await _launch(run, namespace)
+
+
+async def _launch(run: JSONDict, namespace: str) -> None:
+    """Create the runner's access and its Job (idempotently)."""
     # The ServiceAccount before the Job: the Job controller does not create a pod whose
     # account is missing, and tries again only after a backoff. The Role before its
     # RoleBinding: the API server checks the operator holds what the bound Role grants. The
@@ -371,6 +387,21 @@ async def _dispatch_one(run: JSONDict, namespace: str, index: WorkflowIndex) -> 
     *first, binding = runs.render_runner_access(run, await _integrations_of(run, namespace))
     await asyncio.gather(*(_ensure(obj, run) for obj in first))
     await asyncio.gather(_ensure(binding, run), _ensure(runs.render_job(run, State.settings), run))
+
+
+async def _launch_admitted(run: JSONDict) -> None:
+    """The Job of a queued run given its slot (by ``admission``, outside the run's handlers)."""
+    namespace = run["metadata"]["namespace"]
+    async with State.dispatching:
+        await _launch(run, namespace)
+    # A cancel that came as the run was admitted may have found no Job to suspend.
+    current = await _get_or_none(_run_url(namespace, run["metadata"]["name"]))
+    if (
+        current
+        and current["metadata"]["uid"] == run["metadata"]["uid"]
+        and current["spec"].get("cancel")
+    ):
+        await _cancel(current, namespace)
 
 
 @kopf.on.resume(GROUP, VERSION, "workflowruns", backoff=_BACKOFF)
@@ -424,7 +455,7 @@ async def run_cancelled(body: kopf.Body, namespace: str | None, new: Any, **_: A
 
 
 @kopf.on.event(GROUP, VERSION, "workflowruns")
-async def run_event(body: kopf.Body, type: str, **kwargs: Any) -> None:
+async def run_event(body: kopf.Body, type: str, namespace: str | None, **kwargs: Any) -> None:
     """The runner wrote to the status: Running once it started, finished once it recorded a
     result. Finished runs are (re)scheduled for their TTL."""
     index: WorkflowIndex = kwargs["workflow_index"]
@@ -433,6 +464,8 @@ async def run_event(body: kopf.Body, type: str, **kwargs: Any) -> None:
     if type == "DELETED":
         if State.sweeper is not None:
             State.sweeper.forget(run["metadata"]["uid"])
+        if not runs.is_finished(run):  # it held a slot, or a place in a queue
+            State.admissions.changed(namespace or "", runs.workflow_name(run))
         return
     if runs.is_finished(run):
         if State.sweeper is not None:
@@ -462,3 +495,6 @@ async def job_event(body: kopf.Body, namespace: str | None, type: str, **_: Any)
     if run is None or run["metadata"].get("uid") != owner.get("uid") or runs.is_finished(run):
         return
     await _transition(run, lambda current: runs.summarize(current, job))
+
+
+State.admissions = admission.Admissions(client, _transition, _launch_admitted, _BACKOFF)

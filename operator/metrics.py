@@ -218,7 +218,7 @@ class ActiveRuns(registry.Collector):
             runs = list(self._runs.values())
         active = core.GaugeMetricFamily(
             "autoflow_runs_active",
-            "WorkflowRuns not finished yet, by phase (Pending: waiting for the runner).",
+            "WorkflowRuns not finished yet, by phase (Pending: queued, or waiting for the runner).",
             labels=["phase"],
         )
         oldest = core.GaugeMetricFamily(

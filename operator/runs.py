@@ -37,6 +37,9 @@ LABEL_RUN_UID = "autoflow.dev/run-uid"
 LABEL_WORKFLOW = "autoflow.dev/workflow"
 LABEL_MANAGED = "app.kubernetes.io/managed-by"
 MANAGED_BY = "autoflow"
+# Set (with spec.cancel) on a run cancelled by a newer one under concurrency.policy Replace.
+ANNOTATION_REPLACED_BY = "autoflow.dev/replaced-by"
+WAITING_FOR_RUNNER = "waiting for the runner to start"
 TERMINAL = {"Succeeded", "Failed", "Cancelled"}
 # A run's Job may outlive the workflow timeout by this much (pod start, onError, finally).
 DEADLINE_GRACE_SECONDS = 120
@@ -133,10 +136,18 @@ def _snapshot(run: dict[str, Any]) -> workflow.WorkflowSpec:
     return workflow.WorkflowSpec.model_validate((run.get("status") or {})["workflowSnapshot"])
 
 
-def _finished(
+def finished_status(
     run: dict[str, Any], phase: str, reason: str, message: str, at: str | None = None
 ) -> dict[str, Any]:
+    """The status of a run that ended: ``phase``, the ``Succeeded`` condition, ``finishedAt``.
+
+    A run cancelled to make room for a newer one (``ANNOTATION_REPLACED_BY``) says so.
+    """
     status = run.get("status") or {}
+    replaced_by = (run["metadata"].get("annotations") or {}).get(ANNOTATION_REPLACED_BY)
+    if phase == "Cancelled" and replaced_by:
+        reason = "Replaced"
+        message = f"replaced by run {replaced_by!r} (spec.concurrency.policy Replace)"
     value = {"Succeeded": "True"}.get(phase, "False")
     generation = run["metadata"].get("generation")
     return {
@@ -156,14 +167,16 @@ def start_status(
     """Status for a new run: its snapshot and Pending, or Failed with the reason it cannot run."""
     if wf is None:
         ref = workflow_name(run)
-        return _finished(run, "Failed", "WorkflowNotFound", f"Workflow {ref!r} does not exist")
+        return finished_status(
+            run, "Failed", "WorkflowNotFound", f"Workflow {ref!r} does not exist"
+        )
     if problems:
-        return _finished(run, "Failed", "InvalidWorkflow", "; ".join(problems))
+        return finished_status(run, "Failed", "InvalidWorkflow", "; ".join(problems))
     model = workflow.WorkflowSpec.model_validate(wf["spec"])
     try:
         inputs_mod.resolve(model.inputs, run["spec"].get("inputs") or {}, errors.Where())
     except errors.InputError as exc:
-        return _finished(run, "Failed", "InvalidInputs", str(exc))
+        return finished_status(run, "Failed", "InvalidInputs", str(exc))
     status = run.get("status") or {}
     generation = run["metadata"].get("generation")
     return {
@@ -177,7 +190,7 @@ def start_status(
             SUCCEEDED,
             "Unknown",
             "Pending",
-            "waiting for the runner to start",
+            WAITING_FOR_RUNNER,
             generation,
         ),
     }
@@ -362,22 +375,22 @@ def summarize(run: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any]
         phase = result["phase"]
         error = result.get("error") or ""
         message = error or ("the run succeeded" if phase == "Succeeded" else phase)
-        return _finished(run, phase, _result_reason(phase, error), message)
+        return finished_status(run, phase, _result_reason(phase, error), message)
     if job is not None:
         failed = _job_condition(job, "Failed")
         if failed is not None:
             if cancel:
-                return _finished(run, "Cancelled", "Cancelled", "the run was cancelled")
+                return finished_status(run, "Cancelled", "Cancelled", "the run was cancelled")
             reason = failed.get("reason") or "JobFailed"
             detail = failed.get("message") or reason
-            return _finished(run, "Failed", reason, f"runner Job failed: {detail}")
+            return finished_status(run, "Failed", reason, f"runner Job failed: {detail}")
         if _job_condition(job, "Complete") is not None:
-            return _finished(
+            return finished_status(
                 run, "Failed", "NoResult", "the runner exited without recording a result"
             )
         job_status = job.get("status") or {}
         if cancel and job.get("spec", {}).get("suspend") and not job_status.get("active"):
-            return _finished(run, "Cancelled", "Cancelled", "the run was cancelled")
+            return finished_status(run, "Cancelled", "Cancelled", "the run was cancelled")
         running = bool(job_status.get("active"))
     else:
         running = False
@@ -401,7 +414,7 @@ def cancelled(run: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any]
     if is_finished(run):
         return {}
     if job is None:
-        return _finished(run, "Cancelled", "Cancelled", "cancelled before the runner started")
+        return finished_status(run, "Cancelled", "Cancelled", "cancelled before the runner started")
     return summarize(run, job)
 
 
