@@ -37,26 +37,42 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
+import types
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from autoflow.connectors import http_auth, http_core
 from autoflow.crds import errors, integration
 
-# authlib warns on import that it runs on httpx rather than its successor httpx2; that is a
-# note for whoever upgrades the dependencies, not for someone running a workflow.
-with warnings.catch_warnings():
-    from authlib import deprecate  # type: ignore[import-untyped]
+if TYPE_CHECKING:
+    import httpx
 
-    warnings.simplefilter("ignore", deprecate.AuthlibDeprecationWarning)
-    from authlib.common import errors as authlib_errors  # type: ignore[import-untyped]
-    from authlib.common import security
-    from authlib.integrations import httpx_client  # type: ignore[import-untyped]
-    from authlib.oauth2 import rfc7636  # type: ignore[import-untyped]
-    from authlib.oauth2.rfc6749 import parameters  # type: ignore[import-untyped]
+
+@functools.cache
+def _authlib() -> types.SimpleNamespace:
+    """authlib's modules, imported on first use: they take ~0.3 s (JOSE, cryptography), which
+    a run that uses no OAuth2 Integration should not pay.
+
+    authlib warns on import that it runs on httpx rather than its successor httpx2; that is a
+    note for whoever upgrades the dependencies, not for someone running a workflow.
+    """
+    with warnings.catch_warnings():
+        from authlib import deprecate  # type: ignore[import-untyped]
+
+        warnings.simplefilter("ignore", deprecate.AuthlibDeprecationWarning)
+        from authlib.common import errors, security  # type: ignore[import-untyped]
+        from authlib.integrations import httpx_client  # type: ignore[import-untyped]
+        from authlib.oauth2 import rfc7636  # type: ignore[import-untyped]
+        from authlib.oauth2.rfc6749 import parameters  # type: ignore[import-untyped]
+    return types.SimpleNamespace(
+        errors=errors,
+        security=security,
+        httpx_client=httpx_client,
+        rfc7636=rfc7636,
+        parameters=parameters,
+    )
+
 
 ACCESS_TOKEN = "accessToken"
 REFRESH_TOKEN = "refreshToken"
@@ -147,12 +163,12 @@ class Token:
 
 def new_state() -> str:
     """A value for the ``state`` parameter that ties the redirect to this request."""
-    return str(security.generate_token(32))
+    return str(_authlib().security.generate_token(32))
 
 
 def new_code_verifier() -> str:
     """A PKCE code verifier (RFC 7636 section 4.1: 43 to 128 unreserved characters)."""
-    return str(security.generate_token(64))
+    return str(_authlib().security.generate_token(64))
 
 
 # The token endpoint
@@ -172,14 +188,14 @@ def authorization_url(
             errors.Where(field="spec.oauth2.authorizeUrl"),
         )
     return str(
-        parameters.prepare_grant_uri(
+        _authlib().parameters.prepare_grant_uri(
             spec.authorize_url,
             client_id=spec.client_id,
             response_type="code",
             redirect_uri=redirect_uri,
             scope=list(spec.scopes) or None,
             state=state,
-            code_challenge=rfc7636.create_s256_code_challenge(code_verifier),
+            code_challenge=_authlib().rfc7636.create_s256_code_challenge(code_verifier),
             code_challenge_method="S256",
         )
     )
@@ -267,6 +283,10 @@ class _TokenRequest:
         self.name = integration_name
         self.grant = grant
         self.timeout = timeout
+        # httpx and the connectors' HTTP helpers load here, not when the runner starts: a
+        # run without OAuth2 Integrations does not need them.
+        from autoflow.connectors import http_auth
+
         self.scrub = http_auth.Redactor([client_secret, *hidden])
         self.where = _where(integration_name, "oauth2.tokenUrl")
 
@@ -277,7 +297,10 @@ class _TokenRequest:
         scope: bool = False,
         keep_refresh_token: str | None = None,
     ) -> Token:
-        client = httpx_client.AsyncOAuth2Client(
+        import httpx
+
+        authlib = _authlib()
+        client = authlib.httpx_client.AsyncOAuth2Client(
             client_id=self.spec.client_id,
             client_secret=self.client_secret,
             token_endpoint_auth_method=self.spec.client_auth_method,
@@ -292,7 +315,7 @@ class _TokenRequest:
                 answer = await call(client)
         except errors.ConnectorError:
             raise
-        except authlib_errors.AuthlibBaseError as exc:  # an OAuth2 error response (5.2)
+        except authlib.errors.AuthlibBaseError as exc:  # an OAuth2 error response (5.2)
             raise self._rejected(exc) from None
         except httpx.HTTPStatusError as exc:
             raise errors.PermanentError(
@@ -316,6 +339,8 @@ class _TokenRequest:
         return self._token(dict(answer), keep_refresh_token)
 
     def _check_status(self, response: httpx.Response) -> httpx.Response:
+        from autoflow.connectors import http_core
+
         status = response.status_code
         if status == 429 or status >= 500:
             reason = "too many requests" if status == 429 else "unavailable"

@@ -596,3 +596,25 @@ def test_secret_from_a_secrets_file(
     assert result.returncode == 1  # /orders answers 401
     assert TOKEN not in result.stdout + result.stderr
     assert server.last("/me").headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_a_run_without_integrations_loads_no_oauth2_redis_or_http_client() -> None:
+    # The one-shot run cost (benchmarks/engine.py) is mostly imports: authlib (JOSE,
+    # cryptography), redis and httpx load only when a run uses what needs them.
+    code = (
+        "import sys, contextlib, io\n"
+        "from autoflow.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main.main(['run', {TRIAGE!r}]) == 0\n"
+        "print(sorted(m for m in ('authlib', 'redis', 'httpx') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", code],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
