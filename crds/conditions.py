@@ -8,12 +8,14 @@ when ``status`` does.
 
 from __future__ import annotations
 
-import datetime
+import time
 from typing import Any
+
+from autoflow.crds import meta
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return meta.timestamp(time.time())
 
 
 def get(conditions: list[dict[str, Any]] | None, type_: str) -> dict[str, Any] | None:

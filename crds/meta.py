@@ -31,6 +31,24 @@ _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
+def timestamp(ts: float) -> str:
+    """Epoch seconds as a status timestamp: RFC 3339, UTC, whole seconds (``...T12:00:00Z``)."""
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def epoch(text: Any, *, lenient: bool = False) -> float | None:
+    """A status timestamp as epoch seconds; None when absent. Text that is not RFC 3339 raises
+    ValueError, or gives None with ``lenient`` (for values people write, such as annotations)."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        if lenient:
+            return None
+        raise
+
+
 def parse_duration(value: str | float | int) -> float:
     """Seconds in a duration string (``"1m30s"`` → 90.0); plain numbers are seconds."""
     if isinstance(value, int | float):

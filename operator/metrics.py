@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import functools
 import inspect
 import logging
@@ -42,6 +41,7 @@ import prometheus_client
 from prometheus_client import core, registry
 
 import autoflow
+from autoflow.crds import meta as crds_meta
 
 log = logging.getLogger("autoflow.operator.metrics")
 
@@ -119,17 +119,8 @@ INTEGRATION_READY = prometheus_client.Gauge(
 # -- runs -------------------------------------------------------------------------------------
 
 
-def _timestamp(text: Any) -> float | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def _seconds_between(start: Any, end: Any) -> float | None:
-    began, ended = _timestamp(start), _timestamp(end)
+    began, ended = crds_meta.epoch(start, lenient=True), crds_meta.epoch(end, lenient=True)
     if began is None or ended is None:
         return None
     return max(0.0, ended - began)
@@ -200,7 +191,7 @@ class ActiveRuns(registry.Collector):
             if event_type == "DELETED" or phase not in ACTIVE:
                 self._runs.pop(uid, None)
                 return
-            created = _timestamp(meta.get("creationTimestamp")) or time.time()
+            created = crds_meta.epoch(meta.get("creationTimestamp"), lenient=True) or time.time()
             self._runs[uid] = (phase, created)
 
     def clear(self) -> None:

@@ -23,7 +23,6 @@ ones to delete (beyond ``successfulRunsLimit``/``failedRunsLimit``, or older tha
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 from collections.abc import Iterable
 from typing import Any
@@ -421,18 +420,14 @@ def cancelled(run: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any]
 # -- history --------------------------------------------------------------------------------
 
 
-def _epoch(text: str | None) -> float | None:
-    if not text:
-        return None
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
 def finished_at(run: dict[str, Any]) -> float | None:
     """When a finished run finished (seconds since the epoch); None while it runs."""
     if not is_finished(run):
         return None
     status = run.get("status") or {}
-    return _epoch(status.get("finishedAt")) or _epoch(run["metadata"].get("creationTimestamp"))
+    return meta.epoch(status.get("finishedAt")) or meta.epoch(
+        run["metadata"].get("creationTimestamp")
+    )
 
 
 def expired_runs(

@@ -25,7 +25,7 @@ import os
 import signal
 from typing import Any
 
-from autoflow.crds import errors, workflow
+from autoflow.crds import errors, meta, workflow
 from autoflow.runners import engine, inputs, kube, kube_integrations, limits, local, plan
 
 MAX_STEP_OUTPUT_BYTES = 16 * 1024
@@ -40,15 +40,7 @@ log = logging.getLogger("autoflow.runner")
 
 
 def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _epoch(text: str | None) -> float | None:
-    if not text:
-        return None
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return None if ts is None else meta.timestamp(ts)
 
 
 def bounded(value: Any, limit: int) -> tuple[Any, bool]:
@@ -82,7 +74,7 @@ class StatusJournal:
         """Journal records rebuilt from the status, in the engine's record format."""
         if not self._started:
             return []
-        records: list[dict[str, Any]] = [{**self._header, "startedAt": _epoch(self._started)}]
+        records: list[dict[str, Any]] = [{**self._header, "startedAt": meta.epoch(self._started)}]
         for sid, step in self._steps.items():
             phase = step.get("phase")
             if phase in {"Succeeded", "Failed", "Skipped", "Cancelled"}:
@@ -94,8 +86,8 @@ class StatusJournal:
                         "output": step.get("output"),
                         "error": step.get("message") if phase == "Failed" else None,
                         "attempts": step.get("attempts", 0),
-                        "startedAt": _epoch(step.get("startedAt")),
-                        "finishedAt": _epoch(step.get("finishedAt")),
+                        "startedAt": meta.epoch(step.get("startedAt")),
+                        "finishedAt": meta.epoch(step.get("finishedAt")),
                     }
                 )
                 continue
