@@ -599,12 +599,8 @@ class Run:
                     errors.Where(step=sp.id, field="integration"),
                 )
             info = await self.integrations.get(sp.step.integration, self.redactor)
-            if info.type != sp.action.connector:
-                raise errors.PermanentError(
-                    f"integration {info.name!r} is of type {info.type!r}, but {sp.action.uses} "
-                    f"needs an integration of type {sp.action.connector!r}",
-                    errors.Where(step=sp.id, field="integration"),
-                )
+            if (wrong := plan_mod.type_mismatch(info.name, info.type, sp.action.uses)) is not None:
+                raise errors.PermanentError(wrong, errors.Where(step=sp.id, field="integration"))
         ctx = sdk.ActionContext(
             run_id=self.run_id,
             step_id=sp.id,

@@ -508,17 +508,22 @@ def integration_problems(
                     )
                 )
             continue
-        connector = step.uses.partition(".")[0]
         type_ = integrations[step.integration]
-        if type_ is not None and type_ != connector:
-            problems.append(
-                errors.Problem(
-                    f"integration {step.integration!r} is of type {type_!r}, but {step.uses} "
-                    f"needs an integration of type {connector!r}",
-                    at,
-                )
-            )
+        wrong = type_mismatch(step.integration, type_, step.uses) if type_ is not None else None
+        if wrong is not None:
+            problems.append(errors.Problem(wrong, at))
     return problems
+
+
+def type_mismatch(integration: str, type_: str, uses: str) -> str | None:
+    """Why an Integration of ``type_`` cannot serve the action ``uses`` (None: it can)."""
+    connector = uses.partition(".")[0]
+    if type_ == connector:
+        return None
+    return (
+        f"integration {integration!r} is of type {type_!r}, but {uses} needs an integration "
+        f"of type {connector!r}"
+    )
 
 
 def unknown_type_problem(
