@@ -6,7 +6,8 @@ journal in ``directory``), with every log record captured at DEBUG. What it retu
 user could see of the run: the result as ``--output json`` prints it, each step's error, the
 log lines and the journal file::
 
-    shown = await leaks.run_locally(tmp_path, MANIFESTS, {"db": {"password": SECRET}})
+    manifests = leaks.manifests("db", "postgres", {...}, [{"id": "echo", ...}])
+    shown = await leaks.run_locally(tmp_path, manifests, {"db": {"password": SECRET}})
     assert leaks.found(shown.text, SECRET) == []
     assert shown.result.steps["echo"].output == ...
 
@@ -24,10 +25,30 @@ import logging
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from autoflow.runners import engine, local
 
 SECRET = 'Pa55 w/rd+&"q@x'
+
+
+def manifests(
+    name: str, type_: str, settings: Mapping[str, Any], steps: list[dict[str, Any]]
+) -> str:
+    """An Integration ``name`` and a Workflow ``echo`` with these steps, as YAML documents."""
+    integration = {
+        "apiVersion": "autoflow.dev/v1alpha1",
+        "kind": "Integration",
+        "metadata": {"name": name},
+        "spec": {"type": type_, "settings": dict(settings)},
+    }
+    workflow = {
+        "apiVersion": "autoflow.dev/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": "echo"},
+        "spec": {"steps": steps},
+    }
+    return f"{json.dumps(integration)}\n---\n{json.dumps(workflow)}\n"
 
 
 def forms(secret: str) -> dict[str, str]:

@@ -8,9 +8,7 @@ The same end-to-end check for postgres, redis, nats and email runs against real 
 
 from __future__ import annotations
 
-import json
 import logging
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,29 +102,6 @@ def _echo(status: int, *, text: bool = False) -> httpserver.Reply:
     return httpserver.Reply.with_json(body, status, header)
 
 
-def _integration(name: str, type_: str, settings: dict[str, object]) -> str:
-    return textwrap.dedent(
-        f"""\
-        apiVersion: autoflow.dev/v1alpha1
-        kind: Integration
-        metadata: {{name: {name}}}
-        spec:
-          type: {type_}
-          settings: {json.dumps(settings)}
-        """
-    )
-
-
-def _workflow(steps: list[dict[str, object]]) -> str:
-    spec = {
-        "apiVersion": "autoflow.dev/v1alpha1",
-        "kind": "Workflow",
-        "metadata": {"name": "echo"},
-        "spec": {"steps": steps},
-    }
-    return json.dumps(spec)
-
-
 def _assert_nothing_leaked(shown: leaks.Shown, secret: str = SECRET) -> None:
     leaked = list(leaks.lines_with(shown.text, secret))
     assert leaked == [], leaked
@@ -148,10 +123,8 @@ async def test_http_keeps_an_echoed_secret_out_of_output_error_log_and_journal(
         },
         {"id": "say", "uses": "core.log", "with": {"message": "${ steps.ok.output.body }"}},
     ]
-    manifests = (
-        _integration("api", "http", {"baseUrl": server.base_url, "auth": "bearer"})
-        + "---\n"
-        + _workflow(steps)
+    manifests = leaks.manifests(
+        "api", "http", {"baseUrl": server.base_url, "auth": "bearer"}, steps
     )
     shown = await leaks.run_locally(tmp_path, manifests, {"api": {"token": SECRET}})
     assert server.last().headers["authorization"] == f"Bearer {SECRET}"
@@ -167,11 +140,7 @@ async def test_http_with_a_one_character_password_keeps_the_data_intact(
 ) -> None:
     server.route("/me", httpserver.Reply.with_json({"word": "xkcd-y", "password": "y"}))
     steps = [{"id": "me", "uses": "http.request", "integration": "api", "with": {"url": "/me"}}]
-    manifests = (
-        _integration("api", "http", {"baseUrl": server.base_url, "auth": "basic"})
-        + "---\n"
-        + _workflow(steps)
-    )
+    manifests = leaks.manifests("api", "http", {"baseUrl": server.base_url, "auth": "basic"}, steps)
     secrets = {"api": {"username": "ada", "password": "y"}}
     shown = await leaks.run_locally(tmp_path, manifests, secrets)
     assert shown.result.succeeded, shown.result.error
@@ -195,9 +164,7 @@ async def test_a_declarative_service_keeps_an_echoed_secret_out_of_everything(
             "needs": ["ok"],
         },
     ]
-    manifests = (
-        _integration("gh", "github", {"baseUrl": server.base_url}) + "---\n" + _workflow(steps)
-    )
+    manifests = leaks.manifests("gh", "github", {"baseUrl": server.base_url}, steps)
     shown = await leaks.run_locally(tmp_path, manifests, {"gh": {"token": SECRET}})
     assert server.calls(path) == 2
     _assert_nothing_leaked(shown)
@@ -228,9 +195,7 @@ async def test_slack_keeps_an_echoed_secret_out_of_everything(
             "needs": ["ok"],
         },
     ]
-    manifests = (
-        _integration("chat", "slack", {"baseUrl": server.url("/api")}) + "---\n" + _workflow(steps)
-    )
+    manifests = leaks.manifests("chat", "slack", {"baseUrl": server.url("/api")}, steps)
     shown = await leaks.run_locally(tmp_path, manifests, {"chat": {"token": SECRET}})
     assert server.calls("/api/chat.postMessage") == 2
     _assert_nothing_leaked(shown)
