@@ -181,7 +181,11 @@ class RequestOutput(sdk.Output):
 
 @connector.action("request")
 async def request(params: RequestParams, ctx: sdk.ActionContext) -> RequestOutput:
-    """Send an HTTP request; output the status, headers and decoded body."""
+    """Send an HTTP request; output the status, headers and decoded body.
+
+    The body is read up to maxResponseBytes (at most 64 MiB), counted after decompression:
+    Autoflow asks for gzip or deflate and stops a compressed body as soon as it inflates past
+    the limit, so a small "zip bomb" fails the step without filling memory."""
     base = _base_url(ctx)
     url = _resolve_url(params.url, base, _where(ctx, "url"))
     credentials = http_auth.credentials(ctx, base or url)
