@@ -3,7 +3,7 @@
 From the step's Integration (``ctx.settings`` and ``ctx.secrets``) and the definition::
 
     secrets ─ the auth scheme's {key} templates ─► headers / query parameters, and a
-              Redactor holding every secret value and the encoded forms sent on the wire
+              redaction.Redactor holding every secret value and what is derived from them
     settings.baseUrl, or the definition's baseUrl with {setting} placeholders filled
               (URL-encoded), or the secret URL itself (auth scheme url) ─► the base URL
     ─► http_auth.Credentials bound to the base URL's origin: a next-page link or redirect
@@ -21,7 +21,7 @@ import httpx
 
 from autoflow.connectors import declarative_format as fmt
 from autoflow.connectors import declarative_templates as templates
-from autoflow.connectors import http_auth, sdk
+from autoflow.connectors import http_auth, redaction, sdk
 from autoflow.crds import errors
 
 # In a webhook URL that is a secret, path segments and query values this long are secret too
@@ -106,7 +106,7 @@ def credentials(
         query = {name: fill(template) for name, template in auth.params.items()}
     elif isinstance(auth, fmt.UrlAuth):
         values.extend(_secret_parts(base))
-    return http_auth.Credentials(http_auth.origin(base), headers, query, http_auth.Redactor(values))
+    return http_auth.Credentials(http_auth.origin(base), headers, query, redaction.Redactor(values))
 
 
 def integration_where(ctx: sdk.ActionContext, field: str) -> errors.Where:

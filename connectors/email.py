@@ -58,7 +58,7 @@ from typing import Any, Literal
 import pydantic
 from pydantic import alias_generators
 
-from autoflow.connectors import sdk
+from autoflow.connectors import redaction, sdk
 from autoflow.crds import errors, meta
 
 connector = sdk.Connector(
@@ -548,10 +548,9 @@ class Mailer:
         return self.scrub(f"{code} {' '.join(raw.split())}".strip())
 
     def scrub(self, text: str) -> str:
-        for secret in (self.password, _auth_plain(self.username, self.password)):
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, "***")
-        return text
+        # The password and the AUTH PLAIN / LOGIN strings derived from it, masked by the same
+        # rule as the run masks what is read through the secrets accessor.
+        return redaction.Redactor(_auth_strings(self.username, self.password)).text(text)
 
 
 @connector.probe
@@ -586,10 +585,13 @@ def _login(smtp: smtplib.SMTP, username: str, password: str) -> None:
     )
 
 
-def _auth_plain(username: str | None, password: str | None) -> str | None:
+def _auth_strings(username: str | None, password: str | None) -> list[str]:
+    """The password, and the base64 strings AUTH PLAIN and AUTH LOGIN send it in."""
     if password is None:
-        return None
-    return base64.b64encode(f"\0{username or ''}\0{password}".encode()).decode("ascii")
+        return []
+    plain = f"\0{username or ''}\0{password}".encode()
+    encoded = (base64.b64encode(raw).decode("ascii") for raw in (plain, password.encode()))
+    return [password, *encoded]
 
 
 def _mailer(ctx: sdk.ActionContext) -> Mailer:

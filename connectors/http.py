@@ -6,7 +6,8 @@ One step flows through it like this::
       (query, json/form/raw body, Idempotency-Key on unsafe methods)
     ─ http_auth.credentials ─► added on every hop bound for their origin, removed elsewhere
     ─ send; redirects followed here, hop by hop ─► response headers
-    ─ body streamed, stopped at maxResponseBytes ─► decoded as JSON or text
+    ─ body streamed and decompressed, stopped at maxResponseBytes (at most 64 MiB)
+      ─► decoded as JSON or text
     ─ status check ─► RequestOutput, or a RetryableError / PermanentError
 
 5xx, 429, 408, timeouts and dropped connections are ``RetryableError`` (``retry_after`` from
@@ -98,7 +99,11 @@ class RequestParams(sdk.Params):
         default="30s", description="For the whole exchange, redirects and body included."
     )
     max_response_bytes: int = pydantic.Field(
-        default=10 * MIB, gt=0, description="A larger response body fails the step."
+        default=10 * MIB,
+        gt=0,
+        description="A larger response body (decompressed) fails the step. At most "
+        f"{http_core.MAX_RESPONSE_BYTES} ({http_core.MAX_RESPONSE_BYTES // MIB} MiB).",
+        json_schema_extra={"maximum": http_core.MAX_RESPONSE_BYTES},
     )
     response_type: Literal["auto", "json", "text"] = pydantic.Field(
         default="auto", description="auto: JSON when the Content-Type is JSON, else text."
@@ -127,6 +132,18 @@ class RequestParams(sdk.Params):
         for name, text in value.items():
             if not (name.isascii() and text.isascii()):
                 raise ValueError(f"header {name!r} is not ASCII; encode it (percent, base64)")
+        return value
+
+    @pydantic.field_validator("max_response_bytes")
+    @classmethod
+    def _response_fits_in_memory(cls, value: int) -> int:
+        # The body is held in memory and becomes the step's output (journal, status).
+        if value > http_core.MAX_RESPONSE_BYTES:
+            raise ValueError(
+                f"{value} is more than the maximum, {http_core.MAX_RESPONSE_BYTES} "
+                f"({http_core.MAX_RESPONSE_BYTES // MIB} MiB): a response is held in memory "
+                "and becomes the step's output; page through larger data"
+            )
         return value
 
     @pydantic.field_validator("timeout")
@@ -164,7 +181,11 @@ class RequestOutput(sdk.Output):
 
 @connector.action("request")
 async def request(params: RequestParams, ctx: sdk.ActionContext) -> RequestOutput:
-    """Send an HTTP request; output the status, headers and decoded body."""
+    """Send an HTTP request; output the status, headers and decoded body.
+
+    The body is read up to maxResponseBytes (at most 64 MiB), counted after decompression:
+    Autoflow asks for gzip or deflate and stops a compressed body as soon as it inflates past
+    the limit, so a small "zip bomb" fails the step without filling memory."""
     base = _base_url(ctx)
     url = _resolve_url(params.url, base, _where(ctx, "url"))
     credentials = http_auth.credentials(ctx, base or url)

@@ -2,8 +2,9 @@
 
 A step's Integration picks a scheme in ``settings.auth``; ``credentials()`` reads the secrets
 that scheme needs through ``ctx.secrets`` and returns a ``Credentials``: the headers and query
-parameters to add to requests, the one origin they may be sent to, and a ``Redactor`` holding
-every secret value read (with the encoded forms it takes on the wire)::
+parameters to add to requests, the one origin they may be sent to, and a
+``redaction.Redactor`` holding every secret value read and what is derived from them (the
+Basic pair)::
 
     settings.auth   secrets              goes on the request as
     bearer          token                Authorization: Bearer <token>
@@ -14,25 +15,22 @@ every secret value read (with the encoded forms it takes on the wire)::
 
 The request code calls ``Credentials.apply`` on every request it sends, redirects included,
 so credentials reach their origin only, and runs whatever it returns, raises or logs through
-``Redactor``, so a server that echoes a token back never gets it into a run's journal.
+that redactor, so a server that echoes a token back never gets it into a run's journal. The
+rule (encoded forms included, short values only where a whole string equals them) is
+``connectors.redaction``'s, the same as the run's.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import json
-import urllib.parse
-from collections.abc import Iterable
-from typing import Any
 
 import httpx
 
-from autoflow.connectors import sdk
+from autoflow.connectors import redaction, sdk
 from autoflow.crds import errors
 
 SCHEMES = ("bearer", "oauth2", "basic", "header", "query")
-MASK = "***"
 
 # (scheme, host, port) with default ports as None, as httpx.URL normalises them.
 Origin = tuple[str, str, int | None]
@@ -42,46 +40,6 @@ def origin(url: httpx.URL) -> Origin:
     return (url.scheme, url.host, url.port)
 
 
-class Redactor:
-    """Replaces secret values, raw or in their wire encodings, with ``***``."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        forms: set[str] = set()
-        for secret in secrets:
-            if secret:
-                forms.update(_encodings(secret))
-        # Longest first, so a secret containing another is masked whole.
-        self._forms = sorted(forms, key=len, reverse=True)
-
-    def text(self, value: str) -> str:
-        for form in self._forms:
-            value = value.replace(form, MASK)
-        return value
-
-    def value(self, value: Any) -> Any:
-        """A copy of JSON-like data with every string (keys too) redacted."""
-        if not self._forms:
-            return value
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, dict):
-            return {self.value(k): self.value(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.value(v) for v in value]
-        return value
-
-
-def _encodings(secret: str) -> set[str]:
-    return {
-        secret,
-        urllib.parse.quote(secret, safe=""),
-        urllib.parse.quote_plus(secret),
-        str(httpx.QueryParams({"k": secret}))[2:],  # as httpx writes it into a URL
-        json.dumps(secret)[1:-1],  # as it appears inside a JSON string
-        json.dumps(secret, ensure_ascii=False)[1:-1],
-    }
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Credentials:
     """What to add to requests sent to ``origin``; ``origin=None`` means no credentials."""
@@ -89,7 +47,7 @@ class Credentials:
     origin: Origin | None = None
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     query: dict[str, str] = dataclasses.field(default_factory=dict)
-    redactor: Redactor = dataclasses.field(default_factory=Redactor)
+    redactor: redaction.Redactor = dataclasses.field(default_factory=redaction.Redactor)
 
     def allows(self, url: httpx.URL) -> bool:
         """Whether credentials may go to ``url``: their origin, or its upgrade to https."""
@@ -156,7 +114,7 @@ def credentials(ctx: sdk.ActionContext, home: httpx.URL) -> Credentials:
 def _made(
     url: httpx.URL, headers: dict[str, str], query: dict[str, str], secrets: list[str]
 ) -> Credentials:
-    return Credentials(origin(url), headers, query, Redactor(secrets))
+    return Credentials(origin(url), headers, query, redaction.Redactor(secrets))
 
 
 def _setting(ctx: sdk.ActionContext, name: str, where: errors.Where) -> str:

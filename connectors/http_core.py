@@ -5,16 +5,19 @@ A connector builds an ``httpx.Request`` (method, URL, headers, body) and hands i
 
     httpx.Request ─ Credentials.apply on every hop (added for their origin, removed elsewhere)
     ─ send; redirects followed here, hop by hop ─► response headers
-    ─ body streamed, stopped at max_response_bytes ─► decoded as JSON or text
+    ─ body streamed and decompressed piece by piece (gzip, deflate), stopped when the
+      decompressed size passes max_response_bytes ─► decoded as JSON or text
     ─ status check (when fail_on_status) ─► Response, or a RetryableError / PermanentError
 
 5xx, 429, 408, timeouts and dropped connections are ``RetryableError`` (``retry_after`` from
 ``Retry-After``; a connection that fails or drops is its ``UnreachableError`` kind); other 4xx,
-oversized responses and undecodable JSON are ``PermanentError``. An exchange never retries:
-the engine does, honouring ``retry_after``. Whatever it returns or raises has been through
-the credentials' redactor. ``status_error`` builds the error for a
-4xx/5xx response, so a connector that explains errors its own way (the declarative engine,
-with the service's message) classifies them the same way.
+oversized responses and undecodable JSON are ``PermanentError``. The size limit counts the
+decompressed body, and the body is inflated a bounded piece at a time, so a compressed "bomb"
+is stopped at the limit, never inflated in memory first. An exchange never retries: the engine
+does, honouring ``retry_after``. Whatever it returns or raises has been through the
+credentials' redactor. ``status_error`` builds the error for a 4xx/5xx response, so a
+connector that explains errors its own way (the declarative engine, with the service's
+message) classifies them the same way.
 
 The ``http`` connector and the declarative SaaS connectors share this module, and one
 ``httpx.AsyncClient`` per run (``new_client`` under ``ctx.pooled(CLIENT_KEY, ...)``) that
@@ -32,6 +35,8 @@ import http.cookiejar
 import json
 import math
 import time
+import zlib
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import httpx
@@ -40,9 +45,12 @@ from autoflow.connectors import http_auth, sdk
 from autoflow.crds import errors
 
 MIB = 1024 * 1024
+# The most a step may ask to read: a response is held in memory and becomes a step output.
+MAX_RESPONSE_BYTES = 64 * MIB
 RETRY_AFTER_CAP = 3600.0
 MAX_REDIRECTS = 20
 USER_AGENT = "autoflow"
+ACCEPT_ENCODING = "gzip, deflate"
 CLIENT_KEY = "http.client"
 DEFAULT_TIMEOUT = 30.0
 
@@ -66,7 +74,10 @@ _STAGES = {
 async def new_client() -> httpx.AsyncClient:
     """The run's shared client: no cookie jar, Autoflow's User-Agent."""
     no_cookies = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    return httpx.AsyncClient(headers={"User-Agent": USER_AGENT}, cookies=no_cookies)
+    # Only the encodings _Decoder inflates within the size limit (httpx would add br or zstd
+    # when their packages happen to be installed).
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING}
+    return httpx.AsyncClient(headers=headers, cookies=no_cookies)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -121,6 +132,7 @@ class Exchange:
         self.options = options
         self.stage = "connecting to"
         self.url = ""  # the current hop's URL, redacted, for messages
+        self._encoding = "identity"  # the response's Content-Encoding, for messages
 
     async def run(self, request: httpx.Request) -> Response:
         request.extensions["trace"] = self._trace
@@ -184,6 +196,11 @@ class Exchange:
         )
 
     async def _read(self, response: httpx.Response) -> bytes:
+        """The decompressed body, read until it ends or passes the limit.
+
+        Raw bytes are inflated a bounded piece at a time, so a small compressed body that
+        expands to gigabytes costs no more memory than the limit before it is refused.
+        """
         failing = self.options.fail_on_status and response.status_code >= 400
         limit = self.options.max_response_bytes
         if failing:
@@ -191,14 +208,43 @@ class Exchange:
         declared = response.headers.get("content-length", "")
         if not failing and declared.isdigit() and int(declared) > limit:
             raise self._too_large(response, f"is {int(declared)} bytes, larger than")
+        decoder = self._decoder(response)
         body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > limit:
-                if failing:
-                    return bytes(body[:limit])
-                raise self._too_large(response, "is larger than")
+        async for raw in response.aiter_raw():
+            if self._fill(body, decoder.feed(raw, limit + 1 - len(body)), limit):
+                break
+        else:
+            self._fill(body, decoder.finish(limit + 1 - len(body)), limit)
+        if len(body) > limit:
+            if failing:
+                return bytes(body[:limit])
+            raise self._too_large(response, "is larger than")
         return bytes(body)
+
+    def _fill(self, body: bytearray, pieces: Iterator[bytes], limit: int) -> bool:
+        """Append decoded pieces up to one byte past ``limit``; whether it was passed."""
+        try:
+            for piece in pieces:
+                body += piece[: limit + 1 - len(body)]
+                if len(body) > limit:
+                    return True
+        except zlib.error as exc:
+            raise errors.PermanentError(
+                f"the response from {self.url} is not valid {self._encoding}: {exc}",
+                self._where(),
+            ) from None
+        return False
+
+    def _decoder(self, response: httpx.Response) -> _Decoder:
+        self._encoding = response.headers.get("content-encoding", "identity")
+        try:
+            return _Decoder(self._encoding)
+        except ValueError as exc:
+            raise errors.PermanentError(
+                f"the response from {self.url} {exc}; Autoflow asks for "
+                f"Accept-Encoding: {ACCEPT_ENCODING}",
+                self._where("headers"),
+            ) from None
 
     def _too_large(self, response: httpx.Response, how: str) -> errors.PermanentError:
         limit = self.options.max_response_bytes
@@ -251,6 +297,73 @@ class Exchange:
 
     def _where(self, field: str | None = None) -> errors.Where:
         return where(self.ctx, field)
+
+
+class _Decoder:
+    """Undoes a response's Content-Encoding (gzip, deflate, identity; stacked in any order)
+    with bounded output: ``feed`` and ``finish`` yield pieces of at most ``room`` bytes and
+    inflate no further than the caller iterates, so stopping at the size limit stops the work.
+    """
+
+    def __init__(self, content_encoding: str) -> None:
+        names = [n.strip().lower() for n in content_encoding.split(",")]
+        names = [n for n in names if n and n != "identity"]
+        for name in names:
+            if name not in _INFLATE_WBITS:
+                raise ValueError(f"is encoded as {name!r}, which Autoflow does not decode")
+        # The last encoding applied is the first to undo.
+        self._layers = [_Inflater(name) for name in reversed(names)]
+
+    def feed(self, data: bytes, room: int) -> Iterator[bytes]:
+        return self._through(0, data, room)
+
+    def finish(self, room: int) -> Iterator[bytes]:
+        for index, layer in enumerate(self._layers):
+            yield from self._through(index + 1, layer.flush(), room)
+
+    def _through(self, index: int, data: bytes, room: int) -> Iterator[bytes]:
+        if index == len(self._layers):
+            if data:
+                yield data
+            return
+        layer = self._layers[index]
+        while data:
+            out, data = layer.inflate(data, room)
+            yield from self._through(index + 1, out, room)
+
+
+class _Inflater:
+    """One zlib decompressor; ``deflate`` falls back to a raw stream as browsers do, since
+    servers send either under that name."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._zlib = zlib.decompressobj(_INFLATE_WBITS[name])
+        self._started = False
+
+    def inflate(self, data: bytes, room: int) -> tuple[bytes, bytes]:
+        """At most ``room`` (≥ 1) bytes of output, and the input not yet used."""
+        if self._zlib.eof:
+            return b"", b""  # trailing bytes after the stream's end are ignored
+        try:
+            out = self._zlib.decompress(data, max(room, 1))
+        except zlib.error:
+            if self._name != "deflate" or self._started:
+                raise
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+            out = self._zlib.decompress(data, max(room, 1))
+        self._started = True
+        return out, self._zlib.unconsumed_tail
+
+    def flush(self) -> bytes:
+        return b"" if self._zlib.eof else self._zlib.flush()
+
+
+_INFLATE_WBITS = {
+    "gzip": zlib.MAX_WBITS | 16,
+    "x-gzip": zlib.MAX_WBITS | 16,
+    "deflate": zlib.MAX_WBITS,
+}
 
 
 def status_error(

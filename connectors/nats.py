@@ -62,7 +62,7 @@ from nats.aio import client as nats_client
 from nats.aio import msg as nats_msg
 from pydantic import alias_generators
 
-from autoflow.connectors import sdk
+from autoflow.connectors import redaction, sdk
 from autoflow.crds import errors, meta
 
 connector = sdk.Connector(
@@ -359,7 +359,9 @@ class Connection:
         self.timeout = meta.parse_duration(settings.timeout)
         self.label = ", ".join(_without_userinfo(s) for s in settings.servers)
         self._auth = dict(auth)
-        self._hide = sorted({h for h in hide if len(h) >= 4}, key=len, reverse=True)
+        # What the connector derives from secrets (a password inside a DSN or URL), masked by
+        # the same rule as the run masks what is read through the secrets accessor.
+        self._redactor = redaction.Redactor(hide)
         self._client: nats_client.Client | None = None
         self._lock = asyncio.Lock()
         # (subject, whether the call waits for a reply, resolved when the server refuses it)
@@ -539,9 +541,7 @@ class Connection:
         return errors.PermanentError(message, where.replace(field=field), details=details)
 
     def _scrub(self, text: str) -> str:
-        for secret in self._hide:
-            text = text.replace(secret, "***")
-        return text
+        return self._redactor.text(text)
 
 
 _RETRYABLE = (

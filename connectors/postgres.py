@@ -66,7 +66,7 @@ from psycopg import conninfo as pg_conninfo
 from psycopg.types import json as pg_json
 from pydantic import alias_generators
 
-from autoflow.connectors import sdk
+from autoflow.connectors import redaction, sdk
 from autoflow.crds import errors, meta
 
 connector = sdk.Connector(
@@ -385,7 +385,9 @@ class Database:
         self.name = name
         self.settings = settings
         self.conninfo = conninfo
-        self._hide = sorted({h for h in hide if len(h) >= 4}, key=len, reverse=True)
+        # What the connector derives from secrets (a password inside a DSN or URL), masked by
+        # the same rule as the run masks what is read through the secrets accessor.
+        self._redactor = redaction.Redactor(hide)
         params = pg_conninfo.conninfo_to_dict(conninfo)
         host, port, db = (
             params.get("host", "localhost"),
@@ -498,9 +500,7 @@ class Database:
         )
 
     def _scrub(self, text: str) -> str:
-        for secret in self._hide:
-            text = text.replace(secret, "***")
-        return text
+        return self._redactor.text(text)
 
 
 # Connection failures have no SQLSTATE in libpq: their text says which kind they are.

@@ -49,7 +49,7 @@ from redis import backoff as redis_backoff
 from redis import exceptions as redis_errors
 from redis.asyncio import retry as redis_retry
 
-from autoflow.connectors import sdk
+from autoflow.connectors import redaction, sdk
 from autoflow.crds import errors, meta
 
 connector = sdk.Connector(
@@ -366,7 +366,9 @@ class Client:
         self.label = label
         self.redis = client
         self.has_password = bool(client.connection_pool.connection_kwargs.get("password"))
-        self._hide = sorted({h for h in hide if len(h) >= 4}, key=len, reverse=True)
+        # What the connector derives from secrets (a password inside a DSN or URL), masked by
+        # the same rule as the run masks what is read through the secrets accessor.
+        self._redactor = redaction.Redactor(hide)
 
     async def __aenter__(self) -> Client:
         return self
@@ -401,9 +403,7 @@ class Client:
         return errors.PermanentError(message, where)
 
     def _scrub(self, text: str) -> str:
-        for secret in self._hide:
-            text = text.replace(secret, "***")
-        return text
+        return self._redactor.text(text)
 
 
 # ConnectionError covers refused and lost connections and "max number of clients reached";

@@ -41,7 +41,7 @@ import httpx
 import pydantic
 from pydantic import alias_generators
 
-from autoflow.connectors import http_auth, http_core, sdk
+from autoflow.connectors import http_auth, http_core, redaction, sdk
 from autoflow.crds import errors, meta
 
 connector = sdk.Connector(
@@ -238,7 +238,7 @@ async def webhook_send(params: WebhookSendParams, ctx: sdk.ActionContext) -> Web
         raise errors.PermanentError(
             "secret 'webhookUrl' is not an https:// URL (Slack's incoming webhook URL)", where
         )
-    credentials = http_auth.Credentials(redactor=http_auth.Redactor([raw, raw.strip()]))
+    credentials = http_auth.Credentials(redactor=redaction.Redactor([raw, raw.strip()]))
     client = await ctx.pooled(http_core.CLIENT_KEY, http_core.new_client)
     request = client.build_request(
         "POST", url, content=_json(_arguments(params)), headers=_JSON_HEADERS
@@ -317,7 +317,7 @@ class WebApi:
             http_auth.origin(self.base),
             {"Authorization": f"Bearer {token}"},
             {},
-            http_auth.Redactor([token]),
+            redaction.Redactor([token]),
         )
 
     async def call(

@@ -43,6 +43,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from autoflow.connectors import redaction
 from autoflow.crds import errors, integration
 
 if TYPE_CHECKING:
@@ -283,11 +284,7 @@ class _TokenRequest:
         self.name = integration_name
         self.grant = grant
         self.timeout = timeout
-        # httpx and the connectors' HTTP helpers load here, not when the runner starts: a
-        # run without OAuth2 Integrations does not need them.
-        from autoflow.connectors import http_auth
-
-        self.scrub = http_auth.Redactor([client_secret, *hidden])
+        self.scrub = redaction.Redactor([client_secret, *hidden])
         self.where = _where(integration_name, "oauth2.tokenUrl")
 
     async def send(

@@ -3,52 +3,24 @@
 Each run has a ``Redactor``. Every secret value a step reads through its integration is added
 to it, and the engine passes what it records or shows through ``text``/``value`` before it
 leaves the run: redaction happens at these edges, once, not inside each connector.
+
+The policy itself (which forms of a secret are masked, and the rule for very short ones) is
+``connectors.redaction``, one layer down, so that connectors masking what they derive from
+secrets (a Basic auth pair, a password inside a DSN) apply exactly the same rule.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import sys
+import traceback
 from collections.abc import MutableMapping
 from typing import Any
 
-MASK = "***"
-# Values this short would mask ordinary words; credentials are longer than this.
-MIN_SECRET_LENGTH = 4
+from autoflow.connectors import redaction
 
-
-class Redactor:
-    """Replaces known secret values with ``***`` in text and in JSON-like data."""
-
-    def __init__(self) -> None:
-        self._secrets: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
-
-    def __bool__(self) -> bool:
-        return bool(self._secrets)
-
-    def add(self, secret: str) -> None:
-        if len(secret) >= MIN_SECRET_LENGTH and secret not in self._secrets:
-            self._secrets.add(secret)
-            ordered = sorted(self._secrets, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
-
-    def text(self, text: str) -> str:
-        if self._pattern is None:
-            return text
-        return self._pattern.sub(MASK, text)
-
-    def value(self, value: Any) -> Any:
-        """A copy of JSON-like data with every string redacted (keys too)."""
-        if self._pattern is None:
-            return value
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, dict):
-            return {self.text(str(k)): self.value(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.value(v) for v in value]
-        return value
+MASK = redaction.MASK
+Redactor = redaction.Redactor
 
 
 class RedactingAdapter(logging.LoggerAdapter[logging.Logger]):
@@ -66,7 +38,11 @@ class RedactingAdapter(logging.LoggerAdapter[logging.Logger]):
 
     def _emit(self, level: int, msg: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self.redactor:
-            msg = self.redactor.text(str(msg) % args if args else str(msg))
+            text = str(msg) % args if args else str(msg)
+            # A traceback quotes values (a DSN, a URL): render it here, so it is masked too.
+            if trace := _traceback(kwargs.pop("exc_info", None)):
+                text = f"{text}\n{trace}"
+            msg = self.redactor.text(text)
             args = ()
         kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
         self.logger.log(level, msg, *args, **kwargs)
@@ -75,3 +51,19 @@ class RedactingAdapter(logging.LoggerAdapter[logging.Logger]):
         if not self.isEnabledFor(level):
             return
         self._emit(level, msg, args, kwargs)
+
+
+def _traceback(exc_info: Any) -> str:
+    """The traceback ``logging`` would print for an ``exc_info`` argument, or ""."""
+    if not exc_info:
+        return ""
+    exc: BaseException | None
+    if isinstance(exc_info, BaseException):
+        exc = exc_info
+    elif isinstance(exc_info, tuple):
+        exc = exc_info[1]
+    else:
+        exc = sys.exc_info()[1]
+    if exc is None:
+        return ""
+    return "".join(traceback.format_exception(exc)).rstrip("\n")

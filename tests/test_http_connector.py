@@ -15,6 +15,8 @@ import json
 import logging
 import socket
 import time
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -22,7 +24,7 @@ import httpserver
 import pydantic
 import pytest
 
-from autoflow.connectors import http, registry, sdk
+from autoflow.connectors import http, http_core, registry, sdk
 from autoflow.crds import errors
 
 MIB = 1024 * 1024
@@ -665,3 +667,81 @@ async def test_a_retry_sees_the_next_reply(call: Call, server: httpserver.Server
     out = await call({"url": server.url("/flaky"), "method": "POST"})
     assert out["body"] == {"ok": True}
     assert [r.headers["idempotency-key"] for r in server.requests] == [IDEMPOTENCY_KEY] * 2
+
+
+# Response size: a cap on the limit, and compressed bodies counted as they inflate
+
+
+def test_max_response_bytes_above_the_maximum_is_refused_naming_step_and_field(
+    probe: Any,
+) -> None:
+    step = {"id": "fetch", "uses": "http.request"}
+    too_big = {**step, "with": {"url": "http://x/", "maxResponseBytes": 2_000_000_000}}
+    with pytest.raises(errors.ValidationError) as info:
+        probe.compile({"steps": [too_big]})
+    [problem] = info.value.problems
+    assert (problem.where.step, problem.where.field) == ("fetch", "with.maxResponseBytes")
+    assert "more than the maximum, 67108864 (64 MiB)" in problem.message
+    largest = {
+        **step,
+        "with": {"url": "http://x/", "maxResponseBytes": http_core.MAX_RESPONSE_BYTES},
+    }
+    probe.compile({"steps": [largest]})
+
+
+def _gzip(data: bytes, repeat: int, wbits: int = 31) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    return b"".join(packer.compress(data) for _ in range(repeat)) + packer.flush()
+
+
+# 256 MiB of zeros in about 256 KiB of gzip: every 64 KiB read inflates to some 64 MiB.
+GZIP_BOMB = _gzip(b"\0" * MIB, 256)
+
+
+async def test_a_gzip_bomb_is_stopped_at_the_limit_without_inflating_it(
+    call: Call, server: httpserver.Server
+) -> None:
+    server.route("/bomb", httpserver.Reply(body=GZIP_BOMB, headers={"Content-Encoding": "gzip"}))
+    tracemalloc.start()
+    try:
+        with pytest.raises(errors.PermanentError) as info:
+            await call({"url": server.url("/bomb"), "maxResponseBytes": MIB})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "is larger than maxResponseBytes (1048576 bytes" in info.value.message
+    assert info.value.where.field == "with.maxResponseBytes"
+    # The limit plus a few buffers, not the 64 MiB one network read inflates to.
+    assert peak < 8 * MIB, f"peak {peak / MIB:.1f} MiB"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "wbits"),
+    [("gzip", 31), ("deflate", 15), ("deflate", -15)],  # deflate: zlib-wrapped or raw
+)
+async def test_compressed_bodies_are_decoded_and_their_inflated_size_counts(
+    call: Call, server: httpserver.Server, encoding: str, wbits: int
+) -> None:
+    body = json.dumps({"items": list(range(20000))}).encode()
+    packed = _gzip(body, 1, wbits)
+    headers = {"Content-Encoding": encoding, "Content-Type": "application/json"}
+    server.route("/packed", httpserver.Reply(body=packed, headers=headers))
+    out = await call({"url": server.url("/packed"), "maxResponseBytes": len(body)})
+    assert out["body"] == {"items": list(range(20000))}
+    assert server.last().headers["accept-encoding"] == "gzip, deflate"
+    with pytest.raises(errors.PermanentError, match="larger than maxResponseBytes"):
+        await call({"url": server.url("/packed"), "maxResponseBytes": len(body) - 1})
+
+
+async def test_an_encoding_not_asked_for_is_refused_clearly(
+    call: Call, server: httpserver.Server
+) -> None:
+    server.route("/br", httpserver.Reply(body=b"\x1b\x00", headers={"Content-Encoding": "br"}))
+    with pytest.raises(errors.PermanentError, match="encoded as 'br', which Autoflow does not"):
+        await call({"url": server.url("/br")})
+
+
+async def test_a_corrupt_gzip_body_is_a_clear_error(call: Call, server: httpserver.Server) -> None:
+    server.route("/bad", httpserver.Reply(body=b"not gzip", headers={"Content-Encoding": "gzip"}))
+    with pytest.raises(errors.PermanentError, match="is not valid gzip"):
+        await call({"url": server.url("/bad")})

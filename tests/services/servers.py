@@ -704,6 +704,16 @@ class _Recorder:
     def __init__(self, server: SmtpServer) -> None:
         self.server = server
 
+    async def handle_RCPT(
+        self, smtp: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        with self.server.lock:
+            reply = self.server.rcpt_replies.get(address)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, smtp: Any, session: Any, envelope: Any) -> str:
         parsed = email_parser.BytesParser(policy=email.policy.default).parsebytes(
             envelope.original_content or envelope.content
@@ -735,6 +745,8 @@ class SmtpServer(_Managed):
     (only after TLS when TLS is on); ``auth_required`` refuses mail without it.
     ``messages`` are ``email.message.EmailMessage`` objects (``policy.default``); ``envelopes``
     add the envelope sender and recipients (Bcc is only there) and whether it was sent over TLS.
+    ``rcpt_replies`` maps a recipient address to the reply its RCPT gets instead of ``250 OK``
+    (a refusal, or a server that echoes something back).
     """
 
     def __init__(
@@ -754,6 +766,7 @@ class SmtpServer(_Managed):
         self.username: str | None = auth[0] if auth else None
         self.password: str | None = auth[1] if auth else None
         self.envelopes: list[Envelope] = []
+        self.rcpt_replies: dict[str, str] = {}
         self.lock = threading.Lock()
         self.auth_failures = 0
         self._auth_required = auth_required
@@ -795,6 +808,7 @@ class SmtpServer(_Managed):
     def clear(self) -> None:
         with self.lock:
             self.envelopes.clear()
+            self.rcpt_replies.clear()
             self.auth_failures = 0
 
     def client_context(self) -> ssl.SSLContext:

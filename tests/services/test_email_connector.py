@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import leaks
 import pydantic
 import pytest
 import servers
@@ -560,3 +561,40 @@ def test_autoflow_run_with_a_wrong_password_fails_without_showing_it(
     assert "refused the username or password" in result.stdout
     assert wrong not in result.stdout + result.stderr
     assert smtp_server.envelopes == []
+
+
+# -- secrets the server echoes back ------------------------------------------------------------
+
+
+async def test_a_password_the_server_echoes_never_reaches_an_error_or_log(
+    smtp_factory: SmtpFactory, tmp_path: Path
+) -> None:
+    """An SMTP reply repeating the password, raw, URL-encoded, form-encoded and JSON-encoded,
+    is masked in the step's error, the logs and the journal."""
+    server = smtp_factory(tls="starttls", auth=("mailer", leaks.SECRET), auth_required=True)
+    assert server.certificate is not None
+    forms = leaks.forms(leaks.SECRET)
+    server.rcpt_replies["echo@example.org"] = f"550 5.1.1 not {' '.join(forms.values())}"
+    settings = {
+        "host": server.host,
+        "port": server.port,
+        "security": "starttls",
+        "username": "mailer",
+        "from": "shop@example.com",
+        "tlsCaCert": server.certificate.cert_file.read_text(),
+    }
+    mail = {"subject": "hi", "text": "hello"}
+    steps = [
+        {"id": "sent", "uses": "email.send", "integration": "mail",
+         "with": {**mail, "to": ["ok@example.org"]}},
+        {"id": "echo", "uses": "email.send", "integration": "mail", "needs": ["sent"],
+         "continueOnError": True, "with": {**mail, "to": ["echo@example.org"]}},
+    ]  # fmt: skip
+    manifests = leaks.manifests("mail", "email", settings, steps)
+    shown = await leaks.run_locally(tmp_path, manifests, {"mail": {"password": leaks.SECRET}})
+    leaked = list(leaks.lines_with(shown.text, leaks.SECRET))
+    assert leaked == [], leaked
+    assert shown.result.steps["sent"].phase == "Succeeded"
+    assert [e.rcpt_tos for e in server.envelopes] == [["ok@example.org"]]
+    error = shown.result.steps["echo"].error or ""
+    assert "550 5.1.1 not *** *** *** ***" in error, error

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import leaks
 import nats
 import nats.errors
 import nats.js.errors
@@ -575,3 +576,36 @@ def test_autoflow_run_with_a_wrong_token_fails_without_showing_it(
     assert "step 'store' failed: integration 'bus'" in result.stdout
     assert "refused the credentials" in result.stdout
     assert wrong not in result.stdout + result.stderr
+
+
+# -- secrets the server echoes back ------------------------------------------------------------
+
+
+async def test_a_token_a_responder_echoes_never_reaches_output_or_log(
+    nats_factory: NatsFactory, tmp_path: Path
+) -> None:
+    """A reply repeating the token, raw, URL-encoded, form-encoded and JSON-encoded, in its
+    data and a header, is masked in outputs, logs and the journal."""
+    server = nats_factory("--auth", leaks.SECRET)
+    forms = leaks.forms(leaks.SECRET)
+    responder = await nats.connect(server.url, token=leaks.SECRET)
+
+    async def answer(msg: nats_msg.Msg) -> None:
+        body = json.dumps({"forms": forms}).encode()
+        await responder.publish(msg.reply, body, headers={"X-Echo": forms["url-encoded"]})
+
+    await responder.subscribe("echo.secret", cb=answer)
+    steps = [
+        {"id": "ask", "uses": "nats.request", "integration": "bus",
+         "with": {"subject": "echo.secret", "timeout": "5s"}},
+    ]  # fmt: skip
+    try:
+        manifests = leaks.manifests("bus", "nats", {"servers": server.url}, steps)
+        shown = await leaks.run_locally(tmp_path, manifests, {"bus": {"token": leaks.SECRET}})
+    finally:
+        await responder.close()
+    leaked = list(leaks.lines_with(shown.text, leaks.SECRET))
+    assert leaked == [], leaked
+    output = shown.result.steps["ask"].output
+    assert output["data"] == {"forms": dict.fromkeys(forms, "***")}
+    assert output["headers"]["X-Echo"] == "***"

@@ -18,13 +18,16 @@ import json
 import logging
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import leaks
 import psycopg
 import pytest
 import servers
+from psycopg import sql as psycopg_sql
 
 from autoflow.connectors import postgres as postgres_connector
 from autoflow.connectors import sdk
@@ -716,3 +719,51 @@ def test_autoflow_run_database_down_is_retried_under_the_step_policy(
     assert "integration 'db': PostgreSQL at 127.0.0.1" in step["error"]
     assert "Connection refused" in step["error"]
     assert postgres_db.password not in result.stdout + result.stderr
+
+
+# -- secrets the server echoes back ------------------------------------------------------------
+
+
+async def test_a_password_the_server_echoes_never_reaches_output_error_or_log(
+    postgres_db: servers.Postgres, tmp_path: Path
+) -> None:
+    """The login password comes back in rows and in an error, raw, URL-encoded, form-encoded
+    and JSON-encoded: every form is masked wherever the run shows it."""
+    role = f"leaky_{uuid.uuid4().hex[:8]}"
+    forms = leaks.forms(leaks.SECRET)
+    with psycopg.connect(postgres_db.superuser_dsn, autocommit=True) as conn:
+        conn.execute(
+            psycopg_sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                psycopg_sql.Identifier(role), psycopg_sql.Literal(leaks.SECRET)
+            )
+        )
+        conn.execute("CREATE TABLE echoes (form text, value text)")
+        conn.cursor().executemany("INSERT INTO echoes VALUES (%s, %s)", list(forms.items()))
+        conn.execute(
+            psycopg_sql.SQL("GRANT SELECT ON echoes TO {}").format(psycopg_sql.Identifier(role))
+        )
+    settings = {
+        "host": postgres_db.host,
+        "port": postgres_db.port,
+        "database": postgres_db.dbname,
+        "user": role,
+    }
+    steps = [
+        {"id": "rows", "uses": "postgres.query", "integration": "db",
+         "with": {"sql": "SELECT form, value FROM echoes ORDER BY form"}},
+        {"id": "cast", "uses": "postgres.query", "integration": "db", "continueOnError": True,
+         "with": {"sql": "SELECT string_agg(value, ' ')::int FROM echoes"}},
+    ]  # fmt: skip
+    try:
+        manifests = leaks.manifests("db", "postgres", settings, steps)
+        shown = await leaks.run_locally(tmp_path, manifests, {"db": {"password": leaks.SECRET}})
+    finally:
+        with psycopg.connect(postgres_db.superuser_dsn, autocommit=True) as conn:
+            conn.execute("DROP TABLE echoes")
+            conn.execute(psycopg_sql.SQL("DROP ROLE {}").format(psycopg_sql.Identifier(role)))
+    leaked = list(leaks.lines_with(shown.text, leaks.SECRET))
+    assert leaked == [], leaked
+    rows = shown.result.steps["rows"].output["rows"]
+    assert {r["form"]: r["value"] for r in rows} == dict.fromkeys(forms, "***")
+    error = shown.result.steps["cast"].error or ""
+    assert 'invalid input syntax for type integer: "*** *** *** ***"' in error, error

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import leaks
 import pytest
 import redis
 import servers
@@ -470,3 +471,38 @@ def test_autoflow_run_server_down_is_retried_under_the_step_policy(
     assert step["attempts"] == 3
     assert "integration 'cache': Redis at 127.0.0.1:" in step["error"]
     assert "Error 111 connecting to 127.0.0.1" in step["error"]  # ECONNREFUSED
+
+
+# -- secrets the server echoes back ------------------------------------------------------------
+
+
+async def test_a_password_the_server_echoes_never_reaches_output_or_log(
+    redis_server: servers.Redis, tmp_path: Path
+) -> None:
+    """Values holding the ACL user's password, raw, URL-encoded, form-encoded and
+    JSON-encoded, are masked in outputs, logs and the journal. (Redis's error replies do not
+    quote stored values, so outputs are where an echo shows.)"""
+    user = f"leaky-{secrets.token_hex(4)}"
+    prefix = f"echo:{user}:"
+    forms = leaks.forms(leaks.SECRET)
+    admin = redis.Redis.from_url(redis_server.url)
+    admin.execute_command("ACL", "SETUSER", user, "on", f">{leaks.SECRET}", "~*", "+@all")
+    admin.hset(f"{prefix}forms", mapping=forms)
+    admin.set(f"{prefix}all", " ".join(forms.values()))
+    settings = {"host": redis_server.host, "port": redis_server.port, "username": user}
+    steps = [
+        {"id": "one", "uses": "redis.get", "integration": "kv", "with": {"key": f"{prefix}all"}},
+        {"id": "map", "uses": "redis.hgetall", "integration": "kv",
+         "with": {"key": f"{prefix}forms"}},
+    ]  # fmt: skip
+    try:
+        manifests = leaks.manifests("kv", "redis", settings, steps)
+        shown = await leaks.run_locally(tmp_path, manifests, {"kv": {"password": leaks.SECRET}})
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.delete(f"{prefix}forms", f"{prefix}all")
+        admin.close()
+    leaked = list(leaks.lines_with(shown.text, leaks.SECRET))
+    assert leaked == [], leaked
+    assert shown.result.steps["one"].output["value"] == "*** *** *** ***"
+    assert shown.result.steps["map"].output["fields"] == dict.fromkeys(forms, "***")
