@@ -247,13 +247,18 @@ class Run:
         self._grace: asyncio.TimerHandle | None = None
         self._section_task: asyncio.Task[Any] | None = None  # while any section runs
         self._our_cancels = 0  # task.cancel() calls made by cancel() and the grace's end
+        self._held = False  # an interruption held back an onError/finally step
 
     # -- public -----------------------------------------------------------------------------
 
     def cancel(self) -> None:
         """End the run: running main steps are cancelled, ``finally`` runs, ``Cancelled`` is
-        recorded. After ``interrupt()`` a cancel still decides, as long as ``execute`` has
-        not raised ``RunInterrupted`` yet."""
+        recorded. After ``interrupt()`` a cancel still decides, unless ``execute`` raised
+        ``RunInterrupted`` already or the interruption held back an onError or finally step
+        (it could not be started again): then ``execute`` raises ``RunInterrupted`` and the
+        caller resumes the run cancelled, which runs what is left of ``finally``."""
+        if self._held:
+            return
         self._cancelled = True
         self._interrupted = False
         if self._grace is not None:
@@ -502,6 +507,8 @@ class Run:
                         running[asyncio.ensure_future(self._step(steps[sid]))] = sid
                     ready.clear()
                 elif ready:
+                    if self._interrupted and section is not self.plan.main:
+                        self._held = True
                     ready.clear()  # after a failure no new step starts; running ones finish
                 if not running:
                     break
@@ -529,7 +536,10 @@ class Run:
         try:
             result = await self._decide_and_run(sp, started)
         except _Unfinished:
-            return  # interrupted between attempts or items: not finished, not journaled
+            # Interrupted between attempts or items: not finished, not journaled.
+            if sid not in self.plan.main.steps:
+                self._held = True
+            return
         except StepFailed as exc:
             message = self.redactor.text(exc.message)
             result = StepResult(sid, FAILED, None, message, exc.attempts, started, time.time())

@@ -225,6 +225,33 @@ async def test_a_cancel_after_an_interruption_cancels_and_runs_finally(probe: An
     assert kinds(jr, "end")[0]["phase"] == "Cancelled"
 
 
+async def test_a_cancel_after_an_interruption_held_back_finally_is_left_to_the_resume(
+    probe: Any,
+) -> None:
+    jr = journal.MemoryJournal()
+    spec = {
+        "steps": [call("a")],
+        "finally": [call("close", with_={"sleep": 0.3}), call("report")],
+    }
+    run, task = start(probe, spec, jr)
+    await wait_until(lambda: probe.steps_called() == ["a", "close"])
+    run.interrupt()
+    await asyncio.sleep(0.5)  # close finished meanwhile; report was held back
+    run.cancel()  # too late to start report in this run
+
+    with pytest.raises(engine.RunInterrupted):
+        await asyncio.wait_for(task, 5)
+    assert kinds(jr, "end") == []
+
+    # What the Job runner does next: resume the run cancelled; finally's rest runs once.
+    again = engine.Run(probe.compile(spec), run_id="r1", inputs={}, journal=jr)
+    again.cancel()
+    result = await again.execute()
+    assert result.phase == "Cancelled"
+    assert probe.steps_called() == ["a", "close", "report"]
+    assert kinds(jr, "end")[0]["phase"] == "Cancelled"
+
+
 async def test_cancelling_the_caller_of_an_interrupted_run_still_propagates(probe: Any) -> None:
     spec = {"steps": [call("wait", with_={"sleep": 30})]}
     run, task = start(probe, spec, journal.MemoryJournal())
