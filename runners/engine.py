@@ -261,6 +261,7 @@ class Run:
             return
         self._cancelled = True
         self._interrupted = False
+        self._interrupt_event.clear()  # finally's retries back off as usual again
         if self._grace is not None:
             self._grace.cancel()
         if self._task is not None:
