@@ -1,8 +1,14 @@
 """``autoflow run``: run a workflow in this process with live per-step progress.
 
 Progress lines go to stderr on a terminal (or when asked); the result goes to stdout, as text
-or, with ``--output json``, as one JSON document a script can read. Ctrl-C cancels the run
-cleanly (onError and finally steps still run, the journal records the cancellation).
+or, with ``--output json``, as one JSON document a script can read.
+
+Ctrl-C or SIGTERM (a plain ``kill``) on a journaled run (``--journal``) is an interruption,
+not a cancellation: no new step starts, the running steps finish and are journaled, no end is
+recorded, and the command says how to resume (run the same command again) and exits 128 +
+the signal's number. Without a journal there is nothing to resume, so the signal cancels the
+run as ``Run.cancel`` does: onError and finally steps still run, the result is ``Cancelled``.
+Either way a second signal stops at once (a journaled run stays resumable).
 Integration limits are shared through Redis when ``AUTOFLOW_REDIS_URL`` is set
 (``runners.limits``), else kept in this process.
 """
@@ -13,6 +19,7 @@ import argparse
 import asyncio
 import json
 import logging
+import shlex
 import signal
 import sys
 from typing import Any, TextIO
@@ -124,7 +131,12 @@ def main(args: argparse.Namespace) -> int:
     )
     if show_progress:
         sys.stderr.write(f"▶ {run.plan.name} (run {run.run_id})\n")
-    result = asyncio.run(_execute(run))
+    stop = _Stop(run, journaled=bool(args.journal))
+    try:
+        result = asyncio.run(_execute(run, stop))
+    except engine.RunInterrupted as exc:
+        _print_interrupted(exc, run, args.output)
+        return 128 + stop.signum
     if args.output == "json":
         json.dump(result.to_json(), sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
@@ -135,20 +147,63 @@ def main(args: argparse.Namespace) -> int:
     return 0 if result.succeeded else 1
 
 
-async def _execute(run: engine.Run) -> engine.RunResult:
+def resume_command() -> str:
+    """The command line that resumes this run: the same one."""
+    return shlex.join(["autoflow", *sys.argv[1:]])
+
+
+def _print_interrupted(exc: engine.RunInterrupted, run: engine.Run, output: str) -> None:
+    where = getattr(run.journal, "path", "the journal")
+    if output == "json":
+        doc = {
+            "runId": exc.run_id,
+            "workflow": run.plan.name,
+            "phase": "Interrupted",
+            "finishedSteps": exc.finished,
+            "journal": where,
+            "resumeCommand": resume_command(),
+        }
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    sys.stderr.write(
+        f"interrupted: run {exc.run_id} of {run.plan.name} stopped with "
+        f"{len(exc.finished)} finished step(s) journaled in {where}\n"
+        f"resume it by running the same command again: {resume_command()}\n"
+    )
+
+
+class _Stop:
+    """What a signal does: interrupt a journaled run (it resumes), cancel one without a
+    journal (nothing could resume it); the second signal stops at once."""
+
+    def __init__(self, run: engine.Run, *, journaled: bool) -> None:
+        self.run = run
+        self.journaled = journaled
+        self.signum = 0
+
+    def __call__(self, signum: int) -> None:
+        if self.signum:
+            if self.journaled:
+                sys.stderr.write(
+                    f"stopped at once; resume by running the same command: {resume_command()}\n"
+                )
+            raise SystemExit(128 + signum)
+        self.signum = signum
+        if self.journaled:
+            sys.stderr.write(
+                "interrupted: letting the running steps finish; the run stays resumable "
+                "(Ctrl-C again to stop at once)\n"
+            )
+            self.run.interrupt()
+        else:
+            sys.stderr.write("cancelling (Ctrl-C again to stop at once)\n")
+            self.run.cancel()
+
+
+async def _execute(run: engine.Run, stop: _Stop) -> engine.RunResult:
     loop = asyncio.get_running_loop()
-    interrupted = 0
-
-    def on_signal() -> None:
-        nonlocal interrupted
-        interrupted += 1
-        if interrupted > 1:
-            raise SystemExit(130)
-        sys.stderr.write("cancelling (Ctrl-C again to stop at once)\n")
-        run.cancel()
-
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(sig, stop, sig)
     try:
         return await run.execute()
     finally:

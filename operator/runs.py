@@ -42,6 +42,10 @@ WAITING_FOR_RUNNER = "waiting for the runner to start"
 TERMINAL = {"Succeeded", "Failed", "Cancelled"}
 # A run's Job may outlive the workflow timeout by this much (pod start, onError, finally).
 DEADLINE_GRACE_SECONDS = 120
+# The runner pod's terminationGracePeriodSeconds, also given to the runner (runners.job reads
+# GRACE_ENV): after a SIGTERM its steps in flight get what is left of it to finish.
+RUNNER_GRACE_SECONDS = 30
+GRACE_ENV = "AUTOFLOW_TERMINATION_GRACE_SECONDS"
 RUNNER_PREFIX = "autoflow-run-"
 MAX_NAME = 63
 
@@ -295,6 +299,7 @@ def render_job(run: dict[str, Any], settings: settings_mod.Settings) -> dict[str
     env = [
         {"name": "AUTOFLOW_RUN_NAMESPACE", "value": meta_["namespace"]},
         {"name": "AUTOFLOW_RUN_NAME", "value": meta_["name"]},
+        {"name": GRACE_ENV, "value": str(RUNNER_GRACE_SECONDS)},
     ]
     if settings.redis_secret:
         ref = {"name": settings.redis_secret, "key": "url", "optional": True}
@@ -317,6 +322,7 @@ def render_job(run: dict[str, Any], settings: settings_mod.Settings) -> dict[str
         container["resources"] = runtime.resources.dump()
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": RUNNER_GRACE_SECONDS,
         "serviceAccountName": runner_service_account(run),
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
@@ -360,9 +366,26 @@ def _result_reason(phase: str, error: str) -> str:
     return "StepFailed"
 
 
+def runner_stopped(job_status: dict[str, Any]) -> bool:
+    """Whether no runner pod of a suspended Job is left running.
+
+    The Job controller stops counting a pod as ``active`` (and ``ready``) as soon as it starts
+    terminating, while the runner may still be running ``finally``; ``terminating`` counts it
+    until it has exited. A Job controller that does not report ``terminating`` (the
+    JobPodReplacementPolicy feature switched off) leaves ``active`` as the only sign.
+    """
+    if job_status.get("active") or job_status.get("ready"):
+        return False
+    terminating = job_status.get("terminating")
+    return terminating is None or terminating == 0
+
+
 def summarize(run: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any]:
     """The run status implied by the runner's result and its Job; {} when nothing changes.
 
+    The runner's result (its end record, ``status.result``) decides how a run ended; a
+    cancelled run without one ends ``Cancelled`` only once its runner has stopped
+    (``runner_stopped``), so a run is never reported cancelled while ``finally`` still runs.
     ``job`` is None when the Job was not looked at; ``cancelled`` covers a Job that is gone.
     """
     if is_finished(run):
@@ -388,9 +411,10 @@ def summarize(run: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any]
                 run, "Failed", "NoResult", "the runner exited without recording a result"
             )
         job_status = job.get("status") or {}
-        if cancel and job.get("spec", {}).get("suspend") and not job_status.get("active"):
+        if cancel and job.get("spec", {}).get("suspend") and runner_stopped(job_status):
+            # The runner ended without recording its result (killed when its grace ran out).
             return finished_status(run, "Cancelled", "Cancelled", "the run was cancelled")
-        running = bool(job_status.get("active"))
+        running = bool(job_status.get("active") or job_status.get("terminating"))
     else:
         running = False
     if (running or status.get("startedAt")) and status.get("phase") == "Pending":

@@ -9,6 +9,13 @@ Flow of one run::
       → the finally steps, always
       → outputs rendered, the end recorded, a RunResult returned
 
+Cancelling and interrupting are different stops. ``cancel()`` ends the run: the running main
+steps are cancelled, ``finally`` runs, ``Cancelled`` is recorded. ``interrupt()`` is what a
+process does when it is told to go away (a pod evicted, Ctrl-C on a journaled run): no new
+step, foreach item or retry starts, steps in flight may finish within a grace period and are
+journaled, and ``execute`` raises ``RunInterrupted`` without recording an end, so the same
+journal resumes the run after its last recorded step.
+
 A step: ``if`` decides whether it runs (a step without ``if`` is skipped when a step it needs
 was skipped: the branch was not taken); ``foreach`` runs the action once per item with a
 concurrency limit, outputs in input order; each call is retried under the step's retry policy
@@ -27,6 +34,7 @@ integration provider, the limiter and the observer differ.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -34,7 +42,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import pydantic
 
@@ -129,6 +137,24 @@ class IntegrationProvider(Protocol):
     async def get(self, name: str, redactor: redact.Redactor) -> sdk.IntegrationInfo: ...
 
 
+class RunInterrupted(errors.RunError):
+    """``execute`` stopped on ``interrupt()``: what finished is journaled, no end is recorded,
+    so running again with the same journal resumes after the last recorded step."""
+
+    def __init__(self, run_id: str, finished: list[str]) -> None:
+        super().__init__(
+            f"run {run_id} was interrupted after {len(finished)} finished step(s); they are "
+            "journaled and resuming the run goes on after them"
+        )
+        self.run_id = run_id
+        self.finished = finished
+
+
+class _Unfinished(Exception):
+    """A step in flight stopped by an interruption (before a retry or a foreach item): it is
+    not journaled as finished, so a resumed run carries it on."""
+
+
 class StepFailed(Exception):
     def __init__(self, message: str, attempts: int) -> None:
         super().__init__(message)
@@ -175,7 +201,8 @@ def _describe(exc: BaseException, sp: plan_mod.StepPlan) -> tuple[str, bool, flo
 
 
 class Run:
-    """One execution of a plan. ``execute`` once; ``cancel`` from anywhere on the loop."""
+    """One execution of a plan. ``execute`` once; ``cancel`` or ``interrupt`` from anywhere
+    on the loop."""
 
     def __init__(
         self,
@@ -214,14 +241,60 @@ class Run:
         self._pool = sdk.ResourcePool()
         self._failure: str | None = None
         self._cancelled = False
-        self._task: asyncio.Task[Any] | None = None
+        self._task: asyncio.Task[Any] | None = None  # execute's task while the main steps run
+        self._interrupted = False
+        self._interrupt_event = asyncio.Event()  # wakes retry back-offs on an interruption
+        self._grace: asyncio.TimerHandle | None = None
+        self._section_task: asyncio.Task[Any] | None = None  # while any section runs
+        self._our_cancels = 0  # task.cancel() calls made by cancel() and the grace's end
+        self._held = False  # an interruption held back an onError/finally step
 
     # -- public -----------------------------------------------------------------------------
 
     def cancel(self) -> None:
+        """End the run: running main steps are cancelled, ``finally`` runs, ``Cancelled`` is
+        recorded. After ``interrupt()`` a cancel still decides, unless ``execute`` raised
+        ``RunInterrupted`` already or the interruption held back an onError or finally step
+        (it could not be started again): then ``execute`` raises ``RunInterrupted`` and the
+        caller resumes the run cancelled, which runs what is left of ``finally``."""
+        if self._held:
+            return
         self._cancelled = True
+        self._interrupted = False
+        self._interrupt_event.clear()  # finally's retries back off as usual again
+        if self._grace is not None:
+            self._grace.cancel()
         if self._task is not None:
+            self._our_cancels += 1
             self._task.cancel()
+
+    def interrupt(self, grace: float | None = None) -> None:
+        """Stop without ending the run: no new step, foreach item or retry starts; steps in
+        flight get ``grace`` seconds (None: as long as they take) to finish and be journaled,
+        then they are stopped unrecorded; ``execute`` raises ``RunInterrupted``, recording
+        no end. Call it on the loop (a signal handler added with ``add_signal_handler``)."""
+        if self._cancelled or self._interrupted:
+            return
+        self._interrupted = True
+        self._interrupt_event.set()
+        if grace is not None:
+            self._grace = asyncio.get_running_loop().call_later(grace, self._grace_over)
+
+    def _grace_over(self) -> None:
+        if self._interrupted and self._section_task is not None:
+            self._our_cancels += 1
+            self._section_task.cancel()
+
+    def _own_cancel(self) -> bool:
+        """Whether the CancelledError being handled came from ``cancel()`` or the end of an
+        interruption's grace (then it is absorbed), not from whoever awaits ``execute``."""
+        task = asyncio.current_task()
+        if not self._our_cancels or task is None:
+            return False
+        for _ in range(self._our_cancels):
+            task.uncancel()
+        self._our_cancels = 0
+        return task.cancelling() == 0
 
     async def execute(self) -> RunResult:
         started = time.time()
@@ -248,11 +321,15 @@ class Run:
             )
             await self._durable()
         phase, error = await self._main()
+        if self._interrupted:
+            await self._leave_interrupted()
         if phase != SUCCEEDED:
             self._scope["error"] = {"message": error, "step": self._failed_step()}
         if phase == FAILED:  # a cancelled run did not fail: only finally runs after it
             await self._guarded(self.plan.on_error)
         await self._guarded(self.plan.finally_)
+        if self._interrupted:
+            await self._leave_interrupted()
         outputs = None
         if phase == SUCCEEDED:
             try:
@@ -280,6 +357,16 @@ class Run:
 
     # -- run level --------------------------------------------------------------------------
 
+    async def _leave_interrupted(self) -> NoReturn:
+        """What finished is made durable; no end is recorded, so the journal resumes."""
+        if self._grace is not None:
+            self._grace.cancel()
+        await self._durable()
+        await self._pool.aclose()
+        self.journal.close()
+        finished = [sid for sid, res in self.results.items() if res.finished_at is not None]
+        raise RunInterrupted(self.run_id, finished)
+
     async def _main(self) -> tuple[str, str | None]:
         # cancel() cancels the task running execute(); no task of our own is created, which
         # keeps a one-step run from paying an extra trip through the event loop.
@@ -294,9 +381,10 @@ class Run:
             self._mark_unfinished(self.plan.main, CANCELLED, "the run timed out")
             return FAILED, f"the run timed out after {self.plan.timeout:g}s"
         except asyncio.CancelledError:
-            if not self._cancelled or self._task is None:
+            if not self._own_cancel():
                 raise
-            self._task.uncancel()
+            if self._interrupted:  # the grace is over: execute leaves without an end
+                return CANCELLED, None
             self._mark_unfinished(self.plan.main, CANCELLED, "the run was cancelled")
             return CANCELLED, "the run was cancelled"
         finally:
@@ -313,7 +401,11 @@ class Run:
         if not section.order:
             return
         failure, self._failure = self._failure, None
-        await self._section(section)
+        try:
+            await self._section(section)
+        except asyncio.CancelledError:
+            if not self._own_cancel():  # the end of an interruption's grace is absorbed
+                raise
         self._failure = failure
 
     def _failed_step(self) -> str | None:
@@ -392,6 +484,7 @@ class Run:
         waiting = {sid: len(sp.needs) for sid, sp in steps.items()}
         ready = section.roots()
         running: dict[asyncio.Task[None], str] = {}
+        self._section_task = asyncio.current_task()
 
         def finished(sid: str) -> None:
             for nxt in steps[sid].dependents:
@@ -402,7 +495,8 @@ class Run:
         try:
             while ready or running:
                 # cancel() stops the main steps only; onError and finally still run.
-                stopped = self._cancelled and section is self.plan.main
+                # interrupt() stops every section: the resumed run starts what is left.
+                stopped = self._interrupted or (self._cancelled and section is self.plan.main)
                 if ready and self._failure is None and not stopped:
                     if not running and len(ready) == 1:
                         # A chain: run the step inline, no task to create or wait on.
@@ -414,6 +508,8 @@ class Run:
                         running[asyncio.ensure_future(self._step(steps[sid]))] = sid
                     ready.clear()
                 elif ready:
+                    if self._interrupted and section is not self.plan.main:
+                        self._held = True
                     ready.clear()  # after a failure no new step starts; running ones finish
                 if not running:
                     break
@@ -427,7 +523,9 @@ class Run:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
             raise
-        if self._failure is not None:
+        finally:
+            self._section_task = None
+        if self._failure is not None and not self._interrupted:
             self._mark_unfinished(section, SKIPPED, f"not run: {self._failure}")
 
     async def _step(self, sp: plan_mod.StepPlan) -> None:
@@ -438,6 +536,11 @@ class Run:
         result: StepResult
         try:
             result = await self._decide_and_run(sp, started)
+        except _Unfinished:
+            # Interrupted between attempts or items: not finished, not journaled.
+            if sid not in self.plan.main.steps:
+                self._held = True
+            return
         except StepFailed as exc:
             message = self.redactor.text(exc.message)
             result = StepResult(sid, FAILED, None, message, exc.attempts, started, time.time())
@@ -511,16 +614,20 @@ class Run:
         limit = sp.step.concurrency or 1
         total_attempts = 0
         failure: list[StepFailed] = []
+        stopped: list[int] = []  # items an interruption left unfinished
 
         async def worker() -> None:
             nonlocal total_attempts
-            while todo and not failure:
+            while todo and not failure and not self._interrupted:
                 index = todo.pop(0)
                 scope = {**self._scope, "item": items[index], "index": index}
                 try:
                     output, attempts = await self._attempts(sp, scope, index)
                 except StepFailed as exc:
                     failure.append(StepFailed(f"item {index}: {exc.message}", exc.attempts))
+                    return
+                except _Unfinished:
+                    stopped.append(index)
                     return
                 total_attempts += attempts
                 outputs[index] = output
@@ -534,6 +641,8 @@ class Run:
             await asyncio.gather(*workers)
         if failure:
             raise failure[0]
+        if todo or stopped:
+            raise _Unfinished  # finished items are journaled; the resumed run does the rest
         return outputs, total_attempts
 
     async def _attempts(
@@ -569,6 +678,8 @@ class Run:
             if item >= 0:
                 rec["item"] = item
             self._record(rec)
+            if self._interrupted:
+                raise _Unfinished  # the next attempt is the resumed run's
             self.observer.step_retrying(sp.id, attempt, message, delay)
             engine_log.info(
                 "step %s attempt %d failed, retrying in %.2fs: %s",
@@ -578,8 +689,15 @@ class Run:
                 message,
                 extra={"run_id": self.run_id, "step_id": sp.id},
             )
-            await asyncio.sleep(delay)
+            await self._back_off(delay)
+            if self._interrupted:
+                raise _Unfinished
             attempt += 1
+
+    async def _back_off(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, or less when the run is interrupted meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._interrupt_event.wait(), delay)
 
     async def _call(
         self, sp: plan_mod.StepPlan, scope: dict[str, Any], attempt: int, key: str

@@ -11,6 +11,14 @@ JSON is replaced by a marker with a preview, and the outputs of the run are boun
 way. A resumed run that reads a truncated output sees the marker; full payloads belong in the
 run store.
 
+A signal (SIGTERM from the kubelet: a node drain, an eviction, a suspended Job) is an
+interruption, not a cancel: no new step starts, the steps in flight get what is left of the
+pod's grace period to finish and be journaled, no end is recorded, and the runner exits
+non-zero so the Job's next pod resumes after the last recorded step. Only the run's
+``spec.cancel`` cancels: the runner reads it when the signal arrives, and when it is set the
+run is cancelled instead (the running main steps stop, ``finally`` runs, ``Cancelled`` is
+recorded) and the runner exits 0.
+
 Its RBAC is small on purpose: get its WorkflowRun and patch ``workflowruns/status``, and get
 the Integrations its steps name and their Secrets (``runners.kube_integrations``), by name.
 """
@@ -23,6 +31,7 @@ import json
 import logging
 import os
 import signal
+from collections.abc import Mapping
 from typing import Any
 
 from autoflow.crds import errors, meta, workflow
@@ -35,6 +44,12 @@ PREVIEW = 512
 WRITE_ATTEMPTS = 5
 ACCESS_WAIT_SECONDS = 20.0
 ITEMS_KEY = "completedItems"
+# The pod's terminationGracePeriodSeconds (the operator sets both); what is left of it after a
+# signal goes to the steps in flight, less a margin for the last status write and the exit.
+GRACE_ENV = "AUTOFLOW_TERMINATION_GRACE_SECONDS"
+TERMINATION_GRACE_SECONDS = 30.0
+GRACE_MARGIN_SECONDS = 5.0
+CANCEL_CHECK_SECONDS = 5.0  # how long a signal waits to learn whether the run is cancelled
 
 log = logging.getLogger("autoflow.runner")
 
@@ -242,8 +257,69 @@ async def _first_read(client: kube.Client, url: str) -> dict[str, Any]:
         delay = min(delay * 2, 2.0)
 
 
+def grace_seconds(environ: Mapping[str, str]) -> float:
+    """The seconds steps in flight get after a signal: the pod's grace less a margin."""
+    try:
+        grace = float(environ.get(GRACE_ENV) or TERMINATION_GRACE_SECONDS)
+    except ValueError:
+        grace = TERMINATION_GRACE_SECONDS
+    return max(grace - GRACE_MARGIN_SECONDS, 0.0)
+
+
+class _Stop:
+    """What a signal does to the run: an interruption, unless ``spec.cancel`` says cancel.
+
+    The run is interrupted at once (nothing new starts while its spec is read); a cancel read
+    then still turns the interruption into a cancel (``engine.Run.cancel``).
+    """
+
+    def __init__(self, client: kube.Client, url: str, execution: engine.Run, grace: float) -> None:
+        self._client = client
+        self._url = url
+        self._execution = execution
+        self._grace = grace
+        self._check: asyncio.Task[bool] | None = None
+        self.signum = 0
+
+    def __call__(self, signum: int) -> None:
+        if self.signum:
+            return  # one decision; the kubelet's SIGKILL ends the pod when the grace is over
+        self.signum = signum
+        log.info("signal %d: no new step starts; reading whether the run is cancelled", signum)
+        self._execution.interrupt(self._grace)
+        self._check = asyncio.get_running_loop().create_task(self._cancel_requested())
+
+    async def _cancel_requested(self) -> bool:
+        try:
+            async with asyncio.timeout(CANCEL_CHECK_SECONDS):
+                run = await self._client.get(self._url)
+        except (kube.ApiError, TimeoutError) as exc:
+            # Unknown is treated as an interruption: the next pod (if any) reads it again.
+            log.warning("could not read the run's spec.cancel, stopping as interrupted: %s", exc)
+            return False
+        if not run["spec"].get("cancel"):
+            return False
+        log.info("the run is cancelled (spec.cancel): stopping its steps and running finally")
+        self._execution.cancel()
+        return True
+
+    async def cancel_requested(self) -> bool:
+        """Whether the signal turned out to be a cancel (waits for the answer)."""
+        return self._check is not None and await self._check
+
+
 async def run_job(client: kube.Client, namespace: str, name: str) -> int:
-    """Run (or resume) one WorkflowRun; exit code 0 once its result is recorded."""
+    """Run (or resume) one WorkflowRun; exit code 0 once its result is recorded, 128 + the
+    signal's number when a signal interrupted it (the Job's next pod resumes)."""
+    while True:
+        code = await _run_once(client, namespace, name)
+        if code is not None:
+            return code
+        # A cancel read just as the last steps in flight finished: the run stopped as
+        # interrupted, so it is taken up again as cancelled (as a next pod would).
+
+
+async def _run_once(client: kube.Client, namespace: str, name: str) -> int | None:
     url = kube.path(kube.AUTOFLOW, "workflowruns", namespace, name)
     run = await _first_read(client, url)
     status = run.get("status") or {}
@@ -285,15 +361,22 @@ async def run_job(client: kube.Client, namespace: str, name: str) -> int:
         run_info={"name": name, "namespace": namespace},
     )
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        # The Job is suspended (a cancel) or the pod evicted: stop the main steps, run
-        # finally, record the end; a pod that is killed outright resumes in the next one.
-        loop.add_signal_handler(sig, execution.cancel)
+    stop = _Stop(client, url, execution, grace_seconds(os.environ))
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop, sig)
     if run["spec"].get("cancel"):
         execution.cancel()  # cancelled before this pod started: only finally runs
     try:
         await execution.execute()
+    except engine.RunInterrupted as exc:
+        if await stop.cancel_requested():
+            return None
+        log.info("%s; exiting for the Job's next pod to resume it", exc.message)
+        return 128 + stop.signum
     finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
         await execution.limiter.aclose()
     return 0
 

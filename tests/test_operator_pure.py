@@ -283,6 +283,17 @@ def test_the_job_runs_the_runner_for_this_run() -> None:
     assert {"name": "AUTOFLOW_RUN_NAME", "value": "orders-1"} in container["env"]
 
 
+def test_the_runner_knows_the_grace_period_its_pod_has_after_sigterm() -> None:
+    pod = runs.render_job(started(), SETTINGS)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+
+    assert pod["terminationGracePeriodSeconds"] == runs.RUNNER_GRACE_SECONDS
+    # The steps in flight get the pod's grace less a margin for the last status write.
+    grace = job_mod.grace_seconds({job_mod.GRACE_ENV: env[runs.GRACE_ENV]})
+    assert grace == runs.RUNNER_GRACE_SECONDS - job_mod.GRACE_MARGIN_SECONDS
+
+
 def test_runner_jobs_get_the_shared_limits_redis_without_writing_its_password() -> None:
     def redis_env(settings: settings_mod.Settings) -> list[dict[str, Any]]:
         (container,) = runs.render_job(started(), settings)["spec"]["template"]["spec"][
@@ -343,12 +354,17 @@ def _with(base: dict[str, Any], **status: Any) -> dict[str, Any]:
     return {**base, "status": {**base["status"], **status}}
 
 
-def _job(active: int = 0, suspend: bool = False, **conds: str) -> dict[str, Any]:
+def _job(
+    active: int = 0, suspend: bool = False, terminating: int | None = None, **conds: str
+) -> dict[str, Any]:
     conditions = [
         {"type": t, "status": "True", "reason": reason, "message": f"{t}: {reason}"}
         for t, reason in conds.items()
     ]
-    return {"spec": {"suspend": suspend}, "status": {"active": active, "conditions": conditions}}
+    status: dict[str, Any] = {"active": active, "ready": active, "conditions": conditions}
+    if terminating is not None:
+        status["terminating"] = terminating
+    return {"spec": {"suspend": suspend}, "status": status}
 
 
 RESULT_CASES = [
@@ -433,6 +449,24 @@ def test_nothing_changes_a_finished_run_or_a_pending_one_without_news() -> None:
     # a suspended Job whose pod still runs: the runner is still finishing (finally)
     still = runs.summarize(started(cancel=True), _job(active=1, suspend=True))
     assert still["phase"] == "Running"
+
+
+def test_a_cancelled_run_is_not_over_while_its_runner_pod_is_terminating() -> None:
+    # What the Job controller writes at once on suspend: the pod is no longer active or
+    # ready but terminating (the runner is running finally), and the Job is Suspended.
+    stopping = _job(suspend=True, terminating=1, Suspended="JobSuspended")
+    status = runs.summarize(started(cancel=True), stopping)
+    assert status.get("phase") != "Cancelled"
+    assert status["phase"] == "Running"
+    # The runner's own end record ends it, whatever the Job says.
+    recorded = _with(started(cancel=True), result={"phase": "Cancelled", "error": "cancelled"})
+    assert runs.summarize(recorded, stopping)["phase"] == "Cancelled"
+    # A runner that exited without one (killed when its grace ran out): over once it is gone.
+    gone = _job(suspend=True, terminating=0, Suspended="JobSuspended")
+    assert runs.summarize(started(cancel=True), gone)["phase"] == "Cancelled"
+    # Not before the Job says so: a suspended Job still counting a ready pod.
+    still_ready = _job(active=1, suspend=True, terminating=0)
+    assert runs.summarize(started(cancel=True), still_ready)["phase"] == "Running"
 
 
 def test_a_cancelled_run_without_a_job_ends_at_once() -> None:

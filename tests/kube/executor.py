@@ -11,12 +11,20 @@ real ones would do that Autoflow relies on:
   the container's env and ``KUBECONFIG`` (a leading ``autoflow`` becomes this Python running
   ``autoflow.cli.main``). Pod output goes to a log file per pod.
 - **the Job controller**: it writes the Job status as the controller does (``startTime``,
-  ``active``, ``ready``, ``succeeded``/``failed`` counts, ``SuccessCriteriaMet`` then
-  ``Complete``, or ``FailureTarget`` then ``Failed`` with reason ``BackoffLimitExceeded`` or
-  ``DeadlineExceeded``, ``completionTime``); starts a new pod after a failed one until
-  ``backoffLimit`` failures are exceeded; enforces ``activeDeadlineSeconds``; and on
-  ``spec.suspend: true`` sends SIGTERM to the process (the controller deleting the pod), then,
-  once it exited, writes ``active: 0`` and a ``Suspended`` condition.
+  ``active``, ``ready``, ``terminating``, ``succeeded``/``failed`` counts,
+  ``SuccessCriteriaMet`` then ``Complete``, or ``FailureTarget`` then ``Failed`` with reason
+  ``BackoffLimitExceeded`` or ``DeadlineExceeded``, ``completionTime``); starts a new pod
+  after a failed one until ``backoffLimit`` failures are exceeded; enforces
+  ``activeDeadlineSeconds``.
+- **terminating pods, as the real Job controller counts them**: on ``spec.suspend: true`` the
+  controller deletes the pod and, in the same status write, drops it from ``active`` and
+  ``ready`` at once, counts it in ``terminating`` (Kubernetes 1.29+, JobPodReplacementPolicy)
+  and sets the ``Suspended`` condition, although the process is still running its grace
+  period. So does this executor: SIGTERM to the process, ``active: 0, ready: 0,
+  terminating: 1`` and ``Suspended`` written at once, ``terminating: 0`` only once the process
+  has exited (SIGKILL after ``TERMINATION_GRACE_SECONDS``). ``evict`` plays a node drain the
+  same way (SIGTERM, terminating while it exits); the pod then counts as failed and the
+  next pod starts.
 
 What it does not do: scheduling, images, resources, volumes, probes, ``restartPolicy:
 OnFailure``, parallelism or indexed Jobs, pod objects (there are none), or pod backoff delays.
@@ -27,6 +35,7 @@ namespace with ``serve(namespace)`` and get a ``NamespaceExecutor`` back::
     jobs = executor.serve(namespace)
     jobs.wait_started("run-1")          # the first pod's process is running
     jobs.kill("run-1")                  # SIGKILL: a pod failure; the next pod starts
+    jobs.evict("run-1")                 # SIGTERM as on a node drain; the next pod starts
     jobs.wait_started("run-1", pod=2)
     jobs.logs("run-1")                  # every pod's output
     jobs.stop()                         # every process of the namespace is stopped
@@ -91,6 +100,7 @@ class _JobRunner:
         self.start_time: str | None = None
         self._changed = threading.Condition()
         self._stopping = False
+        self._evicting = False
         self._started_at = 0.0
         self._thread = threading.Thread(
             target=self._run, name=f"job-{self.namespace}/{self.name}", daemon=True
@@ -127,6 +137,15 @@ class _JobRunner:
         if pod is None or pod.exit_code is not None:
             raise AssertionError(f"Job {self.name} has no running pod to kill")
         _signal(pod.process, signal.SIGKILL)
+        return pod
+
+    def evict(self) -> Pod:
+        pod = self.current()
+        if pod is None or pod.exit_code is not None:
+            raise AssertionError(f"Job {self.name} has no running pod to evict")
+        with self._changed:
+            self._evicting = True
+            self._changed.notify_all()
         return pod
 
     # -- the controller loop ---------------------------------------------------------------
@@ -246,23 +265,37 @@ class _JobRunner:
                     return "stopped"
                 if self._suspended():
                     break
-                self._changed.wait(POLL)
+                evicted, self._evicting = self._evicting, False
+                if not evicted:
+                    self._changed.wait(POLL)
+            if evicted:
+                # A node drain: the pod is terminating (not active), it has its grace period,
+                # and its exit counts as a failure.
+                self._terminating(pod, suspended=False)
+                return "exited"
             if deadline is not None and time.monotonic() >= deadline:
                 _terminate(pod.process)
                 return "deadline"
-        _terminate(pod.process)  # the Job controller deletes the pod: SIGTERM, then SIGKILL
+        # The Job controller deletes the pod: at once it is terminating, not active, and the
+        # Job Suspended; the process has its grace period (SIGTERM, then SIGKILL).
+        self._terminating(pod, suspended=True)
         return "suspended"
+
+    def _terminating(self, pod: Pod, *, suspended: bool) -> None:
+        _signal(pod.process, signal.SIGTERM)
+        self._write_status(active=0, terminating=1, suspended=suspended)
+        _terminate(pod.process)  # waits out the grace period, then SIGKILL
 
     # -- the Job status --------------------------------------------------------------------
 
     def _conditions(self) -> list[dict[str, Any]]:
         return list((self.job.get("status") or {}).get("conditions") or [])
 
-    def _write_status(self, *, active: int, suspended: bool = False) -> None:
+    def _write_status(self, *, active: int, terminating: int = 0, suspended: bool = False) -> None:
         status: dict[str, Any] = {
             "active": active,
             "ready": active,
-            "terminating": 0,
+            "terminating": terminating,
             "failed": self.failed,
             "succeeded": 0,
             "startTime": self.start_time,
@@ -524,6 +557,11 @@ class NamespaceExecutor:
     def kill(self, job: str) -> Pod:
         """SIGKILL the Job's running process: a pod failure, so the next pod starts."""
         return self._runner(job).kill()
+
+    def evict(self, job: str) -> Pod:
+        """SIGTERM the Job's running process as a node drain does: it is terminating for its
+        grace period; when it exits non-zero that is a pod failure and the next pod starts."""
+        return self._runner(job).evict()
 
     def pods(self, job: str) -> list[Pod]:
         runner = self.executor.runner(self.namespace, job)

@@ -12,6 +12,7 @@ cancellation; runs that cannot start; the runner's RBAC; operator restarts; run 
 
 from __future__ import annotations
 
+import signal
 import ssl
 import time
 from collections.abc import Iterator
@@ -313,6 +314,46 @@ def test_a_killed_runner_resumes_in_the_next_pod_without_repeating_steps(
     assert (job["status"]["failed"], job["status"]["succeeded"]) == (1, 1)
 
 
+def test_an_evicted_runner_finishes_its_step_and_the_next_pod_resumes_after_it(
+    apiserver: kube.APIServer,
+    namespace: str,
+    operator: operator_process.Operator,
+    executor: executor_mod.NamespaceExecutor,
+    shop: httpserver.Server,
+) -> None:
+    # /slow answers after 2 s: the runner gets SIGTERM (a node drain) while it waits.
+    shop.queue(
+        "/slow", httpserver.Reply(200, '{"n": 1}', {"Content-Type": "application/json"}, delay=2)
+    )
+    spec = {
+        "steps": [
+            post("first", shop.url("/first")),
+            post("slow", shop.url("/slow")),
+            post("last", shop.url("/last")),
+        ],
+        "outputs": {"slow": "${ steps.slow.output.body.n }"},
+        "finally": [post("cleanup", shop.url("/cleanup"))],
+    }
+    run = start(apiserver, namespace, spec)
+    wait_for(apiserver, run, lambda r: running_step("slow")(r) and shop.calls("/slow") == 1)
+
+    evicted = executor.evict(RUN)
+
+    # Not a cancel: the step in flight finished and was journaled, nothing else ran, and the
+    # runner exited non-zero so the Job started another pod, which resumed after it.
+    assert evicted.process.wait(timeout=30) == 128 + signal.SIGTERM
+    executor.wait_started(RUN, pod=2)
+    done = wait_for(apiserver, run, objects.finished)
+    assert phase(done) == "Succeeded", done["status"]
+    assert done["status"]["outputs"] == {"slow": 1}
+    calls = [shop.calls(p) for p in ("/first", "/slow", "/last", "/cleanup")]
+    assert calls == [1, 1, 1, 1]  # every step executed once
+    assert (step(done, "slow")["phase"], step(done, "slow")["attempts"]) == ("Succeeded", 1)
+    job = wait_for(apiserver, objects.job_of(run), lambda j: condition(j, "Complete") != {})
+    assert (job["status"]["failed"], job["status"]["succeeded"]) == (1, 1)
+    assert "was interrupted" in executor.logs(RUN)
+
+
 # -- cancellation ------------------------------------------------------------------------------
 
 
@@ -343,6 +384,41 @@ def test_cancel_suspends_the_job_the_runner_stops_and_runs_finally(
     assert job["status"].get("active", 0) == 0  # (0 is not written: omitempty)
     assert objects.events_about(apiserver, namespace, RUN, "Cancelled")
     assert len(executor.pods(RUN)) == 1
+
+
+def test_a_cancelled_run_is_reported_cancelled_only_after_its_slow_finally_finished(
+    apiserver: kube.APIServer,
+    namespace: str,
+    operator: operator_process.Operator,
+    executor: executor_mod.NamespaceExecutor,
+    shop: httpserver.Server,
+) -> None:
+    # The cleanup call takes 3 s; meanwhile the Job's pod is terminating, no longer active.
+    shop.route(
+        "/cleanup",
+        httpserver.Reply(200, '{"ok": true}', {"Content-Type": "application/json"}, delay=3),
+    )
+    spec = {
+        "steps": [delay("wait", "60s"), post("after", shop.url("/after"))],
+        "finally": [post("cleanup", shop.url("/cleanup"))],
+    }
+    run = start(apiserver, namespace, spec)
+    wait_for(apiserver, run, running_step("wait"))
+
+    apiserver.merge_patch(run, {"spec": {"cancel": True}})
+
+    terminating = wait_for(
+        apiserver, objects.job_of(run), lambda j: (j.get("status") or {}).get("terminating") == 1
+    )
+    assert terminating["status"].get("active", 0) == 0
+    # The first state in which the run is finished: finally has finished by then.
+    done = wait_for(apiserver, run, objects.finished, timeout=30)
+    cond = condition(done, "Succeeded")
+    assert (phase(done), cond["reason"]) == ("Cancelled", "Cancelled")
+    assert step(done, "cleanup")["phase"] == "Succeeded", done["status"]["steps"]
+    assert done["status"]["result"]["phase"] == "Cancelled"
+    assert (shop.calls("/after"), shop.calls("/cleanup")) == (0, 1)
+    assert executor.pods(RUN)[0].process.wait(timeout=30) == 0  # the runner recorded the end
 
 
 def test_a_run_cancelled_before_it_starts_never_runs(
