@@ -150,10 +150,14 @@ def _report(exc: Any, output: str) -> None:
     """An error as one line per problem on stderr, or with ``--output json`` as one JSON
     document on stdout (what a script reading the output parses)."""
     from autoflow.crds import errors
+    from autoflow.runners import loader
 
     problems = getattr(exc, "problems", None)
     if not isinstance(problems, list):
         problems = [errors.Problem(exc.message, exc.where)]
+    if isinstance(exc, errors.ManifestError):
+        # Found after loading (compiling the plan): point at the step's line in the file.
+        problems = loader.with_lines(problems)
     if output == "json":
         import json
 

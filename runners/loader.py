@@ -311,6 +311,30 @@ def _step_path(spec: Any, step: str) -> list[str | int] | None:
     return None
 
 
+def with_lines(problems: list[errors.Problem]) -> list[errors.Problem]:
+    """Problems found after loading (compiling a plan) with the line of their step and field,
+    read again from the file each names; a file that no longer reads leaves them as they are."""
+    sources: dict[str, list[documents.Document]] = {}
+    located = []
+    for problem in problems:
+        where = problem.where
+        if where.file and where.resource and where.line is None:
+            if where.file not in sources:
+                try:
+                    sources[where.file] = documents.read_file(where.file)
+                except errors.AutoflowError:
+                    sources[where.file] = []
+            for doc in sources[where.file]:
+                if (
+                    isinstance(doc.data, dict)
+                    and resource_where(doc.data, errors.Where()).resource == where.resource
+                ):
+                    problem = locate(problem, doc.data, doc)
+                    break
+        located.append(problem)
+    return located
+
+
 def load_text(text: str, file: str = "<input>") -> list[Resource]:
     """Every resource in a YAML text; errors name ``file`` and the line of each problem."""
     return _resources(manifest_documents(text, file), file)
