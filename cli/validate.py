@@ -61,7 +61,8 @@ def check_file(
             missing=plan.NOT_GIVEN,
             source=doc,
         )
-        problems += found
+        # In the order of the file, as someone fixing them reads it.
+        problems += sorted(found, key=lambda p: p.where.line or 0)
         if found or resource is None:
             continue
         if isinstance(resource, workflow.Workflow):
