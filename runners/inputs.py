@@ -27,7 +27,8 @@ class InputProblems(errors.InputError):
         self.problems = problems
 
     def __str__(self) -> str:
-        return "\n".join(str(p) for p in self.problems)
+        # One line: it also becomes a WorkflowRun's condition message (operator.runs).
+        return "; ".join(str(p) for p in self.problems)
 
 
 _CHECKS: dict[str, tuple[type | tuple[type, ...], str]] = {

@@ -76,11 +76,6 @@ def _mappings(docs: list[documents.Document], file: str) -> list[documents.Docum
     return docs
 
 
-def parse_documents(text: str, file: str = "<input>") -> list[tuple[dict[str, Any], int]]:
-    """The YAML documents of a manifest file as (mapping, first line) pairs."""
-    return [(doc.data, doc.line) for doc in manifest_documents(text, file)]
-
-
 def _oversized_values(value: Any, path: str) -> Iterator[tuple[str, int]]:
     if isinstance(value, str):
         size = len(value.encode("utf-8", "surrogatepass"))
