@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check workflow manifests without running them")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--output", choices=["text", "json"], default="text")
+    p.add_argument("--output", "-o", choices=["text", "json"], default="text")
 
     p = sub.add_parser("run", help="run a workflow here, in this process (no cluster needed)")
     p.add_argument(
@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs-file", metavar="FILE", help="YAML or JSON mapping of inputs")
     p.add_argument("--journal", metavar="DIR", help="journal here; a killed run resumes from it")
     p.add_argument("--secrets", metavar="FILE", help="YAML: integration name → key → value")
-    p.add_argument("--output", choices=["text", "json"], default="text")
+    p.add_argument("--output", "-o", choices=["text", "json"], default="text")
     p.add_argument("--log-format", choices=["human", "json"], default="human")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
 
@@ -133,12 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
-    except errors.ValidationError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return EXIT_FAILED
     except errors.AutoflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _report(exc, getattr(args, "output", "text"))
         return EXIT_FAILED
     except BrokenPipeError:
         # The reader went away (autoflow run ... | head); nothing more to say.
@@ -148,6 +144,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return EXIT_USAGE
+
+
+def _report(exc: Any, output: str) -> None:
+    """An error as one line per problem on stderr, or with ``--output json`` as one JSON
+    document on stdout (what a script reading the output parses)."""
+    from autoflow.crds import errors
+    from autoflow.runners import loader
+
+    problems = getattr(exc, "problems", None)
+    if not isinstance(problems, list):
+        problems = [errors.Problem(exc.message, exc.where)]
+    if isinstance(exc, errors.ManifestError):
+        # Found after loading (compiling the plan): point at the step's line in the file.
+        problems = loader.with_lines(problems)
+    if output == "json":
+        import json
+
+        from autoflow.cli import validate
+
+        doc = {
+            "error": problems[0].message,
+            "problems": [validate.problem_json(p) for p in problems],
+        }
+        print(json.dumps(doc, indent=2))
+        return
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
 
 
 def run_module() -> Any:

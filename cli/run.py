@@ -27,7 +27,7 @@ from typing import Any, TextIO
 import yaml
 
 from autoflow.crds import errors
-from autoflow.runners import engine, local, logs
+from autoflow.runners import documents, engine, local, logs
 
 _MARKS = {"Succeeded": "✓", "Failed": "✗", "Skipped": "–", "Cancelled": "■"}
 
@@ -61,20 +61,14 @@ class Progress(engine.Observer):
 def _inputs(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     values: dict[str, Any] = {}
     if args.inputs_file:
-        try:
-            with open(args.inputs_file, encoding="utf-8") as fh:
-                loaded = yaml.safe_load(fh) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise errors.InputError(
-                f"cannot read inputs file: {_read_problem(exc)}",
-                errors.Where(file=args.inputs_file, line=_problem_line(exc)),
-            ) from None
-        if not isinstance(loaded, dict):
+        # The same reader and limits as manifests: size, aliases, nesting, duplicate keys.
+        loaded = documents.read_one(args.inputs_file, "inputs file")
+        if not isinstance(loaded.data, dict):
             raise errors.InputError(
                 "an inputs file is a mapping of input names to values",
-                errors.Where(file=args.inputs_file),
+                errors.Where(file=args.inputs_file, line=loaded.line),
             )
-        values.update(loaded)
+        values.update(loaded.data)
     for item in args.input:
         name, sep, value = item.partition("=")
         if not sep or not name:
@@ -82,20 +76,6 @@ def _inputs(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         values[name] = value
     # Command-line values arrive as text and are converted to the declared types.
     return values, bool(args.input)
-
-
-def _read_problem(exc: Exception) -> str:
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
-    if isinstance(exc, UnicodeDecodeError):
-        return f"not UTF-8 text (byte {exc.start})"
-    problem = getattr(exc, "problem", None)
-    return f"YAML syntax: {problem}" if problem else "not valid YAML"
-
-
-def _problem_line(exc: Exception) -> int | None:
-    mark = getattr(exc, "problem_mark", None)
-    return mark.line + 1 if mark is not None else None
 
 
 def _print_text(result: engine.RunResult, out: TextIO) -> None:

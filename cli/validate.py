@@ -1,21 +1,22 @@
 """``autoflow validate FILE...``: every problem in every file, before anything runs.
 
-Each Workflow is compiled exactly as the engine and the operator compile it, so a file that
-validates here is one they accept. Integrations given in any of the files are checked too:
-their type must be an installed connector, and a step naming one must be of its type.
+Each document is checked by ``checks.check_manifest``, which compiles a Workflow exactly as the
+engine and the operator do, so a file that validates here is one they accept. Every problem of
+every document is reported, each at its own line. Integrations given in any of the files are
+checked too: their type must be an installed connector, a step naming one must be of its type,
+and when any Integration is given, a step naming one that is not given is a problem.
 Exit code 1 when any file has a problem.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from autoflow.crds import errors, integration, workflow
-from autoflow.runners import loader, plan
+from autoflow.crds import errors, workflow
+from autoflow.runners import checks, loader, plan
 
 
 def integration_types(files: Sequence[str]) -> dict[str, str | None]:
@@ -24,56 +25,56 @@ def integration_types(files: Sequence[str]) -> dict[str, str | None]:
     types: dict[str, str | None] = {}
     for path in files:
         try:
-            resources = loader.load_file(path)
+            docs = loader.read_manifests(path)
         except errors.AutoflowError:
             continue
-        for res in resources:
-            if isinstance(res, integration.Integration):
-                types[res.metadata.name or ""] = res.spec.type
+        for doc in docs:
+            name = (
+                (doc.data.get("metadata") or {}) if doc.data.get("kind") == "Integration" else None
+            )
+            if isinstance(name, dict) and isinstance(name.get("name"), str):
+                spec = doc.data.get("spec")
+                type_ = spec.get("type") if isinstance(spec, dict) else None
+                types[name["name"]] = type_ if isinstance(type_, str) else None
     return types
 
 
 def check_file(
     path: str, integrations: Mapping[str, str | None] | None = None
 ) -> tuple[list[str], list[errors.Problem]]:
-    """(what is valid, the problems) of one file; ``integrations`` as ``integration_types``."""
+    """(what is valid, the problems) of one file. ``integrations`` as ``integration_types``:
+    when it names any, a step naming an Integration that is not among them is a problem."""
     ok: list[str] = []
     problems: list[errors.Problem] = []
     try:
-        resources = loader.load_file(path)
+        docs = loader.read_manifests(path)
     except errors.ValidationError as exc:
         return ok, exc.problems
     except errors.AutoflowError as exc:
         return ok, [errors.Problem(exc.message, exc.where)]
-    for res in resources:
-        if isinstance(res, workflow.Workflow):
-            try:
-                compiled = plan.compile_workflow(res, where=errors.Where(file=path))
-            except errors.ValidationError as exc:
-                problems.extend(exc.problems)
-                continue
-            found = plan.integration_problems(
-                res, integrations or {}, errors.Where(file=path), require_all=False
-            )
-            if found:
-                problems.extend(found)
-                continue
-            count = len(compiled.main.order)
-            ok.append(f"{res.ref} ({count} step{'s' if count != 1 else ''})")
-        elif isinstance(res, integration.Integration):
-            unknown = plan.unknown_type_problem(res.metadata.name or "", res.spec.type)
-            if unknown is not None:
-                problems.append(
-                    dataclasses.replace(unknown, where=unknown.where.replace(file=path))
-                )
-                continue
-            ok.append(res.ref)
+    for doc in docs:
+        resource, found = checks.check_manifest(
+            doc.data,
+            where=errors.Where(file=path, line=doc.line),
+            integrations=integrations,
+            require_all=bool(integrations),
+            missing=plan.NOT_GIVEN,
+            source=doc,
+        )
+        # In the order of the file, as someone fixing them reads it.
+        problems += sorted(found, key=lambda p: p.where.line or 0)
+        if found or resource is None:
+            continue
+        if isinstance(resource, workflow.Workflow):
+            count = len(resource.spec.steps)
+            ok.append(f"{resource.ref} ({count} step{'s' if count != 1 else ''})")
         else:
-            ok.append(res.ref)
+            ok.append(resource.ref)
     return ok, problems
 
 
-def _problem_json(p: errors.Problem) -> dict[str, Any]:
+def problem_json(p: errors.Problem) -> dict[str, Any]:
+    """A problem as JSON: the parts of where it is that are known, and the message."""
     w = p.where
     found = {
         "file": w.file,
@@ -99,7 +100,7 @@ def main(files: Sequence[str], output: str) -> int:
                 "file": path,
                 "valid": not problems,
                 "resources": ok,
-                "problems": [_problem_json(p) for p in problems],
+                "problems": [problem_json(p) for p in problems],
             }
         )
         if output == "text":

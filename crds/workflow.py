@@ -20,6 +20,20 @@ MAX_STEPS = 1000
 InputType = Literal["string", "number", "integer", "boolean", "object", "array"]
 
 
+def _longer_than_zero(value: str | int) -> str | int:
+    # A zero timeout passes every type check and then fails every run at its first step.
+    if meta.parse_duration(value) <= 0:
+        raise ValueError("a timeout must be longer than 0 (leave it out for no timeout)")
+    return value
+
+
+Timeout = Annotated[
+    meta.Duration,
+    pydantic.AfterValidator(_longer_than_zero),
+    pydantic.Field(description="How long it may take: 500ms, 10s, 1m30s, 2h; longer than 0."),
+]
+
+
 class Input(meta.Model):
     """One declared run input."""
 
@@ -111,7 +125,7 @@ class Step(meta.Model):
         default=None, description="The Integration that supplies credentials and limits."
     )
     retry: Retry | None = None
-    timeout: meta.Duration | None = None
+    timeout: Timeout | None = None
     continue_on_error: bool = pydantic.Field(
         default=False, description="A failure of this step does not fail the run."
     )
@@ -248,7 +262,7 @@ class WorkflowSpec(meta.Model):
     outputs: dict[str, Any] = pydantic.Field(
         default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )
-    timeout: meta.Duration | None = None
+    timeout: Timeout | None = None
     retry: Retry | None = pydantic.Field(default=None, description="Default retry for every step.")
     concurrency: Concurrency | None = None
     runtime: Runtime | None = None

@@ -3,6 +3,9 @@
 ``resolve`` takes the declared inputs and the given values (from a WorkflowRun, a Schedule, or
 ``--input k=v`` on the command line, where every value arrives as text) and returns the
 values the run sees: types checked or converted, defaults filled in, unknown names refused.
+Every problem is found before one is reported (``InputProblems``): a run given none of its
+three required inputs says so once, not three times in three attempts. A JSON value given as
+text is read with the nesting and size limits files have (``documents.parse_json``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from autoflow.crds import errors, workflow
+from autoflow.runners import documents
+
+
+class InputProblems(errors.InputError):
+    """Several inputs are wrong; ``problems`` names each one (its field is ``inputs.<name>``)."""
+
+    def __init__(self, problems: list[errors.Problem]) -> None:
+        super().__init__(problems[0].message, problems[0].where)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        # One line: it also becomes a WorkflowRun's condition message (operator.runs).
+        return "; ".join(str(p) for p in self.problems)
+
 
 _CHECKS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "string": (str, "a string"),
@@ -42,12 +59,17 @@ def _from_text(name: str, text: str, decl: workflow.Input, where: errors.Where) 
             if lowered in {"false", "no", "0", "off"}:
                 return False
             raise ValueError(text)
-        return json.loads(text)
+        value = documents.parse_json(text)
+    except documents.LimitExceeded as exc:
+        raise errors.InputError(
+            f"input {name!r}: {exc}", where.replace(field=f"inputs.{name}")
+        ) from None
     except ValueError:
         raise errors.InputError(
             f"input {name!r} must be {_CHECKS[kind][1]}; got {text[:80]!r}",
             where.replace(field=f"inputs.{name}"),
         ) from None
+    return value
 
 
 def _check(name: str, value: Any, decl: workflow.Input, where: errors.Where) -> Any:
@@ -80,28 +102,38 @@ def resolve(
     *,
     from_text: bool = False,
 ) -> dict[str, Any]:
-    """The inputs a run sees. ``from_text`` converts string values to the declared types."""
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        known = ", ".join(sorted(declared)) or "none"
-        raise errors.InputError(
-            f"unknown input {unknown[0]!r} (declared inputs: {known})",
-            where.replace(field=f"inputs.{unknown[0]}"),
+    """The inputs a run sees. ``from_text`` converts string values to the declared types.
+
+    Raises ``InputProblems`` naming every input that is unknown, wrong or missing."""
+    problems: list[errors.Problem] = []
+    known = ", ".join(sorted(declared)) or "none"
+    for name in sorted(set(given) - set(declared)):
+        problems.append(
+            errors.Problem(
+                f"unknown input {name!r} (declared inputs: {known})",
+                where.replace(field=f"inputs.{name}"),
+            )
         )
     values: dict[str, Any] = {}
     for name, decl in declared.items():
-        if name in given:
-            value = given[name]
-            if from_text and isinstance(value, str):
-                value = _from_text(name, value, decl, where)
-            values[name] = _check(name, value, decl, where)
-        elif decl.default is not None:
-            values[name] = decl.default
-        elif decl.required:
-            hint = f" ({decl.description})" if decl.description else ""
-            raise errors.InputError(
-                f"required input {name!r} is missing{hint}", where.replace(field=f"inputs.{name}")
-            )
-        else:
-            values[name] = None
+        try:
+            if name in given:
+                value = given[name]
+                if from_text and isinstance(value, str):
+                    value = _from_text(name, value, decl, where)
+                values[name] = _check(name, value, decl, where)
+            elif decl.default is not None:
+                values[name] = decl.default
+            elif decl.required:
+                hint = f" ({decl.description})" if decl.description else ""
+                raise errors.InputError(
+                    f"required input {name!r} is missing{hint}",
+                    where.replace(field=f"inputs.{name}"),
+                )
+            else:
+                values[name] = None
+        except errors.InputError as exc:
+            problems.append(errors.Problem(exc.message, exc.where))
+    if problems:
+        raise InputProblems(problems)
     return values

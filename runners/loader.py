@@ -1,31 +1,31 @@
 """Reading manifests from files into API objects, with errors that name file, step and field.
 
-``load_file`` reads a YAML file (one or many documents), checks its size and shape, and turns
-every document into a ``Workflow``, ``WorkflowRun``, ``Integration`` or ``Schedule`` model.
-Whatever is wrong comes back as one ``ManifestError`` (or a ``ValidationError`` with several
-problems) whose text points at the place to fix; a YAML traceback never reaches the user.
+``load_file`` reads a YAML file (one or many documents) through ``documents.read_file`` (size
+checked before parsing, aliases, nesting and duplicate keys bounded) and turns every document
+into a ``Workflow``, ``WorkflowRun``, ``Integration`` or ``Schedule`` model. Whatever is wrong
+comes back as one ``ManifestError`` (or a ``ValidationError`` with every problem of every
+document), each problem at the line its step and field were written on (``locate``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pydantic
-import yaml
 
 from autoflow.crds import errors, integration, meta, run, schedule, workflow
+from autoflow.runners import documents
 
-# etcd refuses objects over about 1.5 MB; a manifest that large could never be applied.
-MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_MANIFEST_BYTES = documents.MAX_FILE_BYTES
 # One inline value this large is data, not configuration: it belongs in a URL, a ConfigMap
 # or the run store, and would bloat every run's snapshot.
 MAX_INLINE_VALUE_BYTES = 256 * 1024
-# YAML aliases let a small file describe a huge (or endless) document; everything after the
-# parser walks the expanded tree, so its size and depth are bounded before anything else runs.
-MAX_EXPANDED_SIZE = 8 * MAX_MANIFEST_BYTES  # nodes plus scalar characters
-MAX_NESTING_DEPTH = 100
+MAX_EXPANDED_SIZE = documents.MAX_EXPANDED_SIZE
+MAX_NESTING_DEPTH = documents.MAX_NESTING_DEPTH
 
 KINDS: dict[str, type[meta.Resource]] = {
     "Workflow": workflow.Workflow,
@@ -36,99 +36,41 @@ KINDS: dict[str, type[meta.Resource]] = {
 
 Resource = workflow.Workflow | run.WorkflowRun | integration.Integration | schedule.Schedule
 
-
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SECTIONS = ("steps", "onError", "finally")
+_TOP_LEVEL = {"apiVersion", "kind", "metadata", "spec", "status"}
 
 
 def _size(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MiB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KiB"
+    return documents.size_text(n)
 
 
-def _yaml_documents(text: str, file: str) -> Iterator[tuple[Any, int]]:
-    try:
-        for node in yaml.compose_all(text, Loader=_Loader):
-            if node is None:
-                continue
-            _check_expansion(node, file)
-            yield _Loader("").construct_document(node), node.start_mark.line + 1
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        problem = exc.problem or "invalid YAML"
-        tab_line = _first_tab_indent(text)
-        if tab_line is not None:
-            problem, line = "a tab is used for indentation; YAML allows only spaces", tab_line
-        raise errors.ManifestSyntaxError(
-            f"YAML syntax: {problem}", errors.Where(file=file, line=line)
-        ) from None
-    except yaml.YAMLError as exc:
-        raise errors.ManifestSyntaxError(f"YAML: {exc}", errors.Where(file=file)) from None
+def _kind_of_value(value: Any) -> str:
+    """What a YAML value is, in the words of someone who wrote it."""
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a text"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a single value"
 
 
-def _check_expansion(root: yaml.Node, file: str) -> None:
-    """Refuse documents whose aliases loop or expand past the limits, and over-deep nesting."""
-    known: dict[int, tuple[int, int]] = {}  # node → (expanded size, height)
-    open_nodes: set[int] = set()
-
-    def fail(message: str, node: yaml.Node) -> errors.ManifestSyntaxError:
-        return errors.ManifestSyntaxError(
-            message, errors.Where(file=file, line=node.start_mark.line + 1)
-        )
-
-    def walk(node: yaml.Node, depth: int) -> tuple[int, int]:
-        key = id(node)
-        if key in open_nodes:
-            raise fail("a YAML alias refers to a node that contains it (an endless document)", node)
-        size, height = known.get(key) or (0, 0)
-        if not size:
-            if depth > MAX_NESTING_DEPTH:
-                raise fail(f"values are nested more than {MAX_NESTING_DEPTH} levels deep", node)
-            open_nodes.add(key)
-            size, height = 1, 1
-            if isinstance(node, yaml.ScalarNode):
-                size += len(node.value)
-            else:
-                children = (
-                    node.value
-                    if isinstance(node, yaml.SequenceNode)
-                    else [child for pair in node.value for child in pair]
-                )
-                for child in children:
-                    child_size, child_height = walk(child, depth + 1)
-                    size, height = size + child_size, max(height, child_height + 1)
-                    if size > MAX_EXPANDED_SIZE:
-                        raise fail(
-                            f"YAML aliases expand the document past {_size(MAX_EXPANDED_SIZE)}",
-                            node,
-                        )
-            open_nodes.discard(key)
-            known[key] = (size, height)
-        if depth + height - 1 > MAX_NESTING_DEPTH:
-            raise fail(f"values are nested more than {MAX_NESTING_DEPTH} levels deep", node)
-        return size, height
-
-    walk(root, 1)
+def manifest_documents(text: str, file: str = "<input>") -> list[documents.Document]:
+    """The documents of a manifest text, each a mapping (empty documents are skipped)."""
+    docs = documents.parse(text, file)
+    return _mappings(docs, file)
 
 
-def _first_tab_indent(text: str) -> int | None:
-    for number, line in enumerate(text.splitlines(), start=1):
-        indent = line[: len(line) - len(line.lstrip(" \t"))]
-        if "\t" in indent:
-            return number
-    return None
-
-
-def parse_documents(text: str, file: str = "<input>") -> list[tuple[dict[str, Any], int]]:
-    """The YAML documents of a manifest file as (mapping, first line) pairs."""
-    docs: list[tuple[dict[str, Any], int]] = []
-    for doc, line in _yaml_documents(text, file):
-        if not isinstance(doc, dict):
+def _mappings(docs: list[documents.Document], file: str) -> list[documents.Document]:
+    for doc in docs:
+        if not isinstance(doc.data, dict):
             raise errors.ManifestSyntaxError(
-                f"a manifest must be a mapping with apiVersion, kind, metadata and spec; "
-                f"found {type(doc).__name__}",
-                errors.Where(file=file, line=line),
+                "a manifest must be a mapping with apiVersion, kind, metadata and spec; "
+                f"this document is {_kind_of_value(doc.data)}",
+                errors.Where(file=file, line=doc.line),
             )
-        docs.append((doc, line))
     if not docs:
         raise errors.ManifestSyntaxError("the file holds no manifest", errors.Where(file=file))
     return docs
@@ -232,92 +174,187 @@ def _pydantic_message(err: Any) -> str:
     return msg
 
 
-def to_resource(doc: dict[str, Any], where: errors.Where) -> Resource:
-    """Validate one manifest mapping into its API model."""
-    api_version, kind = doc.get("apiVersion"), doc.get("kind")
-    name = (
-        (doc.get("metadata") or {}).get("name") if isinstance(doc.get("metadata"), dict) else None
-    )
+def _schema_problems(
+    exc: pydantic.ValidationError, doc: dict[str, Any], where: errors.Where
+) -> list[errors.Problem]:
+    found = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        # pydantic reports a union (str | bool) per branch; keep the first branch only.
+        loc = tuple(
+            p
+            for p in loc
+            if p not in {"str", "bool", "int", "float", "list[any]", "constrained-str"}
+        )
+        step, field = _field_path(loc, doc)
+        found.append(errors.Problem(_pydantic_message(err), where.replace(step=step, field=field)))
+    return list(dict.fromkeys(found))
+
+
+def resource_where(doc: dict[str, Any], where: errors.Where) -> errors.Where:
+    """``where`` with the resource (``Workflow/name``) the manifest says it is."""
+    kind = doc.get("kind")
+    metadata = doc.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
     if kind is not None or name is not None:
-        where = where.replace(resource=f"{kind or '<no kind>'}/{name or '<unnamed>'}")
+        return where.replace(resource=f"{kind or '<no kind>'}/{name or '<unnamed>'}")
+    return where
+
+
+def to_resource(
+    doc: dict[str, Any], where: errors.Where, source: documents.Document | None = None
+) -> Resource:
+    """Validate one manifest mapping into its API model; a ``ValidationError`` lists every
+    problem found (each at its own line when ``source`` is the document it came from)."""
+    where = resource_where(doc, where)
+    api_version, kind = doc.get("apiVersion"), doc.get("kind")
+    problems: list[errors.Problem] = []
     if api_version != meta.API_VERSION:
         given = "is missing" if api_version is None else f"is {api_version!r}"
-        raise errors.ManifestError(
-            f"apiVersion {given}; expected {meta.API_VERSION!r}",
-            where.replace(field="apiVersion"),
+        problems.append(
+            errors.Problem(
+                f"apiVersion {given}; expected {meta.API_VERSION!r}",
+                where.replace(field="apiVersion"),
+            )
         )
     model = KINDS.get(str(kind))
     if model is None:
-        raise errors.ManifestError(
-            f"kind {kind!r} is not an Autoflow kind (expected one of {', '.join(KINDS)})",
-            where.replace(field="kind"),
+        problems.append(
+            errors.Problem(
+                f"kind {kind!r} is not an Autoflow kind (expected one of {', '.join(KINDS)})",
+                where.replace(field="kind"),
+            )
         )
-    problems = _check_sizes(doc, where)
-    if not name:
+    problems += _check_sizes(doc, where)
+    metadata = doc.get("metadata")
+    if not (metadata.get("name") if isinstance(metadata, dict) else None):
         problems.append(
             errors.Problem(
                 "metadata.name is required (Kubernetes names every object)",
                 where.replace(field="metadata.name"),
             )
         )
-    if problems:
-        raise errors.ValidationError(problems)
-    try:
-        return model.model_validate(doc)  # type: ignore[return-value]
-    except pydantic.ValidationError as exc:
-        found = []
-        for err in exc.errors():
-            loc = tuple(
-                p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
-            )
-            # pydantic reports a union (str | bool) per branch; keep the first branch only.
-            loc = tuple(
+    resource: Resource | None = None
+    if model is not None:
+        try:
+            resource = model.model_validate(doc)  # type: ignore[assignment]
+        except pydantic.ValidationError as exc:
+            # apiVersion and the name are said above, in words that say what is expected.
+            said = {(p.where.step, p.where.field) for p in problems}
+            problems += [
                 p
-                for p in loc
-                if p not in {"str", "bool", "int", "float", "list[any]", "constrained-str"}
-            )
-            step, field = _field_path(loc, doc)
-            found.append(
-                errors.Problem(_pydantic_message(err), where.replace(step=step, field=field))
-            )
-        unique = list(dict.fromkeys(found))
-        raise errors.ValidationError(unique) from None
+                for p in _schema_problems(exc, doc, where)
+                if (p.where.step, p.where.field) not in said
+            ]
+    if problems or resource is None:
+        raise errors.ValidationError(locate_all(problems, doc, source))
+    return resource
+
+
+def locate_all(
+    problems: list[errors.Problem], data: Any, source: documents.Document | None
+) -> list[errors.Problem]:
+    """Each problem with the line its step and field were written on (when known)."""
+    if source is None:
+        return list(dict.fromkeys(problems))
+    return list(dict.fromkeys(locate(p, data, source) for p in problems))
+
+
+def locate(problem: errors.Problem, data: Any, source: documents.Document) -> errors.Problem:
+    """``problem`` at the line of its step and field in ``source``."""
+    line = source.line_of(data_path(problem.where, data))
+    return dataclasses.replace(problem, where=problem.where.replace(line=line))
+
+
+_FIELD_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+
+def data_path(where: errors.Where, data: Any) -> list[str | int]:
+    """The keys and indexes in a manifest mapping that a problem's step and field name.
+
+    Fields are written as the user reads them: ``with.url`` inside a step, ``spec.timeout``
+    or just ``outputs`` (inside ``spec``) on the resource.
+    """
+    path: list[str | int] = []
+    spec = data.get("spec") if isinstance(data, dict) else None
+    if where.step is not None:
+        found = _step_path(spec, where.step)
+        if found is None:
+            return ["spec"]
+        path = found
+    fields: list[str | int] = []
+    for match in _FIELD_PART.finditer(where.field or ""):
+        index, key = match.groups()
+        fields.append(int(index) if index is not None else key)
+    if not path and fields and fields[0] not in _TOP_LEVEL:
+        path = ["spec"]
+    return path + fields
+
+
+def _step_path(spec: Any, step: str) -> list[str | int] | None:
+    if not isinstance(spec, dict):
+        return None
+    number = int(step[1:]) - 1 if step.startswith("#") and step[1:].isdigit() else None
+    for section in _SECTIONS:
+        steps = spec.get(section)
+        if not isinstance(steps, list):
+            continue
+        for index, item in enumerate(steps):
+            has_id = isinstance(item, dict) and item.get("id")
+            if (has_id and str(item["id"]) == step) or (not has_id and index == number):
+                return ["spec", section, index]
+    return None
+
+
+def with_lines(problems: list[errors.Problem]) -> list[errors.Problem]:
+    """Problems found after loading (compiling a plan) with the line of their step and field,
+    read again from the file each names; a file that no longer reads leaves them as they are."""
+    sources: dict[str, list[documents.Document]] = {}
+    located = []
+    for problem in problems:
+        where = problem.where
+        if where.file and where.resource and where.line is None:
+            if where.file not in sources:
+                try:
+                    sources[where.file] = documents.read_file(where.file)
+                except errors.AutoflowError:
+                    sources[where.file] = []
+            for doc in sources[where.file]:
+                if (
+                    isinstance(doc.data, dict)
+                    and resource_where(doc.data, errors.Where()).resource == where.resource
+                ):
+                    problem = locate(problem, doc.data, doc)
+                    break
+        located.append(problem)
+    return located
 
 
 def load_text(text: str, file: str = "<input>") -> list[Resource]:
-    """Every resource in a YAML text; errors name ``file``."""
-    size = len(text.encode("utf-8", "surrogatepass"))
-    docs = parse_documents(text, file)
-    resources = [to_resource(doc, errors.Where(file=file, line=line)) for doc, line in docs]
-    if size > MAX_MANIFEST_BYTES:
-        raise errors.ManifestSyntaxError(
-            f"the file is {_size(size)}; a manifest must stay under {_size(MAX_MANIFEST_BYTES)} "
-            "(Kubernetes stores each object in etcd, which refuses large ones)",
-            errors.Where(file=file),
-        )
+    """Every resource in a YAML text; errors name ``file`` and the line of each problem."""
+    return _resources(manifest_documents(text, file), file)
+
+
+def _resources(docs: list[documents.Document], file: str) -> list[Resource]:
+    resources: list[Resource] = []
+    problems: list[errors.Problem] = []
+    for doc in docs:
+        try:
+            resources.append(to_resource(doc.data, errors.Where(file=file, line=doc.line), doc))
+        except errors.ValidationError as exc:
+            problems += exc.problems
+    if problems:
+        raise errors.ValidationError(problems)
     return resources
 
 
+def read_manifests(path: str | os.PathLike[str]) -> list[documents.Document]:
+    """The documents of a manifest file, each a mapping; the file's size is checked before it
+    is parsed."""
+    docs = documents.read_file(path)
+    return _mappings(docs, os.fspath(path))
+
+
 def load_file(path: str | os.PathLike[str]) -> list[Resource]:
-    """Every resource in a YAML file; errors name the file."""
-    file = os.fspath(path)
-    try:
-        with open(file, "rb") as fh:
-            raw = fh.read(MAX_MANIFEST_BYTES * 8 + 1)
-    except OSError as exc:
-        raise errors.ManifestError(
-            f"cannot read: {exc.strerror}", errors.Where(file=file)
-        ) from None
-    if len(raw) > MAX_MANIFEST_BYTES * 8:
-        raise errors.ManifestSyntaxError(
-            f"the file is over {_size(MAX_MANIFEST_BYTES * 8)}; a manifest must stay under "
-            f"{_size(MAX_MANIFEST_BYTES)}",
-            errors.Where(file=file),
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise errors.ManifestSyntaxError(
-            f"not UTF-8 text (byte {exc.start})", errors.Where(file=file)
-        ) from None
-    return load_text(text, file)
+    """Every resource in a YAML file; errors name the file and the line of each problem."""
+    return _resources(read_manifests(path), os.fspath(path))

@@ -20,11 +20,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import yaml
-
 from autoflow.connectors import sdk
 from autoflow.crds import errors, integration, workflow
-from autoflow.runners import engine, journal, limits, loader, redact
+from autoflow.runners import documents, engine, journal, limits, loader, redact
 from autoflow.runners import inputs as inputs_mod
 from autoflow.runners import integrations as integrations_mod
 from autoflow.runners import plan as plan_mod
@@ -127,20 +125,8 @@ class LocalIntegrations:
 
 
 def read_secrets_file(path: str) -> dict[str, dict[str, str]]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        # The YAML error text can quote the file's content, so it is not repeated here.
-        if isinstance(exc, OSError):
-            reason = exc.strerror
-        elif isinstance(exc, UnicodeDecodeError):
-            reason = "not UTF-8 text"
-        else:
-            reason = "not valid YAML"
-        raise errors.ManifestError(
-            f"cannot read secrets file: {reason}", errors.Where(file=path)
-        ) from None
+    # The same reader and limits as manifests; its errors never quote the file's content.
+    data = documents.read_one(path, "secrets file", quote=False).data
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise errors.ManifestError(
             "a secrets file maps integration names to key/value mappings", errors.Where(file=path)
@@ -218,15 +204,10 @@ def prepare(
     compiled = plan_mod.compile_workflow(wf, where=errors.Where(file=path))
     secrets = read_secrets_file(secrets_file) if secrets_file else None
     provider = LocalIntegrations(integrations, secrets, env)
-    missing = sorted(compiled.integrations() - provider.names())
-    if missing:
-        raise errors.ManifestError(
-            f"integration {missing[0]!r} is used but not given; pass the file with its "
-            "Integration manifest too",
-            where,
-        )
     types = {i.metadata.name or "": i.spec.type for i in integrations}
-    problems = plan_mod.integration_problems(wf, types, errors.Where(file=path))
+    problems = plan_mod.integration_problems(
+        wf, types, errors.Where(file=path), missing=plan_mod.NOT_GIVEN
+    )
     if problems:
         raise errors.ValidationError(problems)
     name = wf.metadata.name or "workflow"

@@ -27,6 +27,8 @@ from autoflow.crds import errors, meta, workflow
 from autoflow.runners import expressions
 
 NO_RETRY = workflow.Retry(max_attempts=1)
+# How a missing Integration is said where the Integrations come from files, not a namespace.
+NOT_GIVEN = "is not in the files given; pass the file with its Integration manifest too"
 ROOTS_IN_FOREACH = {"item", "index"}
 
 
@@ -490,10 +492,12 @@ def integration_problems(
     where: errors.Where | None = None,
     *,
     require_all: bool = True,
+    missing: str = "does not exist in this namespace",
 ) -> list[errors.Problem]:
     """Steps naming an Integration that is not there (when ``require_all``) or whose type is
     not the step's connector; ``integrations`` maps Integration names to connector types
-    (None: the type is not known here, only the name is checked)."""
+    (None: the type is not known here, only the name is checked). ``missing`` says where the
+    Integration was looked for, after its name."""
     base = (where or errors.Where()).replace(resource=wf.ref)
     problems = []
     for step in wf.all_steps():
@@ -502,11 +506,7 @@ def integration_problems(
         at = base.replace(step=step.id, field="integration")
         if step.integration not in integrations:
             if require_all:
-                problems.append(
-                    errors.Problem(
-                        f"integration {step.integration!r} does not exist in this namespace", at
-                    )
-                )
+                problems.append(errors.Problem(f"integration {step.integration!r} {missing}", at))
             continue
         type_ = integrations[step.integration]
         wrong = type_mismatch(step.integration, type_, step.uses) if type_ is not None else None

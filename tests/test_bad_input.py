@@ -113,7 +113,7 @@ MANIFEST_CASES = [
             "    - {id: a, uses: core.noop}\n"
             "    - {id: b, uses: core.noop, needs: [nope]}\n"
         ),
-        ("step 'b'", "field 'needs'", "unknown step 'nope'"),
+        ("needs-unknown.yaml:7,", "step 'b'", "field 'needs'", "unknown step 'nope'"),
     ),
     Case(
         "expression-unknown-step",
@@ -127,7 +127,14 @@ MANIFEST_CASES = [
     Case(
         "unknown-connector",
         workflow("  steps:\n    - {id: post, uses: fax.post}\n"),
-        ("step 'post'", "field 'uses'", "unknown connector 'fax'", "(known: ", " http,"),
+        (
+            "unknown-connector.yaml:6,",
+            "step 'post'",
+            "field 'uses'",
+            "unknown connector 'fax'",
+            "(known: ",
+            " http,",
+        ),
     ),
     Case(
         "unknown-action",
@@ -138,7 +145,7 @@ MANIFEST_CASES = [
     Case(
         "param-type-delay",
         workflow("  steps:\n    - {id: wait, uses: core.delay, with: {duration: [1]}}\n"),
-        ("step 'wait'", "field 'with.duration'"),
+        ("param-type-delay.yaml:6,", "step 'wait'", "field 'with.duration'"),
     ),
     Case(
         "param-type-timeout",
@@ -148,7 +155,7 @@ MANIFEST_CASES = [
             "      uses: http.request\n"
             '      with: {url: "http://127.0.0.1/", timeout: soon}\n'
         ),
-        ("step 'call'", "field 'with.timeout'", "'soon'", "duration"),
+        ("param-type-timeout.yaml:8,", "step 'call'", "field 'with.timeout'", "'soon'", "duration"),
         run=True,
     ),
     Case(
@@ -161,7 +168,7 @@ MANIFEST_CASES = [
         workflow(
             "  steps:\n    - {id: a, uses: core.noop}\n    - {id: b, uses: core.noop, neds: [a]}\n"
         ),
-        ("step 'b'", "field 'neds'", "unknown field"),
+        ("step-field-typo.yaml:7,", "step 'b'", "field 'neds'", "unknown field"),
     ),
     Case(
         "expression-syntax",
@@ -173,14 +180,47 @@ MANIFEST_CASES = [
         ("step 'add'", "field 'with.message'", "expression", "syntax"),
     ),
     Case(
+        "inline-value-300k",
+        workflow(
+            "  steps:\n    - id: upload\n      uses: http.request\n      with:\n"
+            '        url: "http://127.0.0.1/"\n        method: POST\n'
+            f'        body: "{"x" * 300 * 1024}"\n'
+        ),
+        ("inline-value-300k.yaml:11,", "step 'upload'", "field 'with.body'", "300 KiB"),
+        run=True,
+    ),
+    Case(
+        # Refused before parsing (a parser takes seconds and hundreds of MB on such a file),
+        # still pointing at the line that makes it large.
         "inline-value-2mb",
         workflow(
             "  steps:\n    - id: upload\n      uses: http.request\n      with:\n"
             '        url: "http://127.0.0.1/"\n        method: POST\n'
             f'        body: "{"x" * 2 * 1024 * 1024}"\n'
         ),
-        ("step 'upload'", "field 'with.body'", "2.0 MiB", "limit is 256 KiB"),
+        ("inline-value-2mb.yaml:11:", "2.0 MiB", "under 1.0 MiB", "line 11 alone"),
         run=True,
+    ),
+    Case(
+        "duplicate-key",
+        workflow(
+            "  steps:\n    - {id: a, uses: core.noop}\n  steps:\n    - {id: b, uses: core.noop}\n"
+        ),
+        ("duplicate-key.yaml:7:", "'steps'", "twice", "line 5"),
+        run=True,
+    ),
+    Case(
+        "step-timeout-zero",
+        workflow(
+            "  steps:\n    - {id: a, uses: core.noop}\n    - {id: b, uses: core.noop, timeout: 0}\n"
+        ),
+        ("step-timeout-zero.yaml:7,", "step 'b'", "field 'timeout'", "longer than 0"),
+        run=True,
+    ),
+    Case(
+        "run-timeout-zero",
+        workflow("  steps:\n    - {id: a, uses: core.noop}\n  timeout: 0s\n"),
+        ("run-timeout-zero.yaml:7,", "field 'spec.timeout'", "longer than 0"),
     ),
     Case("no-such-file", None, ("no-such-file.yaml", "No such file"), run=True),
     Case("empty-file", "", ("holds no manifest",), run=True),
@@ -291,6 +331,55 @@ INPUT_CASES = [
         names_file=False,
     ),
     Case(
+        "inputs-file-alias-bomb",
+        TRIAGE,
+        ("bomb.yaml:", "inputs file", "aliases expand"),
+        args=("--inputs-file", "bomb.yaml"),
+        validate=False,
+        run=True,
+        file=TRIAGE,
+        names_file=False,
+    ),
+    Case(
+        "secrets-file-alias-bomb",
+        TRIAGE,
+        ("bomb.yaml:", "secrets file", "aliases expand"),
+        args=("--secrets", "bomb.yaml"),
+        validate=False,
+        run=True,
+        file=TRIAGE,
+        names_file=False,
+    ),
+    Case(
+        "inputs-file-duplicate-key",
+        TRIAGE,
+        ("dup-inputs.yaml:2:", "inputs file", "'threshold'", "twice"),
+        args=("--inputs-file", "dup-inputs.yaml"),
+        validate=False,
+        run=True,
+        file=TRIAGE,
+        names_file=False,
+    ),
+    Case(
+        "inputs-file-too-large",
+        TRIAGE,
+        ("big-inputs.yaml:2:", "2.0 MiB", "an inputs file must stay under 1.0 MiB"),
+        args=("--inputs-file", "big-inputs.yaml"),
+        validate=False,
+        run=True,
+        file=TRIAGE,
+        names_file=False,
+    ),
+    Case(
+        "input-deeply-nested",
+        TRIAGE,
+        ("field 'inputs.orders'", "nested more than 100 levels"),
+        args=("-i", "orders=" + "[" * 5000 + "]" * 5000),
+        validate=False,
+        run=True,
+        file=TRIAGE,
+    ),
+    Case(
         "journal-is-a-file",
         TRIAGE,
         ("inputs.bin", "journal directory"),
@@ -304,6 +393,10 @@ INPUT_CASES = [
 
 AUX_FILES = {
     "inputs.bin": b"\xff\xfe\x00binary\x80",
+    # A few hundred bytes that expand to 9**9 strings: once a 691 MB journal.
+    "bomb.yaml": laughs().split("spec:")[0].split("metadata: {name: wf}\n")[1] + "orders: *l8\n",
+    "dup-inputs.yaml": "threshold: 5\nthreshold: 6\n",
+    "big-inputs.yaml": f'threshold: 5\nnote: "{"x" * 2 * 1024 * 1024}"\n',
     "inputs-bad.yaml": "threshold: 5\norders: [1, 2\nescalateAbove: 3\n",
 }
 

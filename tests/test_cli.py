@@ -298,6 +298,116 @@ def test_validate_json(tmp_path: Path) -> None:
     assert "'fial'" in problem["message"]
 
 
+EVERY_PROBLEM = """\
+apiVersion: autoflow.dev/v1alpha1
+kind: Workflow
+metadata: {name: first}
+spec:
+  timeout: 0s
+  steps:
+    - {id: a, uses: core.noop, neds: []}
+    - id: b
+      uses: core.log
+      with: {message: "${ steps.ghost.output }"}
+    - {id: c, uses: fax.send}
+---
+apiVersion: autoflow.dev/v1alpha1
+kind: Workflw
+metadata: {name: second}
+---
+apiVersion: autoflow.dev/v1alpha1
+kind: Workflow
+metadata: {name: third}
+spec:
+  steps:
+    - {id: x, uses: core.delay, with: {duration: [1]}}
+---
+"""
+
+
+def test_validate_reports_every_problem_of_every_document_at_its_own_line(
+    tmp_path: Path,
+) -> None:
+    """A schema problem hides neither the next document nor the compile checks of its own."""
+    path = tmp_path / "many.yaml"
+    path.write_text(EVERY_PROBLEM)
+    result = autoflow("validate", str(path))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[-1] == "6 problems found", result.stderr
+    expected = [
+        (5, "Workflow/first, field 'spec.timeout'", "longer than 0"),
+        (7, "Workflow/first, step 'a', field 'neds'", "unknown field"),
+        (10, "Workflow/first, step 'b', field 'with.message'", "unknown step 'ghost'"),
+        (11, "Workflow/first, step 'c', field 'uses'", "unknown connector 'fax'"),
+        (14, "Workflw/second, field 'kind'", "not an Autoflow kind"),
+        (22, "Workflow/third, step 'x', field 'with.duration'", "valid"),
+    ]
+    for line, (number, where, message) in zip(lines, expected, strict=False):
+        assert line.startswith(f"error: {path}:{number}, {where}: "), line
+        assert message in line, line
+
+
+def test_a_trailing_document_separator_is_an_empty_document_and_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "checkout.yaml"
+    path.write_text(FAILING.replace("uses: core.fail", "uses: core.log") + "---\n")
+    assert autoflow("validate", str(path)).returncode == 0
+    result = autoflow("run", str(path), "-q")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Succeeded: run checkout-")
+
+
+TWO_REQUIRED = """\
+apiVersion: autoflow.dev/v1alpha1
+kind: Workflow
+metadata: {name: report}
+spec:
+  inputs:
+    region: {type: string, required: true}
+    since: {type: string, required: true, description: first day of the report}
+    limit: {type: integer}
+  steps:
+    - {id: a, uses: core.noop}
+"""
+
+
+def test_run_reports_every_missing_input_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "report.yaml"
+    path.write_text(TWO_REQUIRED)
+    result = autoflow("run", str(path), "-i", "limit=many")
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 3, result.stderr
+    assert "field 'inputs.region': required input 'region' is missing" in lines[0]
+    assert "field 'inputs.since': required input 'since' is missing (first day" in lines[1]
+    assert "field 'inputs.limit': input 'limit' must be an integer; got 'many'" in lines[2]
+
+
+def test_run_errors_under_output_json_are_one_json_document(tmp_path: Path) -> None:
+    path = tmp_path / "report.yaml"
+    path.write_text(TWO_REQUIRED)
+    result = autoflow("run", str(path), "-o", "json")
+    assert result.returncode == 1
+    assert result.stderr == ""
+    doc = json_out(result)
+    assert doc["error"] == "required input 'region' is missing"
+    assert [(p["file"], p["resource"], p["field"]) for p in doc["problems"]] == [
+        (str(path), "Workflow/report", "inputs.region"),
+        (str(path), "Workflow/report", "inputs.since"),
+    ]
+
+    missing = autoflow("run", str(tmp_path / "nope.yaml"), "--output", "json")
+    assert missing.returncode == 1 and missing.stderr == ""
+    (problem,) = json_out(missing)["problems"]
+    assert problem["file"] == str(tmp_path / "nope.yaml")
+    assert "No such file" in problem["message"]
+
+    path.write_text(TWO_REQUIRED.replace("core.noop", "core.nope"))
+    invalid = json_out(autoflow("run", str(path), "-o", "json"))
+    (problem,) = invalid["problems"]
+    assert (problem["line"], problem["step"], problem["field"]) == (10, "a", "uses")
+
+
 def test_connectors_list() -> None:
     result = autoflow("connectors", "list")
     assert result.returncode == 0, result.stderr

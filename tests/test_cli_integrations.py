@@ -202,7 +202,8 @@ def test_files_without_integrations_and_duplicates_are_errors(
     code, _, err = run(capsys, first, second)
     assert code == 1
     assert (
-        f"{second}, Integration/shop: Integration 'shop' is defined twice (first in {first})" in err
+        f"{second}:1, Integration/shop: Integration 'shop' is defined twice (first in {first})"
+        in err
     )
 
 

@@ -94,6 +94,33 @@ def test_autoflow_run_refuses_an_integration_of_another_type_before_running(
     assert "is of type 'redis', but postgres.query needs" in problem.message
 
 
+def test_autoflow_run_names_the_step_and_field_of_an_integration_not_given(
+    tmp_path: Path,
+) -> None:
+    wf = write(tmp_path, "wf.yaml", WORKFLOW)
+
+    with pytest.raises(errors.ValidationError) as caught:
+        local.prepare([wf], given_inputs={}, from_text=False, env={})
+
+    (problem,) = caught.value.problems
+    assert (problem.where.file, problem.where.step) == (wf, "rows")
+    assert problem.where.field == "integration"
+    assert "integration 'warehouse' is not in the files given" in problem.message
+
+
+def test_validate_given_integration_files_reports_one_that_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wf = write(tmp_path, "wf.yaml", WORKFLOW)
+    other = write(tmp_path, "crm.yaml", integration("crm", "http"))
+
+    assert validate.main([wf, other], "text") == 1
+
+    err = capsys.readouterr().err
+    assert f"{wf}:9, Workflow/sync, step 'rows', field 'integration'" in err
+    assert "integration 'warehouse' is not in the files given" in err
+
+
 class ChangedType:
     """A provider whose Integration changed type after the run was validated (in a cluster,
     someone edits it while runs are in flight)."""
