@@ -732,6 +732,39 @@ def test_large_outputs_are_replaced_by_a_marker() -> None:
     assert step["output"]["truncated"] is True and len(step["output"]["preview"]) == job_mod.PREVIEW
 
 
+def test_one_oversized_run_output_is_truncated_and_the_others_kept() -> None:
+    async def write() -> dict[str, Any]:
+        journal, client = _journal()
+        outputs = {
+            "total": 42,
+            "report": "r" * job_mod.MAX_RUN_OUTPUTS_BYTES,
+            "ids": list(range(100)),
+        }
+        journal.append({"t": "end", "phase": "Succeeded", "outputs": outputs, "at": 1.0})
+        await journal.flush()
+        return client.patches[-1]
+
+    outputs = asyncio.run(write())["outputs"]
+    assert outputs["total"] == 42 and outputs["ids"] == list(range(100))
+    report = outputs["report"]
+    assert report["truncated"] is True and report["bytes"] == job_mod.MAX_RUN_OUTPUTS_BYTES + 2
+    assert report["preview"].startswith('"rrr') and len(report["preview"]) == job_mod.PREVIEW
+
+
+def test_run_outputs_are_truncated_largest_first_until_they_fit() -> None:
+    limit = 4000
+    outputs = {"a": "a" * 1500, "b": "b" * 2500, "c": "c" * 1000, "n": 1}
+    kept = job_mod.bounded_outputs(outputs, limit)
+    assert kept["b"]["truncated"] is True  # the largest alone makes room
+    assert (kept["a"], kept["c"], kept["n"]) == (outputs["a"], outputs["c"], 1)
+    assert job_mod.bounded_outputs({"n": 1}, limit) == {"n": 1}
+    assert job_mod.bounded_outputs(None, limit) is None
+    # Not a mapping, or too many outputs even as markers: one marker, as for a step output.
+    assert job_mod.bounded_outputs("x" * limit, limit)["truncated"] is True
+    many = {f"o{i}": "x" * 2000 for i in range(20)}
+    assert job_mod.bounded_outputs(many, limit)["truncated"] is True
+
+
 def test_a_failed_write_is_written_again_by_the_next_flush() -> None:
     async def write() -> list[dict[str, Any]]:
         journal, client = _journal()
