@@ -34,6 +34,7 @@ import logging
 from collections.abc import AsyncIterator, Collection
 from typing import Any
 
+import aiohttp.web
 import kopf
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -47,6 +48,10 @@ from autoflow.operator import workflows
 log = logging.getLogger("autoflow.operator")
 
 HANDLER_ID = "workflow"
+# An AdmissionReview carries the object and, on updates, the old one: two Workflows of up to
+# the API server's 3 MiB request limit, in JSON. aiohttp reads at most 1 MiB by default,
+# and a review it cannot read is a webhook failure, which the failure policy Ignore admits.
+MAX_REVIEW_BYTES = 16 * 1024 * 1024
 CERT_DAYS = 3650  # made at each start, kept in memory: a long life costs nothing
 
 
@@ -98,7 +103,8 @@ class Server(kopf.WebhookServer):
     kopf's server announces itself by URL, which the API server resolves with its own DNS
     (usually not the cluster's); a ``service`` client config is resolved by the API server
     itself. Its self-signed certificate comes from ``cryptography`` (already a dependency,
-    through authlib) instead of kopf's optional ``certbuilder``/``oscrypto``.
+    through authlib) instead of kopf's optional ``certbuilder``/``oscrypto``. It reads
+    reviews of the largest Workflows (``MAX_REVIEW_BYTES``), not only aiohttp's 1 MiB.
     """
 
     def __init__(self, *, service: tuple[str, str] | None = None, **kwargs: Any) -> None:
@@ -120,6 +126,11 @@ class Server(kopf.WebhookServer):
                 },
                 "caBundle": config["caBundle"],
             }
+
+    @staticmethod
+    async def _serve(fn: Any, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        # kopf serves each review through this hook; only the body limit is ours.
+        return await kopf.WebhookServer._serve(fn, request.clone(client_max_size=MAX_REVIEW_BYTES))
 
     @staticmethod
     def build_certificate(
