@@ -241,19 +241,21 @@ def test_the_runner_cluster_role_states_the_same_rules_the_operator_grants() -> 
 def test_the_operator_holds_what_it_grants_runners_and_no_wildcards() -> None:
     # RBAC lets the operator create a Role only with permissions it holds itself (it has no
     # escalate or bind verbs), so its ClusterRole must cover the runner's rules.
-    (role,) = [d for d in _manifests("operator.yaml") if d["kind"] == "ClusterRole"]
+    roles = [d for d in _manifests("operator.yaml") if d["kind"] == "ClusterRole"]
+    (role,) = [r for r in roles if r["metadata"]["name"] == "autoflow-operator"]
     for rule in runs.RUNNER_RULES + runs.INTEGRATION_RULES:
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 for verb in rule["verbs"]:
                     assert _allows(role["rules"], group, resource, verb), (resource, verb)
-    for rule in role["rules"]:
+    for rule in [r for role_ in roles for r in role_["rules"]]:
         assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
-    (binding,) = [d for d in _manifests("operator.yaml") if d["kind"] == "ClusterRoleBinding"]
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "autoflow-operator", "namespace": "autoflow-system"}
-    ]
+    # The operator's and its admission webhook's (docs/install.md), both to its account.
+    for binding in [d for d in _manifests("operator.yaml") if d["kind"] == "ClusterRoleBinding"]:
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "autoflow-operator", "namespace": "autoflow-system"}
+        ]
 
 
 # -- the Job -----------------------------------------------------------------------------------
