@@ -29,7 +29,7 @@ from typing import Any
 import kopf
 
 from autoflow.crds import conditions, meta
-from autoflow.operator import admission, concurrency, events, metrics, runs, workflows
+from autoflow.operator import admission, concurrency, diffbase, events, metrics, runs, workflows
 from autoflow.operator import history as history_mod
 from autoflow.operator import settings as settings_mod
 from autoflow.runners import kube
@@ -67,8 +67,9 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="autoflow.dev")
     # What kopf compares to find changes: the spec only. Labels and annotations change for
     # reasons of their own (the operator labels runs, GitOps tools annotate), and each
-    # change would cost a write of kopf's diff base for nothing.
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    # change would cost a write of kopf's diff base for nothing. Bounded: a Workflow near
+    # the size limit would need an annotation over the API server's limit (``diffbase``).
+    settings.persistence.diffbase_storage = diffbase.BoundedDiffBaseStorage(
         prefix="autoflow.dev",
         key="last-handled",
         ignored_fields=["metadata.labels", "metadata.annotations"],

@@ -35,6 +35,10 @@ def main(namespaces: list[str] | None = None, standalone: bool = True) -> int:
     from autoflow.runners import logs
 
     settings = settings_mod.Settings()
+    if settings.webhook_port:
+        from autoflow.operator import webhook
+
+        webhook.register(settings)
     level = logging.getLevelNamesMapping()[settings.log_level.upper()]
     logs.configure("json", level)
     handler = logging.StreamHandler(sys.stderr)

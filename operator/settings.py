@@ -16,6 +16,16 @@
 - ``AUTOFLOW_REDIS_SECRET`` (none): instead, the name of a Secret in the run's namespace
   whose key ``url`` holds the Redis URL (with its password); runner pods get it from the
   kubelet as ``AUTOFLOW_REDIS_URL``, so no credential is written into a Job
+- ``AUTOFLOW_WEBHOOK_PORT`` (0: none): serve the validating admission webhook on this port
+  (``operator.webhook``); the chart and kustomize set 9443
+- ``AUTOFLOW_WEBHOOK_ADDRESS`` (0.0.0.0): the address it listens on
+- ``AUTOFLOW_WEBHOOK_SERVICE`` (none): ``namespace/name`` of the Service the API server
+  reaches it through (its port must be the webhook port); none: by URL, at
+  ``AUTOFLOW_WEBHOOK_HOST`` (default: the listen address)
+- ``AUTOFLOW_WEBHOOK_CONFIGURATION`` (autoflow-operator.autoflow.dev): the
+  ValidatingWebhookConfiguration the operator creates and keeps up to date
+- ``AUTOFLOW_WEBHOOK_FAILURE_POLICY`` (Ignore): Ignore or Fail, when the API server cannot
+  reach the webhook
 - ``AUTOFLOW_LOG_LEVEL`` (info): debug, info, warning or error; kopf's own logs show from
   warning up, or from debug up when this is debug
 
@@ -45,6 +55,23 @@ class Settings(pydantic_settings.BaseSettings):
     redis_url: str = ""
     redis_secret: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    webhook_port: int = 0
+    webhook_address: str = "0.0.0.0"
+    webhook_service: str = ""
+    webhook_host: str = ""
+    webhook_configuration: str = "autoflow-operator.autoflow.dev"
+    webhook_failure_policy: Literal["Ignore", "Fail"] = "Ignore"
+
+    def webhook_service_ref(self) -> tuple[str, str] | None:
+        """(namespace, name) of ``webhook_service``, or None."""
+        if not self.webhook_service:
+            return None
+        namespace, sep, name = self.webhook_service.partition("/")
+        if not sep or not namespace or not name:
+            raise ValueError(
+                f"AUTOFLOW_WEBHOOK_SERVICE must be namespace/name, not {self.webhook_service!r}"
+            )
+        return namespace, name
 
     def namespace_list(self) -> list[str]:
         return [n.strip() for n in self.namespaces.split(",") if n.strip()]

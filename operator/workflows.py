@@ -7,6 +7,7 @@ result is the ``Ready`` condition, whose reason and message name the step and fi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -31,27 +32,57 @@ def parse(body: dict[str, Any]) -> workflow.Workflow:
     return resource
 
 
+def _size(body: dict[str, Any]) -> int:
+    """Bytes of the Workflow as JSON: what a manifest of it holds, about."""
+    manifest = {k: body.get(k) for k in ("apiVersion", "kind", "spec")}
+    manifest["metadata"] = {
+        k: v
+        for k, v in (body.get("metadata") or {}).items()
+        if k not in {"managedFields", "annotations"}
+    }
+    return len(json.dumps(manifest, separators=(",", ":")).encode())
+
+
+def size_problems(body: dict[str, Any]) -> list[errors.Problem]:
+    """A Workflow over the manifest limit ``autoflow validate`` applies to its file."""
+    size = _size(body)
+    if size <= loader.MAX_MANIFEST_BYTES:
+        return []
+    mib = 1024 * 1024
+    return [
+        errors.Problem(
+            f"the Workflow is {size / mib:.1f} MiB; a manifest must stay under "
+            f"{loader.MAX_MANIFEST_BYTES / mib:.1f} MiB: keep large data outside it "
+            "(pass a URL or read it in a step)",
+            errors.Where(field="spec"),
+        )
+    ]
+
+
 def validate(
     body: dict[str, Any],
-    integrations: Iterable[str],
+    integrations: Iterable[str] | None,
     registry: registry_mod.Registry | None = None,
 ) -> tuple[workflow.Workflow | None, list[errors.Problem]]:
     """(the model, every problem found); the model is None when the body does not parse.
 
     ``integrations`` names the Integrations in the namespace; a mapping of name to connector
-    type also checks that each step's Integration is of the type its connector needs.
+    type also checks that each step's Integration is of the type its connector needs. None
+    leaves Integrations out (admission: they may be applied after the Workflow).
     """
+    problems = size_problems(body)
     try:
         wf = parse(body)
     except errors.ValidationError as exc:
-        return None, exc.problems
+        return None, [*problems, *exc.problems]
     except errors.AutoflowError as exc:
-        return None, [errors.Problem(exc.message, exc.where)]
-    problems: list[errors.Problem] = []
+        return None, [*problems, errors.Problem(exc.message, exc.where)]
     try:
         plan.compile_workflow(wf, registry)
     except errors.ValidationError as exc:
         problems.extend(exc.problems)
+    if integrations is None:
+        return wf, problems
     types: Mapping[str, str | None] = (
         integrations if isinstance(integrations, Mapping) else dict.fromkeys(integrations)
     )
@@ -59,8 +90,9 @@ def validate(
     return wf, problems
 
 
-def _message(problems: list[errors.Problem]) -> str:
-    """Problems without the resource name (the condition sits on that resource already)."""
+def message(problems: list[errors.Problem]) -> str:
+    """Problems without the resource name (the condition sits on that resource already);
+    admission refuses a Workflow with the same words."""
     lines = []
     for p in problems[:20]:
         where = p.where.replace(resource=None, file=None, line=None)
@@ -86,7 +118,5 @@ def status(
             "does not exist" in p.message and p.where.field == "integration" for p in problems
         )
         reason = "IntegrationNotFound" if missing else "Invalid"
-        conds = conditions.set_condition(
-            old, READY, "False", reason, _message(problems), generation
-        )
+        conds = conditions.set_condition(old, READY, "False", reason, message(problems), generation)
     return {"observedGeneration": generation, "conditions": conds}

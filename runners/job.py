@@ -7,9 +7,10 @@ outputs and the runner's result. When the pod dies and the Job starts another, t
 rebuilds the journal from that status and resumes after the last recorded step.
 
 The status is kept small (DESIGN §2, etcd): a step output over ``MAX_STEP_OUTPUT_BYTES`` of
-JSON is replaced by a marker with a preview, and the outputs of the run are bounded the same
-way. A resumed run that reads a truncated output sees the marker; full payloads belong in the
-run store.
+JSON is replaced by a marker with a preview. The run's outputs share ``MAX_RUN_OUTPUTS_BYTES``:
+when they do not fit, the largest are replaced by markers, one at a time, until they do, so
+one oversized output never costs the small ones beside it (``bounded_outputs``). A resumed
+run that reads a truncated output sees the marker; full payloads belong in the run store.
 
 A signal (SIGTERM from the kubelet: a node drain, an eviction, a suspended Job) is an
 interruption, not a cancel: no new step starts, the steps in flight get what is left of the
@@ -64,6 +65,27 @@ def bounded(value: Any, limit: int) -> tuple[Any, bool]:
     if len(text.encode()) <= limit:
         return value, False
     return {"truncated": True, "bytes": len(text.encode()), "preview": text[:PREVIEW]}, True
+
+
+def bounded_outputs(outputs: Any, limit: int) -> Any:
+    """The run's outputs in ``limit`` bytes of JSON: the largest replaced by markers first.
+
+    Outputs that are not a mapping, or that do not fit even with every output a marker
+    (thousands of them), become one marker as ``bounded`` makes it.
+    """
+    whole, cut = bounded(outputs, limit)
+    if not cut or not isinstance(outputs, dict):
+        return whole
+    kept = dict(outputs)
+    sizes = {key: len(_json(value)) for key, value in outputs.items()}
+    # Largest first, and by name among equals, so the same outputs always keep the same.
+    for key in sorted(sizes, key=lambda k: (-sizes[k], k)):
+        if len(_json(kept)) <= limit:
+            return kept
+        marker, cut = bounded(outputs[key], 0)
+        if cut and len(_json(marker)) < sizes[key]:
+            kept[key] = marker
+    return kept if len(_json(kept)) <= limit else whole
 
 
 class StatusJournal:
@@ -160,8 +182,7 @@ class StatusJournal:
                     )
                     step.pop("output", None)
                     self._dirty["steps"] = True
-            outputs, _ = bounded(record.get("outputs"), MAX_RUN_OUTPUTS_BYTES)
-            self._dirty["outputs"] = outputs
+            self._dirty["outputs"] = bounded_outputs(record.get("outputs"), MAX_RUN_OUTPUTS_BYTES)
             self._dirty["finishedAt"] = _iso(record.get("at"))
             self._dirty["result"] = {
                 "phase": record["phase"],

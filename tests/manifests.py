@@ -143,6 +143,6 @@ def env(objs: list[dict[str, Any]]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in container(objs).get("env", [])}
 
 
-def config_rbac(file: str, kind: str = "ClusterRole") -> dict[str, Any]:
+def config_rbac(file: str, kind: str = "ClusterRole", name: str | None = None) -> dict[str, Any]:
     """An object of ``config/rbac/<file>``, the operator's own statement of its permissions."""
-    return one(load_all((REPO / "config" / "rbac" / file).read_text()), kind)
+    return one(load_all((REPO / "config" / "rbac" / file).read_text()), kind, name)

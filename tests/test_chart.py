@@ -65,10 +65,11 @@ def test_shipped_crds_are_the_generated_ones(copies: Path) -> None:
 
 def test_operator_cluster_role_is_config_rbac_operator() -> None:
     objs = helm_template()
-    expected = config_rbac("operator.yaml")["rules"]
-    assert one(objs, "ClusterRole", "autoflow-operator")["rules"] == expected
     base = kustomize_build(KUSTOMIZE / "base")
-    assert one(base, "ClusterRole", "autoflow-operator")["rules"] == expected
+    for name in ("autoflow-operator", "autoflow-operator-webhook"):
+        expected = config_rbac("operator.yaml", "ClusterRole", name)["rules"]
+        assert one(objs, "ClusterRole", name)["rules"] == expected
+        assert one(base, "ClusterRole", name)["rules"] == expected
 
 
 def test_runner_cluster_role_is_config_rbac_runner() -> None:
@@ -80,7 +81,7 @@ def test_runner_cluster_role_is_config_rbac_runner() -> None:
 
 def test_the_binding_names_the_operators_service_account() -> None:
     objs = helm_template()
-    binding = one(objs, "ClusterRoleBinding")
+    binding = one(objs, "ClusterRoleBinding", "autoflow-operator")
     account = one(objs, "ServiceAccount")
     deployment = one(objs, "Deployment")
     assert binding["roleRef"]["name"] == "autoflow-operator"
@@ -90,8 +91,11 @@ def test_the_binding_names_the_operators_service_account() -> None:
     assert account["metadata"]["name"] == "autoflow-operator"
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "autoflow-operator"
     # what config/rbac/operator.yaml says and the kube tier's "operator" identity is
-    expected = config_rbac("operator.yaml", "ClusterRoleBinding")["subjects"]
-    assert binding["subjects"] == expected
+    expected = config_rbac("operator.yaml", "ClusterRoleBinding", "autoflow-operator")
+    assert binding["subjects"] == expected["subjects"]
+    webhook = one(objs, "ClusterRoleBinding", "autoflow-operator-webhook")
+    assert webhook["subjects"] == binding["subjects"]
+    assert webhook["roleRef"]["name"] == "autoflow-operator-webhook"
 
 
 # -- helm lint and the schema -----------------------------------------------------------------
@@ -123,6 +127,25 @@ def test_the_schema_refuses(values: dict[str, Any], complaint: str) -> None:
     assert complaint in done.stderr
 
 
+def test_the_webhook_is_served_through_its_service_with_the_chosen_failure_policy() -> None:
+    objs = helm_template()
+    service = one(objs, "Service", "autoflow-operator-webhook")
+    assert service["spec"]["ports"] == [
+        {"name": "webhook", "port": 9443, "targetPort": "webhook", "protocol": "TCP"}
+    ]
+    assert service["spec"]["selector"] == SELECTOR
+    strict = env(helm_template({"webhook": {"failurePolicy": "Fail", "port": 8443}}))
+    assert (strict["AUTOFLOW_WEBHOOK_FAILURE_POLICY"], strict["AUTOFLOW_WEBHOOK_PORT"]) == (
+        "Fail",
+        "8443",
+    )
+    off = helm_template({"webhook": {"enabled": False}})
+    assert not [o for o in off if "webhook" in o["metadata"]["name"]]
+    assert not [k for k in env(off) if k.startswith("AUTOFLOW_WEBHOOK")]
+    refused = helm_values("template", "autoflow", CHART, values={"webhook": {"failurePolicy": "x"}})
+    assert refused.returncode != 0 and "failurePolicy" in refused.stderr
+
+
 def test_a_service_monitor_needs_the_service() -> None:
     values = {"metrics": {"service": {"enabled": False}, "serviceMonitor": {"enabled": True}}}
     done = helm_values("template", "autoflow", CHART, values=values)
@@ -137,10 +160,13 @@ def test_default_objects() -> None:
     objs = helm_template()
     assert kinds_and_names(objs) == [
         ("ClusterRole", "autoflow-operator", None),
+        ("ClusterRole", "autoflow-operator-webhook", None),
         ("ClusterRole", "autoflow-runner", None),
         ("ClusterRoleBinding", "autoflow-operator", None),
+        ("ClusterRoleBinding", "autoflow-operator-webhook", None),
         ("Deployment", "autoflow-operator", NAMESPACE),
         ("Service", "autoflow-operator-metrics", NAMESPACE),
+        ("Service", "autoflow-operator-webhook", NAMESPACE),
         ("ServiceAccount", "autoflow-operator", NAMESPACE),
     ]
     crds = all_of(helm_template(include_crds=True), "CustomResourceDefinition")
@@ -193,6 +219,10 @@ def test_operator_settings_come_from_values() -> None:
         "AUTOFLOW_PROBE_CONCURRENCY": "4",
         "AUTOFLOW_REDIS_URL": "",
         "AUTOFLOW_REDIS_SECRET": "",
+        "AUTOFLOW_WEBHOOK_PORT": "9443",
+        "AUTOFLOW_WEBHOOK_SERVICE": f"{NAMESPACE}/autoflow-operator-webhook",
+        "AUTOFLOW_WEBHOOK_CONFIGURATION": "autoflow-operator.autoflow.dev",
+        "AUTOFLOW_WEBHOOK_FAILURE_POLICY": "Ignore",
     }
     values = {
         "image": {"tag": "1.2.3"},
@@ -220,9 +250,10 @@ def test_operator_settings_come_from_values() -> None:
     assert got["HTTPS_PROXY"] == "http://proxy:3128"
     assert got["AUTOFLOW_METRICS_PORT"] == "9191"
     assert container(objs)["ports"] == [
-        {"name": "metrics", "containerPort": 9191, "protocol": "TCP"}
+        {"name": "metrics", "containerPort": 9191, "protocol": "TCP"},
+        {"name": "webhook", "containerPort": 9443, "protocol": "TCP"},
     ]
-    service = one(objs, "Service")
+    service = one(objs, "Service", "autoflow-operator-metrics")
     assert service["spec"]["ports"] == [
         {"name": "metrics", "port": 9191, "targetPort": "metrics", "protocol": "TCP"}
     ]
@@ -233,7 +264,9 @@ def test_operator_settings_come_from_values() -> None:
 
 def test_watching_some_namespaces_binds_the_role_only_there() -> None:
     objs = helm_template({"operator": {"watchNamespaces": ["shop", "billing"]}})
-    assert not all_of(objs, "ClusterRoleBinding")
+    # Only the webhook's: its configuration is cluster-scoped.
+    (webhook,) = all_of(objs, "ClusterRoleBinding")
+    assert webhook["roleRef"]["name"] == "autoflow-operator-webhook"
     bindings = all_of(objs, "RoleBinding")
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["billing", "shop"]
     for binding in bindings:
@@ -271,7 +304,10 @@ def test_everything_enabled() -> None:
         if r["alert"] == "AutoflowOperatorDown"
     )
     # the job Prometheus gives the ServiceMonitor's targets is the Service's name
-    assert f'job="{one(objs, "Service")["metadata"]["name"]}"' in down["expr"]
+    assert (
+        f'job="{one(objs, "Service", "autoflow-operator-metrics")["metadata"]["name"]}"'
+        in down["expr"]
+    )
     dashboards = one(objs, "ConfigMap")
     assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
     shipped = json.loads((CHART / "dashboards" / "autoflow.json").read_text())
@@ -305,7 +341,15 @@ def test_another_release_name_prefixes_every_name() -> None:
         "team-a-autoflow-operator",
         "team-a-autoflow-runner",
         "team-a-autoflow-operator-metrics",
+        "team-a-autoflow-operator-webhook",
     }
+    assert env(objs)["AUTOFLOW_WEBHOOK_CONFIGURATION"] == "team-a-autoflow-operator.autoflow.dev"
+    (patch,) = [
+        r
+        for r in one(objs, "ClusterRole", "team-a-autoflow-operator-webhook")["rules"]
+        if "resourceNames" in r
+    ]
+    assert patch["resourceNames"] == ["team-a-autoflow-operator.autoflow.dev"]
 
 
 # -- kustomize ----------------------------------------------------------------------------------

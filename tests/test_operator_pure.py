@@ -241,19 +241,21 @@ def test_the_runner_cluster_role_states_the_same_rules_the_operator_grants() -> 
 def test_the_operator_holds_what_it_grants_runners_and_no_wildcards() -> None:
     # RBAC lets the operator create a Role only with permissions it holds itself (it has no
     # escalate or bind verbs), so its ClusterRole must cover the runner's rules.
-    (role,) = [d for d in _manifests("operator.yaml") if d["kind"] == "ClusterRole"]
+    roles = [d for d in _manifests("operator.yaml") if d["kind"] == "ClusterRole"]
+    (role,) = [r for r in roles if r["metadata"]["name"] == "autoflow-operator"]
     for rule in runs.RUNNER_RULES + runs.INTEGRATION_RULES:
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 for verb in rule["verbs"]:
                     assert _allows(role["rules"], group, resource, verb), (resource, verb)
-    for rule in role["rules"]:
+    for rule in [r for role_ in roles for r in role_["rules"]]:
         assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
-    (binding,) = [d for d in _manifests("operator.yaml") if d["kind"] == "ClusterRoleBinding"]
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "autoflow-operator", "namespace": "autoflow-system"}
-    ]
+    # The operator's and its admission webhook's (docs/install.md), both to its account.
+    for binding in [d for d in _manifests("operator.yaml") if d["kind"] == "ClusterRoleBinding"]:
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "autoflow-operator", "namespace": "autoflow-system"}
+        ]
 
 
 # -- the Job -----------------------------------------------------------------------------------
@@ -764,6 +766,39 @@ def test_large_outputs_are_replaced_by_a_marker() -> None:
     (step,) = asyncio.run(write())["steps"]
     assert step["outputTruncated"] is True
     assert step["output"]["truncated"] is True and len(step["output"]["preview"]) == job_mod.PREVIEW
+
+
+def test_one_oversized_run_output_is_truncated_and_the_others_kept() -> None:
+    async def write() -> dict[str, Any]:
+        journal, client = _journal()
+        outputs = {
+            "total": 42,
+            "report": "r" * job_mod.MAX_RUN_OUTPUTS_BYTES,
+            "ids": list(range(100)),
+        }
+        journal.append({"t": "end", "phase": "Succeeded", "outputs": outputs, "at": 1.0})
+        await journal.flush()
+        return client.patches[-1]
+
+    outputs = asyncio.run(write())["outputs"]
+    assert outputs["total"] == 42 and outputs["ids"] == list(range(100))
+    report = outputs["report"]
+    assert report["truncated"] is True and report["bytes"] == job_mod.MAX_RUN_OUTPUTS_BYTES + 2
+    assert report["preview"].startswith('"rrr') and len(report["preview"]) == job_mod.PREVIEW
+
+
+def test_run_outputs_are_truncated_largest_first_until_they_fit() -> None:
+    limit = 4000
+    outputs = {"a": "a" * 1500, "b": "b" * 2500, "c": "c" * 1000, "n": 1}
+    kept = job_mod.bounded_outputs(outputs, limit)
+    assert kept["b"]["truncated"] is True  # the largest alone makes room
+    assert (kept["a"], kept["c"], kept["n"]) == (outputs["a"], outputs["c"], 1)
+    assert job_mod.bounded_outputs({"n": 1}, limit) == {"n": 1}
+    assert job_mod.bounded_outputs(None, limit) is None
+    # Not a mapping, or too many outputs even as markers: one marker, as for a step output.
+    assert job_mod.bounded_outputs("x" * limit, limit)["truncated"] is True
+    many = {f"o{i}": "x" * 2000 for i in range(20)}
+    assert job_mod.bounded_outputs(many, limit)["truncated"] is True
 
 
 def test_a_failed_write_is_written_again_by_the_next_flush() -> None:

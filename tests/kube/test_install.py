@@ -276,7 +276,12 @@ class ChartOperator:
     def __init__(self, apiserver: kube.APIServer, namespace: str, workdir: Path) -> None:
         self.port = _free_port()
         self.release = release_name()
-        values = {"metrics": {"port": self.port}, "operator": {"handlerBackoffSeconds": 1}}
+        self.webhook_port = _free_port()
+        values = {
+            "metrics": {"port": self.port},
+            "operator": {"handlerBackoffSeconds": 1},
+            "webhook": {"port": self.webhook_port},
+        }
         self.objs = helm_template(values, release=self.release, namespace=namespace)
         install(apiserver, self.objs)
         deployment = one(self.objs, "Deployment")
@@ -313,7 +318,14 @@ class ChartOperator:
             apiserver,
             kube.REPO / "config" / "rbac",  # not installed: the chart's RBAC is what counts
             workdir / "operator.log",
-            env={**env, "KUBECONFIG": str(config)},
+            # The test API server cannot reach a Service: the webhook by URL on loopback,
+            # under the chart's configuration name and RBAC.
+            env={
+                **env,
+                "KUBECONFIG": str(config),
+                "AUTOFLOW_WEBHOOK_SERVICE": "",
+                "AUTOFLOW_WEBHOOK_ADDRESS": "127.0.0.1",
+            },
         )
 
     def scrape(self, timeout: float = 10.0) -> str:

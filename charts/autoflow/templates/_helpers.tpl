@@ -30,6 +30,15 @@
 {{- printf "%s-operator-metrics" (include "autoflow.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- define "autoflow.webhookName" -}}
+{{- printf "%s-operator-webhook" (include "autoflow.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- /* The ValidatingWebhookConfiguration the operator creates and patches (kopf's managed mode). */}}
+{{- define "autoflow.webhookConfiguration" -}}
+{{- printf "%s.autoflow.dev" (include "autoflow.operatorName" .) }}
+{{- end }}
+
 {{- define "autoflow.serviceAccountName" -}}
 {{- default (include "autoflow.operatorName" .) .Values.serviceAccount.name }}
 {{- end }}
