@@ -13,13 +13,13 @@ from typing import Any
 
 from autoflow.connectors import registry as registry_mod
 from autoflow.crds import conditions, errors, workflow
-from autoflow.runners import loader, plan
+from autoflow.runners import checks, loader
 
 READY = "Ready"
 
 
-def parse(body: dict[str, Any]) -> workflow.Workflow:
-    """The Workflow model of an API object (server fields such as status are dropped)."""
+def _manifest(body: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of an API object: server fields such as status are dropped."""
     manifest: dict[str, Any] = {
         k: body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in body
     }
@@ -27,7 +27,12 @@ def parse(body: dict[str, Any]) -> workflow.Workflow:
     manifest["metadata"] = {
         k: meta[k] for k in ("name", "namespace", "uid", "generation") if k in meta
     }
-    resource = loader.to_resource(manifest, errors.Where())
+    return manifest
+
+
+def parse(body: dict[str, Any]) -> workflow.Workflow:
+    """The Workflow model of an API object (server fields such as status are dropped)."""
+    resource = loader.to_resource(_manifest(body), errors.Where())
     assert isinstance(resource, workflow.Workflow)
     return resource
 
@@ -66,28 +71,28 @@ def validate(
 ) -> tuple[workflow.Workflow | None, list[errors.Problem]]:
     """(the model, every problem found); the model is None when the body does not parse.
 
-    ``integrations`` names the Integrations in the namespace; a mapping of name to connector
-    type also checks that each step's Integration is of the type its connector needs. None
-    leaves Integrations out (admission: they may be applied after the Workflow).
+    The checks are ``autoflow validate``'s (``checks.check_manifest``), so the Ready condition
+    and the admission webhook say what the command says. ``integrations`` names the
+    Integrations in the namespace; a mapping of name to connector type also checks that each
+    step's Integration is of the type its connector needs. None leaves missing Integrations
+    out (admission: they may be applied after the Workflow).
     """
     problems = size_problems(body)
-    try:
-        wf = parse(body)
-    except errors.ValidationError as exc:
-        return None, [*problems, *exc.problems]
-    except errors.AutoflowError as exc:
-        return None, [*problems, errors.Problem(exc.message, exc.where)]
-    try:
-        plan.compile_workflow(wf, registry)
-    except errors.ValidationError as exc:
-        problems.extend(exc.problems)
-    if integrations is None:
-        return wf, problems
     types: Mapping[str, str | None] = (
-        integrations if isinstance(integrations, Mapping) else dict.fromkeys(integrations)
+        {}
+        if integrations is None
+        else integrations
+        if isinstance(integrations, Mapping)
+        else dict.fromkeys(integrations)
     )
-    problems.extend(plan.integration_problems(wf, types))
-    return wf, problems
+    resource, found = checks.check_manifest(
+        _manifest(body),
+        integrations=types,
+        require_all=integrations is not None,
+        registry=registry,
+    )
+    wf = resource if isinstance(resource, workflow.Workflow) else None
+    return wf, [*problems, *found]
 
 
 def message(problems: list[errors.Problem]) -> str:
