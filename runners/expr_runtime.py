@@ -45,7 +45,7 @@ class Budget:
 
     def __init__(self, units: int, seconds: float, *, timeout: bool = False) -> None:
         self.left = self.limit = units
-        self.checkpoint = units - CHECK_EVERY
+        self.checkpoint = max(units - CHECK_EVERY, 0)
         self.seconds = seconds
         self.timeout = timeout  # whether ``seconds`` is the step's timeout (for the message)
         self.deadline = time.monotonic() + seconds
@@ -69,7 +69,8 @@ class Budget:
                 if limit
                 else f"evaluation took over {self.seconds:g} seconds"
             )
-        self.checkpoint = self.left - CHECK_EVERY
+        # Never below zero: then the first spend that overdraws the budget is checked.
+        self.checkpoint = max(self.left - CHECK_EVERY, 0)
 
 
 class Frame(dict[str, Any]):
