@@ -41,6 +41,8 @@ MAX_JSON_DIGITS = 300  # digits of a whole number fromJson reads (about MAX_INT_
 # costs OPERATION: a Python call takes about four times as long as that.
 ITEM = 16
 OPERATION = 64
+# Measuring and converting a container is Python work per container, twice over.
+CONTAINER = 4 * OPERATION
 
 NUMBER_TYPES = (int, float, bool)
 
@@ -209,26 +211,44 @@ def is_number(value: Any) -> bool:
     return type(value) in NUMBER_TYPES
 
 
-def size_of(value: Any, limit: int = MAX_SIZE, *, text: bool = False, per_item: int = 0) -> int:
+def size_of(
+    value: Any,
+    limit: int = MAX_SIZE,
+    *,
+    text: bool = False,
+    per_item: int = 0,
+    per_container: int = 0,
+) -> int:
     """How many items a value holds, nested ones included; more than ``limit`` if it is over.
 
     ``[big] * 1000`` is cheap in memory (one list of references) but a thousand times ``big``
     to anything that walks it (comparing, converting to text), so sizes count nested items:
     ``size_of([[0] * 1000] * 1000)`` is 1,000,000. Scalars, text and empty containers count 1;
     with ``text``, the result estimates the length of the value's JSON text instead, plus
-    ``per_item`` for each scalar and empty container inside. Each distinct container is walked
-    once, so shared ones cost nothing extra to measure.
+    ``per_item`` for each scalar and empty container inside, and ``per_container`` for each
+    container (what measuring it takes). Each distinct container is walked once, so shared
+    ones cost nothing extra to measure; and measuring stops as soon as what it has seen
+    proves the value over ``limit``, so it takes time in proportion to ``limit``, not to the
+    value.
     """
     if not _nested(value):
         return len(value) + 2 if text and isinstance(value, str) else 1
     sizes: dict[int, int] = {}  # id of a container -> its size; -1 while its items are counted
     stack: list[tuple[Any, list[Any] | None]] = [(value, None)]
+    # Each item counts at least ``least`` in the size of whatever holds it, so the items of
+    # the distinct containers seen so far are a lower bound of the result.
+    least = per_item + 1 if text else 1
+    seen = 0
     while stack:
         node, inner = stack.pop()
-        items = node.values() if isinstance(node, Mapping) else node
+        is_map = _is_map(node)
+        items = node.values() if is_map else node
         if inner is None:
             if id(node) in sizes:
                 continue
+            seen += len(node) * least + per_container
+            if seen > limit:
+                return limit + 1
             if _LEAVES.issuperset(map(type, items)):  # the common case, at C speed
                 inner = []
             else:
@@ -247,10 +267,11 @@ def size_of(value: Any, limit: int = MAX_SIZE, *, text: bool = False, per_item: 
             texts = [entry for entry in items if type(entry) is str]
             total += 2 + 2 * len(node) - len(inner) + sum(map(len, texts)) + len(texts) * 2
             total += per_item * (len(node) - len(inner))
-            if isinstance(node, Mapping):
+            if is_map:
                 total += sum(len(str(key)) + 3 for key in node)
         else:
             total += len(node) - len(inner)
+        total += per_container
         if total > limit:
             return limit + 1
         sizes[id(node)] = total
@@ -260,7 +281,16 @@ def size_of(value: Any, limit: int = MAX_SIZE, *, text: bool = False, per_item: 
 _LEAVES = frozenset({str, int, float, bool, type(None)})
 
 
+def _is_map(value: Any) -> bool:
+    # A dict is told at C speed; only other types pay for the abstract Mapping check.
+    kind = type(value)
+    return kind is dict or (kind is not list and isinstance(value, Mapping))
+
+
 def _nested(value: Any) -> bool:
+    kind = type(value)
+    if kind is list or kind is dict:
+        return len(value) > 0
     return isinstance(value, list | tuple | Mapping) and len(value) > 0
 
 
@@ -277,7 +307,7 @@ def text_cost(value: Any, limit: int) -> int:
         return len(value)
     if not _nested(value):
         return ITEM
-    return size_of(value, limit, text=True, per_item=ITEM)
+    return size_of(value, limit, text=True, per_item=ITEM, per_container=CONTAINER)
 
 
 def walk_cost(value: Any, limit: int) -> int:
@@ -287,4 +317,4 @@ def walk_cost(value: Any, limit: int) -> int:
         return len(value)
     if not _nested(value):
         return 0
-    return size_of(value, limit, text=True, per_item=ITEM)
+    return size_of(value, limit, text=True, per_item=ITEM, per_container=CONTAINER)

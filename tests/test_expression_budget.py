@@ -35,7 +35,8 @@ SCOPE: dict[str, Any] = {
 
 def render(value: Any, scope: dict[str, Any] | None = None, seconds: float | None = None) -> Any:
     template = expressions.compile_template(value, WHERE)
-    return template.render(SCOPE if scope is None else scope, seconds=seconds)
+    scope = SCOPE if scope is None else scope
+    return template.render(scope) if seconds is None else template.render(scope, seconds=seconds)
 
 
 def render_error(value: Any, scope: dict[str, Any] | None = None) -> errors.ExpressionEvalError:
