@@ -45,10 +45,12 @@ class Budget:
 
     def __init__(self, units: int, seconds: float, *, timeout: bool = False) -> None:
         self.left = self.limit = units
-        self.checkpoint = max(units - CHECK_EVERY, 0)
+        self.checkpoint = units - CHECK_EVERY if units > CHECK_EVERY else 0
         self.seconds = seconds
         self.timeout = timeout  # whether ``seconds`` is the step's timeout (for the message)
-        self.deadline = time.monotonic() + seconds
+        # Set at the first checkpoint: most evaluations never reach one, and the work before
+        # it is at most CHECK_EVERY units (a few milliseconds), so the clock is read later.
+        self.deadline = 0.0
 
     def spend(self, units: int) -> None:
         self.left -= units
@@ -62,7 +64,10 @@ class Budget:
                 f"walk more than {self.limit:,} units (a character is 1, an item "
                 f"{expr_values.ITEM}, an operation {expr_values.OPERATION})"
             )
-        if time.monotonic() > self.deadline:
+        now = time.monotonic()
+        if not self.deadline:
+            self.deadline = now + self.seconds
+        elif now > self.deadline:
             limit = f"the step's timeout of {self.seconds:g}s" if self.timeout else None
             raise expr_values.EvalFailure(
                 f"evaluation did not finish within {limit}"
