@@ -702,7 +702,7 @@ class Run:
     async def _call(
         self, sp: plan_mod.StepPlan, scope: dict[str, Any], attempt: int, key: str
     ) -> Any:
-        raw = sp.params.render(scope)
+        raw = sp.params.render(scope, seconds=sp.timeout)  # evaluation stops at the timeout too
         try:
             params = sp.action.params.model_validate(raw)
         except pydantic.ValidationError as exc:

@@ -13,8 +13,10 @@ the sandbox is enforced, at validate time, with the user's line and column:
   ``has``, ``coalesce``), with the right number of arguments.
 
 Along the way the compiler notes the (root, first key) pairs the expression reads
-(``references``) and whether it loops (``loops``: it then needs an ``expr_runtime.Budget``).
-The closures call ``expr_operators`` for operators and ``expr_runtime`` for the rest.
+(``references``) and counts its ``operations`` (the nodes evaluated once per evaluation;
+those inside a list comprehension are counted for it, as they run once per pass). The
+closures call ``expr_operators`` for operators and ``expr_runtime`` for the rest, and pay
+for their work from the evaluation's ``expr_runtime.Budget`` before doing it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import ast
 import difflib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 from autoflow.crds import errors
@@ -83,7 +85,7 @@ class Compiler:
         self.references: set[tuple[str, ...]] = set()
         self.locals: list[str] = []  # list comprehension variables in scope
         self.depth = 0
-        self.loops = False  # whether there is a list comprehension
+        self.operations = 0  # nodes evaluated once per evaluation (or per pass of a loop)
         self.max_depth = max_depth
 
     def fail(self, message: str, node: ast.AST, after: ast.AST | None = None) -> NoReturn:
@@ -94,6 +96,7 @@ class Compiler:
 
     def compile(self, node: ast.AST) -> Fn:
         self.depth += 1
+        self.operations += 1
         try:
             if self.depth > self.max_depth:
                 self.fail("expression is nested too deeply", node)
@@ -129,9 +132,7 @@ class Compiler:
                 None if part is None else self.compile(part)
                 for part in (node.slice.lower, node.slice.upper, node.slice.step)
             ]
-            return expr_runtime.charged(
-                lambda scope: expr_runtime.slice_of(value(scope), bounds, scope, path)
-            )
+            return lambda scope: expr_runtime.slice_of(value(scope), bounds, scope, path)
         index, flag = self.compile(node.slice), self._flag(node.value)
         return lambda scope: expr_runtime.lookup(value(scope), index(scope), False, path, flag)
 
@@ -250,9 +251,10 @@ class Compiler:
         symbol, operation = _BINARY[op_type]
         left, right = self.compile(node.left), self.compile(node.right)
         plain = _SMALL_INT_OPERATIONS.get(symbol)
-        divides, grows = symbol in ("/", "//", "%"), symbol in ("+", "*")
+        divides = symbol in ("/", "//", "%")
+        growth = expr_operators.GROWTH.get(symbol)
 
-        def run(scope: Any) -> Any:
+        def run(scope: expr_runtime.Frame) -> Any:
             a, b = left(scope), right(scope)
             if (
                 plain is not None
@@ -263,10 +265,13 @@ class Compiler:
                 and (b or not divides)
             ):
                 return plain(a, b)  # cannot overflow any limit: skip the checks
-            result = operation(a, b)
-            if grows and type(scope) is expr_runtime.Frame:
-                expr_runtime.charge(scope, result)
-            return result
+            if growth is not None:
+                scope.budget.spend(growth(a, b))
+            try:
+                return operation(a, b)
+            except OverflowError:  # a float meets a whole number too large to be one
+                message = f"number too large: {expr_values.show(a)} {symbol} {expr_values.show(b)}"
+                raise expr_values.EvalFailure(message) from None
 
         return run
 
@@ -286,22 +291,33 @@ class Compiler:
 
     def compare(self, node: ast.Compare) -> Fn:
         left = self.compile(node.left)
-        pairs: list[tuple[Callable[[Any, Any], bool], Fn]] = []
+        pairs: list[tuple[Callable[[Any, Any], bool], Cost, Fn]] = []
         operands = [node.left, *node.comparators]
         for i, (op, right) in enumerate(zip(node.ops, node.comparators, strict=True)):
             if isinstance(op, ast.Is | ast.IsNot):
                 sides = (operands[i], right)
                 if not any(_is_singleton(side) for side in sides):
                     self.fail("'is' only compares with null, true or false; use ==", node)
-            pairs.append((_COMPARISONS[type(op)], self.compile(right)))
+            pairs.append((*_COMPARISONS[type(op)], self.compile(right)))
         if len(pairs) == 1:
-            test, right_fn = pairs[0]
-            return lambda scope: test(left(scope), right_fn(scope))
+            test, cost, right_fn = pairs[0]
 
-        def run(scope: Any) -> bool:
+            def one(scope: expr_runtime.Frame) -> bool:
+                a, b = left(scope), right_fn(scope)
+                if type(a) in _WALKED or type(b) in _WALKED:
+                    budget = scope.budget
+                    budget.spend(cost(a, b, budget.left + 1))
+                return test(a, b)
+
+            return one
+
+        def run(scope: expr_runtime.Frame) -> bool:
             a = left(scope)
-            for test, right_fn in pairs:
+            for test, cost, right_fn in pairs:
                 b = right_fn(scope)
+                if type(a) in _WALKED or type(b) in _WALKED:
+                    budget = scope.budget
+                    budget.spend(cost(a, b, budget.left + 1))
                 if not test(a, b):
                     return False
                 a = b
@@ -320,8 +336,8 @@ class Compiler:
     # Literals and list comprehensions
 
     def sequence(self, node: ast.List | ast.Tuple) -> Fn:
-        items = [self.compile(item) for item in node.elts]
-        return expr_runtime.charged(lambda scope: [item(scope) for item in items])
+        items = [self.compile(item) for item in node.elts]  # each counted as an operation
+        return lambda scope: [item(scope) for item in items]
 
     def mapping(self, node: ast.Dict) -> Fn:
         if any(key is None for key in node.keys):
@@ -331,9 +347,7 @@ class Compiler:
             for key, value in zip(node.keys, node.values, strict=True)
             if key is not None
         ]
-        return expr_runtime.charged(
-            lambda scope: {expr_runtime.dict_key(k(scope)): v(scope) for k, v in entries}
-        )
+        return lambda scope: {expr_runtime.dict_key(k(scope)): v(scope) for k, v in entries}
 
     def comprehension(self, node: ast.ListComp) -> Fn:
         if len(node.generators) != 1:
@@ -344,15 +358,17 @@ class Compiler:
         if not isinstance(generator.target, ast.Name):
             self.fail("the loop variable must be a single name: [x for x in ...]", generator.target)
         name = generator.target.id
-        self.loops = True
         iterable, path = self.compile(generator.iter), self.source.snippet(generator.iter)
         self.locals.append(name)
+        outer, self.operations = self.operations, 0  # the body runs once per pass: its own count
         try:
             conditions = [self.compile(condition) for condition in generator.ifs]
             element = self.compile(node.elt)
+            operations = self.operations
         finally:
             self.locals.pop()
-        return expr_runtime.comprehension(name, iterable, path, conditions, element)
+            self.operations = outer
+        return expr_runtime.comprehension(name, iterable, path, conditions, element, operations)
 
     def call(self, node: ast.Call) -> Fn:
         func = node.func
@@ -379,9 +395,8 @@ class Compiler:
         args = [self.compile(arg) for arg in node.args]
         if name in expr_functions.LAZY_FUNCTIONS:
             return expr_runtime.lazy(name, args)
-        return expr_runtime.charged(
-            expr_runtime.call(name, expr_functions.FUNCTIONS[name].impl, args)
-        )
+        function = expr_functions.FUNCTIONS[name]
+        return expr_runtime.call(name, function.impl, function.cost, args)
 
 
 _HANDLERS: dict[type[ast.AST], Callable[[Compiler, Any], Fn]] = {
@@ -421,6 +436,25 @@ def _is_singleton(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and node.value in (None, True, False)
 
 
+# Comparisons that may walk their operands: when one is text or a container, the comparison
+# pays for the walk first (once per pass in a loop, where a long text compared many times
+# adds up). Numbers compare without it.
+_WALKED = frozenset({str, list, tuple, dict})
+Cost = Callable[[Any, Any, int], int]
+
+
+def _both_cost(a: Any, b: Any, room: int) -> int:
+    """Comparing two texts or two containers walks at most the smaller one."""
+    if (type(a) is str) is not (type(b) is str):
+        return 0  # text with anything else: decided by the types alone
+    return min(expr_values.walk_cost(a, room), expr_values.walk_cost(b, room))
+
+
+def _in_cost(a: Any, b: Any, room: int) -> int:
+    """``a in b`` compares ``a`` with each item of ``b`` (or searches the text ``b``)."""
+    return expr_values.walk_cost(b, room) if not isinstance(b, Mapping) else 0
+
+
 def _ordering(symbol: str, test: Callable[[Any, Any], Any]) -> Callable[[Any, Any], bool]:
     numbers = expr_values.NUMBER_TYPES
 
@@ -433,15 +467,15 @@ def _ordering(symbol: str, test: Callable[[Any, Any], Any]) -> Callable[[Any, An
     return compare
 
 
-_COMPARISONS: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
-    ast.Eq: lambda a, b: bool(a == b),
-    ast.NotEq: lambda a, b: bool(a != b),
-    ast.Lt: _ordering("<", lambda a, b: a < b),
-    ast.LtE: _ordering("<=", lambda a, b: a <= b),
-    ast.Gt: _ordering(">", lambda a, b: a > b),
-    ast.GtE: _ordering(">=", lambda a, b: a >= b),
-    ast.In: lambda a, b: expr_operators.contains(b, a),
-    ast.NotIn: lambda a, b: not expr_operators.contains(b, a),
-    ast.Is: lambda a, b: a is b,
-    ast.IsNot: lambda a, b: a is not b,
+_COMPARISONS: dict[type[ast.cmpop], tuple[Callable[[Any, Any], bool], Cost]] = {
+    ast.Eq: (lambda a, b: bool(a == b), _both_cost),
+    ast.NotEq: (lambda a, b: bool(a != b), _both_cost),
+    ast.Lt: (_ordering("<", lambda a, b: a < b), _both_cost),
+    ast.LtE: (_ordering("<=", lambda a, b: a <= b), _both_cost),
+    ast.Gt: (_ordering(">", lambda a, b: a > b), _both_cost),
+    ast.GtE: (_ordering(">=", lambda a, b: a >= b), _both_cost),
+    ast.In: (lambda a, b: expr_operators.contains(b, a), _in_cost),
+    ast.NotIn: (lambda a, b: not expr_operators.contains(b, a), _in_cost),
+    ast.Is: (lambda a, b: a is b, lambda a, b, room: 0),
+    ast.IsNot: (lambda a, b: a is not b, lambda a, b, room: 0),
 }

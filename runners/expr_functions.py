@@ -2,8 +2,10 @@
 
 ``FUNCTIONS`` is the whole of what an expression can call: ``expr_compile`` checks each call's
 name and number of arguments against it when the workflow is loaded, and the compiled call
-hands the arguments' values to ``Function.impl``. Each function checks the types and the size
-of what it is about to build and reports a problem by raising ``expr_values.EvalFailure``.
+hands the arguments' values to ``Function.cost`` (what the call will build or walk, in budget
+units, paid before it runs; None for calls that take constant time), then to
+``Function.impl``. Each function checks the types and the size of what it is about to build
+and reports a problem by raising ``expr_values.EvalFailure``.
 ``LAZY_FUNCTIONS`` (``default``, ``has``, ``coalesce``) are only named here: they decide
 whether to evaluate their arguments, so ``expr_runtime`` implements them.
 
@@ -18,6 +20,7 @@ import datetime
 import decimal
 import json
 import math
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -49,7 +52,29 @@ def _split(text: Any, sep: Any = None) -> list[str]:
     _str(text, "split")
     if sep is not None and (_str(sep, "split", "a text separator") == ""):
         raise expr_values.EvalFailure("split() needs a non-empty separator")
+    expr_operators.check_size(_most_parts(text, sep), "split() list")
     return str(text).split(sep)
+
+
+# What str.split() without a separator splits on (every character whose isspace() is true).
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
+    "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def _most_parts(text: str, sep: Any) -> int:
+    """How many parts ``split`` can make at most, counted at C speed before splitting."""
+    if isinstance(sep, str) and sep:
+        return text.count(sep) + 1
+    marks = WHITESPACE[:10] if text.isascii() else WHITESPACE
+    return sum(text.count(mark) for mark in marks) + 1
+
+
+def _split_cost(room: int, text: Any, sep: Any = None) -> int:
+    if type(text) is not str:
+        return 0
+    return 2 * len(text) + expr_values.ITEM * _most_parts(text, sep)  # read, then copied out
 
 
 def _join(items: Any, separator: Any = "") -> str:
@@ -98,10 +123,15 @@ def _to_int(value: Any) -> int:
     if isinstance(value, str):
         text = value.strip()
         try:
-            return int(text)
+            number = int(text)
         except ValueError:
-            number = _to_float(text)
-            return int(number)
+            return int(_to_float(text))
+        if number.bit_length() > expr_values.MAX_INT_BITS:  # a float could not hold it either
+            raise expr_values.EvalFailure(
+                f"int(): number too large: {len(text):,} digits "
+                f"(the limit is about {expr_values.MAX_JSON_DIGITS})"
+            )
+        return number
     raise expr_values.EvalFailure(
         f"int() needs a number or numeric text, got {expr_values.describe(value)}"
     )
@@ -262,18 +292,72 @@ def _range(*args: Any) -> list[int]:
 
 def _from_json(text: Any) -> Any:
     text = _str(text, "fromJson")
-
-    def refuse(word: str) -> Any:
-        raise expr_values.EvalFailure(f"fromJson(): {word} is not a JSON number")
-
     try:
-        return json.loads(text, parse_constant=refuse)
+        value = json.loads(
+            text, parse_constant=_json_word, parse_int=_json_int, parse_float=_json_float
+        )
     except json.JSONDecodeError as exc:
         raise expr_values.EvalFailure(
             f"fromJson(): invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
     except RecursionError:
-        raise expr_values.EvalFailure("fromJson(): JSON nested too deeply") from None
+        value = None  # deeper than the parser goes: refused below like any deep value
+        depth = sys.getrecursionlimit()
+    else:
+        depth = _depth(value, expr_values.MAX_JSON_DEPTH)
+    if depth > expr_values.MAX_JSON_DEPTH:
+        raise expr_values.EvalFailure(
+            f"fromJson(): JSON nested more than {expr_values.MAX_JSON_DEPTH} levels deep"
+        )
+    return value
+
+
+def _json_word(word: str) -> Any:
+    raise expr_values.EvalFailure(f"fromJson(): {word} is not a JSON number")
+
+
+def _json_int(digits: str) -> int:
+    # Python refuses over 4,300 digits with a ValueError, and a long number overflows any
+    # float it meets later: refuse numbers no real document holds, with their size.
+    if len(digits) > expr_values.MAX_JSON_DIGITS:
+        raise expr_values.EvalFailure(
+            f"fromJson(): a number of {len(digits):,} digits is too large "
+            f"(the limit is {expr_values.MAX_JSON_DIGITS})"
+        )
+    return int(digits)
+
+
+def _json_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999: Python reads infinity, which JSON cannot write back
+        raise expr_values.EvalFailure(f"fromJson(): {text[:40]} is too large for a number")
+    return number
+
+
+def _depth(value: Any, limit: int) -> int:
+    """How deeply containers nest in ``value`` (a scalar is 0); stops counting past ``limit``."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            node = node.values()
+        elif not isinstance(node, list):
+            continue
+        if level > limit:
+            return level
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in node if isinstance(child, dict | list))
+    return deepest
+
+
+def _from_json_cost(room: int, text: Any) -> int:
+    """Reading the text, and for each value it can hold (counted by its punctuation) an
+    operation: numbers are checked in Python, and every value is visited for its depth."""
+    if type(text) is not str:
+        return 0
+    marks = text.count(",") + text.count(":") + text.count("[") + text.count("{") + 1
+    return len(text) + expr_values.OPERATION * marks
 
 
 def _now() -> str:
@@ -281,51 +365,132 @@ def _now() -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# --- what calls cost ---------------------------------------------------------------------
+# ``cost(room, *args)`` is what a call will build or walk, in budget units (``room`` is the
+# budget left: measuring may stop past it). It sees the arguments before their types are
+# checked, so anything unexpected costs 0 and the call then reports it.
+
+
+def _chars(room: int, text: Any, *rest: Any) -> int:
+    """Reading or copying the first argument's text."""
+    return len(text) if type(text) is str else 0
+
+
+def _second_chars(room: int, text: Any, other: Any) -> int:
+    return len(other) if type(other) is str else 0
+
+
+def _steps(items: Any) -> int:
+    """A Python step for each item (checking types, making a marker, converting one)."""
+    return expr_values.OPERATION * len(items) if isinstance(items, list | tuple) else 0
+
+
+def _check_each(room: int, *args: Any) -> int:
+    """``min``, ``max``, ``sum``: each item type-checked in Python, then walked."""
+    items = args[0] if len(args) == 1 else args
+    return _steps(items) + expr_values.walk_cost(items, room)
+
+
+def _text_of(room: int, value: Any) -> int:
+    """Converting to text: ``str``, ``json``."""
+    return expr_values.text_cost(value, room)
+
+
+def _join_cost(room: int, items: Any, separator: Any = "") -> int:
+    """Each item converted on its own, then the parts and separators copied into one text."""
+    cost = _steps(items) + 2 * expr_values.text_cost(items, room)
+    if type(separator) is str and isinstance(items, list | tuple):
+        cost += len(separator) * len(items)
+    return cost
+
+
+def _shallow(room: int, value: Any) -> int:
+    """Copying the items (not what they hold) into a new list."""
+    return expr_values.ITEM * len(value) if isinstance(value, list | tuple | Mapping) else 0
+
+
+def _sort_cost(room: int, items: Any, key: Any = None) -> int:
+    """About n log n comparisons, each walking what it compares."""
+    if not isinstance(items, list | tuple):
+        return 0
+    return _steps(items) + expr_values.walk_cost(items, room) * max(1, len(items).bit_length())
+
+
+def _unique_cost(room: int, items: Any) -> int:
+    """A marker made for each item; lists and dicts among them become JSON text."""
+    return _steps(items) + expr_values.text_cost(items, room)
+
+
+def _replace_cost(room: int, text: Any, old: Any, new: Any) -> int:
+    if not (type(text) is str and type(old) is str and type(new) is str):
+        return 0
+    count = len(text) + 1 if old == "" else text.count(old)
+    return len(text) + max(0, len(text) + count * (len(new) - len(old)))
+
+
+def _contains_cost(room: int, container: Any, item: Any) -> int:
+    return 0 if isinstance(container, Mapping) else expr_values.walk_cost(container, room)
+
+
+def _range_cost(room: int, *args: Any) -> int:
+    try:
+        return expr_values.ITEM * len(range(*args))
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Function:
-    """One callable name: its implementation and how many arguments it takes."""
+    """One callable name: its implementation, how many arguments it takes, what it costs."""
 
     impl: Callable[..., Any]
     min_args: int
     max_args: int | None  # None: any number
     signature: str
+    cost: Callable[..., int] | None  # None: constant time
 
 
-def _fn(impl: Callable[..., Any], low: int, high: int | None, signature: str) -> Function:
-    return Function(impl, low, high, signature)
+def _fn(
+    impl: Callable[..., Any],
+    low: int,
+    high: int | None,
+    signature: str,
+    cost: Callable[..., int] | None = None,
+) -> Function:
+    return Function(impl, low, high, signature, cost)
 
 
 FUNCTIONS: dict[str, Function] = {
     "len": _fn(_len, 1, 1, "len(x)"),
-    "lower": _fn(lambda s: _str(s, "lower").lower(), 1, 1, "lower(text)"),
-    "upper": _fn(lambda s: _str(s, "upper").upper(), 1, 1, "upper(text)"),
-    "trim": _fn(lambda s: _str(s, "trim").strip(), 1, 1, "trim(text)"),
-    "split": _fn(_split, 1, 2, "split(text, sep)"),
-    "join": _fn(_join, 1, 2, "join(list, sep)"),
-    "contains": _fn(expr_operators.contains, 2, 2, "contains(container, x)"),
-    "startsWith": _fn(_starts_with, 2, 2, "startsWith(text, prefix)"),
-    "endsWith": _fn(_ends_with, 2, 2, "endsWith(text, suffix)"),
-    "replace": _fn(_replace, 3, 3, "replace(text, old, new)"),
-    "keys": _fn(_keys, 1, 1, "keys(dict)"),
-    "values": _fn(_values, 1, 1, "values(dict)"),
-    "int": _fn(_to_int, 1, 1, "int(x)"),
-    "float": _fn(_to_float, 1, 1, "float(x)"),
-    "str": _fn(expr_values.stringify, 1, 1, "str(x)"),
-    "bool": _fn(_to_bool, 1, 1, "bool(x)"),
+    "lower": _fn(lambda s: _str(s, "lower").lower(), 1, 1, "lower(text)", _chars),
+    "upper": _fn(lambda s: _str(s, "upper").upper(), 1, 1, "upper(text)", _chars),
+    "trim": _fn(lambda s: _str(s, "trim").strip(), 1, 1, "trim(text)", _chars),
+    "split": _fn(_split, 1, 2, "split(text, sep)", _split_cost),
+    "join": _fn(_join, 1, 2, "join(list, sep)", _join_cost),
+    "contains": _fn(expr_operators.contains, 2, 2, "contains(container, x)", _contains_cost),
+    "startsWith": _fn(_starts_with, 2, 2, "startsWith(text, prefix)", _second_chars),
+    "endsWith": _fn(_ends_with, 2, 2, "endsWith(text, suffix)", _second_chars),
+    "replace": _fn(_replace, 3, 3, "replace(text, old, new)", _replace_cost),
+    "keys": _fn(_keys, 1, 1, "keys(dict)", _shallow),
+    "values": _fn(_values, 1, 1, "values(dict)", _shallow),
+    "int": _fn(_to_int, 1, 1, "int(x)", _chars),
+    "float": _fn(_to_float, 1, 1, "float(x)", _chars),
+    "str": _fn(expr_values.stringify, 1, 1, "str(x)", _text_of),
+    "bool": _fn(_to_bool, 1, 1, "bool(x)", _chars),
     "round": _fn(_round, 1, 2, "round(x, n=0)"),
     "floor": _fn(_floor, 1, 1, "floor(x)"),
     "ceil": _fn(_ceil, 1, 1, "ceil(x)"),
     "abs": _fn(_abs, 1, 1, "abs(x)"),
-    "min": _fn(_min, 1, None, "min(list) or min(a, b, ...)"),
-    "max": _fn(_max, 1, None, "max(list) or max(a, b, ...)"),
-    "sum": _fn(_sum, 1, 1, "sum(list)"),
-    "sorted": _fn(_sorted, 1, 2, "sorted(list, key)"),
-    "unique": _fn(_unique, 1, 1, "unique(list)"),
+    "min": _fn(_min, 1, None, "min(list) or min(a, b, ...)", _check_each),
+    "max": _fn(_max, 1, None, "max(list) or max(a, b, ...)", _check_each),
+    "sum": _fn(_sum, 1, 1, "sum(list)", _check_each),
+    "sorted": _fn(_sorted, 1, 2, "sorted(list, key)", _sort_cost),
+    "unique": _fn(_unique, 1, 1, "unique(list)", _unique_cost),
     "first": _fn(_first, 1, 1, "first(list)"),
     "last": _fn(_last, 1, 1, "last(list)"),
-    "range": _fn(_range, 1, 3, "range(stop) or range(start, stop, step)"),
-    "json": _fn(expr_values.to_json, 1, 1, "json(x)"),
-    "fromJson": _fn(_from_json, 1, 1, "fromJson(text)"),
+    "range": _fn(_range, 1, 3, "range(stop) or range(start, stop, step)", _range_cost),
+    "json": _fn(expr_values.to_json, 1, 1, "json(x)", _text_of),
+    "fromJson": _fn(_from_json, 1, 1, "fromJson(text)", _from_json_cost),
     "now": _fn(_now, 0, 0, "now()"),
 }
 

@@ -5,13 +5,14 @@
 them with the operands' values. Each checks the types and the size of what it is about to
 build *before* building it (the limits are in ``expr_values``), and reports a problem by
 raising ``expr_values.EvalFailure``. ``checked_number``, ``check_size`` and ``comparable``
-are shared with the whitelisted functions of ``expr_functions``.
+are shared with the whitelisted functions of ``expr_functions``. ``GROWTH`` prices what
+``+`` and ``*`` will build, in budget units, so the compiled operator can pay first.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from autoflow.runners import expr_values
@@ -48,6 +49,30 @@ def add(a: Any, b: Any) -> Any:
         f"cannot add {expr_values.kind(a)} and {expr_values.kind(b)}: "
         f"{expr_values.show(a)} + {expr_values.show(b)}{hint}"
     )
+
+
+def _add_growth(a: Any, b: Any) -> int:
+    if isinstance(a, str) and isinstance(b, str):
+        return len(a) + len(b)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return expr_values.ITEM * (len(a) + len(b))
+    return 0
+
+
+def _multiply_growth(a: Any, b: Any) -> int:
+    if isinstance(b, str | list | tuple):
+        a, b = b, a
+    if type(b) not in (int, bool) or b <= 0:
+        return 0
+    count: int = b
+    if isinstance(a, str):
+        return len(a) * count
+    if isinstance(a, list | tuple):
+        return expr_values.ITEM * len(a) * count
+    return 0
+
+
+GROWTH: dict[str, Callable[[Any, Any], int]] = {"+": _add_growth, "*": _multiply_growth}
 
 
 def subtract(a: Any, b: Any) -> Any:

@@ -1,19 +1,24 @@
 """Run time of compiled workflow expressions: lookups, slices, calls, loops and their budget.
 
-``expr_compile`` turns an expression into nested closures, each taking the scope (the run's
-``inputs``, ``steps``, ...) and returning a value; the closures call the functions here for
-everything beyond a plain dict or list read:
+``expr_compile`` turns an expression into nested closures, each taking a ``Frame`` (the run's
+``inputs``, ``steps``, ... and the evaluation's ``Budget``) and returning a value; the
+closures call the functions here for everything beyond a plain dict or list read:
 
 - ``lookup`` reads ``a.b`` / ``a['b']`` / ``a[0]``, and when that fails explains why in the
   user's words (``steps.fetch has no output yet``, ``inputs.x has no key 'y' (has: ...)``).
 - ``call`` and ``lazy`` run whitelisted functions (``expr_functions``); ``default``, ``has``
   and ``coalesce`` treat missing data as a value.
-- ``comprehension`` runs a list comprehension inside the evaluation's ``Budget``: a ``Frame``
-  is a scope that carries the budget, and ``charged`` / ``charge`` count what operations
-  build against it, so one evaluation can only visit and build so much. ``expressions``
-  creates the budget for each evaluation, from its ``MAX_*`` limits.
+- ``comprehension`` runs a list comprehension, ``slice_of`` a slice, ``text`` converts a
+  value for interpolation.
 
-Every problem is an ``expr_values.EvalFailure``.
+**The budget.** ``expressions`` makes one ``Budget`` for each evaluation of a whole field (a
+``with:`` tree, an ``if:``, the outputs) and puts it in the top ``Frame``; every expression
+of that field spends from it. Whatever does work that grows with the data spends *before*
+doing it: an expression its operations, a comprehension its items and the operations of
+each pass, calls and operators what they will build or walk (``expr_values.text_cost``,
+``walk_cost``, the functions' ``cost``). So an evaluation can only do so much, wherever the
+work is, and never builds what it cannot pay for. Every ``CHECK_EVERY`` units spent it also
+reads the clock, so it stops at its deadline (the step's timeout, or a safety net).
 """
 
 from __future__ import annotations
@@ -24,105 +29,108 @@ from typing import Any
 
 from autoflow.runners import expr_values
 
-Fn = Callable[[Any], Any]  # a compiled node: scope (or a comprehension frame) in, value out
+Fn = Callable[[Any], Any]  # a compiled node: a Frame in, a value out
+
+CHECK_EVERY = 100_000  # units spent between two readings of the clock (a few milliseconds)
 
 
 class Budget:
-    """What one evaluation may still visit and build in its list comprehensions.
+    """What one evaluation may still spend, in units (``expr_values.ITEM``), and until when.
 
-    It keeps the limits it started from, for messages.
+    ``spend`` is on the hot path: one subtraction and one comparison, and a method call
+    only when a clock reading (or the end of the budget) is due.
     """
 
-    __slots__ = ("built", "deadline", "iterations", "max_built", "max_iterations", "seconds")
+    __slots__ = ("checkpoint", "deadline", "left", "limit", "seconds", "timeout")
 
-    def __init__(self, iterations: int, built: int, seconds: float) -> None:
-        self.iterations = self.max_iterations = iterations
-        self.built = self.max_built = built
+    def __init__(self, units: int, seconds: float, *, timeout: bool = False) -> None:
+        self.left = self.limit = units
+        self.checkpoint = units - CHECK_EVERY if units > CHECK_EVERY else 0
         self.seconds = seconds
-        self.deadline = time.monotonic() + seconds
+        self.timeout = timeout  # whether ``seconds`` is the step's timeout (for the message)
+        # Set at the first checkpoint: most evaluations never reach one, and the work before
+        # it is at most CHECK_EVERY units (a few milliseconds), so the clock is read later.
+        self.deadline = 0.0
+
+    def spend(self, units: int) -> None:
+        self.left -= units
+        if self.left < self.checkpoint:
+            self._check()
+
+    def _check(self) -> None:
+        if self.left < 0:
+            raise expr_values.EvalFailure(
+                f"evaluation budget used up: this field's expressions together would build or "
+                f"walk more than {self.limit:,} units (a character is 1, an item "
+                f"{expr_values.ITEM}, an operation {expr_values.OPERATION})"
+            )
+        now = time.monotonic()
+        if not self.deadline:
+            self.deadline = now + self.seconds
+        elif now > self.deadline:
+            limit = f"the step's timeout of {self.seconds:g}s" if self.timeout else None
+            raise expr_values.EvalFailure(
+                f"evaluation did not finish within {limit}"
+                if limit
+                else f"evaluation took over {self.seconds:g} seconds"
+            )
+        # Never below zero: then the first spend that overdraws the budget is checked.
+        self.checkpoint = max(self.left - CHECK_EVERY, 0)
 
 
 class Frame(dict[str, Any]):
-    """A scope with a budget: the loop variable of a list comprehension, then ``parent``."""
+    """The scope of an evaluation (roots, then loop variables) and the budget it spends."""
 
-    __slots__ = ("budget", "parent")
-
-    def __init__(self, parent: Any, budget: Budget) -> None:
-        super().__init__()
-        self.parent = parent
-        self.budget = budget
-
-    def __missing__(self, key: str) -> Any:
-        return self.parent[key]
+    __slots__ = ("budget",)
+    budget: Budget
 
 
-def comprehension(name: str, iterable: Fn, path: str, conditions: list[Fn], element: Fn) -> Fn:
-    """``[element for name in iterable if condition ...]``; the scope must be a ``Frame``."""
+def frame(scope: Mapping[str, Any], budget: Budget) -> Frame:
+    """A frame holding a copy of ``scope``'s names (a few roots: the copy is cheap)."""
+    top = Frame(scope)
+    top.budget = budget
+    return top
+
+
+def comprehension(
+    name: str, iterable: Fn, path: str, conditions: list[Fn], element: Fn, operations: int
+) -> Fn:
+    """``[element for name in iterable if condition ...]``.
+
+    Visiting and collecting an item costs ``ITEM`` each, paid for all items before the loop
+    starts; each pass then pays for the operations it evaluates (``operations``: those of the
+    conditions and of the element, not counting nested comprehensions, which pay their own).
+    """
+    item_cost = 2 * expr_values.ITEM
+    pass_cost = expr_values.OPERATION * operations
 
     def run(scope: Frame) -> list[Any]:
         items = _iterable(iterable(scope), path)
         budget = scope.budget
-        budget.iterations -= len(items)
-        if budget.iterations < 0:
-            message = f"list comprehensions may visit at most {budget.max_iterations:,} items"
-            raise expr_values.EvalFailure(message)
-        frame = Frame(scope, budget)
+        budget.spend(item_cost * len(items))
+        inner = Frame(scope)
+        inner.budget = budget
         out = []
         for item in items:
-            if time.monotonic() > budget.deadline:
-                raise expr_values.EvalFailure(f"evaluation took over {budget.seconds:g} seconds")
-            frame[name] = item
+            budget.spend(pass_cost)
+            inner[name] = item
             for condition in conditions:
-                if not expr_values.truthy(condition(frame)):
+                if not expr_values.truthy(condition(inner)):
                     break
             else:
-                value = element(frame)
-                budget.built -= _held(value, budget.built)
-                if budget.built < 0:
-                    raise _over_budget(budget)
-                out.append(value)
+                out.append(element(inner))
         return out
 
     return run
 
 
-def _over_budget(budget: Budget) -> expr_values.EvalFailure:
-    message = f"list comprehensions built more than {budget.max_built:,} items and characters"
-    return expr_values.EvalFailure(message)
-
-
-def _held(value: Any, limit: int) -> int:
-    """What collecting ``value`` into a list costs: later comparisons and conversions walk it.
-
-    Collecting the same value many times is cheap in memory but not for whatever walks the
-    list afterwards, so nested items count, and long text counts a unit per kilobyte.
-    """
+def text(value: Any, budget: Budget) -> str:
+    """``value`` as text for interpolation, paid for before it is made."""
     if type(value) is str:
-        return 1 + len(value) // 1024
-    return expr_values.size_of(value, max(limit, 0))
-
-
-def charged(fn: Fn) -> Fn:
-    """Count what ``fn`` builds against the evaluation's budget, if it has one.
-
-    Each operation is bounded on its own; in a list comprehension the same operation runs
-    once per item, so there the total is bounded too.
-    """
-
-    def run(scope: Any) -> Any:
-        value = fn(scope)
-        if type(scope) is Frame:
-            charge(scope, value)
+        budget.spend(len(value))
         return value
-
-    return run
-
-
-def charge(frame: Frame, value: Any) -> None:
-    budget = frame.budget
-    budget.built -= len(value) if isinstance(value, str | list | dict) else 1
-    if budget.built < 0:
-        raise _over_budget(budget)
+    budget.spend(expr_values.text_cost(value, budget.left + 1))
+    return expr_values.stringify(value)
 
 
 def lookup(value: Any, key: Any, is_attribute: bool, path: str, flag: str | None) -> Any:
@@ -181,7 +189,7 @@ def _missing_key(
     return expr_values.EvalFailure(message, missing=True)
 
 
-def slice_of(value: Any, bounds: list[Fn | None], scope: Any, path: str) -> Any:
+def slice_of(value: Any, bounds: list[Fn | None], scope: Frame, path: str) -> Any:
     lower, upper, step = (None if bound is None else bound(scope) for bound in bounds)
     if not isinstance(value, list | tuple | str):
         raise expr_values.EvalFailure(
@@ -194,6 +202,8 @@ def slice_of(value: Any, bounds: list[Fn | None], scope: Any, path: str) -> Any:
             )
     if step == 0:
         raise expr_values.EvalFailure("slice step must not be zero")
+    count = len(range(*slice(lower, upper, step).indices(len(value))))
+    scope.budget.spend(count if isinstance(value, str) else count * expr_values.ITEM)
     part = value[lower:upper:step]
     return list(part) if isinstance(part, tuple) else part
 
@@ -214,10 +224,17 @@ def dict_key(key: Any) -> Any:
     )
 
 
-def call(name: str, impl: Callable[..., Any], args: list[Fn]) -> Fn:
-    def run(scope: Any) -> Any:
+def call(
+    name: str, impl: Callable[..., Any], cost: Callable[..., int] | None, args: list[Fn]
+) -> Fn:
+    """A whitelisted function; ``cost(room, *values)`` prices its work, paid before it runs."""
+
+    def run(scope: Frame) -> Any:
         values = [arg(scope) for arg in args]
         try:
+            if cost is not None:
+                budget = scope.budget
+                budget.spend(cost(budget.left + 1, *values))
             return impl(*values)
         except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
             raise expr_values.EvalFailure(f"{name}(): {str(exc)[:120]}") from None

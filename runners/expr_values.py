@@ -11,6 +11,9 @@ step outputs hold). This is the bottom of the expression modules; everything abo
 - ``truthy`` and ``stringify`` / ``to_json`` give a value's truth and text; ``size_of``
   measures what a value holds, so operators and functions (``expr_operators``,
   ``expr_functions``) can refuse to build anything over the limits below.
+- ``text_cost`` and ``walk_cost`` price work in the units of an evaluation's budget
+  (``expr_runtime.Budget``): a character is one unit, an item of a list or map ``ITEM``
+  units. They are asked *before* the work is done, so nothing over budget is ever built.
 """
 
 from __future__ import annotations
@@ -28,6 +31,18 @@ MAX_EXPONENT = 64  # |b| in a ** b
 MAX_NUMBER = 1e300  # magnitude of a ** b and a * b results
 MAX_INT_BITS = 1_000  # int operands beyond this cannot be multiplied or raised further
 MAX_ROUND_DIGITS = 64
+MAX_JSON_DEPTH = 100  # nesting of what fromJson makes: the same as a manifest's values
+MAX_JSON_DIGITS = 300  # digits of a whole number fromJson reads (about MAX_INT_BITS)
+
+# Units of an evaluation's budget, weighed by what they take on a runner. A character built
+# or walked costs 1. An item of a list or map costs ITEM: making, walking or comparing one at
+# C speed takes about as long as copying a few dozen characters, and it holds 8 to 60 bytes.
+# An operation (a node of an expression evaluated, or a function's per-item Python step)
+# costs OPERATION: a Python call takes about four times as long as that.
+ITEM = 16
+OPERATION = 64
+# Measuring and converting a container is Python work per container, twice over.
+CONTAINER = 4 * OPERATION
 
 NUMBER_TYPES = (int, float, bool)
 
@@ -196,29 +211,48 @@ def is_number(value: Any) -> bool:
     return type(value) in NUMBER_TYPES
 
 
-def size_of(value: Any, limit: int = MAX_SIZE, *, text: bool = False) -> int:
+def size_of(
+    value: Any,
+    limit: int = MAX_SIZE,
+    *,
+    text: bool = False,
+    per_item: int = 0,
+    per_container: int = 0,
+) -> int:
     """How many items a value holds, nested ones included; more than ``limit`` if it is over.
 
     ``[big] * 1000`` is cheap in memory (one list of references) but a thousand times ``big``
     to anything that walks it (comparing, converting to text), so sizes count nested items:
     ``size_of([[0] * 1000] * 1000)`` is 1,000,000. Scalars, text and empty containers count 1;
-    with ``text``, the result estimates the length of the value's JSON text instead. Each
-    distinct container is walked once, so shared ones cost nothing extra.
+    with ``text``, the result estimates the length of the value's JSON text instead, plus
+    ``per_item`` for each scalar and empty container inside, and ``per_container`` for each
+    container (what measuring it takes). Each distinct container is walked once, so shared
+    ones cost nothing extra to measure; and measuring stops as soon as what it has seen
+    proves the value over ``limit``, so it takes time in proportion to ``limit``, not to the
+    value.
     """
     if not _nested(value):
         return len(value) + 2 if text and isinstance(value, str) else 1
     sizes: dict[int, int] = {}  # id of a container -> its size; -1 while its items are counted
     stack: list[tuple[Any, list[Any] | None]] = [(value, None)]
+    # Each item counts at least ``least`` in the size of whatever holds it, so the items of
+    # the distinct containers seen so far are a lower bound of the result.
+    least = per_item + 1 if text else 1
+    seen = 0
     while stack:
         node, inner = stack.pop()
-        items = node.values() if isinstance(node, Mapping) else node
+        is_map = _is_map(node)
+        items = node.values() if is_map else node
         if inner is None:
             if id(node) in sizes:
                 continue
+            seen += len(node) * least + per_container
+            if seen > limit:
+                return limit + 1
             if _LEAVES.issuperset(map(type, items)):  # the common case, at C speed
                 inner = []
             else:
-                inner = [item for item in items if type(item) not in _LEAVES and _nested(item)]
+                inner = [entry for entry in items if type(entry) not in _LEAVES and _nested(entry)]
             sizes[id(node)] = -1
             stack.append((node, inner))
             for item in inner:
@@ -230,12 +264,14 @@ def size_of(value: Any, limit: int = MAX_SIZE, *, text: bool = False) -> int:
             continue
         total = sum(sizes[id(item)] for item in inner)
         if text:  # brackets, commas, quotes and keys are counted too
-            texts = [item for item in items if type(item) is str]
+            texts = [entry for entry in items if type(entry) is str]
             total += 2 + 2 * len(node) - len(inner) + sum(map(len, texts)) + len(texts) * 2
-            if isinstance(node, Mapping):
+            total += per_item * (len(node) - len(inner))
+            if is_map:
                 total += sum(len(str(key)) + 3 for key in node)
         else:
             total += len(node) - len(inner)
+        total += per_container
         if total > limit:
             return limit + 1
         sizes[id(node)] = total
@@ -245,5 +281,40 @@ def size_of(value: Any, limit: int = MAX_SIZE, *, text: bool = False) -> int:
 _LEAVES = frozenset({str, int, float, bool, type(None)})
 
 
+def _is_map(value: Any) -> bool:
+    # A dict is told at C speed; only other types pay for the abstract Mapping check.
+    kind = type(value)
+    return kind is dict or (kind is not list and isinstance(value, Mapping))
+
+
 def _nested(value: Any) -> bool:
+    kind = type(value)
+    if kind is list or kind is dict:
+        return len(value) > 0
     return isinstance(value, list | tuple | Mapping) and len(value) > 0
+
+
+# --- costs ----------------------------------------------------------------------------------
+
+
+def text_cost(value: Any, limit: int) -> int:
+    """Units to turn ``value`` into text (``str``, ``json``, interpolation, ``join``).
+
+    The length of the text, plus ``ITEM`` for each item the conversion walks. More than
+    ``limit`` (the budget left) when it is over; measuring stops there.
+    """
+    if type(value) is str:
+        return len(value)
+    if not _nested(value):
+        return ITEM
+    return size_of(value, limit, text=True, per_item=ITEM, per_container=CONTAINER)
+
+
+def walk_cost(value: Any, limit: int) -> int:
+    """Units to walk ``value`` (comparing, searching, sorting): each item, and the characters
+    of its texts, which a comparison may read to the end; 0 for another scalar."""
+    if type(value) is str:
+        return len(value)
+    if not _nested(value):
+        return 0
+    return size_of(value, limit, text=True, per_item=ITEM, per_container=CONTAINER)

@@ -18,8 +18,17 @@ A manifest value goes through three stages:
 
 The sandbox is structural: no ``eval``, no code objects, no ``getattr``. ``a.b`` and ``a['b']``
 are key lookups on mappings, ``a[0]`` an index into a list or text, calls go only to the named
-functions of ``expr_functions.FUNCTIONS``, and loops exist only as list comprehensions
-with a budget of iterations and of data built.
+functions of ``expr_functions.FUNCTIONS``, and loops exist only as list comprehensions.
+
+Every evaluation is bounded. One render of a whole field (all the expressions of a ``with:``
+tree together, or an ``if:``, a ``foreach:``, the outputs) gets one ``expr_runtime.Budget``
+of ``MAX_WORK`` units, and everything that does work pays from it first (see
+``expr_runtime``), so the field's evaluation ends, with an error naming the step and field,
+before it builds or walks more than that. It runs on the event loop, in the caller's thread:
+the budget bounds it to a fraction of a second, which is cheaper and no less prompt than a
+thread hop (a thread cannot be stopped either, and would hold the GIL through the same
+work). A deadline (the step's timeout for ``with:``, else ``MAX_SECONDS``) is checked as the
+budget is spent. docs/expressions.md states the limits for users.
 
 The ``MAX_*`` limits below are read each time they apply, so changing them takes effect at once.
 """
@@ -38,10 +47,10 @@ Fn = expr_runtime.Fn
 ROOTS = expr_compile.ROOTS
 MAX_EXPRESSION_LENGTH = 10_000  # characters of one expression
 MAX_DEPTH = 100  # nesting of compiled nodes, so evaluation stays far from the recursion limit
-# One evaluation of an expression with list comprehensions shares one budget:
-MAX_ITERATIONS = 100_000  # items visited by its list comprehensions
-MAX_BUILT = 10_000_000  # characters and items it builds or collects into lists
-MAX_SECONDS = 2.0  # a safety net only: the budgets above end any real expression sooner
+# What one evaluation of a field may do, in units: a character built or walked is 1, an item
+# of a list or map expr_values.ITEM (16), an operation expr_values.OPERATION (64).
+MAX_WORK = 16_000_000
+MAX_SECONDS = 2.0  # a safety net only: the budget ends any evaluation well before
 
 truthy = expr_values.truthy
 
@@ -54,22 +63,46 @@ def stringify(value: Any) -> str:
         raise errors.ExpressionEvalError(exc.message) from None
 
 
-class Expression:
-    """One compiled expression; ``references`` lists the (root, first key) pairs it reads."""
+def new_frame(scope: Scope, seconds: float | None = None) -> expr_runtime.Frame:
+    """The scope of one evaluation, with a fresh budget; ``seconds`` is the step's timeout."""
+    if seconds is not None and seconds < MAX_SECONDS:
+        budget = expr_runtime.Budget(MAX_WORK, seconds, timeout=True)
+    else:
+        budget = expr_runtime.Budget(MAX_WORK, MAX_SECONDS)
+    return expr_runtime.frame(scope, budget)
 
-    __slots__ = ("_fn", "references", "text", "where")
+
+class Expression:
+    """One compiled expression; ``references`` lists the (root, first key) pairs it reads.
+
+    ``evaluate`` takes the run's scope (a fresh budget then starts) or the frame of the field
+    being rendered (its budget is shared).
+    """
+
+    __slots__ = ("_cost", "_fn", "references", "text", "where")
 
     def __init__(
-        self, text: str, references: frozenset[tuple[str, ...]], where: errors.Where, fn: Fn
+        self,
+        text: str,
+        references: frozenset[tuple[str, ...]],
+        where: errors.Where,
+        fn: Fn,
+        operations: int = 1,
     ) -> None:
         self.text = text
         self.references = references
         self.where = where
         self._fn = fn
+        self._cost = operations * expr_values.OPERATION
 
     def evaluate(self, scope: Scope) -> Any:
+        frame = scope if type(scope) is expr_runtime.Frame else new_frame(scope)
         try:
-            return self._fn(scope)
+            budget = frame.budget
+            budget.left -= self._cost  # Budget.spend, inlined: this runs for every expression
+            if budget.left < budget.checkpoint:
+                budget.spend(0)
+            return self._fn(frame)
         except expr_values.EvalFailure as exc:
             raise errors.ExpressionEvalError(
                 exc.message, self.where, expression=self.text
@@ -103,8 +136,15 @@ class Template:
         self.references = references
         self._render: Fn = render or (lambda scope: value)
 
-    def render(self, scope: Scope) -> Any:
-        return self._render(scope)
+    def render(self, scope: Scope, *, seconds: float | None = None) -> Any:
+        """The value with its expressions evaluated, all from one budget.
+
+        ``seconds``: the step's timeout; evaluation stops at it (it never runs past
+        ``MAX_SECONDS`` anyway).
+        """
+        if self.is_static:
+            return self.value
+        return self._render(new_frame(scope, seconds))
 
     def __repr__(self) -> str:
         return f"Template({expr_values.show(self.value)})"
@@ -124,15 +164,13 @@ def compile_expression(text: str, where: errors.Where) -> Expression:
     source = expr_parse.Source(text, where)
     compiler = expr_compile.Compiler(source, where, MAX_DEPTH)
     fn = compiler.compile(source.parse())
-    if compiler.loops:
-        fn = _budgeted(fn)
-    return Expression(text, frozenset(compiler.references), where, fn)
+    return Expression(text, frozenset(compiler.references), where, fn, compiler.operations)
 
 
 def compile_condition(text: str | bool, where: errors.Where) -> Expression:
     """Compile an ``if:`` or ``foreach:`` value: bare ``x > 1``, ``${ x > 1 }`` or true/false."""
     if isinstance(text, bool):
-        return Expression("true" if text else "false", frozenset(), where, lambda scope: text)
+        return Expression("true" if text else "false", frozenset(), where, lambda scope: text, 0)
     if isinstance(text, str) and text.lstrip().startswith("${"):
         parts = expr_parse.split_template(text, where)
         if len(parts) == 3 and not parts[0].strip() and not parts[2].strip():
@@ -153,13 +191,6 @@ def compile_template(value: Any, where: errors.Where) -> Template:
     """Compile a manifest value; nested strings report fields like ``with.headers.X-Id``."""
     render, references = _compile_value(value, where, where.field or "")
     return Template(value, render, references)
-
-
-def _budgeted(fn: Fn) -> Fn:
-    """Give each evaluation of an expression that loops one budget, shared by all its loops."""
-    return lambda scope: fn(
-        expr_runtime.Frame(scope, expr_runtime.Budget(MAX_ITERATIONS, MAX_BUILT, MAX_SECONDS))
-    )
 
 
 # --- templates -------------------------------------------------------------------------------
@@ -217,18 +248,15 @@ def _compile_string(text: str, where: errors.Where) -> tuple[Fn | None, frozense
     ]
     references = frozenset().union(*(e.references for _, e in pieces if e is not None))
 
-    def interpolate(scope: Any) -> str:
+    def interpolate(scope: expr_runtime.Frame) -> str:
         out: list[str] = []
         for literal, expression in pieces:
             if expression is None:
                 out.append(literal)
                 continue
             value = expression.evaluate(scope)
-            if type(value) is str:
-                out.append(value)
-                continue
             try:
-                out.append(expr_values.stringify(value))
+                out.append(expr_runtime.text(value, scope.budget))  # paid for, even as-is text
             except expr_values.EvalFailure as exc:
                 text = expression.text
                 raise errors.ExpressionEvalError(exc.message, where, expression=text) from None
