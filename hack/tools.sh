@@ -194,7 +194,7 @@ ensure() {
   new_tmpdir tmp "$CACHE" ".tmp-$name"
   start=$SECONDS
   log "building $name from source into $final (first run only; a cold" \
-      "kube-apiserver+kubectl build took ~5 min on 2 cores) ..."
+      "build of kube-apiserver, etcd, kubectl, helm and kustomize takes about 8 min on 2 cores) ..."
   "$build" "$tmp"
   "$check" "$tmp" || die "build of $name produced no usable output"
   chmod 755 "$tmp"
