@@ -96,6 +96,8 @@ def default_identities() -> list[Identity]:
         Identity("admin", "admin", ("system:masters", "system:authenticated")),
         service_account("operator", "autoflow-operator", "autoflow-system"),
         service_account("runner", "autoflow-runner", "autoflow-system"),
+        # Bound to nothing by any install: RBAC tests grant it what they check.
+        service_account("nobody", "autoflow-test-nobody", "autoflow-system"),
     ]
 
 

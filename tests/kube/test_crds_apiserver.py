@@ -379,13 +379,13 @@ def _table(out: str) -> list[dict[str, str]]:
 # -- RBAC --------------------------------------------------------------------------------------
 
 
-def test_operator_reads_workflows_only_once_granted(
+def test_a_service_account_reads_workflows_only_once_granted(
     apiserver: kube.APIServer, namespace: str
 ) -> None:
     apiserver.create(workflow(), namespace=namespace)
     workflows = apiserver.path(API_VERSION, "Workflow", namespace)
     with pytest.raises(kube.APIError) as refused:
-        apiserver.request("GET", workflows, user="operator")
+        apiserver.request("GET", workflows, user="nobody")
     assert refused.value.code == 403
     assert 'cannot list resource "workflows" in API group "autoflow.dev"' in refused.value.message
 
@@ -415,7 +415,7 @@ def test_operator_reads_workflows_only_once_granted(
             "subjects": [
                 {
                     "kind": "ServiceAccount",
-                    "name": "autoflow-operator",
+                    "name": "autoflow-test-nobody",
                     "namespace": "autoflow-system",
                 }
             ],
@@ -423,16 +423,16 @@ def test_operator_reads_workflows_only_once_granted(
     ]
     apiserver.apply(grant)
     try:
-        listed = _eventually(lambda: apiserver.request("GET", workflows, user="operator"))
+        listed = _eventually(lambda: apiserver.request("GET", workflows, user="nobody"))
         assert [w["metadata"]["name"] for w in listed["items"]] == ["orders"]
-        apiserver.request("GET", f"{workflows}/orders", user="operator")
+        apiserver.request("GET", f"{workflows}/orders", user="nobody")
 
         with pytest.raises(kube.APIError) as still:  # only the verbs and resources granted
-            apiserver.request("DELETE", f"{workflows}/orders", user="operator")
+            apiserver.request("DELETE", f"{workflows}/orders", user="nobody")
         assert still.value.code == 403
         runs = apiserver.path(API_VERSION, "WorkflowRun", namespace)
         with pytest.raises(kube.APIError) as other:
-            apiserver.request("GET", runs, user="operator")
+            apiserver.request("GET", runs, user="nobody")
         assert other.value.code == 403
     finally:
         for obj in reversed(grant):
