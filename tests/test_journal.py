@@ -244,18 +244,32 @@ async def test_a_finished_journal_returns_the_stored_result(probe: Any, new_prob
 # --- the file ----------------------------------------------------------------------------------
 
 
+HEADER: Record = {
+    "t": "run",
+    "runId": "r1",
+    "workflow": "wf",
+    "specHash": "0123456789abcdef",
+    "inputs": {"note": "ünïcode"},
+    "startedAt": 0.0,
+}
+START_A: Record = {"t": "start", "step": "a", "attempt": 1}
+STEP_A: Record = {"t": "step", "step": "a", "phase": "Succeeded", "output": 1, "attempts": 1}
+END: Record = {"t": "end", "phase": "Succeeded", "outputs": None, "error": None, "at": 1.0}
+
+
+def lines(*records: Record) -> str:
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
 def test_records_survive_reopening(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "runs" / "wf.jsonl"
     first = journal.FileJournal(path)
-    first.append({"t": "run", "runId": "r1", "note": "ünïcode"})
-    first.append({"t": "start", "step": "a", "attempt": 1})
+    first.append(HEADER)
+    first.append(START_A)
     first.close()
     second = journal.FileJournal(path)
-    assert second.read() == [
-        {"t": "run", "runId": "r1", "note": "ünïcode"},
-        {"t": "start", "step": "a", "attempt": 1},
-    ]
-    second.append({"t": "end"})
+    assert second.read() == [HEADER, START_A]
+    second.append(END)
     second.close()
     assert [r["t"] for r in journal.FileJournal(path).read()] == ["run", "start", "end"]
 
@@ -266,31 +280,27 @@ def test_a_missing_file_is_an_empty_journal(tmp_path: pathlib.Path) -> None:
 
 def test_a_torn_last_line_is_ignored(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "wf.jsonl"
-    path.write_text('{"t": "run", "runId": "r1"}\n{"t": "start", "step": "a", "att')
-    assert journal.FileJournal(path).read() == [{"t": "run", "runId": "r1"}]
+    path.write_text(lines(HEADER) + '{"t": "start", "step": "a", "att')
+    assert journal.FileJournal(path).read() == [HEADER]
 
 
 def test_records_appended_after_a_torn_line_are_read(tmp_path: pathlib.Path) -> None:
     # The resumed run appends to the file the killed one left; its records must count.
     path = tmp_path / "wf.jsonl"
-    path.write_text('{"t": "run", "runId": "r1"}\n{"t": "start", "step": "a", "att')
+    path.write_text(lines(HEADER) + '{"t": "start", "step": "a", "att')
     resumed = journal.FileJournal(path)
-    resumed.append({"t": "start", "step": "a", "attempt": 1})
-    resumed.append({"t": "end"})
+    resumed.append(START_A)
+    resumed.append(END)
     resumed.close()
-    assert journal.FileJournal(path).read() == [
-        {"t": "run", "runId": "r1"},
-        {"t": "start", "step": "a", "attempt": 1},
-        {"t": "end"},
-    ]
+    assert journal.FileJournal(path).read() == [HEADER, START_A, END]
 
 
 def test_a_last_record_missing_only_its_newline_is_kept(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "wf.jsonl"
-    path.write_text('{"t": "run", "runId": "r1"}\n{"t": "step", "step": "a"}')
+    path.write_text(lines(HEADER) + json.dumps(STEP_A))
     assert len(journal.FileJournal(path).read()) == 2
     resumed = journal.FileJournal(path)
-    resumed.append({"t": "end"})
+    resumed.append(END)
     resumed.close()
     assert [r["t"] for r in journal.FileJournal(path).read()] == ["run", "step", "end"]
 
