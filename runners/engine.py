@@ -190,6 +190,12 @@ class Run:
         run_info: Mapping[str, Any] | None = None,
         limiter: limits.Limiter | None = None,
     ) -> None:
+        if not journal_mod.is_safe_run_id(run_id):
+            # The id names the journal file and goes into every idempotency key.
+            raise errors.RunError(
+                f"run id {run_id[:80]!r} is not a safe name: lower-case letters, digits, '.', "
+                "'_' and '-', starting with a letter or digit"
+            )
         self.plan = plan
         self.run_id = run_id
         self.inputs = dict(inputs)

@@ -331,3 +331,82 @@ def test_replay_of_an_empty_journal_starts_fresh() -> None:
     assert state.header is None
     assert state.end is None
     assert state.next_attempt("a") == 1
+
+
+# --- a damaged journal -------------------------------------------------------------------------
+
+
+def test_a_damaged_line_in_the_middle_names_the_file_and_line(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "wf.jsonl"
+    path.write_text(lines(HEADER) + "not json\n" + lines(START_A, STEP_A))
+    with pytest.raises(errors.RunError) as info:
+        journal.FileJournal(path).read()
+    assert str(info.value).startswith(f"{path}:2: corrupt journal: the line is not a JSON record")
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ([1, 2], "a journal record is a JSON object; got list"),
+        ({"t": "jump"}, "unknown record kind 'jump'"),
+        ({**STEP_A, "phase": "Done"}, "'step' record: field 'phase'"),
+        ({**START_A, "attempt": "1"}, "'start' record: field 'attempt'"),
+        ({**START_A, "attempt": 0}, "'start' record: field 'attempt'"),
+        ({"t": "item", "step": "a", "index": -1}, "'item' record: field 'index'"),
+        ({**HEADER, "t": "run"}, "a second run header"),
+        ({**STEP_A}, "step 'a' finished twice (first at line 2)"),
+    ],
+)
+def test_a_record_of_the_wrong_shape_or_place_is_refused(
+    tmp_path: pathlib.Path, bad: Any, message: str
+) -> None:
+    path = tmp_path / "wf.jsonl"
+    path.write_text(lines(HEADER, STEP_A) + json.dumps(bad) + "\n" + lines(END))
+    with pytest.raises(errors.RunError) as info:
+        journal.FileJournal(path).read()
+    assert str(info.value).startswith(f"{path}:3: corrupt journal: {message}"), info.value
+
+
+def test_the_header_comes_first_and_nothing_after_the_end(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "wf.jsonl"
+    path.write_text(lines(START_A, HEADER))
+    with pytest.raises(errors.RunError, match=r":1: corrupt journal: the first record must"):
+        journal.FileJournal(path).read()
+    path.write_text(lines(HEADER, END, START_A))
+    with pytest.raises(errors.RunError, match=r":3: corrupt journal: a 'start' record after"):
+        journal.FileJournal(path).read()
+
+
+@pytest.mark.parametrize("run_id", ["../x", "/etc/x", "A", "a/b", "a..b", "", "x" * 201])
+def test_an_unsafe_run_id_is_a_corrupt_header(tmp_path: pathlib.Path, run_id: str) -> None:
+    path = tmp_path / "wf.jsonl"
+    path.write_text(lines({**HEADER, "runId": run_id}))
+    with pytest.raises(errors.RunError, match=r"field 'runId'.* is not a safe name"):
+        journal.FileJournal(path).read()
+
+
+async def test_a_damaged_journal_stops_the_run_before_any_step(probe: Any, new_probe: Any) -> None:
+    records = await full_run(probe, SPEC)
+    crashed = upto(records, is_("step", "b"))
+    crashed[1] = {**crashed[1], "attempt": "1"}
+    again = new_probe()
+    with pytest.raises(errors.RunError, match=r"record 2: 'start' record: field 'attempt'"):
+        await again.run(SPEC, journal=journal.MemoryJournal(crashed))
+    assert again.calls == []
+
+
+async def test_a_journal_naming_a_step_the_workflow_lacks_is_refused(
+    probe: Any, new_probe: Any
+) -> None:
+    records = await full_run(probe, SPEC)
+    crashed = upto(records, is_("step", "b"))
+    crashed[-1] = {**crashed[-1], "step": "zz"}
+    again = new_probe()
+    with pytest.raises(errors.RunError, match="it records step 'zz', which workflow 'wf'"):
+        await again.run(SPEC, journal=journal.MemoryJournal(crashed))
+    assert again.calls == []
+
+
+def test_a_run_id_that_is_not_a_safe_name_is_refused(probe: Any) -> None:
+    with pytest.raises(errors.RunError, match="not a safe name"):
+        engine.Run(probe.compile(SPEC), run_id="../x", inputs={})
