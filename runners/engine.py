@@ -601,7 +601,7 @@ class Run:
             # Interrupted while waiting to retry: wait again before the next attempt, as the
             # failed one asked (a rate limit's Retry-After outlives the process).
             waited = self._replay.retry_delays.get((sp.id, item))
-            if waited is not None:
+            if waited:
                 await asyncio.sleep(waited)
         key_step = sp.id if item < 0 else f"{sp.id}[{item}]"
         while True:
@@ -639,7 +639,10 @@ class Run:
                 message,
                 extra={"run_id": self.run_id, "step_id": sp.id},
             )
-            await asyncio.sleep(delay)
+            if delay > 0:
+                # No wait asked is no wait: the step keeps its place among the running ones,
+                # so a retried step interleaves with others the same way in every run.
+                await asyncio.sleep(delay)
             attempt += 1
 
     async def _call(

@@ -7,9 +7,12 @@ after each record, a new Run on the cut journal. The resumed run must end with t
 error, outputs and per-step phase, output, error, attempts and message, and must not call the
 action again for a step or foreach item that the cut journal records as finished.
 
-The test actions finish without waiting and retries wait ``0s``, so the order in which steps
-run is decided by the workflow alone: the interrupted and the resumed run are comparable
-step for step.
+The test actions finish without waiting, retries wait ``0s`` (which the engine does without
+yielding) and foreach items run one at a time, so the order in which steps run is decided by
+the workflow alone: the interrupted and the resumed run are comparable step for step. (With
+real waits, parallel branches race in the uninterrupted run too; a resumed run then ends as one
+of the ways the uninterrupted run could have.) Items running side by side are covered by
+``test_items_started_before_another_failed_still_run_when_resumed``.
 """
 
 from __future__ import annotations
@@ -64,7 +67,6 @@ def steps(draw: st.DrawFn, prefix: str, count: int, main: list[str]) -> list[Spe
         if draw(st.integers(0, 3)) == 0:
             items = draw(st.lists(behaviours(), max_size=4))
             step["foreach"] = [{"v": i, **b} for i, b in enumerate(items)]
-            step["concurrency"] = draw(st.integers(1, 2))
             step["with"] = {
                 "value": "${ [index, item.v] }",
                 "failUntil": "${ item.failUntil }",
@@ -117,7 +119,7 @@ def called(key: str) -> tuple[str, int | None]:
     return name, None
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workflows())
 def test_resuming_from_any_cut_of_the_journal_ends_as_the_uninterrupted_run(
     new_probe: Any, spec: Spec
@@ -194,3 +196,44 @@ def test_a_resumed_step_reports_every_attempt_it_made(new_probe: Any) -> None:
     result = asyncio.run(again.run(spec, journal=journal.MemoryJournal(whole.records[:cut])))
     assert [c.attempt for c in again.calls] == [3, 4]
     assert result.steps["a"].attempts == 4
+
+
+def test_items_started_before_another_failed_still_run_when_resumed(new_probe: Any) -> None:
+    """Two items ran side by side; the run was interrupted after item 0 failed for good while
+    item 1 was between attempts. Item 1 had started, so it finishes, as it would have; item 2
+    had not, so it does not start."""
+    spec: Spec = {
+        "steps": [
+            {
+                "id": "each",
+                "uses": "t.call",
+                "foreach": [9, 1, 0],
+                "concurrency": 2,
+                "retry": {"maxAttempts": 2, "initialDelay": "0s", "jitter": False},
+                "with": {"value": "${ item }", "failUntil": "${ item }"},
+            }
+        ]
+    }
+    probe = new_probe()
+    compiled = probe.compile(spec)
+    header = {
+        "t": "run",
+        "runId": "r1",
+        "workflow": "wf",
+        "specHash": engine.spec_hash(compiled),
+        "inputs": {},
+        "startedAt": 0.0,
+    }
+    crashed = [
+        header,
+        {"t": "start", "step": "each", "attempt": 1, "item": 0},
+        {"t": "retry", "step": "each", "attempt": 1, "item": 0, "error": "boom", "delay": 0},
+        {"t": "start", "step": "each", "attempt": 1, "item": 1},
+        {"t": "retry", "step": "each", "attempt": 1, "item": 1, "error": "boom", "delay": 0},
+        {"t": "start", "step": "each", "attempt": 2, "item": 0},
+    ]
+    result = asyncio.run(probe.run(compiled, journal=journal.MemoryJournal(crashed)))
+    assert result.phase == "Failed"
+    assert sorted((c.key, c.attempt) for c in probe.calls) == [("r1:each[0]", 2), ("r1:each[1]", 2)]
+    assert result.steps["each"].error == "item 0: boom after 2 attempts"
+    assert result.steps["each"].attempts == 4
