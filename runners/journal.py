@@ -237,6 +237,10 @@ class FileJournal:
                 lines = fh.read().split(b"\n")
         except FileNotFoundError:
             return []
+        except OSError as exc:  # a directory in its place, no permission
+            raise errors.RunError(
+                f"cannot read the journal: {exc.strerror}", errors.Where(file=self.path)
+            ) from None
         parsed: list[tuple[int | None, Any]] = []
         for number, line in enumerate(lines, 1):
             if not line.strip():

@@ -367,6 +367,15 @@ def test_a_record_of_the_wrong_shape_or_place_is_refused(
     assert str(info.value).startswith(f"{path}:3: corrupt journal: {message}"), info.value
 
 
+def test_a_journal_that_cannot_be_read_is_a_clear_error(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "wf.jsonl").mkdir()
+    with pytest.raises(errors.RunError, match=r"wf.jsonl: cannot read the journal: Is a dir"):
+        journal.FileJournal(tmp_path / "wf.jsonl").read()
+    (tmp_path / "binary.jsonl").write_bytes(lines(HEADER).encode() + b"\xff\xfe\x00\n{}\n")
+    with pytest.raises(errors.RunError, match=r"binary.jsonl:2: corrupt journal: the line is not"):
+        journal.FileJournal(tmp_path / "binary.jsonl").read()
+
+
 def test_the_header_comes_first_and_nothing_after_the_end(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "wf.jsonl"
     path.write_text(lines(START_A, HEADER))
