@@ -555,8 +555,8 @@ class Run:
         # Items that had started before an interruption go first and run even after another
         # item fails, as they did then; a new item starts only while none has failed.
         started = [i for i in range(len(items)) if i not in done and (sp.id, i) in attempts_of]
-        todo = started + [i for i in range(len(items)) if i not in done and i not in started]
         must_run = set(started)
+        todo = started + [i for i in range(len(items)) if i not in done and i not in must_run]
         limit = sp.step.concurrency or 1
         # Items finished before an interruption count with the attempts they took.
         total_attempts = sum(attempts_of.get((sp.id, i), (1, False))[0] for i in done)
