@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--inputs-file", metavar="FILE", help="YAML or JSON mapping of inputs")
     p.add_argument("--journal", metavar="DIR", help="journal here; a killed run resumes from it")
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="with --journal: start a new run even if the journal holds an unfinished one "
+        "(that journal is kept as DIR/<run id>.jsonl)",
+    )
     p.add_argument("--secrets", metavar="FILE", help="YAML: integration name → key → value")
     p.add_argument("--output", "-o", choices=["text", "json"], default="text")
     p.add_argument("--log-format", choices=["human", "json"], default="human")

@@ -100,6 +100,8 @@ def main(args: argparse.Namespace) -> int:
     if show_progress:
         # Retries are on the progress lines already.
         logging.getLogger("autoflow.engine").setLevel(logging.WARNING)
+    if args.restart and not args.journal:
+        raise errors.AutoflowError("--restart starts a new run over a journal: give --journal DIR")
     run = local.prepare(
         args.files,
         given_inputs=values,
@@ -108,6 +110,7 @@ def main(args: argparse.Namespace) -> int:
         workflow_name=args.workflow,
         secrets_file=args.secrets,
         observer=observer,
+        restart=args.restart,
     )
     if show_progress:
         sys.stderr.write(f"▶ {run.plan.name} (run {run.run_id})\n")

@@ -217,6 +217,12 @@ class Run:
         run_info: Mapping[str, Any] | None = None,
         limiter: limits.Limiter | None = None,
     ) -> None:
+        if not journal_mod.is_safe_run_id(run_id):
+            # The id names the journal file and goes into every idempotency key.
+            raise errors.RunError(
+                f"run id {run_id[:80]!r} is not a safe name: lower-case letters, digits, '.', "
+                "'_' and '-', starting with a letter or digit"
+            )
         self.plan = plan
         self.run_id = run_id
         self.inputs = dict(inputs)
@@ -305,8 +311,11 @@ class Run:
             if previous.end is not None:
                 return self._result_from_journal(previous)
             self._replay = previous
-            self.inputs.update(previous.header.get("inputs") or {})
-            started = previous.header.get("startedAt", started)
+            # The run goes on with the inputs it started with, whatever this process was given
+            # (``autoflow run`` refuses other values before it gets here).
+            self.inputs.clear()
+            self.inputs.update(previous.header["inputs"])
+            started = previous.header.get("startedAt") or started
             self._restore(previous)
         else:
             self._record(
@@ -409,9 +418,9 @@ class Run:
         self._failure = failure
 
     def _failed_step(self) -> str | None:
-        """The step that failed the run, not an earlier one whose failure was tolerated."""
+        """The main step that failed the run, not one whose failure was tolerated."""
         for sid, res in self.results.items():
-            if res.phase == FAILED and not self._continues(sid):
+            if sid in self.plan.main.steps and res.phase == FAILED and not self._continues(sid):
                 return sid
         return None
 
@@ -424,7 +433,17 @@ class Run:
             )
 
     def _restore(self, state: journal_mod.Replay) -> None:
+        """Finished steps become results. Whether a failure stops a section is decided when
+        the section replays them in order (``_replay_section``), not here: a failed
+        ``finally`` step must not fail a run whose main steps succeeded."""
         for sid, rec in state.steps.items():
+            try:
+                self.plan.step(sid)
+            except KeyError:
+                raise errors.RunError(
+                    f"corrupt journal: it records step {sid!r}, which workflow "
+                    f"{self.plan.name!r} does not have"
+                ) from None
             res = StepResult(
                 id=sid,
                 phase=rec["phase"],
@@ -437,8 +456,6 @@ class Run:
             )
             self.results[sid] = res
             self._steps_scope[sid] = res.scope()
-            if res.phase == FAILED and not self._continues(sid):
-                self._failure = f"step {sid!r} failed: {res.error}"
 
     def _continues(self, sid: str) -> bool:
         try:
@@ -480,44 +497,53 @@ class Run:
     # -- the DAG ----------------------------------------------------------------------------
 
     async def _section(self, section: plan_mod.Section) -> None:
+        """Run one list of steps as a DAG.
+
+        Whether a step starts is decided the moment the last step it needs is recorded: it
+        starts unless a step of the section has failed (without ``continueOnError``) by then.
+        The decision is made in the same instant as the journal record, so the order of the
+        records says what was decided, and a resumed run replays the restored steps in that
+        order and decides the same (``_replay_section``). Decided steps start in the order of
+        their decisions; a lone one runs inline (a chain needs no task per step).
+        """
         steps = section.steps
         waiting = {sid: len(sp.needs) for sid, sp in steps.items()}
-        ready = section.roots()
+        pending = section.roots()  # decided to start, in the order of the decisions
         running: dict[asyncio.Task[None], str] = {}
         self._section_task = asyncio.current_task()
 
-        def finished(sid: str) -> None:
+        def release(sid: str, go: bool) -> None:
+            """``sid`` is recorded; ``go``: no failure in the section when it was."""
             for nxt in steps[sid].dependents:
                 waiting[nxt] -= 1
-                if waiting[nxt] == 0:
-                    ready.append(nxt)
+                if waiting[nxt] == 0 and go:
+                    pending.append(nxt)
 
+        async def run(sid: str) -> None:
+            release(sid, await self._step(steps[sid]))
+
+        self._replay_section(section, pending, release)
         try:
-            while ready or running:
-                # cancel() stops the main steps only; onError and finally still run.
-                # interrupt() stops every section: the resumed run starts what is left.
-                stopped = self._interrupted or (self._cancelled and section is self.plan.main)
-                if ready and self._failure is None and not stopped:
-                    if not running and len(ready) == 1:
-                        # A chain: run the step inline, no task to create or wait on.
-                        sid = ready.pop()
-                        await self._step(steps[sid])
-                        finished(sid)
-                        continue
-                    for sid in ready:
-                        running[asyncio.ensure_future(self._step(steps[sid]))] = sid
-                    ready.clear()
-                elif ready:
-                    if self._interrupted and section is not self.plan.main:
+            while pending or running:
+                if self._cancelled and section is self.plan.main:
+                    pending.clear()  # cancel() stops the main steps; onError and finally run
+                if self._interrupted and pending:
+                    # interrupt() stops every section: the resumed run starts what is left.
+                    if section is not self.plan.main:
                         self._held = True
-                    ready.clear()  # after a failure no new step starts; running ones finish
+                    pending.clear()
+                if pending and not running and len(pending) == 1:
+                    await run(pending.pop())
+                    continue
+                for sid in pending:
+                    running[asyncio.ensure_future(run(sid))] = sid
+                pending.clear()
                 if not running:
                     break
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    sid = running.pop(task)
+                    running.pop(task)
                     task.result()
-                    finished(sid)
         except asyncio.CancelledError:
             for task in running:
                 task.cancel()
@@ -528,10 +554,28 @@ class Run:
         if self._failure is not None and not self._interrupted:
             self._mark_unfinished(section, SKIPPED, f"not run: {self._failure}")
 
-    async def _step(self, sp: plan_mod.StepPlan) -> None:
+    def _replay_section(
+        self,
+        section: plan_mod.Section,
+        pending: list[str],
+        release: Callable[[str, bool], None],
+    ) -> None:
+        """Restored steps of the section, in the order they were recorded, decide again what
+        they decided then: a restored failure stops the section from that point on, and a
+        step decided before it (in flight when the run was interrupted) still runs."""
+        for sid in self._replay.steps:
+            if sid not in section.steps:
+                continue
+            res = self.results[sid]
+            if res.phase == FAILED and not self._continues(sid) and self._failure is None:
+                self._failure = f"step {sid!r} failed: {res.error}"
+            release(sid, self._failure is None)
+        pending[:] = [sid for sid in pending if sid not in self.results]
+
+    async def _step(self, sp: plan_mod.StepPlan) -> bool:
+        """Run one step and record it; True if no step of the section had failed when it
+        was recorded (its dependents may start)."""
         sid = sp.id
-        if sid in self.results:
-            return  # restored from the journal
         started = time.time()
         result: StepResult
         try:
@@ -540,7 +584,7 @@ class Run:
             # Interrupted between attempts or items: not finished, not journaled.
             if sid not in self.plan.main.steps:
                 self._held = True
-            return
+            return False
         except StepFailed as exc:
             message = self.redactor.text(exc.message)
             result = StepResult(sid, FAILED, None, message, exc.attempts, started, time.time())
@@ -561,8 +605,10 @@ class Run:
                 "message": result.message,
             }
         )
+        go = self._failure is None  # decided with the record, before anything can change it
         await self._durable()
         self.observer.step_finished(result)
+        return go
 
     async def _decide_and_run(self, sp: plan_mod.StepPlan, started: float) -> StepResult:
         sid = sp.id
@@ -610,22 +656,29 @@ class Run:
             raise StepFailed(f"foreach must give a list; got {type(items).__name__}", 0)
         done = self._replay.items.get(sp.id, {})
         outputs: list[Any] = [done.get(i) for i in range(len(items))]
-        todo = [i for i in range(len(items)) if i not in done]
+        attempts_of = self._replay.attempts
+        # Items that had started before an interruption go first and run even after another
+        # item fails, as they did then; a new item starts only while none has failed.
+        started = [i for i in range(len(items)) if i not in done and (sp.id, i) in attempts_of]
+        must_run = set(started)
+        todo = started + [i for i in range(len(items)) if i not in done and i not in must_run]
         limit = sp.step.concurrency or 1
-        total_attempts = 0
-        failure: list[StepFailed] = []
+        # Items finished before an interruption count with the attempts they took.
+        total_attempts = sum(attempts_of.get((sp.id, i), (1, False))[0] for i in done)
+        failed: dict[int, str] = {}
         stopped: list[int] = []  # items an interruption left unfinished
 
         async def worker() -> None:
             nonlocal total_attempts
-            while todo and not failure and not self._interrupted:
+            while todo and (not failed or todo[0] in must_run) and not self._interrupted:
                 index = todo.pop(0)
                 scope = {**self._scope, "item": items[index], "index": index}
                 try:
                     output, attempts = await self._attempts(sp, scope, index)
                 except StepFailed as exc:
-                    failure.append(StepFailed(f"item {index}: {exc.message}", exc.attempts))
-                    return
+                    total_attempts += exc.attempts
+                    failed[index] = exc.message
+                    continue
                 except _Unfinished:
                     stopped.append(index)
                     return
@@ -639,19 +692,32 @@ class Run:
             await workers[0]
         elif workers:
             await asyncio.gather(*workers)
-        if failure:
-            raise failure[0]
-        if todo or stopped:
-            raise _Unfinished  # finished items are journaled; the resumed run does the rest
+        if stopped or any(i in must_run or not failed for i in todo):
+            # Interrupted: finished items are journaled; the resumed run does what this run
+            # would still have done (every item, or after a failure those already started).
+            raise _Unfinished
+        if failed:
+            # The first failed item by position, not by time: the same however they interleaved.
+            index = min(failed)
+            raise StepFailed(f"item {index}: {failed[index]}", total_attempts)
         return outputs, total_attempts
 
     async def _attempts(
         self, sp: plan_mod.StepPlan, scope: dict[str, Any], item: int
     ) -> tuple[Any, int]:
-        """Call the action under the retry policy; returns (output, attempts made)."""
+        """Call the action under the retry policy; returns (output, attempts made, counting
+        those made before an interruption: attempt numbers go on across a resume)."""
         policy = sp.retry
-        attempt = self._replay.next_attempt(sp.id, item) if self._replay.attempts else 1
-        first = attempt
+        attempt = 1
+        if self._replay.attempts:
+            attempt = self._replay.next_attempt(sp.id, item)
+            # Interrupted while waiting to retry: wait again before the next attempt, as the
+            # failed one asked (a rate limit's Retry-After outlives the process).
+            waited = self._replay.retry_delays.get((sp.id, item))
+            if waited:
+                await self._back_off(waited)
+                if self._interrupted:
+                    raise _Unfinished
         key_step = sp.id if item < 0 else f"{sp.id}[{item}]"
         while True:
             rec: dict[str, Any] = {"t": "start", "step": sp.id, "attempt": attempt}
@@ -661,7 +727,7 @@ class Run:
             self.observer.step_started(sp.id, attempt)
             try:
                 output = await self._call(sp, scope, attempt, f"{self.run_id}:{key_step}")
-                return output, attempt - first + 1
+                return output, attempt
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every failure becomes a step message, never a traceback
@@ -670,11 +736,12 @@ class Run:
             may_retry = retryable or policy.retry_on == "any"
             if not may_retry or attempt >= policy.max_attempts:
                 tries = f" after {attempt} attempts" if attempt > 1 else ""
-                raise StepFailed(f"{message}{tries}", attempt - first + 1)
+                raise StepFailed(f"{message}{tries}", attempt)
             delay = backoff(policy, attempt)
             if retry_after is not None:
                 delay = max(delay, retry_after)
             rec = {"t": "retry", "step": sp.id, "attempt": attempt, "error": message}
+            rec["delay"] = delay
             if item >= 0:
                 rec["item"] = item
             self._record(rec)
@@ -689,9 +756,12 @@ class Run:
                 message,
                 extra={"run_id": self.run_id, "step_id": sp.id},
             )
-            await self._back_off(delay)
-            if self._interrupted:
-                raise _Unfinished
+            if delay > 0:
+                # No wait asked is no wait: the step keeps its place among the running ones,
+                # so a retried step interleaves with others the same way in every run.
+                await self._back_off(delay)
+                if self._interrupted:
+                    raise _Unfinished
             attempt += 1
 
     async def _back_off(self, delay: float) -> None:

@@ -160,6 +160,9 @@ class StatusJournal:
                 self._dirty["steps"] = True
         elif kind == "step":
             output, cut = bounded(record.get("output"), MAX_STEP_OUTPUT_BYTES)
+            # Finished steps are listed in the order they finished: ``read`` gives the records
+            # back in that order, so a resumed run replays the decisions the way they were made.
+            self._steps.pop(record["step"], None)
             self._steps[record["step"]] = {
                 "id": record["step"],
                 "phase": record["phase"],

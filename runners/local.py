@@ -8,12 +8,17 @@ too (``accessToken``, ``refreshToken``, ``expiresAt``, as ``autoflow integration
 writes them); an expired one is refreshed in memory for the run (``runners.oauth2``).
 
 With ``--journal DIR`` the run is journaled to ``DIR/<workflow>.jsonl``. Starting again with an
-unfinished journal resumes that run after its last journaled step; a finished journal is kept
-as ``DIR/<run id>.jsonl`` (run ids start with the workflow name) and a new run starts.
+unfinished journal resumes that run after its last journaled step, with the inputs it started
+with (inputs given again must be the same; ``restart`` starts a new run instead). A finished
+run's journal is kept as ``DIR/<run id>.jsonl`` (run ids start with the workflow name) the
+moment the run ends, so the next start is a new run. A journal that is damaged or whose run id
+is not a safe file name is refused before anything runs.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 import uuid
@@ -26,6 +31,8 @@ from autoflow.runners import documents, engine, journal, limits, loader, redact
 from autoflow.runners import inputs as inputs_mod
 from autoflow.runners import integrations as integrations_mod
 from autoflow.runners import plan as plan_mod
+
+log = logging.getLogger("autoflow.local")
 
 SECRET_ENV_PREFIX = "AUTOFLOW_SECRET_"
 ENV_PREFIX = "AUTOFLOW_ENV_"
@@ -158,8 +165,58 @@ def load(
     return wf, integrations, path
 
 
-def open_journal(directory: str, name: str) -> tuple[journal.FileJournal, str | None]:
-    """The journal for this workflow's run, and the run id to resume (None: a new run)."""
+class RunJournal(journal.FileJournal):
+    """``DIR/<workflow>.jsonl``, kept as ``DIR/<run id>.jsonl`` as soon as the run's end is
+    recorded and the engine closes it: the next start finds no journal and is a new run."""
+
+    def __init__(self, path: str, run_id: str | None = None) -> None:
+        super().__init__(path)
+        self._run_id = run_id
+        self._ended = False
+
+    def append(self, record: dict[str, Any]) -> None:
+        super().append(record)
+        if record["t"] == "run":
+            self._run_id = record["runId"]
+        elif record["t"] == "end":
+            self._ended = True
+
+    def close(self) -> None:
+        super().close()
+        if self._ended and self._run_id is not None:
+            try:
+                keep_as(self.path, self._run_id)
+            except errors.AutoflowError as exc:
+                # The run is over and its result stands; the next start says what is wrong.
+                log.warning("%s", exc)
+            self._ended = False
+
+
+def keep_as(path: str, run_id: str) -> str:
+    """Move the journal at ``path`` to ``<run id>.jsonl`` beside it; never over another file."""
+    where = errors.Where(file=path)
+    if not journal.is_safe_run_id(run_id):
+        raise errors.RunError(f"corrupt journal: unsafe run id {run_id[:80]!r}", where)
+    target = os.path.join(os.path.dirname(path), f"{run_id}.jsonl")
+    if os.path.lexists(target):
+        raise errors.RunError(
+            f"cannot keep the journal of run {run_id!r} as {target}: that file exists; move "
+            "one of them away",
+            where,
+        )
+    os.replace(path, target)
+    return target
+
+
+def open_journal(
+    directory: str, name: str, *, restart: bool = False
+) -> tuple[RunJournal, str | None]:
+    """The journal for this workflow's run, and the run id to resume (None: a new run).
+
+    A finished run's journal still in place (from before journals were kept at once, or when
+    keeping it failed) is kept now; with ``restart`` an unfinished one is kept too, and a new
+    run starts. A damaged journal is refused with the file and line.
+    """
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as exc:
@@ -168,18 +225,75 @@ def open_journal(directory: str, name: str) -> tuple[journal.FileJournal, str | 
             f"cannot use as the journal directory: {reason}", errors.Where(file=directory)
         ) from None
     path = os.path.join(directory, f"{name}.jsonl")
-    current = journal.FileJournal(path)
-    state = journal.replay(current.read())
-    if state.header is not None and state.end is not None:
-        os.replace(path, os.path.join(directory, f"{state.header['runId']}.jsonl"))
-        return journal.FileJournal(path), None
-    if state.header is not None:
-        return current, str(state.header["runId"])
-    return current, None
+    try:
+        state = journal.replay(journal.FileJournal(path).read())
+    except errors.RunError as exc:
+        raise errors.RunError(
+            f"{exc.message}; the run cannot resume from this journal: move it away (or add "
+            "--restart once it is readable) to start a new run",
+            exc.where,
+        ) from None
+    if state.header is None:
+        return RunJournal(path), None
+    run_id = str(state.header["runId"])
+    if state.end is not None or restart:
+        keep_as(path, run_id)
+        return RunJournal(path), None
+    return RunJournal(path, run_id), run_id
 
 
 def new_run_id(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:10]}"
+    # Workflow names are DNS names (up to 253 characters); a run id also names a file.
+    return f"{name[: journal.RUN_ID_MAX_LENGTH - 11]}-{uuid.uuid4().hex[:10]}"
+
+
+def resumed_inputs(
+    declared: Mapping[str, workflow.Input],
+    header: Mapping[str, Any],
+    given: Mapping[str, Any],
+    where: errors.Where,
+    *,
+    from_text: bool,
+    journal_path: str | None = None,
+) -> dict[str, Any]:
+    """The inputs of a resumed run: those it started with. Inputs given again must name
+    declared inputs and have the values the run started with (after the same conversion a
+    new run makes); a resumed run never goes on silently with other values than asked."""
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        known = ", ".join(sorted(declared)) or "none"
+        raise errors.InputError(
+            f"unknown input {unknown[0]!r} (declared inputs: {known})",
+            where.replace(field=f"inputs.{unknown[0]}"),
+        )
+    started_with: dict[str, Any] = dict(header["inputs"])
+    differ: list[str] = []
+    for name, raw in given.items():
+        value = inputs_mod.resolve({name: declared[name]}, {name: raw}, where, from_text=from_text)
+        if _same(value[name], started_with.get(name)):
+            continue
+        differ.append(
+            f"{name!r} is {_shown(value[name])}, the run started with "
+            f"{_shown(started_with.get(name))}"
+        )
+    if differ:
+        raise errors.InputError(
+            f"the journal holds unfinished run {header['runId']!r}, started with other inputs: "
+            f"{'; '.join(differ)}. Give the inputs it started with (or none) to resume it, or "
+            "add --restart to start a new run",
+            where.replace(file=journal_path or where.file),
+        )
+    return started_with
+
+
+def _same(a: Any, b: Any) -> bool:
+    # As JSON: 1 and True, or 1 and 1.0, are different inputs to a workflow.
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def prepare(
@@ -193,11 +307,13 @@ def prepare(
     observer: engine.Observer | None = None,
     env: Mapping[str, str] | None = None,
     limiter: limits.Limiter | None = None,
+    restart: bool = False,
 ) -> engine.Run:
     """Everything ``autoflow run`` does before the engine starts; errors name file and field.
 
     Without a ``limiter``, Integration limits are kept as ``AUTOFLOW_REDIS_URL`` says
-    (``limits.from_env``); the caller closes ``run.limiter`` when the run is over.
+    (``limits.from_env``); the caller closes ``run.limiter`` when the run is over. With
+    ``restart`` an unfinished journal is kept aside and a new run starts.
     """
     wf, integrations, path = load(paths, workflow_name)
     where = errors.Where(file=path, resource=wf.ref)
@@ -213,21 +329,29 @@ def prepare(
     name = wf.metadata.name or "workflow"
     jr: journal.Journal
     run_id: str | None = None
+    header: dict[str, Any] | None = None
     if journal_dir:
-        jr, run_id = open_journal(journal_dir, name)
+        jr, run_id = open_journal(journal_dir, name, restart=restart)
         header = journal.replay(jr.read()).header if run_id is not None else None
-        if header is not None and header.get("specHash") != engine.spec_hash(compiled):
+        if header is not None and header["specHash"] != engine.spec_hash(compiled):
             # Said here, before the run starts, so the message can name the file to move.
             raise errors.ManifestError(
                 f"the journal holds unfinished run {run_id!r} of a different definition of "
-                f"workflow {name!r}; resume it with the workflow it started with, or move "
-                "the journal away to start a new run",
+                f"workflow {name!r}; resume it with the workflow it started with, or add "
+                "--restart to start a new run",
                 errors.Where(file=jr.path),
             )
     else:
         jr = journal.MemoryJournal()
-    if run_id is not None:
-        values: dict[str, Any] = dict(given_inputs)  # replaced by the journaled inputs
+    if header is not None:
+        values = resumed_inputs(
+            wf.spec.inputs,
+            header,
+            given_inputs,
+            where,
+            from_text=from_text,
+            journal_path=jr.path if isinstance(jr, RunJournal) else None,
+        )
     else:
         values = inputs_mod.resolve(wf.spec.inputs, given_inputs, where, from_text=from_text)
     return engine.Run(

@@ -662,7 +662,9 @@ def test_secret_reaches_the_server_and_nothing_else(
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 1
     assert [r.headers["authorization"] for r in server.requests] == [f"Bearer {TOKEN}"] * 2
-    journal = (tmp_path / "journal" / "whoami.jsonl").read_text()
+    # The run ended, so its journal is kept under its run id.
+    (kept,) = (tmp_path / "journal").glob("whoami-*.jsonl")
+    journal = kept.read_text()
     for text in (result.stdout, result.stderr, journal):
         assert TOKEN not in text
     assert "HTTP 401 Unauthorized" in result.stdout

@@ -244,18 +244,32 @@ async def test_a_finished_journal_returns_the_stored_result(probe: Any, new_prob
 # --- the file ----------------------------------------------------------------------------------
 
 
+HEADER: Record = {
+    "t": "run",
+    "runId": "r1",
+    "workflow": "wf",
+    "specHash": "0123456789abcdef",
+    "inputs": {"note": "ünïcode"},
+    "startedAt": 0.0,
+}
+START_A: Record = {"t": "start", "step": "a", "attempt": 1}
+STEP_A: Record = {"t": "step", "step": "a", "phase": "Succeeded", "output": 1, "attempts": 1}
+END: Record = {"t": "end", "phase": "Succeeded", "outputs": None, "error": None, "at": 1.0}
+
+
+def lines(*records: Record) -> str:
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
 def test_records_survive_reopening(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "runs" / "wf.jsonl"
     first = journal.FileJournal(path)
-    first.append({"t": "run", "runId": "r1", "note": "ünïcode"})
-    first.append({"t": "start", "step": "a", "attempt": 1})
+    first.append(HEADER)
+    first.append(START_A)
     first.close()
     second = journal.FileJournal(path)
-    assert second.read() == [
-        {"t": "run", "runId": "r1", "note": "ünïcode"},
-        {"t": "start", "step": "a", "attempt": 1},
-    ]
-    second.append({"t": "end"})
+    assert second.read() == [HEADER, START_A]
+    second.append(END)
     second.close()
     assert [r["t"] for r in journal.FileJournal(path).read()] == ["run", "start", "end"]
 
@@ -266,31 +280,27 @@ def test_a_missing_file_is_an_empty_journal(tmp_path: pathlib.Path) -> None:
 
 def test_a_torn_last_line_is_ignored(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "wf.jsonl"
-    path.write_text('{"t": "run", "runId": "r1"}\n{"t": "start", "step": "a", "att')
-    assert journal.FileJournal(path).read() == [{"t": "run", "runId": "r1"}]
+    path.write_text(lines(HEADER) + '{"t": "start", "step": "a", "att')
+    assert journal.FileJournal(path).read() == [HEADER]
 
 
 def test_records_appended_after_a_torn_line_are_read(tmp_path: pathlib.Path) -> None:
     # The resumed run appends to the file the killed one left; its records must count.
     path = tmp_path / "wf.jsonl"
-    path.write_text('{"t": "run", "runId": "r1"}\n{"t": "start", "step": "a", "att')
+    path.write_text(lines(HEADER) + '{"t": "start", "step": "a", "att')
     resumed = journal.FileJournal(path)
-    resumed.append({"t": "start", "step": "a", "attempt": 1})
-    resumed.append({"t": "end"})
+    resumed.append(START_A)
+    resumed.append(END)
     resumed.close()
-    assert journal.FileJournal(path).read() == [
-        {"t": "run", "runId": "r1"},
-        {"t": "start", "step": "a", "attempt": 1},
-        {"t": "end"},
-    ]
+    assert journal.FileJournal(path).read() == [HEADER, START_A, END]
 
 
 def test_a_last_record_missing_only_its_newline_is_kept(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "wf.jsonl"
-    path.write_text('{"t": "run", "runId": "r1"}\n{"t": "step", "step": "a"}')
+    path.write_text(lines(HEADER) + json.dumps(STEP_A))
     assert len(journal.FileJournal(path).read()) == 2
     resumed = journal.FileJournal(path)
-    resumed.append({"t": "end"})
+    resumed.append(END)
     resumed.close()
     assert [r["t"] for r in journal.FileJournal(path).read()] == ["run", "step", "end"]
 
@@ -321,3 +331,91 @@ def test_replay_of_an_empty_journal_starts_fresh() -> None:
     assert state.header is None
     assert state.end is None
     assert state.next_attempt("a") == 1
+
+
+# --- a damaged journal -------------------------------------------------------------------------
+
+
+def test_a_damaged_line_in_the_middle_names_the_file_and_line(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "wf.jsonl"
+    path.write_text(lines(HEADER) + "not json\n" + lines(START_A, STEP_A))
+    with pytest.raises(errors.RunError) as info:
+        journal.FileJournal(path).read()
+    assert str(info.value).startswith(f"{path}:2: corrupt journal: the line is not a JSON record")
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ([1, 2], "a journal record is a JSON object; got list"),
+        ({"t": "jump"}, "unknown record kind 'jump'"),
+        ({**STEP_A, "phase": "Done"}, "'step' record: field 'phase'"),
+        ({**START_A, "attempt": "1"}, "'start' record: field 'attempt'"),
+        ({**START_A, "attempt": 0}, "'start' record: field 'attempt'"),
+        ({"t": "item", "step": "a", "index": -1}, "'item' record: field 'index'"),
+        ({**HEADER, "t": "run"}, "a second run header"),
+        ({**STEP_A}, "step 'a' finished twice (first at line 2)"),
+    ],
+)
+def test_a_record_of_the_wrong_shape_or_place_is_refused(
+    tmp_path: pathlib.Path, bad: Any, message: str
+) -> None:
+    path = tmp_path / "wf.jsonl"
+    path.write_text(lines(HEADER, STEP_A) + json.dumps(bad) + "\n" + lines(END))
+    with pytest.raises(errors.RunError) as info:
+        journal.FileJournal(path).read()
+    assert str(info.value).startswith(f"{path}:3: corrupt journal: {message}"), info.value
+
+
+def test_a_journal_that_cannot_be_read_is_a_clear_error(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "wf.jsonl").mkdir()
+    with pytest.raises(errors.RunError, match=r"wf.jsonl: cannot read the journal: Is a dir"):
+        journal.FileJournal(tmp_path / "wf.jsonl").read()
+    (tmp_path / "binary.jsonl").write_bytes(lines(HEADER).encode() + b"\xff\xfe\x00\n{}\n")
+    with pytest.raises(errors.RunError, match=r"binary.jsonl:2: corrupt journal: the line is not"):
+        journal.FileJournal(tmp_path / "binary.jsonl").read()
+
+
+def test_the_header_comes_first_and_nothing_after_the_end(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "wf.jsonl"
+    path.write_text(lines(START_A, HEADER))
+    with pytest.raises(errors.RunError, match=r":1: corrupt journal: the first record must"):
+        journal.FileJournal(path).read()
+    path.write_text(lines(HEADER, END, START_A))
+    with pytest.raises(errors.RunError, match=r":3: corrupt journal: a 'start' record after"):
+        journal.FileJournal(path).read()
+
+
+@pytest.mark.parametrize("run_id", ["../x", "/etc/x", "A", "a/b", "a..b", "", "x" * 201])
+def test_an_unsafe_run_id_is_a_corrupt_header(tmp_path: pathlib.Path, run_id: str) -> None:
+    path = tmp_path / "wf.jsonl"
+    path.write_text(lines({**HEADER, "runId": run_id}))
+    with pytest.raises(errors.RunError, match=r"field 'runId'.* is not a safe name"):
+        journal.FileJournal(path).read()
+
+
+async def test_a_damaged_journal_stops_the_run_before_any_step(probe: Any, new_probe: Any) -> None:
+    records = await full_run(probe, SPEC)
+    crashed = upto(records, is_("step", "b"))
+    crashed[1] = {**crashed[1], "attempt": "1"}
+    again = new_probe()
+    with pytest.raises(errors.RunError, match=r"record 2: 'start' record: field 'attempt'"):
+        await again.run(SPEC, journal=journal.MemoryJournal(crashed))
+    assert again.calls == []
+
+
+async def test_a_journal_naming_a_step_the_workflow_lacks_is_refused(
+    probe: Any, new_probe: Any
+) -> None:
+    records = await full_run(probe, SPEC)
+    crashed = upto(records, is_("step", "b"))
+    crashed[-1] = {**crashed[-1], "step": "zz"}
+    again = new_probe()
+    with pytest.raises(errors.RunError, match="it records step 'zz', which workflow 'wf'"):
+        await again.run(SPEC, journal=journal.MemoryJournal(crashed))
+    assert again.calls == []
+
+
+def test_a_run_id_that_is_not_a_safe_name_is_refused(probe: Any) -> None:
+    with pytest.raises(errors.RunError, match="not a safe name"):
+        engine.Run(probe.compile(SPEC), run_id="../x", inputs={})

@@ -734,6 +734,28 @@ def test_a_status_written_by_one_pod_is_read_back_by_the_next() -> None:
     assert {"t": "start", "step": "each", "attempt": 1} in records
 
 
+def test_the_next_pod_reads_finished_steps_in_the_order_they_finished() -> None:
+    """A resumed run replays its decisions in the order the steps were recorded."""
+
+    async def write() -> dict[str, Any]:
+        journal, client = _journal()
+        journal.append({**HEADER, "startedAt": 1740819600.0})
+        for sid in ("slow", "fast", "late"):
+            journal.append({"t": "start", "step": sid, "attempt": 1})
+        for sid in ("fast", "slow"):
+            journal.append({"t": "step", "step": sid, "phase": "Succeeded", "attempts": 1})
+        await journal.flush()
+        merged: dict[str, Any] = {}
+        for patch in client.patches:
+            merged.update(patch)
+        return merged
+
+    journal, _ = _journal(asyncio.run(write()))
+    finished = [r["step"] for r in journal.read() if r["t"] == "step"]
+    assert finished == ["fast", "slow"]
+    assert {"t": "start", "step": "late", "attempt": 1} in journal.read()
+
+
 def test_the_end_marks_steps_stopped_in_flight() -> None:
     async def write() -> dict[str, Any]:
         journal, client = _journal()

@@ -7,6 +7,11 @@ was in flight is sent again with the same ``Idempotency-Key`` (``<run id>:<step 
 across retries and resume) so the server can de-duplicate it, and later steps read the outputs
 of steps restored from the journal. A finished journal is kept aside and the next start is a
 new run.
+
+The second half runs ``autoflow run`` in this process on ``core`` steps: a rerun must give
+the inputs the run started with (or none), ``--restart`` starts a new run over an unfinished
+journal, a finished journal is kept under its run id the moment the run ends, and a damaged
+journal, or one whose run id is not a safe file name, is refused before any step runs.
 """
 
 from __future__ import annotations
@@ -185,11 +190,13 @@ def test_a_finished_journal_is_kept_and_the_next_start_is_a_new_run(
     # Both runs called every step: the second did not replay the first's results.
     assert all(server.calls(f"/s{i}") == 2 for i in range(1, 6))
     assert keys(server, "/s1") == [f"{first['runId']}:s1", f"{second['runId']}:s1"]
+    # Each finished journal was kept under its run id as soon as its run ended.
     files = sorted(p.name for p in (tmp_path / "journal").iterdir())
-    assert files == sorted(["chain.jsonl", f"{first['runId']}.jsonl"])
-    assert journal(tmp_path, "chain")[0]["runId"] == second["runId"]
-    kept = (tmp_path / "journal" / f"{first['runId']}.jsonl").read_text().splitlines()
-    assert json.loads(kept[-1])["t"] == "end"
+    assert files == sorted([f"{first['runId']}.jsonl", f"{second['runId']}.jsonl"])
+    for doc in (first, second):
+        kept = (tmp_path / "journal" / f"{doc['runId']}.jsonl").read_text().splitlines()
+        assert json.loads(kept[0])["runId"] == doc["runId"]
+        assert json.loads(kept[-1])["t"] == "end"
 
 
 def test_killed_foreach_resumes_without_repeating_finished_items(
@@ -232,3 +239,174 @@ def test_resume_under_a_changed_workflow_is_refused(
     assert line.startswith(f"error: {tmp_path / 'journal' / 'chain.jsonl'}: "), line
     assert "unfinished run 'chain-0123456789' of a different definition" in line
     assert server.requests == []
+
+
+# --- in this process: inputs, --restart, keeping, damaged journals ---------------------------
+
+COUNT = """\
+apiVersion: autoflow.dev/v1alpha1
+kind: Workflow
+metadata: {name: count}
+spec:
+  inputs:
+    n: {type: integer, required: true}
+    label: {type: string, default: x}
+  steps:
+    - {id: a, uses: core.transform, with: {value: "${ inputs.n }"}}
+    - {id: b, uses: core.transform, with: {value: "${ steps.a.output + 1 }"}}
+  outputs: {b: "${ steps.b.output }", label: "${ inputs.label }"}
+"""
+
+
+class Cli:
+    """``autoflow run`` of COUNT with a journal in ``tmp_path/journal``, in this process."""
+
+    def __init__(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self.dir = tmp_path / "journal"
+        self.file = tmp_path / "count.yaml"
+        self.file.write_text(COUNT)
+        self.capsys = capsys
+
+    def __call__(self, *extra: str, output: str = "json") -> tuple[int, str, str]:
+        """Exit code, stdout, stderr; errors are read as people see them with ``output="text"``
+        (under ``json`` they are a JSON document on stdout)."""
+        from autoflow.cli import main
+
+        argv = ["run", str(self.file), "--journal", str(self.dir), "-q", "--output", output]
+        code = main.main([*argv, *extra])
+        out, err = self.capsys.readouterr()
+        assert "Traceback" not in err, err
+        return code, out, err
+
+    @property
+    def current(self) -> Path:
+        return self.dir / "count.jsonl"
+
+    def interrupted(self, *inputs: str) -> list[dict[str, Any]]:
+        """Leave an unfinished journal: a finished run's records up to step a's."""
+        code, out, _ = self(*inputs)
+        assert code == 0
+        kept = self.dir / f"{json.loads(out)['runId']}.jsonl"
+        records = [json.loads(line) for line in kept.read_text().splitlines()]
+        kept.unlink()
+        cut = next(n for n, r in enumerate(records, 1) if r["t"] == "step")
+        self.current.write_text("".join(json.dumps(r) + "\n" for r in records[:cut]))
+        return records[:cut]
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(tmp_path, capsys)
+
+
+def test_a_finished_journal_is_kept_the_moment_the_run_ends(cli: Cli) -> None:
+    code, out, _ = cli("-i", "n=1")
+    assert code == 0
+    run_id = json.loads(out)["runId"]
+    # Kept at once, not when the next command starts: nothing is left to resume.
+    assert sorted(p.name for p in cli.dir.iterdir()) == [f"{run_id}.jsonl"]
+
+
+def test_a_rerun_resumes_with_the_inputs_it_started_with(cli: Cli) -> None:
+    before = cli.interrupted("-i", "n=5")
+    for given in ((), ("-i", "n=5"), ("-i", "n=5", "-i", "label=x")):
+        cli.current.write_text("".join(json.dumps(r) + "\n" for r in before))
+        code, out, err = cli(*given)
+        assert code == 0, err
+        doc = json.loads(out)
+        assert doc["resumed"] is True
+        assert doc["runId"] == before[0]["runId"]
+        assert doc["outputs"] == {"b": 6, "label": "x"}
+
+
+def test_a_rerun_with_other_input_values_is_refused(cli: Cli) -> None:
+    before = cli.interrupted("-i", "n=5")
+    text = cli.current.read_text()
+    code, out, err = cli("-i", "n=7", "-i", "label=y", output="text")
+    assert code == 1
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith(f"error: {cli.current}"), line
+    assert f"unfinished run {before[0]['runId']!r}, started with other inputs" in line
+    assert "'n' is 7, the run started with 5" in line
+    assert '\'label\' is "y", the run started with "x"' in line
+    assert "--restart" in line
+    assert cli.current.read_text() == text  # nothing ran, nothing was recorded
+
+
+@pytest.mark.parametrize("resuming", [False, True])
+def test_an_unknown_input_is_refused(cli: Cli, resuming: bool) -> None:
+    if resuming:
+        cli.interrupted("-i", "n=5")
+    code, _, err = cli("-i", "n=5", "-i", "colour=red", output="text")
+    assert code == 1
+    assert "unknown input 'colour' (declared inputs: label, n)" in err
+    if resuming:
+        assert [json.loads(x)["t"] for x in cli.current.read_text().splitlines()] == [
+            "run",
+            "start",
+            "step",
+        ]
+
+
+def test_restart_starts_a_new_run_and_keeps_the_unfinished_journal(cli: Cli) -> None:
+    before = cli.interrupted("-i", "n=5")
+    old_id = before[0]["runId"]
+    code, out, err = cli("--restart", "-i", "n=7")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["resumed"] is False
+    assert doc["runId"] != old_id
+    assert doc["outputs"]["b"] == 8
+    kept = [json.loads(x) for x in (cli.dir / f"{old_id}.jsonl").read_text().splitlines()]
+    assert kept == before
+
+
+def test_restart_needs_a_journal(cli: Cli) -> None:
+    from autoflow.cli import main
+
+    code = main.main(["run", str(cli.file), "-i", "n=1", "--restart"])
+    assert code == 1
+    assert "--restart starts a new run over a journal" in cli.capsys.readouterr().err
+
+
+def test_a_damaged_line_in_the_middle_stops_the_run_before_any_step(cli: Cli) -> None:
+    before = cli.interrupted("-i", "n=5")
+    lines = [json.dumps(r) for r in before]
+    lines.insert(2, "#garbage")
+    cli.current.write_text("\n".join(lines) + "\n")
+    code, out, err = cli(output="text")
+    assert code == 1
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith(f"error: {cli.current}:3: corrupt journal: "), line
+    assert "move it away" in line
+    assert cli.current.read_text() == "\n".join(lines) + "\n"
+
+
+def test_a_record_of_the_wrong_shape_is_a_clear_error(cli: Cli) -> None:
+    before = cli.interrupted("-i", "n=5")
+    before[2]["phase"] = 3
+    cli.current.write_text("".join(json.dumps(r) + "\n" for r in before))
+    code, _, err = cli(output="text")
+    assert code == 1
+    assert f"{cli.current}:3: corrupt journal: 'step' record: field 'phase'" in err
+
+
+@pytest.mark.parametrize("run_id", ["../escaped", "ABSOLUTE", "Count-1", "a/../../b", ".."])
+@pytest.mark.parametrize("finished", [False, True])
+def test_a_journal_with_an_unsafe_run_id_is_refused(
+    cli: Cli, tmp_path: Path, run_id: str, finished: bool
+) -> None:
+    before = cli.interrupted("-i", "n=5")
+    before[0]["runId"] = str(tmp_path / "escaped") if run_id == "ABSOLUTE" else run_id
+    if finished:
+        before.append({"t": "end", "phase": "Succeeded", "outputs": None, "error": None, "at": 1})
+    cli.current.write_text("".join(json.dumps(r) + "\n" for r in before))
+    code, _, err = cli("--restart", output="text")
+    assert code == 1
+    assert f"{cli.current}:1: corrupt journal: 'run' record: field 'runId'" in err
+    assert "is not a safe name" in err
+    # The journal stays where it was; nothing was moved or written anywhere else.
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert files == ["count.yaml", "journal/count.jsonl"]
