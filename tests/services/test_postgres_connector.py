@@ -659,7 +659,9 @@ def test_autoflow_run_creates_inserts_and_reads(
     doc = run_json(again)
     assert again.returncode == 1
     insert = steps_by_id(doc)["insert"]
-    assert insert["attempts"] == 1  # permanent: not retried
+    # Permanent: not retried. The three items run at once (concurrency 3) and a foreach
+    # step's attempts are its items' attempts added up: one each.
+    assert insert["attempts"] == 3
     assert "integration 'db': PostgreSQL error 23505 (unique_violation)" in insert["error"]
 
 
