@@ -417,7 +417,7 @@ def test_connectors_list() -> None:
 
 
 def test_connectors_show_http() -> None:
-    doc = json_out(autoflow("connectors", "show", "http"))
+    doc = json_out(autoflow("connectors", "show", "http", "-o", "json"))
     assert doc["connector"] == "http"
     (action,) = doc["actions"]
     assert action["uses"] == "http.request"
