@@ -58,6 +58,7 @@ def register(group: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             "of the OAuth2 client at the provider."
         ),
     )
+    p.set_defaults(parser_=p)  # usage errors show this command's usage
     p.add_argument("file", metavar="FILE", help="a manifest file holding the Integration")
     p.add_argument("--name", help="which Integration, when the file holds several")
     p.add_argument(

@@ -4,6 +4,10 @@ Each subcommand imports what it needs when it runs, so ``autoflow run`` does not
 CRD generator and ``autoflow validate`` does not pay for httpx. Every error a user can cause
 is printed as one readable line per problem (file, resource, step, field) with exit code 1;
 a traceback means a bug in Autoflow.
+
+Each subcommand is registered by one ``_add_<command>`` function; ``_command`` makes a
+subcommand whose usage errors (an unknown option too) show that subcommand's usage, and
+``_output`` gives every command that prints data its ``-o/--output`` choice.
 """
 
 from __future__ import annotations
@@ -11,27 +15,77 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
+    from autoflow import __version__
+
     parser = argparse.ArgumentParser(
         prog="autoflow", description="Kubernetes-native, no-code business-process automation."
     )
+    parser.add_argument(
+        "--version", action="version", version=f"autoflow {__version__}", help="print the version"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_validate(sub)
+    _add_run(sub)
+    _add_crds(sub)
+    _add_operator(sub)
+    _add_runner(sub)
+    _add_schema(sub)
+    _add_connectors(sub)
+    _add_integrations(sub)
+    return parser
 
-    p = sub.add_parser("validate", help="check workflow manifests without running them")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--output", "-o", choices=["text", "json"], default="text")
 
-    p = sub.add_parser("run", help="run a workflow here, in this process (no cluster needed)")
+def _command(group: Subcommands, name: str, help: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """A subcommand whose usage errors (an unknown option too) show its own usage."""
+    p: argparse.ArgumentParser = group.add_parser(name, help=help, description=help, **kwargs)
+    p.set_defaults(parser_=p)
+    return p
+
+
+def _output(p: argparse.ArgumentParser, *formats: str) -> None:
+    """``-o/--output``: the first format is the default."""
+    p.add_argument(
+        "--output",
+        "-o",
+        choices=formats,
+        default=formats[0],
+        help=f"how to print the result (default {formats[0]})",
+    )
+
+
+def _add_validate(sub: Subcommands) -> None:
+    p = _command(sub, "validate", "check workflow manifests without running them")
+    p.add_argument(
+        "files", nargs="+", metavar="FILE", help="manifest files (Workflows, Integrations, ...)"
+    )
+    _output(p, "text", "json")
+
+
+def _add_run(sub: Subcommands) -> None:
+    p = _command(sub, "run", "run a workflow here, in this process (no cluster needed)")
     p.add_argument(
         "files", nargs="+", metavar="FILE", help="the Workflow, and Integrations it uses"
     )
     p.add_argument("--workflow", help="which Workflow, when the files hold several")
-    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an input, converted to its declared type (may be repeated)",
+    )
     p.add_argument("--inputs-file", metavar="FILE", help="YAML or JSON mapping of inputs")
     p.add_argument("--journal", metavar="DIR", help="journal here; a killed run resumes from it")
     p.add_argument(
@@ -41,34 +95,71 @@ def _parser() -> argparse.ArgumentParser:
         "(that journal is kept as DIR/<run id>.jsonl)",
     )
     p.add_argument("--secrets", metavar="FILE", help="YAML: integration name → key → value")
-    p.add_argument("--output", "-o", choices=["text", "json"], default="text")
-    p.add_argument("--log-format", choices=["human", "json"], default="human")
+    _output(p, "text", "json")
+    p.add_argument(
+        "--log-format",
+        choices=["human", "json"],
+        default="human",
+        help="how log lines (stderr) are written (default human)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
 
-    sub.add_parser("crds", help="print the CustomResourceDefinitions")
 
-    p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
-    p.add_argument("--namespace", "-n", action="append", default=[], help="watch only these")
+def _add_crds(sub: Subcommands) -> None:
+    p = _command(sub, "crds", "print the CustomResourceDefinitions")
+    _output(p, "yaml", "json")
 
-    p = sub.add_parser("runner", help="run one WorkflowRun in this pod (Job mode)")
-    p.add_argument("--run", required=True, metavar="NAMESPACE/NAME")
+
+def _add_operator(sub: Subcommands) -> None:
+    p = _command(sub, "operator", "run the Kubernetes operator (kopf)")
+    p.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        help="watch only this namespace (may be repeated; default all)",
+    )
+
+
+def _add_runner(sub: Subcommands) -> None:
+    p = _command(sub, "runner", "run one WorkflowRun in this pod (Job mode)")
+    p.add_argument(
+        "--run", required=True, metavar="NAMESPACE/NAME", help="the WorkflowRun to execute"
+    )
     p.add_argument("--kubeconfig", help="default: in-cluster, else $KUBECONFIG")
 
-    p = sub.add_parser("schema", help="print JSON Schemas of the kinds and connector actions")
-    p.add_argument("name", nargs="?", help="a kind (Workflow) or an action (http.request)")
 
-    p = sub.add_parser("connectors", help="list connectors or show one's actions")
+def _add_schema(sub: Subcommands) -> None:
+    p = _command(sub, "schema", "print JSON Schemas of the kinds and connector actions")
+    p.add_argument(
+        "name",
+        nargs="?",
+        help="a kind (Workflow) or an action (http.request); default: all of them",
+    )
+    _output(p, "json", "yaml")
+
+
+def _add_connectors(sub: Subcommands) -> None:
+    p = _command(sub, "connectors", "list connectors or show one's actions")
     csub = p.add_subparsers(dest="connectors_command", metavar="list|show")
-    csub.add_parser("list", help="every connector and its actions")
-    show = csub.add_parser("show", help="the actions of one connector with their schemas")
-    show.add_argument("name")
+    p = _command(csub, "list", "every connector and its actions")
+    _output(p, "text", "json")
+    p = _command(csub, "show", "the actions of one connector with their parameters")
+    p.add_argument("name", help="a connector's name (autoflow connectors list names them)")
+    _output(p, "text", "json")
 
-    p = sub.add_parser(
-        "integrations", help="check Integrations, or authorize an OAuth2 one, from manifest files"
+
+def _add_integrations(sub: Subcommands) -> None:
+    from autoflow.cli import authorize
+
+    p = _command(
+        sub,
+        "integrations",
+        "check Integrations, or authorize an OAuth2 one, from manifest files",
     )
     isub = p.add_subparsers(dest="integrations_command", metavar="SUBCOMMAND")
-    test = isub.add_parser(
-        "test", help="probe each Integration now, with credentials from here, as the operator does"
+    test = _command(
+        isub, "test", "probe each Integration now, with credentials from here, as the operator does"
     )
     test.add_argument("files", nargs="+", metavar="FILE", help="files holding Integrations")
     test.add_argument(
@@ -76,15 +167,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     test.add_argument("--secrets", metavar="FILE", help="YAML: integration name → key → value")
     test.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per probe")
-    test.add_argument("--output", "-o", choices=["text", "json"], default="text")
-    from autoflow.cli import authorize
-
+    _output(test, "text", "json")
     authorize.register(isub)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # argparse reports these from the top-level parser; say them with the usage of the
+        # subcommand they were given to.
+        getattr(args, "parser_", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         _parser().print_help()
         return EXIT_USAGE
@@ -113,18 +206,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "crds":
             from autoflow.crds import generate
 
-            sys.stdout.write("".join(generate.crd_files().values()))
+            if args.output == "json":
+                import yaml
+
+                crds = [yaml.safe_load(text) for text in generate.crd_files().values()]
+                _print_json({"apiVersion": "v1", "kind": "List", "items": crds})
+            else:
+                sys.stdout.write("".join(generate.crd_files().values()))
             return EXIT_OK
         if args.command == "schema":
             from autoflow.cli import inspect
 
-            return inspect.schema(args.name)
+            return inspect.schema(args.name, args.output)
         if args.command == "connectors":
             from autoflow.cli import inspect
 
             if args.connectors_command == "show":
-                return inspect.show_connector(args.name)
-            return inspect.list_connectors()
+                return inspect.show_connector(args.name, args.output)
+            return inspect.list_connectors(getattr(args, "output", "text"))
         if args.command == "integrations":
             if args.integrations_command == "test":
                 from autoflow.cli import integrations
@@ -140,7 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return EXIT_USAGE
     except errors.AutoflowError as exc:
-        _report(exc, getattr(args, "output", "text"))
+        # With --output json a result's errors are a JSON document too; schema and crds print
+        # documents, not results, so their errors stay lines on stderr.
+        text_only = args.command in ("schema", "crds")
+        _report(exc, "text" if text_only else getattr(args, "output", "text"))
         return EXIT_FAILED
     except BrokenPipeError:
         # The reader went away (autoflow run ... | head); nothing more to say.
@@ -177,6 +279,12 @@ def _report(exc: Any, output: str) -> None:
         return
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
+
+
+def _print_json(doc: Any) -> None:
+    import json
+
+    print(json.dumps(doc, indent=2))
 
 
 def run_module() -> Any:

@@ -4,13 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-if ! "$PYTHON" -P -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     echo "Autoflow needs Python 3.11 or newer ($PYTHON is $("$PYTHON" --version 2>&1))" >&2
     exit 1
 fi
-# -P: the repository root holds an operator/ directory that would shadow the standard
-# library's operator module if the current directory were put on sys.path.
-[ -x .venv/bin/python ] || "$PYTHON" -P -m venv .venv
-.venv/bin/python -P -m pip install --quiet --upgrade pip
-.venv/bin/python -P -m pip install --quiet -e '.[test]'
+# Plain python works in the repository root although it holds an operator/ directory:
+# operator/__init__.py hands `import operator` the standard library's module
+# (docs/architecture.md, "The stdlib shadow").
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+# setuptools says, on every editable install, that a folder named like the package may take
+# precedence during imports: autoflow/ is that package, so the notice is only noise here.
+PYTHONWARNINGS="ignore:Editable installation" \
+    .venv/bin/python -m pip install --quiet -e '.[test]'
 echo "ready: .venv/bin/autoflow --help" >&2

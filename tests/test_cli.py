@@ -265,7 +265,10 @@ def test_run_chooses_among_several_workflows(tmp_path: Path) -> None:
 
 
 def test_validate_examples() -> None:
-    files = sorted(str(p.relative_to(ROOT)) for p in EXAMPLES.glob("*.yaml"))
+    # broken.yaml is the tour's example of mistakes (test_validate_finds_the_tours_mistakes).
+    files = sorted(
+        str(p.relative_to(ROOT)) for p in EXAMPLES.glob("*.yaml") if p.name != "broken.yaml"
+    )
     assert len(files) >= 3
     result = autoflow("validate", *files)
     assert result.returncode == 0, result.stderr
@@ -273,6 +276,23 @@ def test_validate_examples() -> None:
     for file in files:
         assert f"ok {file}: Workflow/" in result.stdout
     assert "Workflow/order-triage (5 steps)" in result.stdout
+
+
+def test_validate_finds_the_tours_mistakes() -> None:
+    # The README's tour, step 3, as written from the repository root.
+    result = autoflow("validate", "examples/broken.yaml")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(
+        "error: examples/broken.yaml:8, Workflow/demo, step 'fetch', field 'uses': "
+        "unknown connector 'htp' (known: "
+    )
+    assert lines[1:] == [
+        "error: examples/broken.yaml:17, Workflow/demo, step 'notify', field 'with.message': "
+        "reads steps.check but 'check' is not upstream of this step; add it to needs",
+        "2 problems found",
+    ]
 
 
 def test_validate_json(tmp_path: Path) -> None:
@@ -417,7 +437,7 @@ def test_connectors_list() -> None:
 
 
 def test_connectors_show_http() -> None:
-    doc = json_out(autoflow("connectors", "show", "http"))
+    doc = json_out(autoflow("connectors", "show", "http", "-o", "json"))
     assert doc["connector"] == "http"
     (action,) = doc["actions"]
     assert action["uses"] == "http.request"
