@@ -58,13 +58,15 @@ def display_url(url: str) -> str:
     """The URL as it may appear in messages and logs: the password replaced by ``***``
     (in the user part and in a ``password=`` query parameter)."""
     parts = urllib.parse.urlsplit(url)
+    query_pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if parts.password is None and all(k != "password" for k, _ in query_pairs):
+        return url  # as written (urlunsplit would respell sqlite:///PATH)
     netloc = parts.netloc
     if parts.password is not None:
         user, _, host = netloc.rpartition("@")
         netloc = f"{user.split(':', 1)[0]}:***@{host}"
     query = "&".join(
-        f"{k}=***" if k == "password" else (f"{k}={v}" if v else k)
-        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        f"{k}=***" if k == "password" else (f"{k}={v}" if v else k) for k, v in query_pairs
     )
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
 

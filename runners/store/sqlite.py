@@ -56,10 +56,11 @@ class SqliteStore(sqlbase.SqlStore):
         try:
             await self._on(self._writer_thread, self._open_writer)
             await self._on(self._reader_thread, self._open_reader)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             await self.aclose()
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise store.StoreUnavailable(
-                f"cannot open the run store at {self.display_url}: {exc}"
+                f"cannot open the run store at {self.display_url}: {reason}"
             ) from None
         except BaseException:
             await self.aclose()
