@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--inputs-file", metavar="FILE", help="YAML or JSON mapping of inputs")
     p.add_argument("--journal", metavar="DIR", help="journal here; a killed run resumes from it")
+    p.add_argument("--store", metavar="URL", help="journal into this run store (sqlite:///PATH)")
     p.add_argument("--secrets", metavar="FILE", help="YAML: integration name → key → value")
     p.add_argument("--output", choices=["text", "json"], default="text")
     p.add_argument("--log-format", choices=["human", "json"], default="human")
@@ -74,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     from autoflow.cli import authorize
 
     authorize.register(isub)
+    from autoflow.cli import runs
+
+    runs.register(sub)
     return parser
 
 
@@ -93,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from autoflow.cli import run
 
             return run.main(args)
+        if args.command in ("runs", "store"):
+            from autoflow.cli import runs
+
+            return runs.main(args)
         if args.command == "operator":
             from autoflow.operator import main as operator_main
 

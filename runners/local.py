@@ -10,6 +10,8 @@ writes them); an expired one is refreshed in memory for the run (``runners.oauth
 With ``--journal DIR`` the run is journaled to ``DIR/<workflow>.jsonl``. Starting again with an
 unfinished journal resumes that run after its last journaled step; a finished journal is kept
 as ``DIR/<run id>.jsonl`` (run ids start with the workflow name) and a new run starts.
+With ``--store URL`` the run is journaled into the run store instead (``runners.store``):
+the newest unfinished run of the workflow there is resumed, else a new one starts.
 """
 
 from __future__ import annotations
@@ -202,6 +204,7 @@ def prepare(
     given_inputs: Mapping[str, Any],
     from_text: bool,
     journal_dir: str | None = None,
+    store_url: str | None = None,
     workflow_name: str | None = None,
     secrets_file: str | None = None,
     observer: engine.Observer | None = None,
@@ -232,7 +235,11 @@ def prepare(
     name = wf.metadata.name or "workflow"
     jr: journal.Journal
     run_id: str | None = None
-    if journal_dir:
+    if store_url:
+        from autoflow.runners.store import journal as store_journal
+
+        jr, run_id = store_journal.open_local(store_url, name, engine.spec_hash(compiled))
+    elif journal_dir:
         jr, run_id = open_journal(journal_dir, name)
         header = journal.replay(jr.read()).header if run_id is not None else None
         if header is not None and header.get("specHash") != engine.spec_hash(compiled):

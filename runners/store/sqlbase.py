@@ -188,6 +188,6 @@ def _figures(row: Sequence[Any]) -> store.Figures:
         int(count),
         int(ok or 0),
         int(failed or 0),
-        None if p50 is None else float(p50),
-        None if p95 is None else float(p95),
+        None if p50 is None else round(float(p50), 3),
+        None if p95 is None else round(float(p95), 3),
     )
