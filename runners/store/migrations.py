@@ -50,8 +50,11 @@ MIGRATIONS: tuple[Migration, ...] = (
                 outputs TEXT
             )""",
             # runs list (newest first, keyset paging), per workflow, per phase (and the
-            # unfinished run to resume); stats scan a time window through the first.
+            # unfinished run to resume); stats read a time window from a covering index
+            # (rows are stored in run id order, so a lookup per row would be random I/O).
             "CREATE INDEX autoflow_runs_started ON autoflow_runs (started_at, run_id)",
+            "CREATE INDEX autoflow_runs_stats ON autoflow_runs "
+            "(started_at, workflow, phase, duration_ms)",
             "CREATE INDEX autoflow_runs_workflow ON autoflow_runs (workflow, started_at)",
             "CREATE INDEX autoflow_runs_phase ON autoflow_runs (phase, started_at)",
             """CREATE TABLE autoflow_attempts (
@@ -83,8 +86,14 @@ MIGRATIONS: tuple[Migration, ...] = (
                 finished_at DOUBLE PRECISION,
                 duration_ms DOUBLE PRECISION,
                 message TEXT NOT NULL,
+                workflow TEXT NOT NULL,
+                run_started_at DOUBLE PRECISION NOT NULL,
                 PRIMARY KEY (run_id, step)
             )""",
+            # Step stats by the run's start time without joining runs: workflow and the
+            # run's start are copied onto each step as it is written.
+            "CREATE INDEX autoflow_steps_stats ON autoflow_steps "
+            "(run_started_at, workflow, step, phase, duration_ms)",
         ),
     ),
 )

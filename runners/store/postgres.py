@@ -105,6 +105,13 @@ class PostgresStore(sqlbase.SqlStore):
             raise self._unavailable(exc) from None
         return count
 
+    async def _figures(
+        self, since: float, until: float, workflow: str | None
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        runs = await self._fetch(*sql.stats_runs(since, until, workflow))
+        steps = await self._fetch(*sql.stats_steps(since, until, workflow))
+        return runs, steps
+
     async def schema_version(self) -> int:
         rows = await self._fetch(sql.SCHEMA_VERSION, [])
         return int(rows[0][0]) if rows else 0

@@ -101,7 +101,6 @@ def to_rows(run_id: str, records: Iterable[Mapping[str, Any]], limit: int) -> Ro
             started, finished = rec.get("startedAt"), rec.get("finishedAt")
             rows.steps.append(
                 (
-                    run_id,
                     rec["step"],
                     rec["phase"],
                     payload(rec.get("output"), limit),
@@ -111,6 +110,7 @@ def to_rows(run_id: str, records: Iterable[Mapping[str, Any]], limit: int) -> Ro
                     finished,
                     _ms(started, finished),
                     _text(rec.get("message")) or "",
+                    run_id,
                 )
             )
             rows.steps_done.append(

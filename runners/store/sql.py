@@ -43,8 +43,12 @@ WRITES: tuple[tuple[str, str], ...] = (
     ),
     (
         "steps",
+        # workflow and run_started_at come from the run's row (written first, in the same
+        # or an earlier transaction); "WHERE true" lets SQLite parse the upsert after SELECT.
         "INSERT INTO autoflow_steps (run_id, step, phase, output, error, attempts, started_at, "
-        "finished_at, duration_ms, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "finished_at, duration_ms, message, workflow, run_started_at) "
+        "SELECT r.run_id, ?, ?, ?, ?, ?, ?, ?, ?, ?, r.workflow, r.started_at "
+        "FROM autoflow_runs r WHERE r.run_id = ? AND true "
         "ON CONFLICT (run_id, step) DO UPDATE SET phase = excluded.phase, "
         "output = excluded.output, error = excluded.error, attempts = excluded.attempts, "
         "started_at = excluded.started_at, finished_at = excluded.finished_at, "
@@ -152,38 +156,59 @@ def _window(since: float, until: float, workflow: str | None, p: str) -> tuple[s
     return text, params
 
 
-# Nearest-rank percentiles (the ceil(p·n)-th smallest duration) with window functions both
-# databases have, so both stores give the same figures; (n·p + 99) / 100 is ceil in integers.
-_FIGURES = (
-    "count(*), sum(CASE WHEN phase = 'Succeeded' THEN 1 ELSE 0 END), "
-    "sum(CASE WHEN phase = 'Failed' THEN 1 ELSE 0 END), "
-    "max(CASE WHEN rn = (n * 50 + 99) / 100 THEN duration_ms END), "
-    "max(CASE WHEN rn = (n * 95 + 99) / 100 THEN duration_ms END)"
+def stats_rows(since: float, until: float, workflow: str | None) -> tuple[str, list[Any]]:
+    """Finished runs in the window as (workflow, phase, duration): figures computed by the
+    caller (SQLite has no percentile aggregate; sorting in Python beats window functions)."""
+    window, params = _window(since, until, workflow, "")
+    sql = (
+        "SELECT workflow, phase, duration_ms FROM autoflow_runs "
+        f"WHERE {window} AND phase <> 'Running'"
+    )
+    return sql, params
+
+
+def stats_step_rows(since: float, until: float, workflow: str | None) -> tuple[str, list[Any]]:
+    """Step executions of runs started in the window: (workflow, step, phase, duration)."""
+    window, params = _step_window(since, until, workflow)
+    sql = (
+        "SELECT workflow, step, phase, duration_ms FROM autoflow_steps "
+        f"WHERE {window} AND phase IN ('Succeeded', 'Failed', 'Cancelled')"
+    )
+    return sql, params
+
+
+def _step_window(since: float, until: float, workflow: str | None) -> tuple[str, list[Any]]:
+    window, params = _window(since, until, workflow, "run_")
+    return window.replace("run_workflow", "workflow"), params
+
+
+# PostgreSQL computes the figures itself: percentile_disc is the nearest rank, the same
+# definition the SQLite store uses, so both stores give the same numbers.
+_PG_FIGURES = (
+    "count(*), count(*) FILTER (WHERE phase = 'Succeeded'), "
+    "count(*) FILTER (WHERE phase = 'Failed'), "
+    "percentile_disc(0.5) WITHIN GROUP (ORDER BY duration_ms), "
+    "percentile_disc(0.95) WITHIN GROUP (ORDER BY duration_ms)"
 )
 
 
 def stats_runs(since: float, until: float, workflow: str | None) -> tuple[str, list[Any]]:
+    """(PostgreSQL) per workflow: count, succeeded, failed, p50, p95."""
     window, params = _window(since, until, workflow, "")
     sql = (
-        "WITH r AS (SELECT workflow, phase, duration_ms, "
-        "row_number() OVER (PARTITION BY workflow ORDER BY duration_ms) AS rn, "
-        "count(*) OVER (PARTITION BY workflow) AS n "
-        f"FROM autoflow_runs WHERE {window} AND phase <> 'Running') "
-        f"SELECT workflow, {_FIGURES} FROM r GROUP BY workflow ORDER BY workflow"
+        f"SELECT workflow, {_PG_FIGURES} FROM autoflow_runs "
+        f"WHERE {window} AND phase <> 'Running' GROUP BY workflow ORDER BY workflow"
     )
     return sql, params
 
 
 def stats_steps(since: float, until: float, workflow: str | None) -> tuple[str, list[Any]]:
-    window, params = _window(since, until, workflow, "r.")
+    """(PostgreSQL) per workflow and step: count, succeeded, failed, p50, p95."""
+    window, params = _step_window(since, until, workflow)
     sql = (
-        "WITH s AS (SELECT r.workflow, s.step, s.phase, s.duration_ms, "
-        "row_number() OVER (PARTITION BY r.workflow, s.step ORDER BY s.duration_ms) AS rn, "
-        "count(*) OVER (PARTITION BY r.workflow, s.step) AS n "
-        "FROM autoflow_runs r JOIN autoflow_steps s ON s.run_id = r.run_id "
-        f"WHERE {window} AND s.phase IN ('Succeeded', 'Failed', 'Cancelled')) "
-        f"SELECT workflow, step, {_FIGURES} FROM s GROUP BY workflow, step "
-        "ORDER BY workflow, step"
+        f"SELECT workflow, step, {_PG_FIGURES} FROM autoflow_steps "
+        f"WHERE {window} AND phase IN ('Succeeded', 'Failed', 'Cancelled') "
+        "GROUP BY workflow, step ORDER BY workflow, step"
     )
     return sql, params
 

@@ -161,8 +161,7 @@ class SqlStore(store.Store):
     ) -> list[store.WorkflowStats]:
         if bucket <= 0:
             raise store.StoreError("a stats bucket is a positive number of seconds")
-        runs = await self._fetch(*sql.stats_runs(since, until, workflow))
-        steps = await self._fetch(*sql.stats_steps(since, until, workflow))
+        runs, steps = await self._figures(since, until, workflow)
         buckets = await self._fetch(*sql.stats_buckets(since, until, workflow, bucket, self.floor))
         per_step: dict[str, dict[str, store.Figures]] = {}
         for wf, step, *figures in steps:
@@ -176,6 +175,16 @@ class SqlStore(store.Store):
             )
             for wf, *figures in runs
         ]
+
+    async def _figures(
+        self, since: float, until: float, workflow: str | None
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Rows of (workflow, count, succeeded, failed, p50, p95) and the same with the step
+        after the workflow. Here from the raw durations; a store with a percentile
+        aggregate overrides it."""
+        runs = _group(await self._fetch(*sql.stats_rows(since, until, workflow)), 1)
+        steps = _group(await self._fetch(*sql.stats_step_rows(since, until, workflow)), 2)
+        return runs, steps
 
     async def purge(self, where: store.RunFilter) -> int:
         self._refuse_empty(where)
@@ -191,3 +200,25 @@ def _figures(row: Sequence[Any]) -> store.Figures:
         None if p50 is None else round(float(p50), 3),
         None if p95 is None else round(float(p95), 3),
     )
+
+
+def _group(rows: Sequence[Sequence[Any]], keys: int) -> list[tuple[Any, ...]]:
+    """(key..., phase, duration) rows → (key..., count, succeeded, failed, p50, p95) sorted by
+    key; percentiles by nearest rank: the ceil(p·n)-th smallest duration."""
+    groups: dict[tuple[Any, ...], tuple[list[float], list[int]]] = {}
+    for row in rows:
+        durations, counts = groups.setdefault(tuple(row[:keys]), ([], [0, 0]))
+        durations.append(row[keys + 1])
+        if row[keys] == "Succeeded":
+            counts[0] += 1
+        elif row[keys] == "Failed":
+            counts[1] += 1
+    out = []
+    for key in sorted(groups):
+        durations, (ok, failed) = groups[key]
+        known = sorted(d for d in durations if d is not None)
+        n = len(known)
+        p50 = known[(n * 50 + 99) // 100 - 1] if n else None
+        p95 = known[(n * 95 + 99) // 100 - 1] if n else None
+        out.append((*key, len(durations), ok, failed, p50, p95))
+    return out

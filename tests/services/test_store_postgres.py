@@ -9,6 +9,7 @@ unrecorded step until it is back.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -115,3 +116,29 @@ async def test_a_server_gone_mid_run_holds_the_run_at_the_unrecorded_step(
         ("s2", "Succeeded"),
     ]
     await st.aclose()
+
+
+def test_the_cli_migrates_runs_and_lists_history_in_postgres(
+    postgres_db: servers.Postgres, autoflow_cli: Callable[..., Any], tmp_path: Any
+) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        "apiVersion: autoflow.dev/v1alpha1\nkind: Workflow\nmetadata: {name: hello}\n"
+        "spec:\n  steps:\n    - {id: say, uses: core.log, with: {message: hi}}\n"
+    )
+    url = postgres_db.dsn
+    before = autoflow_cli("run", str(wf), "--store", url)
+    assert before.returncode == 1
+    assert "autoflow store migrate" in before.stderr
+    assert postgres_db.password not in before.stderr
+
+    migrated = autoflow_cli("store", "migrate", env={"AUTOFLOW_STORE_URL": url})
+    assert migrated.returncode == 0, migrated.stderr
+    assert "schema version 1" in migrated.stdout
+    assert postgres_db.password not in migrated.stdout
+
+    ran = autoflow_cli("run", str(wf), "--store", url, "--output", "json")
+    assert ran.returncode == 0, ran.stderr
+    listed = autoflow_cli("runs", "list", "-o", "json", "--store", url)
+    (run,) = json.loads(listed.stdout)["runs"]
+    assert (run["workflow"], run["phase"]) == ("hello", "Succeeded")
