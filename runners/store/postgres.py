@@ -36,6 +36,7 @@ def _pg(query: str) -> str:
 
 class PostgresStore(sqlbase.SqlStore):
     floor = "CAST(floor({x}) AS BIGINT)"
+    writers = 4
 
     def __init__(self, url: str, max_payload: int, pool: psycopg_pool.AsyncConnectionPool) -> None:
         super().__init__(url, max_payload)
@@ -117,8 +118,7 @@ class PostgresStore(sqlbase.SqlStore):
         return int(rows[0][0]) if rows else 0
 
     async def aclose(self) -> None:
-        if self._writer is not None:
-            await self._writer
+        await self._drained()
         await self._pool.close()
 
 

@@ -1,9 +1,11 @@
 """What both SQL stores share: group commit of journal writes and the queries.
 
-Group commit: ``record`` queues a run's rows and waits; one writer task at a time takes
-everything queued (from every run on the loop) and commits it in one transaction, so 100
-runs in flight pay for a few commits, not 100. A failed commit fails every waiter in it
-with ``StoreUnavailable``; the writes are idempotent, so each waiter may simply retry.
+Group commit: ``record`` queues a run's rows and waits; a writer task takes everything
+queued (from every run on the loop) and commits it in one transaction, so 100 runs in
+flight pay for a few commits, not 100 (``writers`` of them at once: 1 for SQLite, which has
+one writer anyway; a few for PostgreSQL, so one commit's WAL flush overlaps the next).
+A failed commit fails every waiter in it with ``StoreUnavailable``; the writes are
+idempotent, so each waiter may simply retry.
 
 A backend supplies three primitives: ``_fetch`` (one query → rows), ``_write`` (rows of
 ``sql.WRITES`` in one transaction) and ``_transaction`` (statements in one transaction →
@@ -23,12 +25,15 @@ from autoflow.runners.store import records, sql
 
 class SqlStore(store.Store):
     floor: str  # the dialect's floor-to-integer of {x}
+    # Transactions in flight at once. One run's batches never overlap (its journal waits
+    # for each), so several writers keep every run's order while overlapping commits.
+    writers = 1
 
     def __init__(self, url: str, max_payload: int) -> None:
         self.url = url
         self.max_payload = max_payload
         self._queue: list[tuple[records.Rows, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.Task[None]] = set()
 
     # -- primitives ---------------------------------------------------------------------------
 
@@ -47,9 +52,16 @@ class SqlStore(store.Store):
         rows = records.to_rows(run_id, recs, self.max_payload)
         done = asyncio.get_running_loop().create_future()
         self._queue.append((rows, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain())
+        if len(self._writers) < self.writers:
+            task = asyncio.create_task(self._drain())
+            self._writers.add(task)
+            task.add_done_callback(self._writers.discard)
         await done
+
+    async def _drained(self) -> None:
+        """Waits for the writes in flight (before closing)."""
+        if self._writers:
+            await asyncio.gather(*self._writers, return_exceptions=True)
 
     async def _drain(self) -> None:
         while self._queue:

@@ -166,8 +166,7 @@ class SqliteStore(sqlbase.SqlStore):
         if self._closed:
             return
         self._closed = True
-        if self._writer is not None:
-            await asyncio.gather(self._writer, return_exceptions=True)
+        await self._drained()
 
         def close(conn: sqlite3.Connection | None) -> Callable[[], None]:
             return lambda: conn.close() if conn is not None else None
