@@ -290,8 +290,11 @@ class Store(abc.ABC):
         """The run's records as ``runners.journal.replay`` reads them ([] if unknown)."""
 
     @abc.abstractmethod
-    async def unfinished(self, workflow: str, namespace: str = "") -> str | None:
-        """The newest run of the workflow that has not ended, to resume."""
+    async def unfinished(
+        self, workflow: str, *, namespace: str = "", trigger: str = ""
+    ) -> str | None:
+        """The newest run of the workflow that has not ended, to resume (only of this
+        trigger, when given: a laptop must not resume a run the runner pool owns)."""
 
     @abc.abstractmethod
     async def list_runs(

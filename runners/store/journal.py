@@ -10,8 +10,9 @@ cannot be reached are retried with exponential backoff (0.05 s doubling to 5 s) 
 step whose result is not recorded. After that the run stops with the store's error and can
 be resumed later: nothing after the last recorded step happened.
 
-``open_local`` is ``autoflow run --store URL``: the newest unfinished run of the workflow in
-the store is resumed, else a new run starts.
+``open_local`` is ``autoflow run --store URL``: the newest unfinished run of the workflow that
+``autoflow run`` started (trigger ``cli``) is resumed, else a new run starts; runs started
+elsewhere (the runner pool, a schedule) are never taken over from a laptop.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ log = logging.getLogger("autoflow.store")
 
 FIRST_DELAY, MAX_DELAY = 0.05, 5.0
 RETRY_FOR = 300.0  # seconds a write is retried before the run stops
+LOCAL_TRIGGER = "cli"  # runs started by autoflow run; only those are resumed by it
 
 
 class StoreJournal:
@@ -157,7 +159,7 @@ def open_local(url: str, workflow: str, spec_hash: str) -> tuple[StoreJournal, s
     async def look() -> tuple[str | None, list[dict[str, Any]]]:
         found = await store.open_store(url)
         try:
-            run_id = await found.unfinished(workflow)
+            run_id = await found.unfinished(workflow, trigger=LOCAL_TRIGGER)
             return run_id, (await found.journal(run_id) if run_id else [])
         finally:
             await found.aclose()
@@ -170,5 +172,5 @@ def open_local(url: str, workflow: str, spec_hash: str) -> tuple[StoreJournal, s
             f"definition of workflow {workflow!r}; resume it with the workflow it started "
             f"with, or remove it: autoflow runs purge --run {run_id} --store URL"
         )
-    context = {"trigger": "cli", "startedBy": os.environ.get("USER", "")}
+    context = {"trigger": LOCAL_TRIGGER, "startedBy": os.environ.get("USER", "")}
     return StoreJournal(url=url, run_id=run_id, records=records, context=context), run_id

@@ -97,7 +97,7 @@ GET_ATTEMPTS = (
 
 UNFINISHED = (
     "SELECT run_id FROM autoflow_runs WHERE phase = 'Running' AND workflow = ? "
-    "AND namespace = ? ORDER BY started_at DESC, run_id DESC LIMIT 1"
+    "AND namespace = ? AND (trigger = ? OR ? = '') ORDER BY started_at DESC, run_id DESC LIMIT 1"
 )
 
 SCHEMA_VERSION = "SELECT version, autoflow_version FROM autoflow_schema ORDER BY version DESC"

@@ -52,7 +52,9 @@ class SqlStore(store.Store):
         rows = records.to_rows(run_id, recs, self.max_payload)
         done = asyncio.get_running_loop().create_future()
         self._queue.append((rows, done))
-        if len(self._writers) < self.writers:
+        # A finished writer leaves the set only in a later loop turn: count the live ones
+        # (a live writer re-checks the queue before it ends, so it takes this batch).
+        if sum(not w.done() for w in self._writers) < self.writers:
             task = asyncio.create_task(self._drain())
             self._writers.add(task)
             task.add_done_callback(self._writers.discard)
@@ -100,8 +102,10 @@ class SqlStore(store.Store):
         steps = await self._fetch(sql.JOURNAL_STEPS, [run_id])
         return records.to_journal(run[0], attempts, items, steps)
 
-    async def unfinished(self, workflow: str, namespace: str = "") -> str | None:
-        rows = await self._fetch(sql.UNFINISHED, [workflow, namespace])
+    async def unfinished(
+        self, workflow: str, *, namespace: str = "", trigger: str = ""
+    ) -> str | None:
+        rows = await self._fetch(sql.UNFINISHED, [workflow, namespace, trigger, trigger])
         return str(rows[0][0]) if rows else None
 
     async def list_runs(
