@@ -98,26 +98,26 @@ def _window(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from autoflow.crds import errors
 
-    url = args.store or os.environ.get(ENV_URL)
-    if not url:
-        raise errors.AutoflowError(f"no run store: pass --store URL or set {ENV_URL}")
-    if args.command == "store":
-        if args.store_command not in ("migrate", "version"):
-            print("usage: autoflow store migrate|version --store URL", file=sys.stderr)
-            return 2
-        migrate = args.store_command == "migrate"
-        return _run(url, _store_command(args.store_command), migrate=migrate)
+    if args.command == "store" and args.store_command not in ("migrate", "version"):
+        print("usage: autoflow store migrate|version --store URL", file=sys.stderr)
+        return 2
     command = {
         "list": _list,
         "show": _show,
         "stats": _stats,
         "export": _export,
         "purge": _purge,
-    }.get(args.runs_command or "")
-    if command is None:
+    }.get(getattr(args, "runs_command", None) or "")
+    if args.command == "runs" and command is None:
         usage = "usage: autoflow runs list|show|stats|export|purge (--help for more)"
         print(usage, file=sys.stderr)
         return 2
+    url = args.store or os.environ.get(ENV_URL)
+    if not url:
+        raise errors.AutoflowError(f"no run store: pass --store URL or set {ENV_URL}")
+    if command is None:
+        migrate = args.store_command == "migrate"
+        return _run(url, _store_command(args.store_command), migrate=migrate)
     return _run(url, lambda st: command(st, args, sys.stdout))
 
 

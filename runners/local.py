@@ -235,6 +235,8 @@ def prepare(
     name = wf.metadata.name or "workflow"
     jr: journal.Journal
     run_id: str | None = None
+    if store_url and journal_dir:
+        raise errors.ManifestError("--journal and --store both journal the run; choose one")
     if store_url:
         from autoflow.runners.store import journal as store_journal
 

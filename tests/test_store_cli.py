@@ -195,3 +195,9 @@ def test_an_unknown_run_is_an_error_naming_it(url: str) -> None:
     result = autoflow("runs", "show", "nope", "--store", url)
     assert result.returncode == 1
     assert "no run 'nope'" in result.stderr
+
+
+def test_journal_and_store_together_are_refused(url: str, workflow: str, tmp_path: Path) -> None:
+    result = autoflow("run", workflow, "--store", url, "--journal", str(tmp_path / "j"))
+    assert result.returncode == 1
+    assert "--journal and --store both journal the run; choose one" in result.stderr

@@ -2,8 +2,8 @@
 
 Group commit: ``record`` queues a run's rows and waits; a writer task takes everything
 queued (from every run on the loop) and commits it in one transaction, so 100 runs in
-flight pay for a few commits, not 100 (``writers`` of them at once: 1 for SQLite, which has
-one writer anyway; a few for PostgreSQL, so one commit's WAL flush overlaps the next).
+flight pay for a few commits, not 100 (``writers`` of them at once: 1 for both stores
+today; more would let one commit's WAL flush overlap the next on PostgreSQL).
 A failed commit fails every waiter in it with ``StoreUnavailable``; the writes are
 idempotent, so each waiter may simply retry.
 
