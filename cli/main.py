@@ -17,10 +17,10 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from typing import TypeAlias
+from autoflow.cli import args as args_mod
 
-    Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+if TYPE_CHECKING:
+    from autoflow.cli.args import Subcommands
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -43,37 +43,22 @@ def _parser() -> argparse.ArgumentParser:
     _add_schema(sub)
     _add_connectors(sub)
     _add_integrations(sub)
+    from autoflow.cli import runs
+
+    runs.register(sub)
     return parser
 
 
-def _command(group: Subcommands, name: str, help: str, **kwargs: Any) -> argparse.ArgumentParser:
-    """A subcommand whose usage errors (an unknown option too) show its own usage."""
-    p: argparse.ArgumentParser = group.add_parser(name, help=help, description=help, **kwargs)
-    p.set_defaults(parser_=p)
-    return p
-
-
-def _output(p: argparse.ArgumentParser, *formats: str) -> None:
-    """``-o/--output``: the first format is the default."""
-    p.add_argument(
-        "--output",
-        "-o",
-        choices=formats,
-        default=formats[0],
-        help=f"how to print the result (default {formats[0]})",
-    )
-
-
 def _add_validate(sub: Subcommands) -> None:
-    p = _command(sub, "validate", "check workflow manifests without running them")
+    p = args_mod.command(sub, "validate", "check workflow manifests without running them")
     p.add_argument(
         "files", nargs="+", metavar="FILE", help="manifest files (Workflows, Integrations, ...)"
     )
-    _output(p, "text", "json")
+    args_mod.output(p, "text", "json")
 
 
 def _add_run(sub: Subcommands) -> None:
-    p = _command(sub, "run", "run a workflow here, in this process (no cluster needed)")
+    p = args_mod.command(sub, "run", "run a workflow here, in this process (no cluster needed)")
     p.add_argument(
         "files", nargs="+", metavar="FILE", help="the Workflow, and Integrations it uses"
     )
@@ -94,8 +79,13 @@ def _add_run(sub: Subcommands) -> None:
         help="with --journal: start a new run even if the journal holds an unfinished one "
         "(that journal is kept as DIR/<run id>.jsonl)",
     )
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="journal into this run store (sqlite:///PATH, postgresql://...), not --journal",
+    )
     p.add_argument("--secrets", metavar="FILE", help="YAML: integration name → key → value")
-    _output(p, "text", "json")
+    args_mod.output(p, "text", "json")
     p.add_argument(
         "--log-format",
         choices=["human", "json"],
@@ -106,12 +96,12 @@ def _add_run(sub: Subcommands) -> None:
 
 
 def _add_crds(sub: Subcommands) -> None:
-    p = _command(sub, "crds", "print the CustomResourceDefinitions")
-    _output(p, "yaml", "json")
+    p = args_mod.command(sub, "crds", "print the CustomResourceDefinitions")
+    args_mod.output(p, "yaml", "json")
 
 
 def _add_operator(sub: Subcommands) -> None:
-    p = _command(sub, "operator", "run the Kubernetes operator (kopf)")
+    p = args_mod.command(sub, "operator", "run the Kubernetes operator (kopf)")
     p.add_argument(
         "--namespace",
         "-n",
@@ -122,7 +112,7 @@ def _add_operator(sub: Subcommands) -> None:
 
 
 def _add_runner(sub: Subcommands) -> None:
-    p = _command(sub, "runner", "run one WorkflowRun in this pod (Job mode)")
+    p = args_mod.command(sub, "runner", "run one WorkflowRun in this pod (Job mode)")
     p.add_argument(
         "--run", required=True, metavar="NAMESPACE/NAME", help="the WorkflowRun to execute"
     )
@@ -130,35 +120,35 @@ def _add_runner(sub: Subcommands) -> None:
 
 
 def _add_schema(sub: Subcommands) -> None:
-    p = _command(sub, "schema", "print JSON Schemas of the kinds and connector actions")
+    p = args_mod.command(sub, "schema", "print JSON Schemas of the kinds and connector actions")
     p.add_argument(
         "name",
         nargs="?",
         help="a kind (Workflow) or an action (http.request); default: all of them",
     )
-    _output(p, "json", "yaml")
+    args_mod.output(p, "json", "yaml")
 
 
 def _add_connectors(sub: Subcommands) -> None:
-    p = _command(sub, "connectors", "list connectors or show one's actions")
+    p = args_mod.command(sub, "connectors", "list connectors or show one's actions")
     csub = p.add_subparsers(dest="connectors_command", metavar="list|show")
-    p = _command(csub, "list", "every connector and its actions")
-    _output(p, "text", "json")
-    p = _command(csub, "show", "the actions of one connector with their parameters")
+    p = args_mod.command(csub, "list", "every connector and its actions")
+    args_mod.output(p, "text", "json")
+    p = args_mod.command(csub, "show", "the actions of one connector with their parameters")
     p.add_argument("name", help="a connector's name (autoflow connectors list names them)")
-    _output(p, "text", "json")
+    args_mod.output(p, "text", "json")
 
 
 def _add_integrations(sub: Subcommands) -> None:
     from autoflow.cli import authorize
 
-    p = _command(
+    p = args_mod.command(
         sub,
         "integrations",
         "check Integrations, or authorize an OAuth2 one, from manifest files",
     )
     isub = p.add_subparsers(dest="integrations_command", metavar="SUBCOMMAND")
-    test = _command(
+    test = args_mod.command(
         isub, "test", "probe each Integration now, with credentials from here, as the operator does"
     )
     test.add_argument("files", nargs="+", metavar="FILE", help="files holding Integrations")
@@ -167,7 +157,7 @@ def _add_integrations(sub: Subcommands) -> None:
     )
     test.add_argument("--secrets", metavar="FILE", help="YAML: integration name → key → value")
     test.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per probe")
-    _output(test, "text", "json")
+    args_mod.output(test, "text", "json")
     authorize.register(isub)
 
 
@@ -192,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from autoflow.cli import run
 
             return run.main(args)
+        if args.command in ("runs", "store"):
+            from autoflow.cli import runs
+
+            return runs.main(args)
         if args.command == "operator":
             from autoflow.operator import main as operator_main
 

@@ -107,6 +107,7 @@ def main(args: argparse.Namespace) -> int:
         given_inputs=values,
         from_text=from_text,
         journal_dir=args.journal,
+        store_url=args.store,
         workflow_name=args.workflow,
         secrets_file=args.secrets,
         observer=observer,
@@ -193,3 +194,6 @@ async def _execute(run: engine.Run, stop: _Stop) -> engine.RunResult:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await run.limiter.aclose()  # made by prepare (limits.from_env), closed on its loop
+        aclose = getattr(run.journal, "aclose", None)  # a store journal closes its store
+        if aclose is not None:
+            await aclose()

@@ -13,6 +13,8 @@ with (inputs given again must be the same; ``restart`` starts a new run instead)
 run's journal is kept as ``DIR/<run id>.jsonl`` (run ids start with the workflow name) the
 moment the run ends, so the next start is a new run. A journal that is damaged or whose run id
 is not a safe file name is refused before anything runs.
+With ``--store URL`` the run is journaled into the run store instead (``runners.store``):
+the newest unfinished run of the workflow there is resumed, else a new one starts.
 """
 
 from __future__ import annotations
@@ -302,6 +304,7 @@ def prepare(
     given_inputs: Mapping[str, Any],
     from_text: bool,
     journal_dir: str | None = None,
+    store_url: str | None = None,
     workflow_name: str | None = None,
     secrets_file: str | None = None,
     observer: engine.Observer | None = None,
@@ -330,7 +333,14 @@ def prepare(
     jr: journal.Journal
     run_id: str | None = None
     header: dict[str, Any] | None = None
-    if journal_dir:
+    if store_url and journal_dir:
+        raise errors.ManifestError("--journal and --store both journal the run; choose one")
+    if store_url:
+        from autoflow.runners.store import journal as store_journal
+
+        jr, run_id = store_journal.open_local(store_url, name, engine.spec_hash(compiled))
+        header = journal.replay(jr.read()).header if run_id is not None else None
+    elif journal_dir:
         jr, run_id = open_journal(journal_dir, name, restart=restart)
         header = journal.replay(jr.read()).header if run_id is not None else None
         if header is not None and header["specHash"] != engine.spec_hash(compiled):

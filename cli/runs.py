@@ -1,0 +1,423 @@
+"""``autoflow runs list|show|stats|export|purge`` and ``autoflow store migrate``: run history.
+
+Every command reads the store named by ``--store URL`` or ``AUTOFLOW_STORE_URL``
+(``sqlite:///PATH`` or ``postgresql://...``). People get tables; ``-o json`` gives scripts
+one JSON document; ``export`` writes CSV (runs, or stats per workflow and step) for
+spreadsheets. Times are taken as ISO dates (``2026-01-31``, ``2026-01-31T12:00:00+01:00``,
+UTC when no zone is given) or as a duration back from now (``24h``, ``7d``).
+
+    args ─► RunFilter ─► open_store ─► list_runs / get_run / stats / purge ─► table | JSON | CSV
+
+A purge without any filter is refused: deleting all history takes an explicit ``--before``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import datetime
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+from autoflow.cli import args as args_mod
+
+if TYPE_CHECKING:
+    from autoflow.cli.args import Subcommands
+
+ENV_URL = "AUTOFLOW_STORE_URL"
+
+
+def register(sub: Subcommands) -> None:
+    """Adds ``runs`` and ``store`` to the ``autoflow`` subcommands."""
+    p = args_mod.command(sub, "runs", "run history in the run store: list, show, stats, purge")
+    rsub = p.add_subparsers(dest="runs_command", metavar="list|show|stats|export|purge")
+
+    ls = args_mod.command(rsub, "list", "runs, newest first, a page at a time")
+    _store_arg(ls)
+    _filters(ls)
+    ls.add_argument("--limit", type=int, default=50, help="runs per page (default 50)")
+    ls.add_argument("--cursor", help="the next page: the cursor the previous page printed")
+    args_mod.output(ls, "table", "json")
+
+    show = args_mod.command(rsub, "show", "one run with its steps and attempts")
+    _store_arg(show)
+    show.add_argument("run_id", metavar="RUN", help="the run's id")
+    args_mod.output(show, "table", "json")
+
+    stats = args_mod.command(rsub, "stats", "count, success ratio, p50/p95 per workflow and step")
+    _store_arg(stats)
+    _window(stats)
+    args_mod.output(stats, "table", "json", "csv")
+
+    export = args_mod.command(rsub, "export", "runs (or stats) as CSV or JSON lines")
+    _store_arg(export)
+    export.add_argument(
+        "what", nargs="?", choices=["runs", "stats"], default="runs", help="what to export"
+    )
+    _filters(export)
+    export.add_argument("--bucket", default="1h", help="stats: width of a time bucket")
+    args_mod.output(export, "csv", "json")
+
+    purge = args_mod.command(rsub, "purge", "delete finished runs matching a filter")
+    _store_arg(purge)
+    purge.add_argument("--workflow", help="runs of this workflow")
+    purge.add_argument("--namespace", help="runs in this namespace")
+    purge.add_argument("--phase", help="runs that ended so: Succeeded, Failed, Cancelled")
+    purge.add_argument("--trigger", help="runs started so: manual, cli, schedule, webhook, ...")
+    purge.add_argument("--before", metavar="WHEN", help="runs started before (date or 30d)")
+    purge.add_argument("--run", dest="run_id", metavar="RUN", help="this run, even unfinished")
+    args_mod.output(purge, "table", "json")
+
+    p = args_mod.command(sub, "store", "the run store's schema: migrate")
+    ssub = p.add_subparsers(dest="store_command", metavar="migrate|version")
+    mig = args_mod.command(ssub, "migrate", "bring the store's schema to this Autoflow's version")
+    _store_arg(mig)
+    ver = args_mod.command(ssub, "version", "the store's schema version")
+    _store_arg(ver)
+
+
+def _store_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", metavar="URL", help=f"the run store (default: ${ENV_URL})")
+
+
+def _filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workflow", help="runs of this workflow")
+    p.add_argument("--namespace", help="runs in this namespace")
+    p.add_argument("--phase", help="Running, Succeeded, Failed, Cancelled")
+    p.add_argument("--trigger", help="manual, cli, schedule, webhook, ...")
+    p.add_argument("--since", metavar="WHEN", help="started at or after (date or 24h)")
+    p.add_argument("--until", metavar="WHEN", help="started before (date or 1h)")
+    p.add_argument("--error", metavar="TEXT", help="text within the run's error")
+
+
+def _window(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workflow", help="only this workflow")
+    p.add_argument("--since", metavar="WHEN", default="24h", help="default: 24h ago")
+    p.add_argument("--until", metavar="WHEN", help="default: now")
+    p.add_argument("--bucket", default="1h", help="width of a runs-per-time bucket (1h, 1d)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from autoflow.crds import errors
+
+    if args.command == "store" and args.store_command not in ("migrate", "version"):
+        print("usage: autoflow store migrate|version --store URL", file=sys.stderr)
+        return 2
+    command = {
+        "list": _list,
+        "show": _show,
+        "stats": _stats,
+        "export": _export,
+        "purge": _purge,
+    }.get(getattr(args, "runs_command", None) or "")
+    if args.command == "runs" and command is None:
+        usage = "usage: autoflow runs list|show|stats|export|purge (--help for more)"
+        print(usage, file=sys.stderr)
+        return 2
+    url = args.store or os.environ.get(ENV_URL)
+    if not url:
+        raise errors.AutoflowError(f"no run store: pass --store URL or set {ENV_URL}")
+    if command is None:
+        migrate = args.store_command == "migrate"
+        return _run(url, _store_command(args.store_command), migrate=migrate)
+    return _run(url, lambda st: command(st, args, sys.stdout))
+
+
+def _run(url: str, body: Callable[[Any], Awaitable[int]], *, migrate: bool = False) -> int:
+    from autoflow.runners import store
+
+    async def go() -> int:
+        st = await store.open_store(url, migrate=migrate)
+        try:
+            return await body(st)
+        finally:
+            await st.aclose()
+
+    return asyncio.run(go())
+
+
+def _store_command(name: str) -> Callable[[Any], Awaitable[int]]:
+    async def run(st: Any) -> int:
+        from autoflow.runners.store import migrations
+
+        version = await st.schema_version()
+        verb = "migrated to" if name == "migrate" else "at"
+        latest = migrations.LATEST
+        print(f"run store {st.display_url} {verb} schema version {version} (latest {latest})")
+        return 0
+
+    return run
+
+
+# -- times ------------------------------------------------------------------------------------
+
+
+def when(text: str | None, now: float | None = None) -> float | None:
+    """Epoch seconds from an ISO date/time or a duration back from now (``24h``)."""
+    if text is None or text == "":
+        return None
+    from autoflow.crds import errors, meta
+
+    now = time.time() if now is None else now
+    try:
+        return now - meta.parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise errors.InputError(
+            f"{text!r} is not a time: give a date (2026-01-31), a date and time "
+            "(2026-01-31T12:00:00Z) or how long ago (24h, 7d)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+def iso(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    moment = datetime.datetime.fromtimestamp(ts, datetime.UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _duration(ms: float | None) -> str:
+    if ms is None:
+        return ""
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def _filter(args: argparse.Namespace) -> Any:
+    from autoflow.runners import store
+
+    return store.RunFilter(
+        workflow=args.workflow,
+        namespace=args.namespace,
+        phase=args.phase,
+        trigger=args.trigger,
+        since=when(args.since),
+        until=when(args.until),
+        error=args.error,
+    )
+
+
+async def _list(st: Any, args: argparse.Namespace, out: TextIO) -> int:
+    page = await st.list_runs(_filter(args), limit=args.limit, cursor=args.cursor)
+    if args.output == "json":
+        doc = {"runs": [r.to_json() for r in page.runs], "nextCursor": page.next_cursor}
+        json.dump(doc, out, indent=2)
+        out.write("\n")
+        return 0
+    rows = [
+        [
+            r.run_id,
+            r.workflow,
+            r.phase,
+            r.trigger,
+            iso(r.started_at),
+            _duration(r.duration_ms),
+            _short(r.error or "", 60),
+        ]
+        for r in page.runs
+    ]
+    _table(out, ["RUN", "WORKFLOW", "PHASE", "TRIGGER", "STARTED", "TOOK", "ERROR"], rows)
+    if page.next_cursor:
+        out.write(f"more: --cursor {page.next_cursor}\n")
+    return 0
+
+
+async def _show(st: Any, args: argparse.Namespace, out: TextIO) -> int:
+    from autoflow.crds import errors
+
+    run = await st.get_run(args.run_id)
+    if run is None:
+        raise errors.AutoflowError(f"no run {args.run_id!r} in the run store at {st.display_url}")
+    if args.output == "json":
+        json.dump(run.to_json(), out, indent=2, default=str)
+        out.write("\n")
+        return 0
+    s = run.summary
+    out.write(f"run {s.run_id} of {s.workflow}: {s.phase}\n")
+    namespace = f"  namespace {s.namespace}" if s.namespace else ""
+    out.write(
+        f"  started {iso(s.started_at)} by {s.trigger}"
+        f"{' (' + s.started_by + ')' if s.started_by else ''}{namespace}\n"
+    )
+    if s.finished_at is not None:
+        out.write(f"  finished {iso(s.finished_at)} after {_duration(s.duration_ms)}\n")
+    out.write(f"  spec {s.spec_hash}\n")
+    if s.error:
+        out.write(f"  error: {s.error}\n")
+    rows = []
+    for step in run.steps:
+        detail = step.error or step.message or ""
+        rows.append(
+            [
+                step.step,
+                step.phase,
+                str(step.attempts),
+                _duration(step.duration_ms),
+                _short(detail, 70),
+            ]
+        )
+        # Attempts worth a look: failed ones that were retried, and those in flight (a final
+        # failure is the step's own error, already on its line).
+        for a in step.tries if len(step.tries) > 1 or step.phase == "Running" else ():
+            if a.outcome != "Succeeded":
+                label = f"  attempt {a.attempt}" + (f" item {a.item}" if a.item >= 0 else "")
+                rows.append([label, a.outcome, "", "", _short(a.error or "", 70)])
+    out.write("\n")
+    _table(out, ["STEP", "PHASE", "ATTEMPTS", "TOOK", "ERROR / MESSAGE"], rows)
+    return 0
+
+
+async def _stats_of(st: Any, args: argparse.Namespace) -> list[Any]:
+    from autoflow.crds import errors, meta
+
+    try:
+        bucket = meta.parse_duration(args.bucket)
+    except ValueError as exc:
+        raise errors.InputError(f"--bucket: {exc}") from None
+    since = when(args.since) if args.since else 0.0
+    until = when(args.until) or time.time() + 1
+    return list(
+        await st.stats(since=since or 0.0, until=until, workflow=args.workflow, bucket=bucket)
+    )
+
+
+async def _stats(st: Any, args: argparse.Namespace, out: TextIO) -> int:
+    stats = await _stats_of(st, args)
+    if args.output == "json":
+        json.dump({"workflows": [w.to_json() for w in stats]}, out, indent=2)
+        out.write("\n")
+        return 0
+    if args.output == "csv":
+        _stats_csv(stats, out)
+        return 0
+    rows = []
+    for w in stats:
+        rows.append(_figure_row(w.workflow, w.runs))
+        rows += [_figure_row(f"  {name}", fig) for name, fig in w.steps.items()]
+    _table(out, ["WORKFLOW / STEP", "RUNS", "OK", "FAILED", "SUCCESS", "P50", "P95"], rows)
+    return 0
+
+
+def _figure_row(name: str, fig: Any) -> list[str]:
+    ratio = fig.success_ratio
+    return [
+        name,
+        str(fig.count),
+        str(fig.succeeded),
+        str(fig.failed),
+        "" if ratio is None else f"{ratio:.1%}",
+        _duration(fig.p50_ms),
+        _duration(fig.p95_ms),
+    ]
+
+
+STATS_COLUMNS = [
+    "workflow",
+    "step",
+    "count",
+    "succeeded",
+    "failed",
+    "successRatio",
+    "p50Ms",
+    "p95Ms",
+]
+RUN_COLUMNS = [
+    "runId",
+    "workflow",
+    "namespace",
+    "phase",
+    "trigger",
+    "startedBy",
+    "specHash",
+    "startedAt",
+    "finishedAt",
+    "durationMs",
+    "error",
+]
+
+
+def _stats_csv(stats: Sequence[Any], out: TextIO) -> None:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(STATS_COLUMNS)
+    for w in stats:
+        for step, fig in [("", w.runs), *w.steps.items()]:
+            doc = fig.to_json()
+            writer.writerow([w.workflow, step, *(doc[k] for k in STATS_COLUMNS[2:])])
+
+
+async def _export(st: Any, args: argparse.Namespace, out: TextIO) -> int:
+    if args.what == "stats":
+        stats = await _stats_of(st, args)
+        if args.output == "csv":
+            _stats_csv(stats, out)
+        else:
+            for w in stats:
+                out.write(json.dumps(w.to_json()) + "\n")
+        return 0
+    writer = csv.writer(out, lineterminator="\n")
+    if args.output == "csv":
+        writer.writerow(RUN_COLUMNS)
+    where, cursor = _filter(args), None
+    while True:  # every page: an export is the whole matching history
+        page = await st.list_runs(where, limit=1000, cursor=cursor)
+        for run in page.runs:
+            doc = run.to_json()
+            doc["startedAt"], doc["finishedAt"] = iso(run.started_at), iso(run.finished_at)
+            if args.output == "csv":
+                writer.writerow(["" if doc[k] is None else doc[k] for k in RUN_COLUMNS])
+            else:
+                out.write(json.dumps(doc) + "\n")
+        cursor = page.next_cursor
+        if cursor is None:
+            return 0
+
+
+async def _purge(st: Any, args: argparse.Namespace, out: TextIO) -> int:
+    from autoflow.runners import store
+
+    where = store.RunFilter(
+        workflow=args.workflow,
+        namespace=args.namespace,
+        phase=args.phase,
+        trigger=args.trigger,
+        until=when(args.before),
+        run_id=args.run_id,
+    )
+    count = await st.purge(where)  # refused without a filter
+    if args.output == "json":
+        out.write(json.dumps({"purged": count}) + "\n")
+    else:
+        out.write(f"purged {count} run{'s' if count != 1 else ''}\n")
+    return 0
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(out: TextIO, header: list[str], rows: list[list[str]]) -> None:
+    if not rows:
+        out.write("no runs\n")
+        return
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")

@@ -1,0 +1,360 @@
+"""The run store: durable history of runs and their steps, and a journal a run can resume from.
+
+One interface (``Store``), two implementations behind one contract test suite: SQLite
+(``sqlite.py``, stdlib, WAL; the embedded default) and PostgreSQL (``postgres.py``, psycopg 3
+async pool; in a cluster). ``open_store(url)`` picks one by the URL's scheme::
+
+    sqlite:///runs.db                    relative to the working directory
+    sqlite:////var/lib/autoflow/runs.db  absolute (four slashes, as SQLAlchemy spells it)
+    postgresql://user:pw@host:5432/db    any libpq connection URL (postgres:// too)
+
+How data flows in: the engine appends journal records (``runners.journal``: ``run``,
+``start``, ``retry``, ``item``, ``step``, ``end``) and ``Store.record`` writes them, group
+committed with every other run's records that arrived meanwhile (one transaction for many
+runs). ``records.py`` turns records into table rows (pure), payloads bounded at
+``max_payload`` bytes of JSON. How data flows out: ``journal`` rebuilds a run's records for
+resume (``store/journal.py`` is the ``Journal`` over a store), ``list_runs``/``get_run``/
+``stats`` answer the CLI and the web UI, ``purge`` deletes by a filter (never without one).
+
+Errors (part of Autoflow's one tree, ``crds.errors``)::
+
+    AutoflowError
+    └── StoreError              the store refused or cannot be used as configured
+        ├── StoreUnavailable    cannot be reached now (retried by the store journal)
+        └── SchemaMismatch      migrated by a newer Autoflow, or not migrated yet
+
+Every message names the store by its URL without the password (``display_url``).
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import dataclasses
+import json
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from autoflow.crds import errors
+
+DEFAULT_MAX_PAYLOAD = 1024 * 1024  # bytes of JSON per stored value; the CR keeps 16 KiB
+RUNNING = "Running"
+
+
+class StoreError(errors.AutoflowError):
+    """The run store refused an operation or cannot be used as configured."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached now; a write may succeed when tried again."""
+
+
+class SchemaMismatch(StoreError):
+    """The database's schema version is not the one this Autoflow writes."""
+
+
+def display_url(url: str) -> str:
+    """The URL as it may appear in messages and logs: the password replaced by ``***``
+    (in the user part and in a ``password=`` query parameter)."""
+    parts = urllib.parse.urlsplit(url)
+    query_pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if parts.password is None and all(k != "password" for k, _ in query_pairs):
+        return url  # as written (urlunsplit would respell sqlite:///PATH)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    query = "&".join(
+        f"{k}=***" if k == "password" else (f"{k}={v}" if v else k) for k, v in query_pairs
+    )
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def hide_secrets(text: str, url: str) -> str:
+    """A driver's error text with the URL's password taken out, should it quote it."""
+    password = urllib.parse.urlsplit(url).password
+    if password:
+        text = text.replace(password, "***").replace(urllib.parse.unquote(password), "***")
+    return text
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///a.db`` → ``a.db``; ``sqlite:////abs/a.db`` → ``/abs/a.db``."""
+    rest = url[len("sqlite://") :]
+    if not rest.startswith("/") or len(rest) < 2:
+        raise StoreError(f"a SQLite store URL is sqlite:///PATH; got {display_url(url)!r}")
+    return urllib.parse.unquote(rest[1:].split("?", 1)[0])
+
+
+# -- what queries return --------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs; every given part must match. ``error`` is text within the run's error
+    (case-insensitive); ``since``/``until`` bound the start time (epoch seconds, until
+    exclusive)."""
+
+    workflow: str | None = None
+    namespace: str | None = None
+    phase: str | None = None
+    trigger: str | None = None
+    since: float | None = None
+    until: float | None = None
+    error: str | None = None
+    run_id: str | None = None
+
+    def is_empty(self) -> bool:
+        return all(v is None or v == "" for v in dataclasses.astuple(self))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunSummary:
+    run_id: str
+    workflow: str
+    namespace: str
+    phase: str
+    trigger: str
+    started_by: str
+    spec_hash: str
+    started_at: float
+    finished_at: float | None
+    duration_ms: float | None
+    error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "runId": self.run_id,
+            "workflow": self.workflow,
+            "namespace": self.namespace,
+            "phase": self.phase,
+            "trigger": self.trigger,
+            "startedBy": self.started_by,
+            "specHash": self.spec_hash,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "durationMs": self.duration_ms,
+            "error": self.error,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attempt:
+    step: str
+    item: int  # -1: the step itself, else the foreach item's index
+    attempt: int
+    outcome: str  # Running, Succeeded, Failed
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "item": None if self.item < 0 else self.item,
+            "attempt": self.attempt,
+            "outcome": self.outcome,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "error": self.error,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepRecord:
+    step: str
+    phase: str
+    output: Any
+    error: str | None
+    attempts: int
+    started_at: float | None
+    finished_at: float | None
+    duration_ms: float | None
+    message: str
+    tries: tuple[Attempt, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.step,
+            "phase": self.phase,
+            "output": self.output,
+            "error": self.error,
+            "attempts": self.attempts,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "durationMs": self.duration_ms,
+            "message": self.message,
+            "tries": [a.to_json() for a in self.tries],
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunDetail:
+    summary: RunSummary
+    inputs: Any
+    outputs: Any
+    steps: tuple[StepRecord, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.summary.to_json(),
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "steps": [s.to_json() for s in self.steps],
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Page:
+    runs: tuple[RunSummary, ...]
+    next_cursor: str | None  # pass back to list_runs for the next (older) page
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Figures:
+    """Finished runs (or step executions) in a window. Percentiles are nearest-rank over
+    durations in milliseconds, the same definition in both stores."""
+
+    count: int
+    succeeded: int
+    failed: int
+    p50_ms: float | None
+    p95_ms: float | None
+
+    @property
+    def success_ratio(self) -> float | None:
+        return self.succeeded / self.count if self.count else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "successRatio": self.success_ratio,
+            "p50Ms": self.p50_ms,
+            "p95Ms": self.p95_ms,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkflowStats:
+    workflow: str
+    runs: Figures
+    steps: dict[str, Figures]
+    buckets: tuple[tuple[float, int], ...]  # (bucket start, runs started in it), oldest first
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workflow": self.workflow,
+            **self.runs.to_json(),
+            "steps": {k: v.to_json() for k, v in self.steps.items()},
+            "buckets": [{"start": s, "runs": n} for s, n in self.buckets],
+        }
+
+
+def encode_cursor(started_at: float, run_id: str) -> str:
+    raw = json.dumps([started_at, run_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        started_at, run_id = json.loads(raw)
+        return float(started_at), str(run_id)
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"not a cursor from a previous page: {cursor!r}") from exc
+
+
+# -- the interface --------------------------------------------------------------------------
+
+
+class Store(abc.ABC):
+    """A run store; open with ``open_store``, close with ``aclose``. Safe for many runs
+    (tasks) on one event loop at once."""
+
+    url: str
+    max_payload: int
+
+    @property
+    def display_url(self) -> str:
+        return display_url(self.url)
+
+    @abc.abstractmethod
+    async def record(self, run_id: str, records: Sequence[Mapping[str, Any]]) -> None:
+        """Journal records of one run, durable when this returns. Idempotent: writing the
+        same records again (a retry after an unknown outcome) changes nothing."""
+
+    @abc.abstractmethod
+    async def journal(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's records as ``runners.journal.replay`` reads them ([] if unknown)."""
+
+    @abc.abstractmethod
+    async def unfinished(
+        self, workflow: str, *, namespace: str = "", trigger: str = ""
+    ) -> str | None:
+        """The newest run of the workflow that has not ended, to resume (only of this
+        trigger, when given: a laptop must not resume a run the runner pool owns)."""
+
+    @abc.abstractmethod
+    async def list_runs(
+        self, where: RunFilter | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> Page:
+        """Newest first, ``limit`` at a time; ``next_cursor`` continues after the last one."""
+
+    @abc.abstractmethod
+    async def get_run(self, run_id: str) -> RunDetail | None: ...
+
+    @abc.abstractmethod
+    async def stats(
+        self, *, since: float, until: float, workflow: str | None = None, bucket: float = 3600
+    ) -> list[WorkflowStats]:
+        """Per workflow (and per step) over runs started in [since, until); ``bucket`` is
+        the width in seconds of the runs-per-time series."""
+
+    @abc.abstractmethod
+    async def purge(self, where: RunFilter) -> int:
+        """Delete the runs matching ``where`` (unfinished ones only when named by
+        ``run_id``) with their steps; returns how many. An empty filter is refused."""
+
+    @abc.abstractmethod
+    async def schema_version(self) -> int: ...
+
+    @abc.abstractmethod
+    async def aclose(self) -> None: ...
+
+    def _refuse_empty(self, where: RunFilter) -> None:
+        if where.is_empty():
+            raise StoreError(
+                "a purge needs a filter (workflow, before, phase, ...); to delete every run, "
+                "say --before with a date in the future"
+            )
+
+
+async def open_store(
+    url: str,
+    *,
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
+    migrate: bool = False,
+    connect_timeout: float = 10.0,
+) -> Store:
+    """The store at ``url``, reachable and at this Autoflow's schema version.
+
+    SQLite is migrated on open (it is embedded: nobody else to run the migration).
+    PostgreSQL is migrated by ``autoflow store migrate`` (``migrate=True`` here); a database
+    at an older version is refused with that advice, one at a newer version is refused
+    naming the Autoflow version it needs."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        from autoflow.runners.store import sqlite
+
+        return await sqlite.SqliteStore.open(url, max_payload=max_payload)
+    if scheme in ("postgresql", "postgres"):
+        from autoflow.runners.store import postgres
+
+        return await postgres.PostgresStore.open(
+            url, max_payload=max_payload, migrate=migrate, connect_timeout=connect_timeout
+        )
+    raise StoreError(
+        f"unknown run store {display_url(url)!r}: use sqlite:///PATH or postgresql://..."
+    )

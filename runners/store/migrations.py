@@ -1,0 +1,120 @@
+"""Versioned schema migrations of the run store, one list for both databases.
+
+The DDL is the common subset of SQLite and PostgreSQL (``DOUBLE PRECISION`` is REAL in
+SQLite; JSON payloads are TEXT in both: written once, read whole, never queried inside, and
+TEXT costs no parsing on the write path). A migration is never edited once released: a
+change is a new version appended here. ``autoflow_schema`` holds one row per applied
+version with the Autoflow release that applied it, so an older Autoflow meeting a newer
+database can say which release it needs.
+
+Times are epoch seconds (the engine's clock), durations milliseconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    about: str
+    statements: tuple[str, ...]
+
+
+SCHEMA_TABLE = """
+CREATE TABLE IF NOT EXISTS autoflow_schema (
+    version INTEGER PRIMARY KEY,
+    autoflow_version TEXT NOT NULL,
+    applied_at DOUBLE PRECISION NOT NULL
+)"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "runs, step attempts, foreach items and steps",
+        (
+            """CREATE TABLE autoflow_runs (
+                run_id TEXT PRIMARY KEY,
+                workflow TEXT NOT NULL,
+                namespace TEXT NOT NULL,
+                spec_hash TEXT NOT NULL,
+                trigger TEXT NOT NULL,
+                started_by TEXT NOT NULL,
+                phase TEXT NOT NULL,
+                started_at DOUBLE PRECISION NOT NULL,
+                finished_at DOUBLE PRECISION,
+                duration_ms DOUBLE PRECISION,
+                error TEXT,
+                inputs TEXT,
+                outputs TEXT
+            )""",
+            # runs list (newest first, keyset paging), per workflow, per phase (and the
+            # unfinished run to resume); stats read a time window from a covering index
+            # (rows are stored in run id order, so a lookup per row would be random I/O).
+            "CREATE INDEX autoflow_runs_started ON autoflow_runs (started_at, run_id)",
+            "CREATE INDEX autoflow_runs_stats ON autoflow_runs "
+            "(started_at, workflow, phase, duration_ms)",
+            "CREATE INDEX autoflow_runs_workflow ON autoflow_runs (workflow, started_at)",
+            "CREATE INDEX autoflow_runs_phase ON autoflow_runs (phase, started_at)",
+            """CREATE TABLE autoflow_attempts (
+                run_id TEXT NOT NULL,
+                step TEXT NOT NULL,
+                item INTEGER NOT NULL,
+                attempt INTEGER NOT NULL,
+                outcome TEXT NOT NULL,
+                started_at DOUBLE PRECISION,
+                finished_at DOUBLE PRECISION,
+                error TEXT,
+                PRIMARY KEY (run_id, step, item, attempt)
+            )""",
+            """CREATE TABLE autoflow_items (
+                run_id TEXT NOT NULL,
+                step TEXT NOT NULL,
+                idx INTEGER NOT NULL,
+                output TEXT,
+                PRIMARY KEY (run_id, step, idx)
+            )""",
+            """CREATE TABLE autoflow_steps (
+                run_id TEXT NOT NULL,
+                step TEXT NOT NULL,
+                phase TEXT NOT NULL,
+                output TEXT,
+                error TEXT,
+                attempts INTEGER NOT NULL,
+                started_at DOUBLE PRECISION,
+                finished_at DOUBLE PRECISION,
+                duration_ms DOUBLE PRECISION,
+                message TEXT NOT NULL,
+                workflow TEXT NOT NULL,
+                run_started_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (run_id, step)
+            )""",
+            # Step stats by the run's start time without joining runs: workflow and the
+            # run's start are copied onto each step as it is written.
+            "CREATE INDEX autoflow_steps_stats ON autoflow_steps "
+            "(run_started_at, workflow, step, phase, duration_ms)",
+        ),
+    ),
+)
+
+LATEST = MIGRATIONS[-1].version
+
+
+def pending(current: int) -> list[Migration]:
+    return [m for m in MIGRATIONS if m.version > current]
+
+
+def too_new(where: str, found: int, by: str, this_release: str) -> str:
+    return (
+        f"the run store at {where} has schema version {found}, written by Autoflow {by}; "
+        f"this Autoflow ({this_release}) knows schema versions up to {LATEST}: use Autoflow "
+        f"{by} or newer"
+    )
+
+
+def too_old(where: str, found: int) -> str:
+    return (
+        f"the run store at {where} has schema version {found}, this Autoflow needs {LATEST}: "
+        f"run `autoflow store migrate --store URL` first"
+    )

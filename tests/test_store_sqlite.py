@@ -1,0 +1,91 @@
+"""The run store contract against SQLite, plus what only the embedded store does.
+
+SQLite is migrated on open (nobody else would), its file and directory are created, and a
+write blocked by another process holding the database is retried until it goes through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from store_contract import StoreContract
+
+from autoflow.runners import store
+from autoflow.runners.store import journal as store_journal
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/history/runs.db"
+
+
+@pytest.fixture
+def raw_sql(store_url: str) -> Callable[[str], None]:
+    def run(statement: str) -> None:
+        with sqlite3.connect(store.sqlite_path(store_url)) as conn:
+            conn.execute(statement)
+
+    return run
+
+
+class TestSqliteStore(StoreContract):
+    pass
+
+
+def test_urls_name_relative_and_absolute_paths() -> None:
+    assert store.sqlite_path("sqlite:///runs.db") == "runs.db"
+    assert store.sqlite_path("sqlite:////var/lib/autoflow/runs.db") == "/var/lib/autoflow/runs.db"
+    with pytest.raises(store.StoreError, match="sqlite:///PATH"):
+        store.sqlite_path("sqlite://runs.db")
+
+
+async def test_an_unknown_scheme_is_refused_without_the_password() -> None:
+    with pytest.raises(store.StoreError) as caught:
+        await store.open_store("mysql://app:s3cret@db/runs")
+    assert "s3cret" not in str(caught.value)
+    assert "mysql://app:***@db/runs" in str(caught.value)
+
+
+async def test_a_store_that_cannot_be_opened_names_its_url(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(store.StoreUnavailable, match=r"cannot open the run store at sqlite:///"):
+        await store.open_store(f"sqlite:///{tmp_path}/file/runs.db")
+
+
+async def test_a_write_blocked_by_another_process_waits_and_the_run_does_not_go_past_it(
+    tmp_path: Path, probe: Any
+) -> None:
+    url = f"sqlite:///{tmp_path}/runs.db?timeout=0.05"
+    st = await store.open_store(url)
+    spec = {"steps": [{"id": f"s{i}", "uses": "t.call", "with": {"value": i}} for i in range(3)]}
+    jr = store_journal.StoreJournal(st)
+    blocker = sqlite3.connect(store.sqlite_path(url), isolation_level=None)
+
+    def lock_after_s0(result: Any) -> None:
+        if result.id == "s0":
+            blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database
+
+    class Observer:
+        def step_started(self, step: str, attempt: int) -> None: ...
+        def step_retrying(self, *args: Any) -> None: ...
+        def step_finished(self, result: Any) -> None:
+            lock_after_s0(result)
+
+    run = asyncio.create_task(probe.run(spec, journal=jr, observer=Observer(), run_id="held"))
+    await asyncio.sleep(0.5)
+    # s1 ran, but its result could not be recorded: s2 must not have started.
+    assert probe.steps_called() == ["s0", "s1"]
+    assert not run.done()
+    blocker.execute("ROLLBACK")
+    result = await asyncio.wait_for(run, 10)
+    assert result.succeeded
+    assert probe.steps_called() == ["s0", "s1", "s2"]
+    detail = await st.get_run("held")
+    assert detail is not None and detail.summary.phase == "Succeeded"
+    blocker.close()
+    await st.aclose()
