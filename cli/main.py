@@ -13,6 +13,7 @@ subcommand whose usage errors (an unknown option too) show that subcommand's usa
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -162,6 +163,17 @@ def _add_integrations(sub: Subcommands) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (autoflow run ... | head): nothing more to say. stdout now
+        # points at /dev/null so the interpreter's last flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -237,10 +249,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # documents, not results, so their errors stay lines on stderr.
         text_only = args.command in ("schema", "crds")
         _report(exc, "text" if text_only else getattr(args, "output", "text"))
-        return EXIT_FAILED
-    except BrokenPipeError:
-        # The reader went away (autoflow run ... | head); nothing more to say.
-        sys.stderr.close()
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

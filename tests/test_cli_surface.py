@@ -138,3 +138,23 @@ def test_crds_and_schema_in_the_other_format() -> None:
     as_yaml = yaml.safe_load(autoflow("schema", "http.request", "-o", "yaml").stdout)
     as_json = json.loads(autoflow("schema", "http.request").stdout)
     assert as_yaml == as_json
+
+
+def test_output_cut_short_by_its_reader_is_no_traceback(tmp_path: Path) -> None:
+    """``autoflow ... | head``: the reader leaves early; the command ends quietly."""
+    steps = "".join(f"    - id: s{i}\n      uses: nope.x\n" for i in range(3000))
+    manifest = tmp_path / "many.yaml"
+    manifest.write_text(
+        "apiVersion: autoflow.dev/v1alpha1\nkind: Workflow\nmetadata: {name: many}\n"
+        f"spec:\n  steps:\n{steps}"
+    )
+    autoflow = Path(sys.executable).parent / "autoflow"
+    for args in (["run", str(manifest), "-o", "json"], ["validate", str(manifest), "-o", "json"]):
+        cut = subprocess.run(
+            ["sh", "-c", '"$0" "$@" | head -c 10 >/dev/null', str(autoflow), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "Traceback" not in cut.stderr, cut.stderr
+        assert cut.stderr == ""
