@@ -43,7 +43,7 @@ from pydantic import alias_generators
 
 from autoflow.connectors import sdk
 from autoflow.connectors.sdk import http_auth, http_core, redaction
-from autoflow.crds import errors, meta
+from autoflow.crds import errors, meta, problems
 
 connector = sdk.Connector(
     "slack", "Post, update and upload to Slack through its Web API, or send to an incoming webhook."
@@ -470,10 +470,9 @@ def _settings(ctx: sdk.ActionContext) -> Settings:
         return Settings.model_validate(dict(ctx.settings))
     except pydantic.ValidationError as exc:
         name = ctx.integration.name if ctx.integration else ""
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
+        field, message = problems.first(exc)
         raise errors.InvalidSettingsError(
-            f"integration {name!r} has unusable settings: {field}: {first['msg']}",
+            f"integration {name!r} has unusable settings: {field}: {message}",
             errors.Where(resource=f"Integration/{name}", field=f"settings.{field}"),
         ) from None
 

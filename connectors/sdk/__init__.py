@@ -50,7 +50,7 @@ from typing import Any
 import pydantic
 from pydantic import alias_generators
 
-from autoflow.crds import errors
+from autoflow.crds import errors, problems
 
 
 class Params(pydantic.BaseModel):
@@ -203,10 +203,9 @@ def integration_settings(integration: IntegrationInfo, model: type[SettingsModel
     try:
         return model.model_validate(dict(integration.settings))
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
+        field, message = problems.first(exc)
         raise errors.InvalidSettingsError(
-            f"integration {integration.name!r} has unusable settings: {field}: {first['msg']}",
+            f"integration {integration.name!r} has unusable settings: {field}: {message}",
             errors.Where(resource=f"Integration/{integration.name}", field=f"settings.{field}"),
         ) from None
 

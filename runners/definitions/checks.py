@@ -6,7 +6,7 @@ field, and its line when the document it came from is given::
 
     mapping ─ loader.to_resource (apiVersion, kind, sizes, name, the schema: all at once)
             ─ Workflow: plan.compile_workflow (DAG, connectors, parameters, expressions)
-                        plan.integration_problems (the Integrations the steps name)
+                        integration_checks.integration_problems (the Integrations the steps name)
             ─ Integration: its type is an installed connector
 
 A schema problem does not hide the rest: a step that breaks the schema is replaced by a
@@ -24,7 +24,7 @@ from typing import Any
 
 from autoflow.connectors import registry as registry_mod
 from autoflow.crds import errors, integration, workflow
-from autoflow.runners.definitions import documents, loader, plan
+from autoflow.runners.definitions import documents, integration_checks, loader, plan
 
 _SECTIONS = ("steps", "onError", "finally")
 
@@ -62,11 +62,11 @@ def check_manifest(
             plan.compile_workflow(resource, registry, where=where)
         except errors.ValidationError as exc:
             found += exc.problems
-        found += plan.integration_problems(
+        found += integration_checks.integration_problems(
             resource, integrations or {}, where, require_all=require_all, missing=missing
         )
     elif isinstance(resource, integration.Integration):
-        unknown = plan.unknown_type_problem(
+        unknown = integration_checks.unknown_type_problem(
             resource.metadata.name or "", resource.spec.type, registry
         )
         if unknown is not None:

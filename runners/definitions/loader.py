@@ -17,7 +17,7 @@ from typing import Any
 
 import pydantic
 
-from autoflow.crds import errors, integration, meta, run, schedule, workflow
+from autoflow.crds import errors, integration, meta, problems, run, schedule, workflow
 from autoflow.runners.definitions import documents
 
 MAX_MANIFEST_BYTES = documents.MAX_FILE_BYTES
@@ -162,32 +162,13 @@ def _child(node: Any, key: int | str) -> Any:
     return None
 
 
-def _pydantic_message(err: Any) -> str:
-    msg = str(err["msg"])
-    if err["type"] == "extra_forbidden":
-        return "unknown field"
-    if err["type"] == "missing":
-        return "required field is missing"
-    if err["type"] == "value_error":
-        # Our own validators' messages, without pydantic's "Value error, " in front.
-        return msg.removeprefix("Value error, ")
-    return msg
-
-
 def _schema_problems(
     exc: pydantic.ValidationError, doc: dict[str, Any], where: errors.Where
 ) -> list[errors.Problem]:
     found = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        # pydantic reports a union (str | bool) per branch; keep the first branch only.
-        loc = tuple(
-            p
-            for p in loc
-            if p not in {"str", "bool", "int", "float", "list[any]", "constrained-str"}
-        )
-        step, field = _field_path(loc, doc)
-        found.append(errors.Problem(_pydantic_message(err), where.replace(step=step, field=field)))
+        step, field = _field_path(tuple(problems.data_path(err, doc)), doc)
+        found.append(errors.Problem(problems.message(err), where.replace(step=step, field=field)))
     return list(dict.fromkeys(found))
 
 

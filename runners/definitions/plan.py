@@ -3,7 +3,8 @@
 ``compile_workflow`` is what ``autoflow validate`` and the operator call, and what the engine
 runs from. It finds every problem it can before anything runs and reports them all at once:
 duplicate step ids, unknown or cyclic ``needs``, unknown connectors and actions, parameters of
-the wrong type, expression syntax, and expressions that read a step which is not upstream.
+the wrong type (``parameters``), expression syntax, and expressions that read a step which is
+not upstream. Whether the Integrations the steps name exist and fit is ``integration_checks``.
 
 The DAG rule: a step without ``needs`` depends on the step before it in its list, so a plain
 list is a chain; ``needs: []`` makes a step start at once; ``needs: [a, b]`` makes a join.
@@ -14,21 +15,16 @@ main step (guarding with ``default()`` or ``has()`` where a step may not have ru
 from __future__ import annotations
 
 import dataclasses
-import functools
-import typing
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any
-
-import pydantic
 
 from autoflow.connectors import registry as registry_mod
 from autoflow.connectors import sdk
 from autoflow.crds import errors, meta, workflow
 from autoflow.runners import expressions
+from autoflow.runners.definitions import parameters
 
 NO_RETRY = workflow.Retry(max_attempts=1)
-# How a missing Integration is said where the Integrations come from files, not a namespace.
-NOT_GIVEN = "is not in the files given; pass the file with its Integration manifest too"
 ROOTS_IN_FOREACH = {"item", "index"}
 
 
@@ -164,152 +160,6 @@ def _ancestors(sid: str, needs: dict[str, tuple[str, ...]]) -> set[str]:
     return seen
 
 
-@functools.cache
-def _field_adapters(params: type[sdk.Params]) -> dict[str, tuple[str, pydantic.TypeAdapter[Any]]]:
-    """Manifest key (alias) → (python name, adapter) for checking static values one by one."""
-    out: dict[str, tuple[str, pydantic.TypeAdapter[Any]]] = {}
-    for name, field in params.model_fields.items():
-        adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(field.annotation or Any)
-        out[field.alias or name] = (name, adapter)
-        out.setdefault(name, (name, adapter))
-    return out
-
-
-def check_params(
-    action: sdk.Action, with_: dict[str, Any], template: expressions.Template, where: errors.Where
-) -> Iterator[errors.Problem]:
-    """Parameter problems visible before the run: unknown, missing, wrongly typed static values,
-    and expressions in fields that must be written literally (``x-autoflow-static``)."""
-    yield from _static_fields(action.params, with_, "with", where)
-    if template.is_static:
-        try:
-            action.params.model_validate(with_)
-        except pydantic.ValidationError as exc:
-            yield from param_problems(exc, with_, where)
-        return
-    adapters = _field_adapters(action.params)
-    for key in with_:
-        if key not in adapters:
-            known = ", ".join(sorted({f.alias or n for n, f in action.params.model_fields.items()}))
-            yield errors.Problem(
-                f"unknown parameter for {action.uses} (parameters: {known})",
-                where.replace(field=f"with.{key}"),
-            )
-    for name, field in action.params.model_fields.items():
-        key = field.alias or name
-        if field.is_required() and key not in with_ and name not in with_:
-            yield errors.Problem(
-                f"required parameter of {action.uses} is missing",
-                where.replace(field=f"with.{key}"),
-            )
-    # The static values, validated by the model itself (field validators and metadata
-    # included); errors about keys that hold expressions or are missing are not theirs.
-    static = {
-        k: v
-        for k, v in with_.items()
-        if k in adapters and expressions.compile_template(v, where).is_static
-    }
-    try:
-        action.params.model_validate(static)
-    except pydantic.ValidationError as exc:
-        own = [
-            err
-            for err in exc.errors()
-            if err["loc"] and err["loc"][0] in static and err["type"] != "missing"
-        ]
-        if own:
-            yield from param_problems(_Only(exc, own), static, where)
-
-
-class _Only:
-    """A pydantic ValidationError narrowed to some of its errors (for ``param_problems``)."""
-
-    def __init__(self, exc: pydantic.ValidationError, found: list[Any]) -> None:
-        self._found = found
-
-    def errors(self) -> list[Any]:
-        return self._found
-
-
-STATIC_MESSAGE = (
-    "must be written in the manifest, not computed by an expression (an expression here would "
-    "be spliced into the text); pass values as parameters instead"
-)
-
-
-def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
-        return [annotation]
-    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
-
-
-def _static_fields(
-    model: type[pydantic.BaseModel], value: Any, path: str, where: errors.Where
-) -> Iterator[errors.Problem]:
-    """Fields marked ``x-autoflow-static`` (SQL text) must hold no expression, at any depth."""
-    if not isinstance(value, dict):
-        return
-    for name, field in model.model_fields.items():
-        key = field.alias if field.alias in value else name
-        if key not in value:
-            continue
-        item, here = value[key], f"{path}.{key}"
-        extra = field.json_schema_extra
-        marked = isinstance(extra, dict) and bool(extra.get("x-autoflow-static"))
-        if marked and not expressions.compile_template(item, where).is_static:
-            yield errors.Problem(STATIC_MESSAGE, where.replace(field=here))
-        for sub in _models_in(field.annotation):
-            if isinstance(item, list):
-                for i, element in enumerate(item):
-                    yield from _static_fields(sub, element, f"{here}[{i}]", where)
-            else:
-                yield from _static_fields(sub, item, here, where)
-
-
-def error_path(err: Any, data: Any, prefix: tuple[str, ...] = ()) -> str:
-    """The path of a pydantic error in the user's data, without pydantic's union-branch tags.
-
-    pydantic locates an error inside ``str | int`` as ``("duration", "constrained-str")``;
-    following the data instead keeps only the keys and indexes the user wrote.
-    """
-    loc = (*prefix, *err["loc"])
-    node, text = data, ""
-    for i, part in enumerate(loc):
-        in_dict = isinstance(node, dict) and part in node
-        if in_dict or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
-            node = node[part]
-        elif not (err["type"] == "missing" and i == len(loc) - 1):
-            continue  # a union branch or validator tag, not a place in the data
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def param_problems(
-    exc: pydantic.ValidationError | _Only,
-    data: Any,
-    where: errors.Where,
-    prefix: tuple[str, ...] = (),
-) -> Iterator[errors.Problem]:
-    """One problem per parameter path (a union's several complaints become the first one)."""
-    by_path: dict[str, list[str]] = {}
-    for err in exc.errors():
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown parameter"
-        elif err["type"] == "missing":
-            msg = "required parameter is missing"
-        found = by_path.setdefault(error_path(err, data, prefix), [])
-        if msg not in found:
-            found.append(msg)
-    for path, messages in by_path.items():
-        # A union (str | int) complains once per branch: "Input should be a valid string or
-        # a valid integer".
-        text = messages[0] + "".join(
-            " or " + m.removeprefix("Input should be ") for m in messages[1:]
-        )
-        yield errors.Problem(text, where.replace(field=f"with.{path}" if path else "with"))
-
-
 def _expression_message(exc: errors.ExpressionError) -> str:
     """The message with the expression it is about, so the user sees what to fix."""
     text = exc.expression if len(exc.expression) <= 120 else exc.expression[:117] + "..."
@@ -341,7 +191,7 @@ def _compile_step(
 
     params = compiled(expressions.compile_template, step.with_, "with")
     if params is not None:
-        problems.extend(check_params(action, step.with_, params, where))
+        problems.extend(parameters.check_params(action, step.with_, params, where))
     condition = None
     if step.if_ is not None:
         condition = compiled(expressions.compile_condition, step.if_, "if")
@@ -484,61 +334,6 @@ def _duplicates(
         if step.id in seen:
             yield errors.Problem("duplicate step id", where.replace(step=step.id, field="id"))
         seen.add(step.id)
-
-
-def integration_problems(
-    wf: workflow.Workflow,
-    integrations: Mapping[str, str | None],
-    where: errors.Where | None = None,
-    *,
-    require_all: bool = True,
-    missing: str = "does not exist in this namespace",
-) -> list[errors.Problem]:
-    """Steps naming an Integration that is not there (when ``require_all``) or whose type is
-    not the step's connector; ``integrations`` maps Integration names to connector types
-    (None: the type is not known here, only the name is checked). ``missing`` says where the
-    Integration was looked for, after its name."""
-    base = (where or errors.Where()).replace(resource=wf.ref)
-    problems = []
-    for step in wf.all_steps():
-        if not step.integration:
-            continue
-        at = base.replace(step=step.id, field="integration")
-        if step.integration not in integrations:
-            if require_all:
-                problems.append(errors.Problem(f"integration {step.integration!r} {missing}", at))
-            continue
-        type_ = integrations[step.integration]
-        wrong = type_mismatch(step.integration, type_, step.uses) if type_ is not None else None
-        if wrong is not None:
-            problems.append(errors.Problem(wrong, at))
-    return problems
-
-
-def type_mismatch(integration: str, type_: str, uses: str) -> str | None:
-    """Why an Integration of ``type_`` cannot serve the action ``uses`` (None: it can)."""
-    connector = uses.partition(".")[0]
-    if type_ == connector:
-        return None
-    return (
-        f"integration {integration!r} is of type {type_!r}, but {uses} needs an integration "
-        f"of type {connector!r}"
-    )
-
-
-def unknown_type_problem(
-    name: str, type_: str, registry: registry_mod.Registry | None = None
-) -> errors.Problem | None:
-    """An Integration whose type no installed connector provides, with the known types."""
-    registry = registry or registry_mod.default()
-    known = registry.names()
-    if type_ in known:
-        return None
-    return errors.Problem(
-        f"integration {name!r} is of type {type_!r}, which no installed connector provides "
-        f"(known: {', '.join(sorted(known))})",
-        errors.Where(resource=f"Integration/{name}", field="spec.type"),
-    )
 
 
 def compile_workflow(

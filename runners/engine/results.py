@@ -111,10 +111,3 @@ class RunInterrupted(errors.RunError):
 class Unfinished(Exception):
     """A step in flight stopped by an interruption (before a retry or a foreach item): it is
     not journaled as finished, so a resumed run carries it on."""
-
-
-class StepFailed(Exception):
-    def __init__(self, message: str, attempts: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.attempts = attempts

@@ -15,13 +15,13 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from autoflow.crds import errors
 from autoflow.runners.definitions import plan as plan_mod
 from autoflow.runners.engine.results import (
     CANCELLED,
     FAILED,
     SKIPPED,
     SUCCEEDED,
-    StepFailed,
     StepResult,
     Unfinished,
 )
@@ -203,7 +203,7 @@ class Scheduling(StepExecution):
             if sid not in self.plan.main.steps:
                 self._held = True
             return False
-        except StepFailed as exc:
+        except errors.StepFailed as exc:
             message = self.redactor.text(exc.message)
             result = StepResult(sid, FAILED, None, message, exc.attempts, started, time.time())
             if not sp.step.continue_on_error and self._failure is None:

@@ -8,7 +8,7 @@ after ``backoff`` (or the remote system's ``Retry-After`` when longer). ``_call`
 parameters, validates them, resolves the Integration, and calls the action under the step's
 timeout, inside the Integration's limiter slot when it has limits.
 
-Every failure ends as ``StepFailed`` with a readable, redacted message; an
+Every failure ends as ``errors.StepFailed`` with a readable, redacted message; an
 interruption between attempts or items ends as ``Unfinished`` (nothing recorded as finished).
 """
 
@@ -25,9 +25,10 @@ from typing import Any
 import pydantic
 
 from autoflow.connectors import sdk
-from autoflow.crds import errors, meta, workflow
+from autoflow.crds import errors, meta, problems, workflow
 from autoflow.runners import expressions
 from autoflow.runners.access import limits, redact
+from autoflow.runners.definitions import integration_checks
 from autoflow.runners.definitions import plan as plan_mod
 from autoflow.runners.engine.journaling import Journaling
 from autoflow.runners.engine.results import (
@@ -35,7 +36,6 @@ from autoflow.runners.engine.results import (
     SUCCEEDED,
     IntegrationProvider,
     Observer,
-    StepFailed,
     StepResult,
     Unfinished,
 )
@@ -99,7 +99,7 @@ class StepExecution(Journaling):
             try:
                 go = expressions.truthy(sp.condition.evaluate(self._scope))
             except errors.ExpressionError as exc:
-                raise StepFailed(_describe(exc, sp)[0], 0) from None
+                raise errors.StepFailed(_describe(exc, sp)[0], 0) from None
             if not go:
                 return StepResult(
                     sid,
@@ -122,11 +122,11 @@ class StepExecution(Journaling):
             else:
                 items = sp.foreach.render(self._scope)
         except errors.ExpressionError as exc:
-            raise StepFailed(_describe(exc, sp)[0], 0) from None
+            raise errors.StepFailed(_describe(exc, sp)[0], 0) from None
         if isinstance(items, dict):
             items = [{"key": k, "value": v} for k, v in items.items()]
         if not isinstance(items, list):
-            raise StepFailed(f"foreach must give a list; got {type(items).__name__}", 0)
+            raise errors.StepFailed(f"foreach must give a list; got {type(items).__name__}", 0)
         done = self._replay.items.get(sp.id, {})
         outputs: list[Any] = [done.get(i) for i in range(len(items))]
         attempts_of = self._replay.attempts
@@ -148,7 +148,7 @@ class StepExecution(Journaling):
                 scope = {**self._scope, "item": items[index], "index": index}
                 try:
                     output, attempts = await self._attempts(sp, scope, index)
-                except StepFailed as exc:
+                except errors.StepFailed as exc:
                     total_attempts += exc.attempts
                     failed[index] = exc.message
                     continue
@@ -172,7 +172,7 @@ class StepExecution(Journaling):
         if failed:
             # The first failed item by position, not by time: the same however they interleaved.
             index = min(failed)
-            raise StepFailed(f"item {index}: {failed[index]}", total_attempts)
+            raise errors.StepFailed(f"item {index}: {failed[index]}", total_attempts)
         return outputs, total_attempts
 
     async def _attempts(
@@ -209,7 +209,7 @@ class StepExecution(Journaling):
             may_retry = retryable or policy.retry_on == "any"
             if not may_retry or attempt >= policy.max_attempts:
                 tries = f" after {attempt} attempts" if attempt > 1 else ""
-                raise StepFailed(f"{message}{tries}", attempt)
+                raise errors.StepFailed(f"{message}{tries}", attempt)
             delay = backoff(policy, attempt)
             if retry_after is not None:
                 delay = max(delay, retry_after)
@@ -249,7 +249,10 @@ class StepExecution(Journaling):
         try:
             params = sp.action.params.model_validate(raw)
         except pydantic.ValidationError as exc:
-            found = list(plan_mod.param_problems(exc, raw, errors.Where()))[:5]
+            found = list(
+                problems.problems(exc, raw, errors.Where(), under="with", noun="parameter")
+            )
+            found = found[:5]
             text = "; ".join(f"{p.where.field}: {p.message}" for p in found)
             raise errors.PermanentError(f"invalid parameters: {text}") from None
         info = None
@@ -260,7 +263,9 @@ class StepExecution(Journaling):
                     errors.Where(step=sp.id, field="integration"),
                 )
             info = await self.integrations.get(sp.step.integration, self.redactor)
-            if (wrong := plan_mod.type_mismatch(info.name, info.type, sp.action.uses)) is not None:
+            if (
+                wrong := integration_checks.type_mismatch(info.name, info.type, sp.action.uses)
+            ) is not None:
                 raise errors.PermanentError(wrong, errors.Where(step=sp.id, field="integration"))
         ctx = sdk.ActionContext(
             run_id=self.run_id,

@@ -30,7 +30,7 @@ from autoflow.crds import errors, integration, workflow
 from autoflow.runners import engine
 from autoflow.runners.access import integrations as integrations_mod
 from autoflow.runners.access import limits, redact
-from autoflow.runners.definitions import documents, loader
+from autoflow.runners.definitions import documents, integration_checks, loader
 from autoflow.runners.definitions import inputs as inputs_mod
 from autoflow.runners.definitions import plan as plan_mod
 from autoflow.runners.engine import journal
@@ -324,8 +324,8 @@ def prepare(
     secrets = read_secrets_file(secrets_file) if secrets_file else None
     provider = LocalIntegrations(integrations, secrets, env)
     types = {i.metadata.name or "": i.spec.type for i in integrations}
-    problems = plan_mod.integration_problems(
-        wf, types, errors.Where(file=path), missing=plan_mod.NOT_GIVEN
+    problems = integration_checks.integration_problems(
+        wf, types, errors.Where(file=path), missing=integration_checks.NOT_GIVEN
     )
     if problems:
         raise errors.ValidationError(problems)
