@@ -308,3 +308,4 @@ class StepExecution(Journaling):
                     return await sp.action.func(params, ctx)
         except errors.AutoflowError as exc:
             exc.at(step=sp.id)  # a quota error names the Integration, not the step held back
+            raise
