@@ -22,7 +22,9 @@ import time
 from typing import Any
 
 from autoflow.crds import workflow
-from autoflow.runners import engine, journal, plan
+from autoflow.runners import engine
+from autoflow.runners.definitions import plan
+from autoflow.runners.engine import journal
 
 ONE_STEP = """\
 apiVersion: autoflow.dev/v1alpha1

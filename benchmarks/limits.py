@@ -31,7 +31,11 @@ from typing import Any
 import redis
 
 from autoflow.crds import integration, workflow
-from autoflow.runners import engine, journal, limits, local, plan
+from autoflow.runners import engine
+from autoflow.runners.access import limits
+from autoflow.runners.definitions import plan
+from autoflow.runners.engine import journal
+from autoflow.runners.local import run as local
 
 NO_WAIT = {"rateLimit": {"requests": 1_000_000, "per": "1s"}, "maxConcurrency": 10_000}
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import http.server
 
     from autoflow.crds import integration
-    from autoflow.runners import oauth2
+    from autoflow.runners.access import oauth2
 
 DEFAULT_PORT = 8976
 CALLBACK_PATH = "/callback"
@@ -99,7 +99,8 @@ def run(args: argparse.Namespace, *, open_url: Callable[[str], Any] | None = Non
 
     import yaml
 
-    from autoflow.runners import local, oauth2, redact
+    from autoflow.runners.access import oauth2, redact
+    from autoflow.runners.local import run as local
 
     if not args.secrets and not args.print_secret:
         raise errors.InputError(
@@ -153,7 +154,7 @@ def _say(text: str) -> None:
 
 def _choose(path: str, name: str | None) -> integration.Integration:
     from autoflow.crds import integration
-    from autoflow.runners import loader
+    from autoflow.runners.definitions import loader
 
     found = [r for r in loader.load_file(path) if isinstance(r, integration.Integration)]
     if name is not None:
@@ -183,7 +184,7 @@ def _choose(path: str, name: str | None) -> integration.Integration:
 
 
 def _read_secrets(path: str) -> dict[str, dict[str, str]]:
-    from autoflow.runners import local
+    from autoflow.runners.local import run as local
 
     return local.read_secrets_file(path) if os.path.exists(path) else {}
 
@@ -214,7 +215,7 @@ def write_tokens(path: str, name: str, token: oauth2.Token) -> None:
     """
     import yaml
 
-    from autoflow.runners import oauth2
+    from autoflow.runners.access import oauth2
 
     data: dict[str, dict[str, str]] = _read_secrets(path)
     entry = {k: v for k, v in data.get(name, {}).items() if k not in oauth2.TOKEN_KEYS}
@@ -253,7 +254,7 @@ def secret_manifest(
     """The Secret the tokens go to in a cluster: ``oauth2.tokenSecretName``, which the
     operator keeps refreshing, or else the ``secretRef`` Secret (so with ``clientSecret``,
     which applying the manifest would otherwise remove)."""
-    from autoflow.runners import oauth2
+    from autoflow.runners.access import oauth2
 
     spec = intg.spec.oauth2
     name = _secret_name(intg)

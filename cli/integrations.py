@@ -26,7 +26,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from autoflow.crds import errors, integration
-from autoflow.runners import loader, local, probe, redact
+from autoflow.runners.access import probe, redact
+from autoflow.runners.definitions import loader
+from autoflow.runners.local import run as local
 
 
 @dataclasses.dataclass(frozen=True)

@@ -260,7 +260,7 @@ def _report(exc: Any, output: str) -> None:
     """An error as one line per problem on stderr, or with ``--output json`` as one JSON
     document on stdout (what a script reading the output parses)."""
     from autoflow.crds import errors
-    from autoflow.runners import loader
+    from autoflow.runners.definitions import loader
 
     problems = getattr(exc, "problems", None)
     if not isinstance(problems, list):

@@ -27,7 +27,9 @@ from typing import Any, TextIO
 import yaml
 
 from autoflow.crds import errors
-from autoflow.runners import documents, engine, local, logs
+from autoflow.runners import engine, logs
+from autoflow.runners.definitions import documents
+from autoflow.runners.local import run as local
 
 _MARKS = {"Succeeded": "✓", "Failed": "✗", "Skipped": "–", "Cancelled": "■"}
 

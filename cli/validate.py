@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from autoflow.crds import errors, workflow
-from autoflow.runners import checks, loader, plan
+from autoflow.runners.definitions import checks, loader
+from autoflow.runners.definitions import integration_checks as plan
 
 
 def integration_types(files: Sequence[str]) -> dict[str, str | None]:

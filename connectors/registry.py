@@ -23,18 +23,18 @@ from autoflow.crds import errors
 
 GROUP = "autoflow.connectors"
 # The SaaS catalogue shipped with Autoflow: one declarative definition file per service.
-CATALOG = pathlib.Path(__file__).with_name("catalog")
+CATALOG = pathlib.Path(__file__).parent / "declarative" / "catalog"
 _CATALOG_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
 # Built-ins are known without reading package metadata, which costs tens of milliseconds.
 BUILTIN: dict[str, str] = {
-    "core": "autoflow.connectors.core:connector",
-    "http": "autoflow.connectors.http:connector",
-    "postgres": "autoflow.connectors.postgres:connector",
-    "redis": "autoflow.connectors.redis:connector",
-    "nats": "autoflow.connectors.nats:connector",
-    "email": "autoflow.connectors.email:connector",
-    "slack": "autoflow.connectors.slack:connector",
+    "core": "autoflow.connectors.builtin.core:connector",
+    "http": "autoflow.connectors.builtin.http:connector",
+    "postgres": "autoflow.connectors.builtin.postgres:connector",
+    "redis": "autoflow.connectors.builtin.redis:connector",
+    "nats": "autoflow.connectors.builtin.nats:connector",
+    "email": "autoflow.connectors.builtin.email:connector",
+    "slack": "autoflow.connectors.builtin.slack:connector",
 }
 
 

@@ -19,9 +19,10 @@ message names the thing to fix. Everything raised on purpose by Autoflow code de
     │       ├── MissingSecretError          the Integration's credentials lack a key
     │       ├── InvalidSettingsError        the Integration's settings cannot be used
     │       └── CredentialsRejectedError    the remote system refused the credentials
-    └── RunError                  the run as a whole stopped
-        ├── RunCancelled
-        └── RunTimedOut
+    ├── StepFailed                a step ended Failed (the engine's own signal: raised and caught
+    │                             inside the engine, its message becomes the step's error)
+    └── RunError                  the run as a whole cannot start or go on (a journal refused)
+        └── RunInterrupted        the run was interrupted, not ended (runners.engine); resume it
 
 This module sits at the bottom of the layer order (``autoflow.crds``) so every component can
 raise and catch the same types. It imports nothing of the project.
@@ -199,13 +200,15 @@ class UnreachableError(RetryableError):
     lost) or answered that it cannot serve now (HTTP 5xx)."""
 
 
+class StepFailed(AutoflowError):
+    """A step ended Failed after ``attempts`` attempts. Control flow inside the engine: it is
+    raised where a step's condition, items or attempts fail and caught where the step's end is
+    recorded, so it never leaves a run; the message is the step's error."""
+
+    def __init__(self, message: str, attempts: int, where: Where | None = None) -> None:
+        super().__init__(message, where)
+        self.attempts = attempts
+
+
 class RunError(AutoflowError):
-    """The run as a whole stopped before its steps finished."""
-
-
-class RunCancelled(RunError):
-    """Someone asked the run to stop."""
-
-
-class RunTimedOut(RunError):
-    """The run exceeded its ``timeout``."""
+    """The run as a whole cannot start or go on (a journal refused, an unsafe run id)."""

@@ -29,7 +29,7 @@ from typing import Any
 
 from autoflow.crds import conditions, errors, meta, workflow
 from autoflow.operator import settings as settings_mod
-from autoflow.runners import inputs as inputs_mod
+from autoflow.runners.definitions import inputs as inputs_mod
 
 SUCCEEDED = "Succeeded"
 LABEL_RUN_UID = "autoflow.dev/run-uid"

@@ -40,7 +40,7 @@ from typing import Any
 
 import pydantic
 
-from autoflow.crds import conditions, errors, meta, schedule
+from autoflow.crds import conditions, errors, meta, problems, schedule
 from autoflow.operator import cron as cron_mod
 from autoflow.operator import runs as runs_mod
 
@@ -112,9 +112,8 @@ def _model(spec: dict[str, Any]) -> schedule.ScheduleSpec:
     try:
         return schedule.ScheduleSpec.model_validate(spec)
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise errors.ManifestError(first["msg"], errors.Where(field=f"spec.{field}")) from None
+        field, message = problems.first(exc)
+        raise errors.ManifestError(message, errors.Where(field=f"spec.{field}")) from None
 
 
 def parse(spec: dict[str, Any]) -> cron_mod.Cron:

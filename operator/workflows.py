@@ -13,7 +13,7 @@ from typing import Any
 
 from autoflow.connectors import registry as registry_mod
 from autoflow.crds import conditions, errors, workflow
-from autoflow.runners import checks, loader
+from autoflow.runners.definitions import checks, loader
 
 READY = "Ready"
 

@@ -36,7 +36,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from autoflow.crds import errors, meta, workflow
-from autoflow.runners import engine, inputs, kube, kube_integrations, limits, local, plan
+from autoflow.runners import engine, kube, kube_integrations
+from autoflow.runners.access import limits
+from autoflow.runners.definitions import inputs, plan
+from autoflow.runners.local import run as local
 
 MAX_STEP_OUTPUT_BYTES = 16 * 1024
 MAX_RUN_OUTPUTS_BYTES = 64 * 1024

@@ -29,8 +29,9 @@ import pydantic
 
 from autoflow.connectors import sdk
 from autoflow.crds import errors, integration
-from autoflow.runners import integrations as integrations_mod
-from autoflow.runners import kube, redact
+from autoflow.runners import kube
+from autoflow.runners.access import integrations as integrations_mod
+from autoflow.runners.access import redact
 
 CACHE_SECONDS = 15.0
 

@@ -26,9 +26,10 @@ from saas import contract
 
 from autoflow.connectors import registry, sdk
 from autoflow.crds import errors, workflow
-from autoflow.runners import engine, plan
-from autoflow.runners import inputs as inputs_mod
-from autoflow.runners import journal as journal_mod
+from autoflow.runners import engine
+from autoflow.runners.definitions import inputs as inputs_mod
+from autoflow.runners.definitions import plan
+from autoflow.runners.engine import journal as journal_mod
 
 S = TypeVar("S", bound=contract.Service)
 

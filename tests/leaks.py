@@ -27,7 +27,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from autoflow.runners import engine, local
+from autoflow.runners import engine
+from autoflow.runners.local import run as local
 
 SECRET = 'Pa55 w/rd+&"q@x'
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from autoflow.connectors import registry as registry_mod
 from autoflow.crds import integration as integration_mod
-from autoflow.runners import local, probe, redact
+from autoflow.runners.access import probe, redact
+from autoflow.runners.local import run as local
 
 
 def integration(

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from autoflow.runners import engine, store
-from autoflow.runners import journal as journal_mod
+from autoflow.runners.engine import journal as journal_mod
 from autoflow.runners.store import journal as store_journal
 from autoflow.runners.store import migrations
 

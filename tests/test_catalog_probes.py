@@ -35,9 +35,9 @@ from saas import (
 )
 
 from autoflow.connectors import declarative, registry
-from autoflow.connectors import declarative_format as fmt
+from autoflow.connectors.declarative import format as fmt
 from autoflow.crds import errors
-from autoflow.runners import probe
+from autoflow.runners.access import probe
 
 CATALOG = registry.Registry(entry_points=False)
 

@@ -41,10 +41,11 @@ from saas import (
 )
 
 from autoflow.cli import inspect as cli_inspect
-from autoflow.connectors import declarative, declarative_auth, registry, sdk
-from autoflow.connectors import declarative_templates as templates
+from autoflow.connectors import declarative, registry, sdk
+from autoflow.connectors.declarative import auth as declarative_auth
+from autoflow.connectors.declarative import templates
 from autoflow.crds import errors, integration
-from autoflow.runners import local
+from autoflow.runners.local import run as local
 
 CATALOG = registry.Registry(entry_points=False)
 IDEMPOTENCY_KEY = "run-1:step:0"

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from autoflow.crds import errors
-from autoflow.runners import documents, loader
+from autoflow.runners.definitions import documents, loader
 
 
 def test_a_file_over_the_limit_is_refused_without_being_parsed(

@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 
 from autoflow.connectors import sdk
 from autoflow.crds import errors, integration, workflow
-from autoflow.runners import engine, journal, local
+from autoflow.runners import engine
+from autoflow.runners.engine import journal
+from autoflow.runners.local import run as local
 
 FAST_RETRY = {"maxAttempts": 5, "initialDelay": "1ms", "multiplier": 2, "jitter": False}
 

@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from autoflow.crds import errors
-from autoflow.runners import expr_runtime, expr_values, expressions
+from autoflow.runners import expressions
+from autoflow.runners.expressions import runtime as expr_runtime
+from autoflow.runners.expressions import values as expr_values
 
 WHERE = errors.Where(resource="Workflow/orders", step="notify", field="with")
 SCOPE: dict[str, Any] = {

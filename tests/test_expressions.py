@@ -19,7 +19,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from autoflow.crds import errors
-from autoflow.runners import expr_functions, expr_values, expressions
+from autoflow.runners import expressions
+from autoflow.runners.expressions import functions as expr_functions
+from autoflow.runners.expressions import values as expr_values
 
 WHERE = errors.Where(resource="Workflow/orders", step="notify", field="with")
 SCOPE: dict[str, Any] = {

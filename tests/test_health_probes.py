@@ -20,7 +20,7 @@ import pytest
 
 from autoflow.connectors import registry, sdk
 from autoflow.crds import errors, integration
-from autoflow.runners import probe
+from autoflow.runners.access import probe
 
 TOKEN = "tok-8d2f4a6c1e9b"
 BUILTIN = registry.Registry(entry_points=False)

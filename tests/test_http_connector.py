@@ -24,7 +24,9 @@ import httpserver
 import pydantic
 import pytest
 
-from autoflow.connectors import http, http_core, registry, sdk
+from autoflow.connectors import registry, sdk
+from autoflow.connectors.builtin import http
+from autoflow.connectors.sdk import http_core
 from autoflow.crds import errors
 
 MIB = 1024 * 1024

@@ -16,7 +16,7 @@ import pytest
 
 from autoflow.connectors import registry, sdk
 from autoflow.crds import errors
-from autoflow.runners import probe, redact
+from autoflow.runners.access import probe, redact
 
 
 def closed_port() -> int:

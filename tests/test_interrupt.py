@@ -25,7 +25,8 @@ from typing import Any
 import httpserver
 import pytest
 
-from autoflow.runners import engine, journal
+from autoflow.runners import engine
+from autoflow.runners.engine import journal
 
 FAST_RETRY = {"maxAttempts": 5, "initialDelay": "1ms", "multiplier": 2, "jitter": False}
 

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from autoflow.crds import errors
-from autoflow.runners import engine, journal
+from autoflow.runners import engine
+from autoflow.runners.engine import journal
 
 RETRY = {"maxAttempts": 3, "initialDelay": "1ms", "jitter": False}
 

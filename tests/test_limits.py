@@ -25,7 +25,10 @@ import pytest
 
 from autoflow.connectors import sdk
 from autoflow.crds import errors, integration
-from autoflow.runners import engine, journal, limits, local
+from autoflow.runners import engine
+from autoflow.runners.access import limits
+from autoflow.runners.engine import journal
+from autoflow.runners.local import run as local
 
 TOLERANCE = 0.05  # seconds two calls of one window may seem closer than they were booked
 

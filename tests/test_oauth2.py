@@ -35,7 +35,8 @@ from saas import contract, dropbox, salesforce
 
 from autoflow.cli import authorize
 from autoflow.crds import errors, integration
-from autoflow.runners import integrations, local, oauth2, redact
+from autoflow.runners.access import integrations, oauth2, redact
+from autoflow.runners.local import run as local
 
 ROOT = Path(__file__).resolve().parent.parent
 SALESFORCE_TOKEN_PATH = "/services/oauth2/token"

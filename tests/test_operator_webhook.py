@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from autoflow.operator import diffbase, webhook, workflows
 from autoflow.operator import settings as settings_mod
-from autoflow.runners import loader
+from autoflow.runners.definitions import loader
 
 # -- the diff base ----------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from autoflow.connectors import registry
 from autoflow.crds import errors, workflow
-from autoflow.runners import plan
+from autoflow.runners.definitions import plan
 
 REGISTRY = registry.Registry()
 

@@ -16,8 +16,8 @@ import httpserver
 import leaks
 import pytest
 
-from autoflow.connectors import redaction
-from autoflow.runners import redact
+from autoflow.connectors.sdk import redaction
+from autoflow.runners.access import redact
 
 SECRET = leaks.SECRET
 

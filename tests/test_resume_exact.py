@@ -23,7 +23,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autoflow.runners import engine, journal
+from autoflow.runners import engine
+from autoflow.runners.engine import journal
 
 Spec = dict[str, Any]
 

@@ -11,7 +11,10 @@ import pytest
 from autoflow.cli import validate
 from autoflow.connectors import sdk
 from autoflow.crds import errors, workflow
-from autoflow.runners import engine, loader, local, plan, redact
+from autoflow.runners import engine
+from autoflow.runners.access import redact
+from autoflow.runners.definitions import loader, plan
+from autoflow.runners.local import run as local
 
 WORKFLOW = """
 apiVersion: autoflow.dev/v1alpha1

@@ -8,7 +8,7 @@ async pool; in a cluster). ``open_store(url)`` picks one by the URL's scheme::
     sqlite:////var/lib/autoflow/runs.db  absolute (four slashes, as SQLAlchemy spells it)
     postgresql://user:pw@host:5432/db    any libpq connection URL (postgres:// too)
 
-How data flows in: the engine appends journal records (``runners.journal``: ``run``,
+How data flows in: the engine appends journal records (``runners.engine.journal``: ``run``,
 ``start``, ``retry``, ``item``, ``step``, ``end``) and ``Store.record`` writes them, group
 committed with every other run's records that arrived meanwhile (one transaction for many
 runs). ``records.py`` turns records into table rows (pure), payloads bounded at
@@ -287,7 +287,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def journal(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's records as ``runners.journal.replay`` reads them ([] if unknown)."""
+        """The run's records as ``runners.engine.journal.replay`` reads them ([] if unknown)."""
 
     @abc.abstractmethod
     async def unfinished(

@@ -1,4 +1,4 @@
-"""The run store as a run's journal (``runners.journal.Journal``): resume from the store.
+"""The run store as a run's journal (``runners.engine.journal.Journal``): resume from the store.
 
 The engine appends records synchronously and awaits ``flush`` after each record something
 depends on (run header, step, foreach item, end). Here ``append`` only queues: attempt

@@ -1,6 +1,6 @@
 """Journal records ⇄ table rows, pure functions shared by both stores.
 
-``to_rows`` turns a run's journal records (``runners.journal``) into the parameter tuples of
+``to_rows`` turns a run's journal records (``runners.engine.journal``) into the parameter tuples of
 the write statements (``sql.py``); ``to_journal`` turns what the tables hold back into records
 ``journal.replay`` understands, so a run journaled into the store resumes like one journaled
 into a file. Payloads (inputs, outputs) are JSON text bounded at the store's

@@ -29,7 +29,7 @@ from objects import condition, phase, step, wait_for
 from test_oauth2 import TokenCheckingDropbox
 
 from autoflow.crds import integration
-from autoflow.runners import oauth2
+from autoflow.runners.access import oauth2
 
 SECRET = "s3cr3t-t0ken-4f9b2c71d0"
 CHECKED = "autoflow.dev/check-requested-at"

@@ -28,8 +28,8 @@ import pydantic
 import pytest
 import servers
 
-from autoflow.connectors import email as email_connector
 from autoflow.connectors import sdk
+from autoflow.connectors.builtin import email as email_connector
 from autoflow.crds import errors
 
 CallAction = Callable[..., Awaitable[Any]]

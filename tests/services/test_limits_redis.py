@@ -37,7 +37,10 @@ import servers
 
 from autoflow.connectors import registry, sdk
 from autoflow.crds import errors, integration, workflow
-from autoflow.runners import engine, limits, local, plan
+from autoflow.runners import engine
+from autoflow.runners.access import limits
+from autoflow.runners.definitions import plan
+from autoflow.runners.local import run as local
 
 TOLERANCE = 0.05
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -119,7 +122,7 @@ RUNNER_PROCESS = textwrap.dedent(
     import asyncio, json, os, sys, time
     import redis
     from autoflow.connectors import sdk
-    from autoflow.runners import limits
+    from autoflow.runners.access import limits
 
     url, prefix, calls = os.environ["REDIS_URL"], os.environ["PREFIX"], int(sys.argv[1])
     barrier = redis.Redis.from_url(url)
@@ -173,7 +176,7 @@ CRASHING_RUNNER = textwrap.dedent(
     """
     import asyncio, os, signal, sys
     from autoflow.connectors import sdk
-    from autoflow.runners import limits
+    from autoflow.runners.access import limits
 
     async def main():
         limiter = limits.RedisLimiter(os.environ["REDIS_URL"], prefix=os.environ["PREFIX"],
@@ -251,7 +254,7 @@ WAITING_RUNNER = textwrap.dedent(
     """
     import asyncio, os, signal
     from autoflow.connectors import sdk
-    from autoflow.runners import limits
+    from autoflow.runners.access import limits
 
     async def main():
         limiter = limits.RedisLimiter(os.environ["REDIS_URL"], prefix=os.environ["PREFIX"])

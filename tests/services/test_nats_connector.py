@@ -31,8 +31,8 @@ import servers
 from nats.aio import client as nats_client
 from nats.aio import msg as nats_msg
 
-from autoflow.connectors import nats as nats_connector
 from autoflow.connectors import sdk
+from autoflow.connectors.builtin import nats as nats_connector
 from autoflow.crds import errors
 
 CallAction = Callable[..., Awaitable[Any]]

@@ -29,8 +29,8 @@ import pytest
 import servers
 from psycopg import sql as psycopg_sql
 
-from autoflow.connectors import postgres as postgres_connector
 from autoflow.connectors import sdk
+from autoflow.connectors.builtin import postgres as postgres_connector
 from autoflow.crds import errors
 
 CallAction = Callable[..., Any]

@@ -27,7 +27,7 @@ import yaml
 
 from autoflow.connectors import registry
 from autoflow.crds import integration
-from autoflow.runners import probe
+from autoflow.runners.access import probe
 
 BUILTIN = registry.Registry(entry_points=False)
 WRONG = "wrong-pw-5c1e9a"
