@@ -294,16 +294,7 @@ def _base_url(ctx: sdk.ActionContext) -> httpx.URL | None:
     raw = ctx.settings.get("baseUrl")
     if not raw or ctx.integration is None:
         return None
-    where = errors.Where(resource=f"Integration/{ctx.integration.name}", field="settings.baseUrl")
-    try:
-        base = httpx.URL(str(raw).strip())
-    except httpx.InvalidURL as exc:
-        raise errors.InvalidSettingsError(f"baseUrl {raw!r} is not a URL: {exc}", where) from None
-    if base.scheme not in ("http", "https") or not base.host:
-        raise errors.InvalidSettingsError(
-            f"baseUrl {raw!r} must be an http:// or https:// URL", where
-        )
-    return base
+    return http_core.base_url(ctx, str(raw))
 
 
 def _resolve_url(raw: str, base: httpx.URL | None, where: errors.Where) -> httpx.URL:

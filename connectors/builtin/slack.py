@@ -312,7 +312,7 @@ class WebApi:
     def __init__(self, ctx: sdk.ActionContext) -> None:
         self.ctx = ctx
         self.settings = _settings(ctx)
-        self.base = _base_url(ctx, self.settings.base_url)
+        self.base = http_core.base_url(ctx, self.settings.base_url)
         token = ctx.secrets.get("token")
         self.credentials = http_auth.Credentials(
             http_auth.origin(self.base),
@@ -475,17 +475,3 @@ def _settings(ctx: sdk.ActionContext) -> Settings:
             f"integration {name!r} has unusable settings: {field}: {message}",
             errors.Where(resource=f"Integration/{name}", field=f"settings.{field}"),
         ) from None
-
-
-def _base_url(ctx: sdk.ActionContext, raw: str) -> httpx.URL:
-    name = ctx.integration.name if ctx.integration else ""
-    where = errors.Where(resource=f"Integration/{name}", field="settings.baseUrl")
-    try:
-        base = httpx.URL(raw.strip())
-    except httpx.InvalidURL as exc:
-        raise errors.InvalidSettingsError(f"baseUrl {raw!r} is not a URL: {exc}", where) from None
-    if base.scheme not in ("http", "https") or not base.host:
-        raise errors.InvalidSettingsError(
-            f"baseUrl {raw!r} must be an http:// or https:// URL", where
-        )
-    return base

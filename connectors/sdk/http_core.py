@@ -443,6 +443,19 @@ def where(ctx: sdk.ActionContext, field: str | None = None) -> errors.Where:
     return errors.Where(step=ctx.step_id, field=f"with.{field}" if field else None)
 
 
+def base_url(ctx: sdk.ActionContext, raw: str) -> httpx.URL:
+    """An Integration's ``settings.baseUrl``, checked: an http(s) URL with a host."""
+    name = ctx.integration.name if ctx.integration else ""
+    at = errors.Where(resource=f"Integration/{name}", field="settings.baseUrl")
+    try:
+        base = httpx.URL(raw.strip())
+    except httpx.InvalidURL as exc:
+        raise errors.InvalidSettingsError(f"baseUrl {raw!r} is not a URL: {exc}", at) from None
+    if base.scheme not in ("http", "https") or not base.host:
+        raise errors.InvalidSettingsError(f"baseUrl {raw!r} must be an http:// or https:// URL", at)
+    return base
+
+
 def is_json(content_type: str) -> bool:
     media = content_type.partition(";")[0].strip().lower()
     return media in ("application/json", "text/json") or media.endswith("+json")
