@@ -29,7 +29,8 @@ import pydantic
 from autoflow.crds import errors, integration, meta
 from autoflow.operator import events, handlers, integrations, metrics
 from autoflow.operator import settings as settings_mod
-from autoflow.runners import kube, kube_integrations, oauth2, probe, redact
+from autoflow.runners import kube, oauth2, probe, redact
+from autoflow.runners.job import integrations as kube_integrations
 
 log = logging.getLogger("autoflow.operator.integrations")
 

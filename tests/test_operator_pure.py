@@ -19,8 +19,8 @@ import yaml
 
 from autoflow.operator import events, runs, workflows
 from autoflow.operator import settings as settings_mod
-from autoflow.runners import job as job_mod
 from autoflow.runners import kube
+from autoflow.runners.job import runner as job_mod
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 UID = "0f9a1c52-7d2e-4c1b-9d8e-3a6b5c4d2e1f"

@@ -36,7 +36,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from autoflow.crds import errors, meta, workflow
-from autoflow.runners import engine, inputs, kube, kube_integrations, limits, local, plan
+from autoflow.runners import engine, inputs, kube, limits, local, plan
+from autoflow.runners.job import integrations as kube_integrations
 
 MAX_STEP_OUTPUT_BYTES = 16 * 1024
 MAX_RUN_OUTPUTS_BYTES = 64 * 1024
