@@ -13,57 +13,39 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
 
+from autoflow.crds import meta
 from autoflow.operator import runs
 from autoflow.runners import kube
 
 log = logging.getLogger("autoflow.operator")
 
-JSONDict = dict[str, Any]
-
-
-def _run_url(namespace: str, name: str) -> str:
-    return kube.path(kube.AUTOFLOW, "workflowruns", namespace, name)
-
 
 async def enforce(
-    client: kube.Client, namespace: str, wf_name: str, history: JSONDict | None
+    client: kube.Client, namespace: str, wf_name: str, history: meta.JSONDict | None
 ) -> None:
     """Delete the finished runs of a Workflow beyond its limits (and past their TTL)."""
     if not history:
         return
     selector = f"{runs.LABEL_WORKFLOW}={runs.label_value(wf_name)}"
-    url = kube.path(kube.AUTOFLOW, "workflowruns", namespace, query={"labelSelector": selector})
-    doomed = runs.expired_runs(await client.list(url), wf_name, history, time.time())
+    listed = await client.list(kube.paths.run(namespace, selector=selector))
+    doomed = runs.expired_runs(listed, wf_name, history, time.time())
     for run in doomed:
         await delete_run(client, run)
 
 
-async def delete_run(client: kube.Client, run: JSONDict) -> None:
+async def delete_run(client: kube.Client, run: meta.JSONDict) -> None:
     meta_ = run["metadata"]
     body = {"preconditions": {"uid": meta_["uid"]}, "propagationPolicy": "Background"}
     try:
-        await client.delete(_run_url(meta_["namespace"], meta_["name"]), body)
-    except kube.ApiError as exc:
-        if not (exc.not_found or exc.conflict):
-            raise
+        await client.delete(kube.paths.run(meta_["namespace"], meta_["name"]), body)
+    except (kube.NotFound, kube.Conflict):
         return
     log.info(
         "deleted finished run %s/%s under its workflow's runHistory",
         meta_["namespace"],
         meta_["name"],
     )
-
-
-async def _get_or_none(client: kube.Client, url: str) -> JSONDict | None:
-    try:
-        return await client.get(url)
-    except kube.ApiError as exc:
-        if exc.not_found:
-            return None
-        raise
 
 
 class Sweeper:
@@ -74,7 +56,7 @@ class Sweeper:
     ``runHistory`` decides again.
     """
 
-    def __init__(self, client: Callable[[], kube.Client]) -> None:
+    def __init__(self, client: kube.Client) -> None:
         self._client = client
         self._due: dict[str, tuple[float, str, str]] = {}  # uid → (when, namespace, name)
         self._wake = asyncio.Event()
@@ -89,7 +71,7 @@ class Sweeper:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def schedule(self, run: JSONDict, at: float | None) -> None:
+    def schedule(self, run: meta.JSONDict, at: float | None) -> None:
         """Delete ``run`` at ``at`` (seconds since the epoch); None: never."""
         meta_ = run["metadata"]
         if at is None:
@@ -118,12 +100,11 @@ class Sweeper:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _expire(self, uid: str, namespace: str, name: str) -> None:
-        client = self._client()
-        run = await _get_or_none(client, _run_url(namespace, name))
+        client = self._client
+        run = await client.get_or_none(kube.paths.run(namespace, name))
         if run is None or run["metadata"]["uid"] != uid:
             return
-        wf_url = kube.path(kube.AUTOFLOW, "workflows", namespace, runs.workflow_name(run))
-        wf = await _get_or_none(client, wf_url)
+        wf = await client.get_or_none(kube.paths.workflow(namespace, runs.workflow_name(run)))
         history = (wf or {}).get("spec", {}).get("runHistory")
         at = runs.expires_at(run, history)
         if at is None:

@@ -117,18 +117,6 @@ def labels(run: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def owner_reference(run: dict[str, Any]) -> dict[str, Any]:
-    meta_ = run["metadata"]
-    return {
-        "apiVersion": meta.API_VERSION,
-        "kind": "WorkflowRun",
-        "name": meta_["name"],
-        "uid": meta_["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
 def owned_by(obj: dict[str, Any], run: dict[str, Any]) -> bool:
     """Whether ``obj`` was made for this run (not for an earlier run of the same name)."""
     uid = run["metadata"]["uid"]
@@ -257,7 +245,7 @@ def render_runner_access(
         "name": name,
         "namespace": namespace,
         "labels": labels(run),
-        "ownerReferences": [owner_reference(run)],
+        "ownerReferences": [meta.owner_reference(run, "WorkflowRun")],
     }
     account = runner_service_account(run)
     objs: list[dict[str, Any]] = []
@@ -347,7 +335,7 @@ def render_job(run: dict[str, Any], settings: settings_mod.Settings) -> dict[str
             "name": job_name(run),
             "namespace": meta_["namespace"],
             "labels": labels_,
-            "ownerReferences": [owner_reference(run)],
+            "ownerReferences": [meta.owner_reference(run, "WorkflowRun")],
         },
         "spec": spec,
     }
