@@ -17,8 +17,9 @@ import asyncio
 import dataclasses
 from typing import Any
 
-from autoflow.operator import admission, history
+from autoflow.operator import admission
 from autoflow.operator import settings as settings_mod
+from autoflow.operator import sweeper as sweeper_mod
 from autoflow.runners import kube
 
 SETTINGS = "settings"
@@ -34,7 +35,7 @@ class Context:
 
     settings: settings_mod.Settings
     client: kube.Client
-    sweeper: history.Sweeper
+    sweeper: sweeper_mod.Sweeper
     # Made by the handlers module, which holds the functions it calls back.
     admissions: admission.Admissions = dataclasses.field(init=False)
     dispatching: asyncio.Semaphore = dataclasses.field(

@@ -6,7 +6,7 @@ besides kopf's own goes through ``runners.kube``. What the handlers share (setti
 client, the TTL sweeper, the admissions) is one ``context.Context``, made by ``startup`` and
 handed to each handler in kopf's ``memo``; ``register`` adds the handlers to a registry with
 the settings' back-off, so importing this module does nothing. Deleting finished runs under a
-Workflow's ``runHistory`` is ``history``'s; runs under its ``concurrency`` are admitted by
+Workflow's ``runHistory`` is ``sweeper``'s; runs under its ``concurrency`` are admitted by
 ``admission`` (queued runs get their Jobs from there, when a slot frees).
 
 A WorkflowRun's status has two writers, the operator and the runner. The runner owns the
@@ -43,8 +43,8 @@ from autoflow.operator import (
     runs,
     workflows,
 )
-from autoflow.operator import history as history_mod
 from autoflow.operator import settings as settings_mod
+from autoflow.operator import sweeper as sweeper_mod
 from autoflow.runners import kube
 
 log = logging.getLogger("autoflow.operator")
@@ -82,7 +82,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.queueing.idle_timeout = 1.0
     config = context.settings_of(memo)
     client = kube.Client.from_config()
-    ctx = Context(config, client, history_mod.Sweeper(client))
+    ctx = Context(config, client, sweeper_mod.Sweeper(client))
     ctx.admissions = admission.Admissions(
         client,
         functools.partial(_transition, ctx),
@@ -157,7 +157,7 @@ async def workflow_changed(
     patch.status.update(status)
     events.post(wf, events.for_workflow(wf.get("status") or {}, status))
     # A lowered limit applies to the runs already kept.
-    await history_mod.enforce(client, namespace or "", name, wf["spec"].get("runHistory"))
+    await sweeper_mod.enforce(client, namespace or "", name, wf["spec"].get("runHistory"))
 
 
 async def integration_event(
@@ -255,7 +255,7 @@ async def _finished(ctx: Context, run: meta.JSONDict) -> None:
             continue
     assert wf is not None
     history = wf["spec"].get("runHistory")
-    await history_mod.enforce(ctx.client, namespace, wf_name, history)
+    await sweeper_mod.enforce(ctx.client, namespace, wf_name, history)
     ctx.sweeper.schedule(run, runs.expires_at(run, history))
 
 
