@@ -38,7 +38,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from autoflow.crds import meta
-from autoflow.operator import concurrency, events, runs
+from autoflow.operator import concurrency, events, posting, runs
 from autoflow.runners import kube
 
 log = logging.getLogger("autoflow.operator")
@@ -174,7 +174,7 @@ class Admissions:
                 )
                 if uid not in self._reported:  # once, not at every retry
                     self._reported.add(uid)
-                    events.post(run, events.Event("Warning", "Blocked", str(exc)))
+                    posting.post(run, events.Event("Warning", "Blocked", str(exc)))
                 continue
             unlaunched.discard(uid)
             self._reported.discard(uid)

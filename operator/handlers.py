@@ -39,7 +39,9 @@ from autoflow.operator import (
     context,
     diffbase,
     events,
+    history,
     metrics,
+    posting,
     runs,
     workflows,
 )
@@ -155,7 +157,7 @@ async def workflow_changed(
     wf = dict(body)
     status = workflows.status(wf, await _integration_names(client, namespace or ""))
     patch.status.update(status)
-    events.post(wf, events.for_workflow(wf.get("status") or {}, status))
+    posting.post(wf, events.for_workflow(wf.get("status") or {}, status))
     # A lowered limit applies to the runs already kept.
     await sweeper_mod.enforce(client, namespace or "", name, wf["spec"].get("runHistory"))
 
@@ -180,7 +182,7 @@ async def integration_event(
             await client.patch(url, {"status": status})
         except kube.NotFound:
             continue
-        events.post(wf, events.for_workflow(old, status))
+        posting.post(wf, events.for_workflow(old, status))
 
 
 # -- WorkflowRuns: writing the status -------------------------------------------------------
@@ -220,7 +222,7 @@ async def _announce(ctx: Context, old: meta.JSONDict, new: meta.JSONDict) -> Non
     """After a status write: the Event, and for a finished run its Workflow's bookkeeping."""
     before, after = old.get("status") or {}, new.get("status") or {}
     metrics.observe_run_transition(before, after)
-    events.post(new, events.for_run(before, after))
+    posting.post(new, events.for_run(before, after))
     if runs.is_finished(new) and not runs.is_finished(old):
         await _finished(ctx, new)
 
@@ -254,9 +256,9 @@ async def _finished(ctx: Context, run: meta.JSONDict) -> None:
         except kube.Conflict:
             continue
     assert wf is not None
-    history = wf["spec"].get("runHistory")
-    await sweeper_mod.enforce(ctx.client, namespace, wf_name, history)
-    ctx.sweeper.schedule(run, runs.expires_at(run, history))
+    run_history = wf["spec"].get("runHistory")
+    await sweeper_mod.enforce(ctx.client, namespace, wf_name, run_history)
+    ctx.sweeper.schedule(run, history.expires_at(run, run_history))
 
 
 # -- WorkflowRuns: dispatch, cancel, progress -----------------------------------------------
@@ -424,7 +426,7 @@ async def run_created(
         log.info("not dispatching run %s/%s: %s", namespace, run["metadata"]["name"], exc)
     except NotOurs as exc:
         if retry == 0:  # once: kopf retries every few seconds until the object is gone
-            events.post(run, events.Event("Warning", "Blocked", str(exc)))
+            posting.post(run, events.Event("Warning", "Blocked", str(exc)))
         raise kopf.TemporaryError(str(exc), delay=ctx.backoff) from None
 
 
@@ -465,8 +467,8 @@ async def run_event(
         return
     if runs.is_finished(run):
         wf = _indexed(index, run["metadata"].get("namespace"), runs.workflow_name(run))
-        history = (wf or {}).get("spec", {}).get("runHistory")
-        ctx.sweeper.schedule(run, runs.expires_at(run, history))
+        run_history = (wf or {}).get("spec", {}).get("runHistory")
+        ctx.sweeper.schedule(run, history.expires_at(run, run_history))
         return
     if not (run.get("status") or {}).get("workflowSnapshot"):
         return  # not dispatched yet: run_created does that

@@ -26,7 +26,7 @@ import kopf
 import pydantic
 
 from autoflow.crds import errors, integration, meta
-from autoflow.operator import context, events, integrations, metrics
+from autoflow.operator import context, integrations, metrics, posting
 from autoflow.operator import settings as settings_mod
 from autoflow.runners import kube, oauth2, probe, redact
 from autoflow.runners.job import integrations as kube_integrations
@@ -179,7 +179,7 @@ async def integration_tick(
         else:
             status = integrations.probe_status(intg, failure or await _health(ctx, intg, ns), now)
     patch.status.update(status)
-    events.post(intg, integrations.event_for(old, status))
+    posting.post(intg, integrations.event_for(old, status))
 
 
 def register(registry: kopf.OperatorRegistry, settings: settings_mod.Settings) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import kopf
 
 from autoflow.crds import conditions, meta
-from autoflow.operator import context, events, metrics, runs, schedules
+from autoflow.operator import context, events, metrics, posting, runs, schedules
 from autoflow.operator import settings as settings_mod
 from autoflow.runners import kube
 
@@ -87,7 +87,7 @@ async def _reconcile(
         await _delete(client, ns, run_name, uids[run_name])
     for fire, reason in plan.skipped:
         log.info("schedule %s/%s: %s", ns, name, reason, extra={"fire": str(fire)})
-        events.post(schedule, events.Event("Normal", "FireSkipped", reason))
+        posting.post(schedule, events.Event("Normal", "FireSkipped", reason))
     metrics.schedule_fired("skipped", len(plan.skipped))
     if plan.missed:
         _missed(schedule, plan.missed)
@@ -108,7 +108,7 @@ async def _create(client: kube.Client, schedule: meta.JSONDict, run: meta.JSONDi
     when = meta_["annotations"][schedules.ANNOTATION_SCHEDULED_TIME]
     log.info("schedule %s created run %s for %s", schedule["metadata"]["name"], meta_["name"], when)
     message = f"created WorkflowRun {meta_['name']} for the fire at {when}"
-    events.post(schedule, events.Event("Normal", "RunCreated", message))
+    posting.post(schedule, events.Event("Normal", "RunCreated", message))
 
 
 async def _cancel(client: kube.Client, schedule: meta.JSONDict, run_name: str) -> None:
@@ -120,7 +120,7 @@ async def _cancel(client: kube.Client, schedule: meta.JSONDict, run_name: str) -
     message = (
         f"cancelled WorkflowRun {run_name}: a new fire replaces it (concurrencyPolicy Replace)"
     )
-    events.post(schedule, events.Event("Normal", "RunReplaced", message))
+    posting.post(schedule, events.Event("Normal", "RunReplaced", message))
 
 
 async def _delete(client: kube.Client, namespace: str, run_name: str, uid: str) -> None:
@@ -139,7 +139,7 @@ def _missed(schedule: meta.JSONDict, count: int) -> None:
     )
     metrics.schedule_missed(count)
     log.warning("schedule %s: %s", schedule["metadata"]["name"], message)
-    events.post(schedule, events.Event("Warning", "MissedFires", message))
+    posting.post(schedule, events.Event("Warning", "MissedFires", message))
 
 
 def _announce_readiness(schedule: meta.JSONDict, new: meta.JSONDict) -> None:
@@ -150,7 +150,7 @@ def _announce_readiness(schedule: meta.JSONDict, new: meta.JSONDict) -> None:
         return
     if (old.get("status"), old.get("message")) == (ready.get("status"), ready.get("message")):
         return
-    events.post(schedule, events.Event("Warning", ready["reason"], ready["message"]))
+    posting.post(schedule, events.Event("Warning", ready["reason"], ready["message"]))
 
 
 async def scheduled_run_event(

@@ -1,6 +1,6 @@
 """Keeping finished runs as their Workflow's ``runHistory`` says, and deleting the rest.
 
-Which runs go is decided by ``runs.expired_runs`` (pure); this module does the I/O through
+Which runs go is decided by ``history`` (pure); this module does the I/O through
 the operator's API client. Count limits are applied when a run finishes and when a Workflow
 changes (``enforce``); ``ttlSecondsAfterFinished`` by the ``Sweeper``, one task that sleeps
 until the next run is due. Runs are deleted with a uid precondition (never a newer run of the
@@ -15,21 +15,21 @@ import logging
 import time
 
 from autoflow.crds import meta
-from autoflow.operator import runs
+from autoflow.operator import history, runs
 from autoflow.runners import kube
 
 log = logging.getLogger("autoflow.operator")
 
 
 async def enforce(
-    client: kube.Client, namespace: str, wf_name: str, history: meta.JSONDict | None
+    client: kube.Client, namespace: str, wf_name: str, run_history: meta.JSONDict | None
 ) -> None:
     """Delete the finished runs of a Workflow beyond its limits (and past their TTL)."""
-    if not history:
+    if not run_history:
         return
     selector = f"{runs.LABEL_WORKFLOW}={runs.label_value(wf_name)}"
     listed = await client.list(kube.paths.run(namespace, selector=selector))
-    doomed = runs.expired_runs(listed, wf_name, history, time.time())
+    doomed = history.expired_runs(listed, wf_name, run_history, time.time())
     for run in doomed:
         await delete_run(client, run)
 
@@ -105,8 +105,8 @@ class Sweeper:
         if run is None or run["metadata"]["uid"] != uid:
             return
         wf = await client.get_or_none(kube.paths.workflow(namespace, runs.workflow_name(run)))
-        history = (wf or {}).get("spec", {}).get("runHistory")
-        at = runs.expires_at(run, history)
+        run_history = (wf or {}).get("spec", {}).get("runHistory")
+        at = history.expires_at(run, run_history)
         if at is None:
             return
         if at > time.time():

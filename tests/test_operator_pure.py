@@ -19,6 +19,7 @@ import yaml
 
 from autoflow.crds import meta
 from autoflow.operator import events, runs, workflows
+from autoflow.operator import history as history_mod
 from autoflow.operator import settings as settings_mod
 from autoflow.runners import kube
 from autoflow.runners.job import journal as journal_mod
@@ -537,14 +538,17 @@ def _names(found: list[dict[str, Any]]) -> list[str]:
 def test_history_deletes_the_oldest_finished_runs_of_the_workflow(
     history: dict[str, Any] | None, expected: list[str]
 ) -> None:
-    assert _names(runs.expired_runs(HISTORY, "orders", history, NOW)) == expected
+    assert _names(history_mod.expired_runs(HISTORY, "orders", history, NOW)) == expected
 
 
 def test_a_run_expires_its_ttl_after_it_finished() -> None:
     done = _finished("ok-1", "Succeeded", "2025-03-01T09:00:00Z")
-    assert runs.expires_at(done, {"ttlSecondsAfterFinished": 60}) == NOW - 240
-    assert runs.expires_at(done, {"successfulRunsLimit": 1}) is None
-    assert runs.expires_at(run(status={"phase": "Running"}), {"ttlSecondsAfterFinished": 1}) is None
+    assert history_mod.expires_at(done, {"ttlSecondsAfterFinished": 60}) == NOW - 240
+    assert history_mod.expires_at(done, {"successfulRunsLimit": 1}) is None
+    assert (
+        history_mod.expires_at(run(status={"phase": "Running"}), {"ttlSecondsAfterFinished": 1})
+        is None
+    )
 
 
 # -- the Workflow's Ready condition ------------------------------------------------------------
