@@ -1,11 +1,13 @@
-"""kopf handlers: thin shells that read, call the pure reconcilers, and write.
+"""kopf handlers of WorkflowRuns and their Jobs, and the operator's start-up and clean-up.
 
-Each handler is the sentence of its reconcile path; the decisions live in ``workflows``,
-``runs``, ``concurrency`` and ``events`` (pure functions over dicts), and the Kubernetes I/O
-besides kopf's own goes through ``runners.kube``. What the handlers share (settings, the API
-client, the TTL sweeper, the admissions) is one ``context.Context``, made by ``startup`` and
-handed to each handler in kopf's ``memo``; ``register`` adds the handlers to a registry with
-the settings' back-off, so importing this module does nothing. Deleting finished runs under a
+Thin shells that read, call the pure reconcilers, and write (the Workflows' own handlers are
+in ``workflow_handlers``, Schedules' and Integrations' beside them). Each handler is the
+sentence of its reconcile path; the decisions live in ``workflows``, ``runs``,
+``concurrency`` and ``events`` (pure functions over dicts), and the Kubernetes I/O besides
+kopf's own goes through ``runners.kube``. What the handlers share (settings, the API client,
+the TTL sweeper, the admissions) is one ``context.Context``, made by ``startup`` and handed
+to each handler in kopf's ``memo``; ``register`` adds the handlers to a registry with the
+settings' back-off, so importing this module does nothing. Deleting finished runs under a
 Workflow's ``runHistory`` is ``sweeper``'s; runs under its ``concurrency`` are admitted by
 ``admission`` (queued runs get their Jobs from there, when a slot frees).
 
@@ -24,7 +26,6 @@ change handlers, retried by kopf until they succeed.
 from __future__ import annotations
 
 import asyncio
-import copy
 import functools
 import logging
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from autoflow.operator import (
     metrics,
     posting,
     runs,
+    workflow_handlers,
     workflows,
 )
 from autoflow.operator import settings as settings_mod
@@ -54,7 +56,7 @@ log = logging.getLogger("autoflow.operator")
 GROUP, VERSION = meta.GROUP, meta.VERSION
 CONFLICT_RETRIES = 10
 
-WorkflowIndex = kopf.Index[tuple[str | None, str], meta.JSONDict]
+WorkflowIndex = workflow_handlers.WorkflowIndex
 Context = context.Context
 
 
@@ -113,76 +115,6 @@ async def whoami(client: kube.Client) -> str:
     except kube.ApiError as exc:
         return f"<unknown: {exc}>"
     return str(answer.get("status", {}).get("userInfo", {}).get("username", "<unknown>"))
-
-
-# -- Workflows ------------------------------------------------------------------------------
-
-
-def workflow_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    """Each Workflow as its last watch event showed it, as an informer cache would: a run
-    snapshots it without a GET (a miss falls back to one) and its TTL comes from it."""
-    meta_ = body.get("metadata") or {}
-    return {
-        (namespace, name): {
-            "apiVersion": body.get("apiVersion"),
-            "kind": body.get("kind"),
-            "metadata": {k: meta_.get(k) for k in ("name", "namespace", "uid", "generation")},
-            "spec": copy.deepcopy(dict(body.get("spec") or {})),
-            "status": {"conditions": copy.deepcopy((body.get("status") or {}).get("conditions"))},
-        }
-    }
-
-
-def _indexed(index: WorkflowIndex, namespace: str | None, name: str) -> meta.JSONDict | None:
-    store = index.get((namespace, name))
-    return next(iter(store), None) if store else None
-
-
-async def _integration_names(client: kube.Client, namespace: str) -> dict[str, str]:
-    """The namespace's Integrations: name to connector type."""
-    items = await client.list(kube.paths.integration(namespace))
-    return {i["metadata"]["name"]: (i.get("spec") or {}).get("type", "") for i in items}
-
-
-@metrics.reconciler("Workflow")
-async def workflow_changed(
-    body: kopf.Body,
-    namespace: str | None,
-    name: str,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    **_: Any,
-) -> None:
-    client = context.of(memo).client
-    wf = dict(body)
-    status = workflows.status(wf, await _integration_names(client, namespace or ""))
-    patch.status.update(status)
-    posting.post(wf, events.for_workflow(wf.get("status") or {}, status))
-    # A lowered limit applies to the runs already kept.
-    await sweeper_mod.enforce(client, namespace or "", name, wf["spec"].get("runHistory"))
-
-
-async def integration_event(
-    type: str, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
-) -> None:
-    """An Integration appeared or went: the Workflows naming it may change readiness."""
-    metrics.observe_integration(type, dict(body))
-    if type not in {"ADDED", "DELETED"}:
-        return  # an existing one listed (startup, re-list) or changed: names are unchanged
-    ns = namespace or ""
-    client = context.of(memo).client
-    names = await _integration_names(client, ns)
-    for wf in await client.list(kube.paths.workflow(ns)):
-        old = wf.get("status") or {}
-        status = workflows.status(wf, names)
-        if old.get("conditions") == status["conditions"]:
-            continue
-        url = kube.paths.workflow(ns, wf["metadata"]["name"], "status")
-        try:
-            await client.patch(url, {"status": status})
-        except kube.NotFound:
-            continue
-        posting.post(wf, events.for_workflow(old, status))
 
 
 # -- WorkflowRuns: writing the status -------------------------------------------------------
@@ -311,7 +243,7 @@ async def _problems(client: kube.Client, wf: meta.JSONDict, namespace: str) -> l
     ready = conditions.get((wf.get("status") or {}).get("conditions"), workflows.READY) or {}
     if ready.get("status") == "True" and ready.get("observedGeneration") == generation:
         return []
-    _, found = workflows.validate(wf, await _integration_names(client, namespace))
+    _, found = workflows.validate(wf, await workflow_handlers.integration_names(client, namespace))
     return [str(p.where.replace(resource=None)) + ": " + p.message for p in found]
 
 
@@ -320,7 +252,7 @@ async def _start(
 ) -> meta.JSONDict | None:
     """Snapshot the Workflow into the run (Pending), or fail the run; the run as it is now."""
     wf_name = runs.workflow_name(run)
-    wf = _indexed(index, namespace, wf_name)
+    wf = workflow_handlers.indexed(index, namespace, wf_name)
     if wf is None:
         wf = await ctx.client.get_or_none(kube.paths.workflow(namespace, wf_name))
     problems = [] if wf is None else await _problems(ctx.client, wf, namespace)
@@ -466,7 +398,9 @@ async def run_event(
             ctx.admissions.changed(namespace or "", runs.workflow_name(run))
         return
     if runs.is_finished(run):
-        wf = _indexed(index, run["metadata"].get("namespace"), runs.workflow_name(run))
+        wf = workflow_handlers.indexed(
+            index, run["metadata"].get("namespace"), runs.workflow_name(run)
+        )
         run_history = (wf or {}).get("spec", {}).get("runHistory")
         ctx.sweeper.schedule(run, history.expires_at(run, run_history))
         return
@@ -497,15 +431,10 @@ async def job_event(
 
 
 def register(registry: kopf.OperatorRegistry, settings: settings_mod.Settings) -> None:
-    """Add the handlers of Workflows and WorkflowRuns (and start-up, clean-up) to ``registry``."""
+    """Add the handlers of WorkflowRuns and their Jobs (and start-up, clean-up) to ``registry``."""
     backoff = settings.handler_backoff_seconds
     kopf.on.startup(registry=registry)(startup)
     kopf.on.cleanup(registry=registry)(cleanup)
-    kopf.index(GROUP, VERSION, "workflows", registry=registry)(workflow_index)
-    for workflow_on in (kopf.on.resume, kopf.on.create):
-        workflow_on(GROUP, VERSION, "workflows", registry=registry)(workflow_changed)
-    kopf.on.update(GROUP, VERSION, "workflows", field="spec", registry=registry)(workflow_changed)
-    kopf.on.event(GROUP, VERSION, "integrations", registry=registry)(integration_event)
     for run_on in (kopf.on.resume, kopf.on.create):
         run_on(GROUP, VERSION, "workflowruns", backoff=backoff, registry=registry)(run_created)
     kopf.on.field(

@@ -27,13 +27,20 @@ def _kopf_record(record: logging.LogRecord) -> bool:
 def main(namespaces: list[str] | None = None, standalone: bool = True) -> int:
     import kopf
 
-    from autoflow.operator import context, handlers, integration_handlers, schedule_handlers
+    from autoflow.operator import (
+        context,
+        handlers,
+        integration_handlers,
+        schedule_handlers,
+        workflow_handlers,
+    )
     from autoflow.runners import logs
 
     settings = settings_mod.Settings()
     # kopf's own registry: it holds kopf's login handler (credentials from the kubeconfig).
     registry = kopf.get_default_registry()
     handlers.register(registry, settings)
+    workflow_handlers.register(registry, settings)
     schedule_handlers.register(registry, settings)
     integration_handlers.register(registry, settings)
     if settings.webhook_port:

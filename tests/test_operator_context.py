@@ -10,7 +10,7 @@ import textwrap
 
 import kopf
 
-from autoflow.operator import handlers, integration_handlers, schedule_handlers
+from autoflow.operator import handlers, integration_handlers, schedule_handlers, workflow_handlers
 from autoflow.operator import settings as settings_mod
 
 IMPORT_WITH_BROKEN_ENV = textwrap.dedent(
@@ -22,6 +22,7 @@ IMPORT_WITH_BROKEN_ENV = textwrap.dedent(
             registry._spawning, registry._changing, registry._webhooks)
     kopfs_own = [h.id for sub in subs for h in sub.get_all_handlers()]  # its login handler
     from autoflow.operator import handlers, integration_handlers, schedule_handlers, webhook
+    from autoflow.operator import workflow_handlers
     print([h.id for sub in subs for h in sub.get_all_handlers()] == kopfs_own)
     """
 )
@@ -48,7 +49,7 @@ def test_importing_the_handlers_reads_no_settings_and_registers_nothing() -> Non
 def test_register_takes_the_back_off_and_tick_from_the_settings() -> None:
     registry = kopf.OperatorRegistry()
     settings = settings_mod.Settings(handler_backoff_seconds=7, integration_tick_seconds=3)
-    for module in (handlers, schedule_handlers, integration_handlers):
+    for module in (handlers, workflow_handlers, schedule_handlers, integration_handlers):
         module.register(registry, settings)
     changing = {h.id: h for h in registry._changing.get_all_handlers()}
     spawning = {h.id: h for h in registry._spawning.get_all_handlers()}
