@@ -6,7 +6,7 @@ unless asked for a Secret manifest::
     listen on http://127.0.0.1:PORT/callback (the redirect URI to register at the provider)
       ─► print the authorize URL (with state and a PKCE S256 challenge), open a browser
       ─► the provider redirects back with ?code=...&state=... (state checked)
-      ─► exchange the code (+ code_verifier) at the token endpoint (runners.oauth2)
+      ─► exchange the code (+ code_verifier) at the token endpoint (runners.access.oauth2)
       ─► --secrets FILE: the tokens under the integration's name (file mode 0600), for
          ``autoflow run --secrets FILE``
          --print-secret: a Secret manifest for ``kubectl apply -f -``, named

@@ -7,7 +7,7 @@ probe runs at once, concurrently, with what the operator would write into its ``
 condition printed per Integration::
 
     files ─ loader ─► Integrations ─ LocalIntegrations.get ─► IntegrationInfo (+ Redactor)
-    ─ runners.probe.check, all at once ─► one line (or JSON object) each; exit 1 if any is
+    ─ runners.access.probe.check, all at once ─► one line (or JSON object) each; exit 1 if any is
       not ready
 
 Nothing a probe prints has a secret in it: every value read was registered with the

@@ -205,7 +205,8 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.command == "runner":
             import asyncio
 
-            from autoflow.runners import job, logs
+            from autoflow.runners import logs
+            from autoflow.runners.job import runner as job
 
             logs.configure("json")
             return asyncio.run(job.main(args.run, args.kubeconfig))

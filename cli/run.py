@@ -10,7 +10,7 @@ the signal's number. Without a journal there is nothing to resume, so the signal
 run as ``Run.cancel`` does: onError and finally steps still run, the result is ``Cancelled``.
 Either way a second signal stops at once (a journaled run stays resumable).
 Integration limits are shared through Redis when ``AUTOFLOW_REDIS_URL`` is set
-(``runners.limits``), else kept in this process.
+(``runners.access.limits``), else kept in this process.
 """
 
 from __future__ import annotations

@@ -21,11 +21,26 @@ message names the thing to fix. Everything raised on purpose by Autoflow code de
     │       └── CredentialsRejectedError    the remote system refused the credentials
     ├── StepFailed                a step ended Failed (the engine's own signal: raised and caught
     │                             inside the engine, its message becomes the step's error)
-    └── RunError                  the run as a whole cannot start or go on (a journal refused)
-        └── RunInterrupted        the run was interrupted, not ended (runners.engine); resume it
+    ├── RunError                  the run as a whole cannot start or go on (a journal refused)
+    │   └── RunInterrupted        the run was interrupted, not ended (runners.engine); resume it
+    ├── ApiError                  the Kubernetes API refused a request (runners.kube.errors)
+    │   ├── Unreachable           no answer from the API server
+    │   ├── Unauthorized          401
+    │   ├── Forbidden             403
+    │   │   └── NamespaceTerminating  the namespace is being deleted
+    │   ├── NotFound              404
+    │   ├── Conflict              409: exists already, or changed since read
+    │   ├── Gone                  410: a watch's resourceVersion is too old
+    │   ├── Invalid               422: breaks the object's schema
+    │   ├── TooManyRequests       429
+    │   └── ServerError           5xx
+    └── NotOurs                   an object a run needs exists, made for another run
+                                  (operator.handlers; the run waits for it to go)
 
 This module sits at the bottom of the layer order (``autoflow.crds``) so every component can
-raise and catch the same types. It imports nothing of the project.
+raise and catch the same types. It imports nothing of the project; the classes of the layers
+above (``ApiError``, ``RunInterrupted`` and ``NotOurs``) are defined where they are raised and
+derive from here.
 """
 
 from __future__ import annotations

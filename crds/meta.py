@@ -19,6 +19,9 @@ GROUP = "autoflow.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
+# An API object (or a part of one) as JSON: what the operator and the Kubernetes layer pass.
+JSONDict = dict[str, Any]
+
 # Names are DNS-1123 labels/subdomains as Kubernetes has them.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 Name = Annotated[str, pydantic.Field(min_length=1, max_length=253, pattern=NAME_PATTERN)]
@@ -29,6 +32,21 @@ DURATION_MAX_LENGTH = 64
 _DURATION_RE = re.compile(DURATION_PATTERN)
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def owner_reference(obj: JSONDict, kind: str, *, controller: bool = True) -> JSONDict:
+    """An ownerReference to ``obj`` (an Autoflow resource of ``kind``): its dependents go
+    when it goes. A controller reference also blocks the owner's deletion until they are gone."""
+    meta_ = obj["metadata"]
+    ref: JSONDict = {
+        "apiVersion": obj.get("apiVersion") or API_VERSION,
+        "kind": kind,
+        "name": meta_["name"],
+        "uid": meta_["uid"],
+    }
+    if controller:
+        ref.update(controller=True, blockOwnerDeletion=True)
+    return ref
 
 
 def timestamp(ts: float) -> str:

@@ -36,22 +36,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from autoflow.operator import concurrency, events, runs
+from autoflow.crds import meta
+from autoflow.operator import concurrency, events, posting, runs
 from autoflow.runners import kube
 
 log = logging.getLogger("autoflow.operator")
 
-JSONDict = dict[str, Any]
 Key = tuple[str, str]  # (namespace, workflow name)
-Compute = Callable[[JSONDict], JSONDict]
-Write = Callable[[JSONDict, Compute], Awaitable[JSONDict | None]]
-Launch = Callable[[JSONDict], Awaitable[None]]
-
-
-def _runs_url(namespace: str, selector: str) -> str:
-    return kube.path(kube.AUTOFLOW, "workflowruns", namespace, query={"labelSelector": selector})
+Compute = Callable[[meta.JSONDict], meta.JSONDict]
+Write = Callable[[meta.JSONDict, Compute], Awaitable[meta.JSONDict | None]]
+Launch = Callable[[meta.JSONDict], Awaitable[None]]
 
 
 class Admissions:
@@ -61,9 +56,7 @@ class Admissions:
     handlers' ``_transition``); ``launch(run)`` creates an admitted run's access and Job.
     """
 
-    def __init__(
-        self, client: Callable[[], kube.Client], write: Write, launch: Launch, backoff: float
-    ) -> None:
+    def __init__(self, client: kube.Client, write: Write, launch: Launch, backoff: float) -> None:
         self._client = client
         self._write = write
         self._launch = launch
@@ -78,15 +71,17 @@ class Admissions:
     def _lock(self, key: Key) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
-    async def runs_of(self, namespace: str, wf_name: str) -> list[JSONDict]:
-        fresh = await self._client().list(_runs_url(namespace, f"!{runs.LABEL_WORKFLOW}"))
+    async def runs_of(self, namespace: str, wf_name: str) -> list[meta.JSONDict]:
+        fresh = await self._client.list(
+            kube.paths.run(namespace, selector=f"!{runs.LABEL_WORKFLOW}")
+        )
         label = f"{runs.LABEL_WORKFLOW}={runs.label_value(wf_name)}"
-        labelled = await self._client().list(_runs_url(namespace, label))
+        labelled = await self._client.list(kube.paths.run(namespace, selector=label))
         return concurrency.runs_of([*fresh, *labelled], wf_name)
 
     async def start(
-        self, run: JSONDict, limit: concurrency.Limit, start: Compute
-    ) -> JSONDict | None:
+        self, run: meta.JSONDict, limit: concurrency.Limit, start: Compute
+    ) -> meta.JSONDict | None:
         """Write ``start(run)`` (a Pending start status) under the run's admission decision;
         the run as written, or None when there was nothing to write."""
         namespace, name = run["metadata"]["namespace"], run["metadata"]["name"]
@@ -99,7 +94,7 @@ class Admissions:
             # Before this run's own status: if a cancel fails, kopf retries the whole start.
             await self._replace(namespace, decision.replace, name)
 
-            def compute(current: JSONDict) -> JSONDict:
+            def compute(current: meta.JSONDict) -> meta.JSONDict:
                 change = start(current)
                 return concurrency.apply(
                     current, change, concurrency.decide(current, listed, limit)
@@ -113,12 +108,9 @@ class Admissions:
             "spec": {"cancel": True},
         }
         for name in names:
-            url = kube.path(kube.AUTOFLOW, "workflowruns", namespace, name)
             try:
-                await self._client().patch(url, body)
-            except kube.ApiError as exc:
-                if not exc.not_found:
-                    raise
+                await self._client.patch(kube.paths.run(namespace, name), body)
+            except kube.NotFound:
                 continue
             log.info("run %s/%s cancelled: run %s replaces it", namespace, name, by)
 
@@ -182,7 +174,7 @@ class Admissions:
                 )
                 if uid not in self._reported:  # once, not at every retry
                     self._reported.add(uid)
-                    events.post(run, events.Event("Warning", "Blocked", str(exc)))
+                    posting.post(run, events.Event("Warning", "Blocked", str(exc)))
                 continue
             unlaunched.discard(uid)
             self._reported.discard(uid)

@@ -39,15 +39,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Literal
 
-from autoflow.crds import conditions
+from autoflow.crds import conditions, meta
 from autoflow.operator import runs
 
 QUEUED = "Queued"
 LIMIT_REACHED = "ConcurrencyLimit"
 
-JSONDict = dict[str, Any]
 Action = Literal["admit", "queue", "fail"]
 
 
@@ -66,7 +65,7 @@ class Decision:
     replace: tuple[str, ...] = ()  # runs to cancel so that this one can start
 
 
-def limit_of(spec: JSONDict | None) -> Limit | None:
+def limit_of(spec: meta.JSONDict | None) -> Limit | None:
     """The limit of a Workflow spec (or a run's snapshot); None when runs are unlimited."""
     settings = (spec or {}).get("concurrency") or {}
     max_runs = int(settings.get("maxRuns") or 0)
@@ -75,7 +74,7 @@ def limit_of(spec: JSONDict | None) -> Limit | None:
     return Limit(max_runs, str(settings.get("policy") or "Queue"))
 
 
-def run_limit(run: JSONDict) -> Limit | None:
+def run_limit(run: meta.JSONDict) -> Limit | None:
     """The limit a started run is under: its snapshot's."""
     return limit_of((run.get("status") or {}).get("workflowSnapshot"))
 
@@ -83,26 +82,26 @@ def run_limit(run: JSONDict) -> Limit | None:
 # -- the state of a run ---------------------------------------------------------------------
 
 
-def _uid(run: JSONDict) -> str:
+def _uid(run: meta.JSONDict) -> str:
     uid: str = run["metadata"]["uid"]
     return uid
 
 
-def age(run: JSONDict) -> tuple[str, str]:
+def age(run: meta.JSONDict) -> tuple[str, str]:
     """What orders runs: older first, by creation time then name."""
     meta_ = run["metadata"]
     return (meta_.get("creationTimestamp") or "", meta_["name"])
 
 
-def _started(run: JSONDict) -> bool:
+def _started(run: meta.JSONDict) -> bool:
     return bool((run.get("status") or {}).get("workflowSnapshot"))
 
 
-def _cancelled(run: JSONDict) -> bool:
+def _cancelled(run: meta.JSONDict) -> bool:
     return bool((run.get("spec") or {}).get("cancel"))
 
 
-def is_queued(run: JSONDict) -> bool:
+def is_queued(run: meta.JSONDict) -> bool:
     """Started, waiting for a slot, without a Job."""
     if not _started(run) or runs.is_finished(run):
         return False
@@ -110,21 +109,21 @@ def is_queued(run: JSONDict) -> bool:
     return cond.get("reason") == QUEUED
 
 
-def holds_slot(run: JSONDict) -> bool:
+def holds_slot(run: meta.JSONDict) -> bool:
     """Admitted and not finished: it has (or is about to have) a Job."""
     return _started(run) and not runs.is_finished(run) and not is_queued(run)
 
 
-def waits(run: JSONDict) -> bool:
+def waits(run: meta.JSONDict) -> bool:
     """Not admitted yet and going to be: unstarted or queued, not cancelled, not going away."""
     if runs.is_finished(run) or _cancelled(run) or run["metadata"].get("deletionTimestamp"):
         return False
     return not _started(run) or is_queued(run)
 
 
-def runs_of(listed: Iterable[JSONDict], wf_name: str) -> list[JSONDict]:
+def runs_of(listed: Iterable[meta.JSONDict], wf_name: str) -> list[meta.JSONDict]:
     """The runs of workflow ``wf_name`` among ``listed``, each once (the last listing wins)."""
-    found: dict[str, JSONDict] = {}
+    found: dict[str, meta.JSONDict] = {}
     for run in listed:
         if runs.workflow_name(run) == wf_name:
             found[_uid(run)] = run
@@ -135,8 +134,8 @@ def runs_of(listed: Iterable[JSONDict], wf_name: str) -> list[JSONDict]:
 
 
 def _occupants(
-    run: JSONDict, others: Iterable[JSONDict], admitted: frozenset[str] = frozenset()
-) -> tuple[list[JSONDict], list[JSONDict]]:
+    run: meta.JSONDict, others: Iterable[meta.JSONDict], admitted: frozenset[str] = frozenset()
+) -> tuple[list[meta.JSONDict], list[meta.JSONDict]]:
     """The runs holding a slot and the runs waiting ahead of ``run``, oldest first.
 
     ``admitted``: uids of runs admitted in this same pass, which hold a slot already.
@@ -154,18 +153,20 @@ def _occupants(
     return holding, ahead
 
 
-def _names(items: Iterable[JSONDict]) -> str:
+def _names(items: Iterable[meta.JSONDict]) -> str:
     return ", ".join(repr(r["metadata"]["name"]) for r in items)
 
 
-def _busy(holding: list[JSONDict], ahead: list[JSONDict], limit: Limit, wf_name: str) -> str:
+def _busy(
+    holding: list[meta.JSONDict], ahead: list[meta.JSONDict], limit: Limit, wf_name: str
+) -> str:
     text = f"{len(holding)} of {limit.max_runs} runs of workflow {wf_name!r} are active"
     if ahead:
         text += f", {len(ahead)} created before this one waiting"
     return text
 
 
-def decide(run: JSONDict, others: Iterable[JSONDict], limit: Limit) -> Decision:
+def decide(run: meta.JSONDict, others: Iterable[meta.JSONDict], limit: Limit) -> Decision:
     """Whether ``run`` starts now, waits, or fails; ``others``: its Workflow's runs."""
     wf_name = runs.workflow_name(run)
     if _cancelled(run):
@@ -194,11 +195,11 @@ def decide(run: JSONDict, others: Iterable[JSONDict], limit: Limit) -> Decision:
     return Decision("queue", f"waiting: {busy}")
 
 
-def admissible(listed: Iterable[JSONDict]) -> list[JSONDict]:
+def admissible(listed: Iterable[meta.JSONDict]) -> list[meta.JSONDict]:
     """The queued runs that fit now, oldest first (each counted as holding a slot for the
     runs after it). Listed runs of one Workflow; each is judged under its own limit."""
     everyone = list(listed)
-    admitted: list[JSONDict] = []
+    admitted: list[meta.JSONDict] = []
     for run in sorted(everyone, key=age):
         if not (is_queued(run) and waits(run)):
             continue
@@ -212,7 +213,7 @@ def admissible(listed: Iterable[JSONDict]) -> list[JSONDict]:
 # -- the status -----------------------------------------------------------------------------
 
 
-def apply(run: JSONDict, change: JSONDict, decision: Decision) -> JSONDict:
+def apply(run: meta.JSONDict, change: meta.JSONDict, decision: Decision) -> meta.JSONDict:
     """A start status change (``runs.start_status``: Pending) under ``decision``."""
     if not change or change.get("phase") != "Pending" or decision.action == "admit":
         return change
@@ -222,7 +223,7 @@ def apply(run: JSONDict, change: JSONDict, decision: Decision) -> JSONDict:
     return {**change, **queued(run, decision.message)}
 
 
-def queued(run: JSONDict, message: str) -> JSONDict:
+def queued(run: meta.JSONDict, message: str) -> meta.JSONDict:
     """The status of a run waiting for a slot: Pending, reason Queued."""
     status = run.get("status") or {}
     return {
@@ -239,7 +240,7 @@ def queued(run: JSONDict, message: str) -> JSONDict:
     }
 
 
-def admit(run: JSONDict) -> JSONDict:
+def admit(run: meta.JSONDict) -> meta.JSONDict:
     """The status of a queued run given its slot; {} when it is no longer queued (cancelled,
     finished, or admitted already)."""
     if not is_queued(run) or not waits(run):

@@ -1,20 +1,15 @@
 """Kubernetes Events on the transitions a user cares about, and only those.
 
 ``for_run`` and ``for_workflow`` are pure: the status before and after a write in, the Event
-to post (type, reason, message) or None out. ``post`` hands it to kopf's event poster, which
-writes a core/v1 Event about the object in the background (``kubectl describe`` shows it).
-Events are posted by whoever won the status write, so a transition is announced once.
+to post (type, reason, message) or None out; ``posting.post`` posts it. Events are posted by
+whoever won the status write, so a transition is announced once.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, cast
-
-import kopf
+from typing import Any, NamedTuple
 
 from autoflow.crds import conditions
-
-MAX_MESSAGE = 1024
 
 
 class Event(NamedTuple):
@@ -59,13 +54,3 @@ def for_workflow(old: dict[str, Any], new: dict[str, Any]) -> Event | None:
     if same and was.get("observedGeneration") == now.get("observedGeneration"):
         return None
     return Event("Warning", now.get("reason") or "Invalid", now.get("message") or "")
-
-
-def post(obj: dict[str, Any], event: Event | None) -> None:
-    """Post ``event`` about ``obj`` (an API object with apiVersion, kind and metadata)."""
-    if event is None:
-        return
-    message = event.message
-    if len(message) > MAX_MESSAGE:
-        message = message[: MAX_MESSAGE - 3] + "..."
-    kopf.event(cast(kopf.Body, obj), type=event.type, reason=event.reason, message=message)

@@ -1,9 +1,14 @@
-"""kopf handlers: thin shells that read, call the pure reconcilers, and write.
+"""kopf handlers of WorkflowRuns and their Jobs, and the operator's start-up and clean-up.
 
-Each handler is the sentence of its reconcile path; the decisions live in ``workflows``,
-``runs``, ``concurrency`` and ``events`` (pure functions over dicts), and the Kubernetes I/O
-besides kopf's own goes through ``runners.kube.Client``. Deleting finished runs under a
-Workflow's ``runHistory`` is ``history``'s; runs under its ``concurrency`` are admitted by
+Thin shells that read, call the pure reconcilers, and write (the Workflows' own handlers are
+in ``workflow_handlers``, Schedules' and Integrations' beside them). Each handler is the
+sentence of its reconcile path; the decisions live in ``workflows``, ``runs``,
+``concurrency`` and ``events`` (pure functions over dicts), and the Kubernetes I/O besides
+kopf's own goes through ``runners.kube``. What the handlers share (settings, the API client,
+the TTL sweeper, the admissions) is one ``context.Context``, made by ``startup`` and handed
+to each handler in kopf's ``memo``; ``register`` adds the handlers to a registry with the
+settings' back-off, so importing this module does nothing. Deleting finished runs under a
+Workflow's ``runHistory`` is ``sweeper``'s; runs under its ``concurrency`` are admitted by
 ``admission`` (queued runs get their Jobs from there, when a slot frees).
 
 A WorkflowRun's status has two writers, the operator and the runner. The runner owns the
@@ -21,48 +26,41 @@ change handlers, retried by kopf until they succeed.
 from __future__ import annotations
 
 import asyncio
-import copy
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import kopf
 
-from autoflow.crds import conditions, meta
-from autoflow.operator import admission, concurrency, diffbase, events, metrics, runs, workflows
-from autoflow.operator import history as history_mod
+from autoflow.crds import conditions, errors, meta
+from autoflow.operator import (
+    admission,
+    concurrency,
+    context,
+    diffbase,
+    events,
+    history,
+    metrics,
+    posting,
+    runs,
+    workflow_handlers,
+    workflows,
+)
 from autoflow.operator import settings as settings_mod
+from autoflow.operator import sweeper as sweeper_mod
 from autoflow.runners import kube
 
 log = logging.getLogger("autoflow.operator")
 
 GROUP, VERSION = meta.GROUP, meta.VERSION
 CONFLICT_RETRIES = 10
-DISPATCH_CONCURRENCY = 8
-_BACKOFF = settings_mod.Settings().handler_backoff_seconds
 
-JSONDict = dict[str, Any]
-WorkflowIndex = kopf.Index[tuple[str | None, str], JSONDict]
+WorkflowIndex = workflow_handlers.WorkflowIndex
+Context = context.Context
 
 
-class State:
-    """What the handlers share: settings, one API client and the TTL sweeper (made at startup)."""
-
-    settings = settings_mod.Settings()
-    client: kube.Client | None = None
-    sweeper: history_mod.Sweeper | None = None
-    dispatching = asyncio.Semaphore(DISPATCH_CONCURRENCY)
-    admissions: admission.Admissions  # (made at the end of this module)
-
-
-def client() -> kube.Client:
-    if State.client is None:
-        State.client = kube.Client.from_config()
-    return State.client
-
-
-@kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Annotations, not status: the CRD schemas prune unknown status fields.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="autoflow.dev")
     # What kopf compares to find changes: the spec only. Labels and annotations change for
@@ -86,167 +84,90 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # the work in flight.
     settings.queueing.worker_limit = None
     settings.queueing.idle_timeout = 1.0
-    State.settings = settings_mod.Settings()
-    metrics.serve(State.settings.metrics_port)
-    log.info("autoflow operator running as %s", await whoami())
-    State.sweeper = history_mod.Sweeper(client)
-    State.sweeper.start()
+    config = context.settings_of(memo)
+    client = kube.Client.from_config()
+    ctx = Context(config, client, sweeper_mod.Sweeper(client))
+    ctx.admissions = admission.Admissions(
+        client,
+        functools.partial(_transition, ctx),
+        functools.partial(_launch_admitted, ctx),
+        config.handler_backoff_seconds,
+    )
+    memo[context.CONTEXT] = ctx
+    metrics.serve(config.metrics_port)
+    log.info("autoflow operator running as %s", await whoami(client))
+    ctx.sweeper.start()
 
 
-@kopf.on.cleanup()
-async def cleanup(**_: Any) -> None:
-    await State.admissions.stop()
-    if State.sweeper is not None:
-        await State.sweeper.stop()
-        State.sweeper = None
-    if State.client is not None:
-        await State.client.aclose()
-        State.client = None
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    ctx = context.of(memo)
+    await ctx.admissions.stop()
+    await ctx.sweeper.stop()
+    await ctx.client.aclose()
 
 
-async def whoami() -> str:
+async def whoami(client: kube.Client) -> str:
     """The user the API server knows this operator as (a SelfSubjectReview)."""
     review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
-    url = kube.path(("authentication.k8s.io", "v1"), "selfsubjectreviews")
+    url = kube.path(kube.paths.AUTHENTICATION, "selfsubjectreviews")
     try:
-        answer = await client().create(url, review)
+        answer = await client.create(url, review)
     except kube.ApiError as exc:
         return f"<unknown: {exc}>"
     return str(answer.get("status", {}).get("userInfo", {}).get("username", "<unknown>"))
 
 
-async def _get_or_none(url: str) -> JSONDict | None:
-    try:
-        return await client().get(url)
-    except kube.ApiError as exc:
-        if exc.not_found:
-            return None
-        raise
-
-
-# -- Workflows ------------------------------------------------------------------------------
-
-
-@kopf.index(GROUP, VERSION, "workflows")
-def workflow_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    """Each Workflow as its last watch event showed it, as an informer cache would: a run
-    snapshots it without a GET (a miss falls back to one) and its TTL comes from it."""
-    meta_ = body.get("metadata") or {}
-    return {
-        (namespace, name): {
-            "apiVersion": body.get("apiVersion"),
-            "kind": body.get("kind"),
-            "metadata": {k: meta_.get(k) for k in ("name", "namespace", "uid", "generation")},
-            "spec": copy.deepcopy(dict(body.get("spec") or {})),
-            "status": {"conditions": copy.deepcopy((body.get("status") or {}).get("conditions"))},
-        }
-    }
-
-
-def _indexed(index: WorkflowIndex, namespace: str | None, name: str) -> JSONDict | None:
-    store = index.get((namespace, name))
-    return next(iter(store), None) if store else None
-
-
-async def _integration_names(namespace: str) -> dict[str, str]:
-    """The namespace's Integrations: name to connector type."""
-    items = await client().list(kube.path(kube.AUTOFLOW, "integrations", namespace))
-    return {i["metadata"]["name"]: (i.get("spec") or {}).get("type", "") for i in items}
-
-
-@kopf.on.resume(GROUP, VERSION, "workflows")
-@kopf.on.create(GROUP, VERSION, "workflows")
-@kopf.on.update(GROUP, VERSION, "workflows", field="spec")
-@metrics.reconciler("Workflow")
-async def workflow_changed(
-    body: kopf.Body, namespace: str | None, name: str, patch: kopf.Patch, **_: Any
-) -> None:
-    wf = dict(body)
-    status = workflows.status(wf, await _integration_names(namespace or ""))
-    patch.status.update(status)
-    events.post(wf, events.for_workflow(wf.get("status") or {}, status))
-    # A lowered limit applies to the runs already kept.
-    await history_mod.enforce(client(), namespace or "", name, wf["spec"].get("runHistory"))
-
-
-@kopf.on.event(GROUP, VERSION, "integrations")
-async def integration_event(type: str, body: kopf.Body, namespace: str | None, **_: Any) -> None:
-    """An Integration appeared or went: the Workflows naming it may change readiness."""
-    metrics.observe_integration(type, dict(body))
-    if type not in {"ADDED", "DELETED"}:
-        return  # an existing one listed (startup, re-list) or changed: names are unchanged
-    ns = namespace or ""
-    names = await _integration_names(ns)
-    for wf in await client().list(kube.path(kube.AUTOFLOW, "workflows", ns)):
-        old = wf.get("status") or {}
-        status = workflows.status(wf, names)
-        if old.get("conditions") == status["conditions"]:
-            continue
-        url = kube.path(kube.AUTOFLOW, "workflows", ns, wf["metadata"]["name"], "status")
-        try:
-            await client().patch(url, {"status": status})
-        except kube.ApiError as exc:
-            if not exc.not_found:
-                raise
-            continue
-        events.post(wf, events.for_workflow(old, status))
-
-
 # -- WorkflowRuns: writing the status -------------------------------------------------------
 
 
-def _run_url(namespace: str, name: str, subresource: str | None = None) -> str:
-    return kube.path(kube.AUTOFLOW, "workflowruns", namespace, name, subresource)
-
-
-async def _transition(run: JSONDict, compute: Callable[[JSONDict], JSONDict]) -> JSONDict | None:
+async def _transition(
+    ctx: Context, run: meta.JSONDict, compute: Callable[[meta.JSONDict], meta.JSONDict]
+) -> meta.JSONDict | None:
     """Write ``compute(run)`` to the run's status, guarded by its resourceVersion.
 
     On a conflict the run is read again and the change computed again. Returns the run as
     written, or None when there was nothing to write (or the run is gone).
     """
     meta_ = run["metadata"]
-    url = _run_url(meta_["namespace"], meta_["name"], "status")
+    url = kube.paths.run(meta_["namespace"], meta_["name"], "status")
     for _ in range(CONFLICT_RETRIES):
         change = compute(run)
         if not change:
             return None
         body = {"metadata": {"resourceVersion": run["metadata"]["resourceVersion"]}}
         try:
-            written = await client().patch(url, {**body, "status": change})
-        except kube.ApiError as exc:
-            if exc.not_found:
-                return None
-            if not exc.conflict:
-                raise
-            fresh = await _get_or_none(_run_url(meta_["namespace"], meta_["name"]))
+            written = await ctx.client.patch(url, {**body, "status": change})
+        except kube.NotFound:
+            return None
+        except kube.Conflict:
+            fresh = await ctx.client.get_or_none(kube.paths.run(meta_["namespace"], meta_["name"]))
             if fresh is None or fresh["metadata"]["uid"] != meta_["uid"]:
                 return None
             run = fresh
             continue
-        await _announce(run, written)
+        await _announce(ctx, run, written)
         return written
     raise kopf.TemporaryError(f"the status of run {meta_['name']} keeps changing", delay=1)
 
 
-async def _announce(old: JSONDict, new: JSONDict) -> None:
+async def _announce(ctx: Context, old: meta.JSONDict, new: meta.JSONDict) -> None:
     """After a status write: the Event, and for a finished run its Workflow's bookkeeping."""
     before, after = old.get("status") or {}, new.get("status") or {}
     metrics.observe_run_transition(before, after)
-    events.post(new, events.for_run(before, after))
+    posting.post(new, events.for_run(before, after))
     if runs.is_finished(new) and not runs.is_finished(old):
-        await _finished(new)
+        await _finished(ctx, new)
 
 
-async def _finished(run: JSONDict) -> None:
+async def _finished(ctx: Context, run: meta.JSONDict) -> None:
     """Count the run on its Workflow, then keep only the runs its ``runHistory`` allows."""
     namespace, name = run["metadata"]["namespace"], run["metadata"]["name"]
     wf_name = runs.workflow_name(run)
-    State.admissions.changed(namespace, wf_name)  # a slot (or a place in the queue) is free
-    url = kube.path(kube.AUTOFLOW, "workflows", namespace, wf_name)
-    wf: JSONDict | None = None
+    ctx.admissions.changed(namespace, wf_name)  # a slot (or a place in the queue) is free
+    url = kube.paths.workflow(namespace, wf_name)
+    wf: meta.JSONDict | None = None
     for _ in range(CONFLICT_RETRIES):
-        wf = await _get_or_none(url)
+        wf = await ctx.client.get_or_none(url)
         if wf is None:
             return
         old = wf.get("status") or {}
@@ -260,18 +181,16 @@ async def _finished(run: JSONDict) -> None:
         }
         guard = {"resourceVersion": wf["metadata"]["resourceVersion"]}
         try:
-            await client().patch(f"{url}/status", {"metadata": guard, "status": status})
+            await ctx.client.patch(f"{url}/status", {"metadata": guard, "status": status})
             break
-        except kube.ApiError as exc:
-            if exc.not_found:
-                return
-            if not exc.conflict:
-                raise
+        except kube.NotFound:
+            return
+        except kube.Conflict:
+            continue
     assert wf is not None
-    history = wf["spec"].get("runHistory")
-    await history_mod.enforce(client(), namespace, wf_name, history)
-    if State.sweeper is not None:
-        State.sweeper.schedule(run, runs.expires_at(run, history))
+    run_history = wf["spec"].get("runHistory")
+    await sweeper_mod.enforce(ctx.client, namespace, wf_name, run_history)
+    ctx.sweeper.schedule(run, history.expires_at(run, run_history))
 
 
 # -- WorkflowRuns: dispatch, cancel, progress -----------------------------------------------
@@ -284,63 +203,66 @@ _KINDS = {
 }
 
 
-async def _ensure(obj: JSONDict, run: JSONDict) -> None:
+async def _ensure(client: kube.Client, obj: meta.JSONDict, run: meta.JSONDict) -> None:
     """Create ``obj`` for ``run``; one that exists already must be the run's own."""
     api, plural = _KINDS[obj["kind"]]
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     try:
-        await client().create(kube.path(api, plural, namespace), obj)
+        await client.create(kube.path(api, plural, namespace), obj)
         return
-    except kube.ApiError as exc:
-        if not exc.conflict:
-            raise
-    existing = await _get_or_none(kube.path(api, plural, namespace, name))
+    except kube.Conflict:
+        pass
+    existing = await client.get_or_none(kube.path(api, plural, namespace, name))
     if existing is not None and runs.owned_by(existing, run):
         return
     # Left by an earlier run of the same name: the garbage collector removes it soon.
     raise NotOurs(f"{obj['kind']} {name} exists and belongs to another run; waiting for it to go")
 
 
-async def _integrations_of(run: JSONDict, namespace: str) -> list[JSONDict]:
+async def _integrations_of(
+    client: kube.Client, run: meta.JSONDict, namespace: str
+) -> list[meta.JSONDict]:
     """The Integrations the run's steps name, as they are now (a missing one is left out: the
     runner then says it is not found)."""
     found = await asyncio.gather(
         *(
-            _get_or_none(kube.path(kube.AUTOFLOW, "integrations", namespace, name))
+            client.get_or_none(kube.paths.integration(namespace, name))
             for name in runs.integrations_used(run)
         )
     )
     return [i for i in found if i is not None]
 
 
-class NotOurs(Exception):
+class NotOurs(errors.AutoflowError):
     """An object the run needs exists under its name but was made for another run."""
 
 
-async def _problems(wf: JSONDict, namespace: str) -> list[str]:
+async def _problems(client: kube.Client, wf: meta.JSONDict, namespace: str) -> list[str]:
     """Why the Workflow cannot run; its Ready condition answers when it is up to date."""
     generation = wf["metadata"].get("generation")
     ready = conditions.get((wf.get("status") or {}).get("conditions"), workflows.READY) or {}
     if ready.get("status") == "True" and ready.get("observedGeneration") == generation:
         return []
-    _, found = workflows.validate(wf, await _integration_names(namespace))
+    _, found = workflows.validate(wf, await workflow_handlers.integration_names(client, namespace))
     return [str(p.where.replace(resource=None)) + ": " + p.message for p in found]
 
 
-async def _start(run: JSONDict, namespace: str, index: WorkflowIndex) -> JSONDict | None:
+async def _start(
+    ctx: Context, run: meta.JSONDict, namespace: str, index: WorkflowIndex
+) -> meta.JSONDict | None:
     """Snapshot the Workflow into the run (Pending), or fail the run; the run as it is now."""
     wf_name = runs.workflow_name(run)
-    wf = _indexed(index, namespace, wf_name)
+    wf = workflow_handlers.indexed(index, namespace, wf_name)
     if wf is None:
-        wf = await _get_or_none(kube.path(kube.AUTOFLOW, "workflows", namespace, wf_name))
-    problems = [] if wf is None else await _problems(wf, namespace)
+        wf = await ctx.client.get_or_none(kube.paths.workflow(namespace, wf_name))
+    problems = [] if wf is None else await _problems(ctx.client, wf, namespace)
     account = runs.workflow_service_account(wf) if wf is not None and not problems else None
     if account is not None:
         sa_url = kube.path(kube.CORE, "serviceaccounts", namespace, account)
-        if await _get_or_none(sa_url) is None:
+        if await ctx.client.get_or_none(sa_url) is None:
             problems = [f"runtime.serviceAccountName: ServiceAccount {account!r} does not exist"]
 
-    def start(current: JSONDict) -> JSONDict:
+    def start(current: meta.JSONDict) -> meta.JSONDict:
         if runs.is_finished(current) or (current.get("status") or {}).get("workflowSnapshot"):
             return {}
         return runs.start_status(current, wf, problems)
@@ -348,69 +270,78 @@ async def _start(run: JSONDict, namespace: str, index: WorkflowIndex) -> JSONDic
     # Under spec.concurrency the start also decides whether the run may have its Job now.
     limit = None if wf is None or problems else concurrency.limit_of(wf.get("spec"))
     if limit is None:
-        written = await _transition(run, start)
+        written = await _transition(ctx, run, start)
     else:
-        written = await State.admissions.start(run, limit, start)
+        written = await ctx.admissions.start(run, limit, start)
     if written is not None:
         return written
-    return await _get_or_none(_run_url(namespace, run["metadata"]["name"]))
+    return await ctx.client.get_or_none(kube.paths.run(namespace, run["metadata"]["name"]))
 
 
-async def _dispatch(run: JSONDict, namespace: str, index: WorkflowIndex) -> None:
+async def _dispatch(ctx: Context, run: meta.JSONDict, namespace: str, index: WorkflowIndex) -> None:
     """Snapshot the Workflow, then create the runner's access and its Job (idempotently)."""
     # A few at a time, in the order they came: under a burst the first runs start first
     # instead of all of them sharing the API client and finishing together, late.
-    async with State.dispatching:
-        await _dispatch_one(run, namespace, index)
+    async with ctx.dispatching:
+        await _dispatch_one(ctx, run, namespace, index)
 
 
-async def _dispatch_one(run: JSONDict, namespace: str, index: WorkflowIndex) -> None:
+async def _dispatch_one(
+    ctx: Context, run: meta.JSONDict, namespace: str, index: WorkflowIndex
+) -> None:
     if not (run.get("status") or {}).get("workflowSnapshot"):
-        current = await _start(run, namespace, index)
+        current = await _start(ctx, run, namespace, index)
         if current is None or current["metadata"]["uid"] != run["metadata"]["uid"]:
             return
         run = current
     elif concurrency.is_queued(run):  # queued earlier (a restart, a retry): see to the queue
-        State.admissions.wake(namespace, runs.workflow_name(run))
+        ctx.admissions.wake(namespace, runs.workflow_name(run))
         return
     if runs.is_finished(run) or not (run.get("status") or {}).get("workflowSnapshot"):
         return
     if not (run["spec"].get("cancel") or concurrency.is_queued(run)):
-        await _launch(run, namespace)
+        await _launch(ctx, run, namespace)
 
 
-async def _launch(run: JSONDict, namespace: str) -> None:
+async def _launch(ctx: Context, run: meta.JSONDict, namespace: str) -> None:
     """Create the runner's access and its Job (idempotently)."""
     # The ServiceAccount before the Job: the Job controller does not create a pod whose
     # account is missing, and tries again only after a backoff. The Role before its
     # RoleBinding: the API server checks the operator holds what the bound Role grants. The
     # binding and the Job together: the runner waits briefly for its access (runners.job).
-    *first, binding = runs.render_runner_access(run, await _integrations_of(run, namespace))
-    await asyncio.gather(*(_ensure(obj, run) for obj in first))
-    await asyncio.gather(_ensure(binding, run), _ensure(runs.render_job(run, State.settings), run))
+    client = ctx.client
+    integrations = await _integrations_of(client, run, namespace)
+    *first, binding = runs.render_runner_access(run, integrations)
+    await asyncio.gather(*(_ensure(client, obj, run) for obj in first))
+    job = runs.render_job(run, ctx.settings)
+    await asyncio.gather(_ensure(client, binding, run), _ensure(client, job, run))
 
 
-async def _launch_admitted(run: JSONDict) -> None:
+async def _launch_admitted(ctx: Context, run: meta.JSONDict) -> None:
     """The Job of a queued run given its slot (by ``admission``, outside the run's handlers)."""
     namespace = run["metadata"]["namespace"]
-    async with State.dispatching:
-        await _launch(run, namespace)
+    async with ctx.dispatching:
+        await _launch(ctx, run, namespace)
     # A cancel that came as the run was admitted may have found no Job to suspend.
-    current = await _get_or_none(_run_url(namespace, run["metadata"]["name"]))
+    current = await ctx.client.get_or_none(kube.paths.run(namespace, run["metadata"]["name"]))
     if (
         current
         and current["metadata"]["uid"] == run["metadata"]["uid"]
         and current["spec"].get("cancel")
     ):
-        await _cancel(current, namespace)
+        await _cancel(ctx, current, namespace)
 
 
-@kopf.on.resume(GROUP, VERSION, "workflowruns", backoff=_BACKOFF)
-@kopf.on.create(GROUP, VERSION, "workflowruns", backoff=_BACKOFF)
 @metrics.reconciler("WorkflowRun")
 async def run_created(
-    body: kopf.Body, namespace: str | None, patch: kopf.Patch, retry: int, **kwargs: Any
+    body: kopf.Body,
+    namespace: str | None,
+    patch: kopf.Patch,
+    retry: int,
+    memo: kopf.Memo,
+    **kwargs: Any,
 ) -> None:
+    ctx = context.of(memo)
     index: WorkflowIndex = kwargs["workflow_index"]
     run = dict(body)
     label = runs.label_value(runs.workflow_name(run))
@@ -419,68 +350,68 @@ async def run_created(
     if runs.is_finished(run):
         return
     if run["spec"].get("cancel"):
-        await _cancel(run, namespace or "")
+        await _cancel(ctx, run, namespace or "")
         return
     try:
-        await _dispatch(run, namespace or "", index)
-    except kube.ApiError as exc:
-        if not exc.namespace_terminating:
-            raise
+        await _dispatch(ctx, run, namespace or "", index)
+    except kube.NamespaceTerminating as exc:
         log.info("not dispatching run %s/%s: %s", namespace, run["metadata"]["name"], exc)
     except NotOurs as exc:
         if retry == 0:  # once: kopf retries every few seconds until the object is gone
-            events.post(run, events.Event("Warning", "Blocked", str(exc)))
-        raise kopf.TemporaryError(str(exc), delay=_BACKOFF) from None
+            posting.post(run, events.Event("Warning", "Blocked", str(exc)))
+        raise kopf.TemporaryError(str(exc), delay=ctx.backoff) from None
 
 
-async def _cancel(run: JSONDict, namespace: str) -> None:
+async def _cancel(ctx: Context, run: meta.JSONDict, namespace: str) -> None:
     """Suspend the run's Job (its pod is stopped; the runner runs ``finally`` and ends)."""
-    url = kube.path(kube.BATCH, "jobs", namespace, runs.job_name(run))
+    url = kube.paths.job(namespace, runs.job_name(run))
     try:
-        job: JSONDict | None = await client().patch(url, {"spec": {"suspend": True}})
-    except kube.ApiError as exc:
-        if not exc.not_found:
-            raise
+        job: meta.JSONDict | None = await ctx.client.patch(url, {"spec": {"suspend": True}})
+    except kube.NotFound:
         job = None
     if job is not None and not runs.owned_by(job, run):
         job = None
-    await _transition(run, lambda current: runs.cancelled(current, job))
+    await _transition(ctx, run, lambda current: runs.cancelled(current, job))
 
 
-@kopf.on.field(GROUP, VERSION, "workflowruns", field="spec.cancel", backoff=_BACKOFF)
 @metrics.reconciler("WorkflowRun")
-async def run_cancelled(body: kopf.Body, namespace: str | None, new: Any, **_: Any) -> None:
+async def run_cancelled(
+    body: kopf.Body, namespace: str | None, new: Any, memo: kopf.Memo, **_: Any
+) -> None:
     run = dict(body)
     if new and not runs.is_finished(run):
-        await _cancel(run, namespace or "")
+        await _cancel(context.of(memo), run, namespace or "")
 
 
-@kopf.on.event(GROUP, VERSION, "workflowruns")
-async def run_event(body: kopf.Body, type: str, namespace: str | None, **kwargs: Any) -> None:
+async def run_event(
+    body: kopf.Body, type: str, namespace: str | None, memo: kopf.Memo, **kwargs: Any
+) -> None:
     """The runner wrote to the status: Running once it started, finished once it recorded a
     result. Finished runs are (re)scheduled for their TTL."""
+    ctx = context.of(memo)
     index: WorkflowIndex = kwargs["workflow_index"]
     run = dict(body)
     metrics.observe_run_event(type, run)
     if type == "DELETED":
-        if State.sweeper is not None:
-            State.sweeper.forget(run["metadata"]["uid"])
+        ctx.sweeper.forget(run["metadata"]["uid"])
         if not runs.is_finished(run):  # it held a slot, or a place in a queue
-            State.admissions.changed(namespace or "", runs.workflow_name(run))
+            ctx.admissions.changed(namespace or "", runs.workflow_name(run))
         return
     if runs.is_finished(run):
-        if State.sweeper is not None:
-            wf = _indexed(index, run["metadata"].get("namespace"), runs.workflow_name(run))
-            history = (wf or {}).get("spec", {}).get("runHistory")
-            State.sweeper.schedule(run, runs.expires_at(run, history))
+        wf = workflow_handlers.indexed(
+            index, run["metadata"].get("namespace"), runs.workflow_name(run)
+        )
+        run_history = (wf or {}).get("spec", {}).get("runHistory")
+        ctx.sweeper.schedule(run, history.expires_at(run, run_history))
         return
     if not (run.get("status") or {}).get("workflowSnapshot"):
         return  # not dispatched yet: run_created does that
-    await _transition(run, lambda current: runs.summarize(current, None))
+    await _transition(ctx, run, lambda current: runs.summarize(current, None))
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={runs.LABEL_MANAGED: runs.MANAGED_BY})
-async def job_event(body: kopf.Body, namespace: str | None, type: str, **_: Any) -> None:
+async def job_event(
+    body: kopf.Body, namespace: str | None, type: str, memo: kopf.Memo, **_: Any
+) -> None:
     """A runner Job changed: its pod started, failed for good, or stopped after a suspend."""
     job = dict(body)
     owner = next(
@@ -492,10 +423,23 @@ async def job_event(body: kopf.Body, namespace: str | None, type: str, **_: Any)
         return
     if not (status.get("active") or status.get("conditions") or job["spec"].get("suspend")):
         return  # a Job without a pod yet says nothing about its run
-    run = await _get_or_none(_run_url(namespace or "", owner["name"]))
+    ctx = context.of(memo)
+    run = await ctx.client.get_or_none(kube.paths.run(namespace or "", owner["name"]))
     if run is None or run["metadata"].get("uid") != owner.get("uid") or runs.is_finished(run):
         return
-    await _transition(run, lambda current: runs.summarize(current, job))
+    await _transition(ctx, run, lambda current: runs.summarize(current, job))
 
 
-State.admissions = admission.Admissions(client, _transition, _launch_admitted, _BACKOFF)
+def register(registry: kopf.OperatorRegistry, settings: settings_mod.Settings) -> None:
+    """Add the handlers of WorkflowRuns and their Jobs (and start-up, clean-up) to ``registry``."""
+    backoff = settings.handler_backoff_seconds
+    kopf.on.startup(registry=registry)(startup)
+    kopf.on.cleanup(registry=registry)(cleanup)
+    for run_on in (kopf.on.resume, kopf.on.create):
+        run_on(GROUP, VERSION, "workflowruns", backoff=backoff, registry=registry)(run_created)
+    kopf.on.field(
+        GROUP, VERSION, "workflowruns", field="spec.cancel", backoff=backoff, registry=registry
+    )(run_cancelled)
+    kopf.on.event(GROUP, VERSION, "workflowruns", registry=registry)(run_event)
+    managed = {runs.LABEL_MANAGED: runs.MANAGED_BY}
+    kopf.on.event("batch", "v1", "jobs", labels=managed, registry=registry)(job_event)

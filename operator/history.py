@@ -1,134 +1,66 @@
-"""Keeping finished runs as their Workflow's ``runHistory`` says, and deleting the rest.
+"""A Workflow's ``runHistory``: which finished runs to keep, and when the others go.
 
-Which runs go is decided by ``runs.expired_runs`` (pure); this module does the I/O through
-the operator's API client. Count limits are applied when a run finishes and when a Workflow
-changes (``enforce``); ``ttlSecondsAfterFinished`` by the ``Sweeper``, one task that sleeps
-until the next run is due. Runs are deleted with a uid precondition (never a newer run of the
-same name) and background propagation (the garbage collector removes their Jobs and access).
+Pure functions over run dicts; ``sweeper`` does the deleting (when a run finishes, when a
+Workflow changes, and when a ``ttlSecondsAfterFinished`` is up).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
+from autoflow.crds import meta
 from autoflow.operator import runs
-from autoflow.runners import kube
-
-log = logging.getLogger("autoflow.operator")
-
-JSONDict = dict[str, Any]
 
 
-def _run_url(namespace: str, name: str) -> str:
-    return kube.path(kube.AUTOFLOW, "workflowruns", namespace, name)
-
-
-async def enforce(
-    client: kube.Client, namespace: str, wf_name: str, history: JSONDict | None
-) -> None:
-    """Delete the finished runs of a Workflow beyond its limits (and past their TTL)."""
-    if not history:
-        return
-    selector = f"{runs.LABEL_WORKFLOW}={runs.label_value(wf_name)}"
-    url = kube.path(kube.AUTOFLOW, "workflowruns", namespace, query={"labelSelector": selector})
-    doomed = runs.expired_runs(await client.list(url), wf_name, history, time.time())
-    for run in doomed:
-        await delete_run(client, run)
-
-
-async def delete_run(client: kube.Client, run: JSONDict) -> None:
-    meta_ = run["metadata"]
-    body = {"preconditions": {"uid": meta_["uid"]}, "propagationPolicy": "Background"}
-    try:
-        await client.delete(_run_url(meta_["namespace"], meta_["name"]), body)
-    except kube.ApiError as exc:
-        if not (exc.not_found or exc.conflict):
-            raise
-        return
-    log.info(
-        "deleted finished run %s/%s under its workflow's runHistory",
-        meta_["namespace"],
-        meta_["name"],
+def finished_at(run: dict[str, Any]) -> float | None:
+    """When a finished run finished (seconds since the epoch); None while it runs."""
+    if not runs.is_finished(run):
+        return None
+    status = run.get("status") or {}
+    return meta.epoch(status.get("finishedAt")) or meta.epoch(
+        run["metadata"].get("creationTimestamp")
     )
 
 
-async def _get_or_none(client: kube.Client, url: str) -> JSONDict | None:
-    try:
-        return await client.get(url)
-    except kube.ApiError as exc:
-        if exc.not_found:
-            return None
-        raise
+def expired_runs(
+    items: Iterable[dict[str, Any]], wf_name: str, history: dict[str, Any] | None, now: float
+) -> list[dict[str, Any]]:
+    """The finished runs of workflow ``wf_name`` to delete under its ``runHistory``.
 
-
-class Sweeper:
-    """Deletes finished runs when their ``ttlSecondsAfterFinished`` is up.
-
-    Runs are scheduled when they finish and whenever kopf lists them (start-up, re-lists),
-    so the schedule survives operator restarts. When one is due, its Workflow's current
-    ``runHistory`` decides again.
+    Beyond ``successfulRunsLimit`` (phase Succeeded) or ``failedRunsLimit`` (Failed and
+    Cancelled) the oldest go; any older than ``ttlSecondsAfterFinished`` go as well.
     """
+    if not history:
+        return []
+    done = [
+        (finished_at(r) or 0.0, r)
+        for r in items
+        if runs.is_finished(r)
+        and runs.workflow_name(r) == wf_name
+        and not r["metadata"].get("deletionTimestamp")
+    ]
+    done.sort(key=lambda pair: (pair[0], pair[1]["metadata"].get("creationTimestamp", "")))
+    doomed: dict[str, dict[str, Any]] = {}
+    ttl = history.get("ttlSecondsAfterFinished")
+    if ttl is not None:
+        doomed.update({r["metadata"]["uid"]: r for at, r in done if at + ttl <= now})
+    for limit, phases in (
+        (history.get("successfulRunsLimit"), {"Succeeded"}),
+        (history.get("failedRunsLimit"), {"Failed", "Cancelled"}),
+    ):
+        if limit is None:
+            continue
+        kept = [r for _, r in done if runs.phase_of(r) in phases]
+        for r in kept[: max(0, len(kept) - limit)]:
+            doomed[r["metadata"]["uid"]] = r
+    return [r for _, r in done if r["metadata"]["uid"] in doomed]
 
-    def __init__(self, client: Callable[[], kube.Client]) -> None:
-        self._client = client
-        self._due: dict[str, tuple[float, str, str]] = {}  # uid → (when, namespace, name)
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="autoflow-run-ttl")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    def schedule(self, run: JSONDict, at: float | None) -> None:
-        """Delete ``run`` at ``at`` (seconds since the epoch); None: never."""
-        meta_ = run["metadata"]
-        if at is None:
-            self._due.pop(meta_["uid"], None)
-            return
-        self._due[meta_["uid"]] = (at, meta_["namespace"], meta_["name"])
-        self._wake.set()
-
-    def forget(self, uid: str) -> None:
-        self._due.pop(uid, None)
-
-    async def _loop(self) -> None:
-        while True:
-            now = time.time()
-            for uid, (at, namespace, name) in list(self._due.items()):
-                if at <= now:
-                    self._due.pop(uid, None)
-                    try:
-                        await self._expire(uid, namespace, name)
-                    except Exception:
-                        log.exception("deleting expired run %s/%s failed", namespace, name)
-            self._wake.clear()
-            soonest = min((at for at, _, _ in self._due.values()), default=None)
-            timeout = None if soonest is None else max(0.0, soonest - time.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-
-    async def _expire(self, uid: str, namespace: str, name: str) -> None:
-        client = self._client()
-        run = await _get_or_none(client, _run_url(namespace, name))
-        if run is None or run["metadata"]["uid"] != uid:
-            return
-        wf_url = kube.path(kube.AUTOFLOW, "workflows", namespace, runs.workflow_name(run))
-        wf = await _get_or_none(client, wf_url)
-        history = (wf or {}).get("spec", {}).get("runHistory")
-        at = runs.expires_at(run, history)
-        if at is None:
-            return
-        if at > time.time():
-            self.schedule(run, at)
-            return
-        await delete_run(client, run)
+def expires_at(run: dict[str, Any], history: dict[str, Any] | None) -> float | None:
+    """When ``ttlSecondsAfterFinished`` makes a finished run due for deletion, if it does."""
+    ttl = (history or {}).get("ttlSecondsAfterFinished")
+    at = finished_at(run)
+    if ttl is None or at is None:
+        return None
+    return at + float(ttl)

@@ -4,11 +4,11 @@ Every ``AUTOFLOW_INTEGRATION_TICK_SECONDS`` kopf calls ``integration_tick`` for 
 Integration; the tick does nothing unless work is due (``operator.integrations``):
 
     OAuth2 authorization code with tokenSecretName, token expiring within the margin
-        └─► refresh through authlib (runners.oauth2) ─► the managed Secret (created, owned by
+        └─► refresh through authlib (runners.access.oauth2) ─► the managed Secret (created, owned by
             the Integration, when missing); a refusal makes Ready False (TokenRefreshFailed)
     a probe due (spec changed, check requested, next check time passed)
         └─► read the Integration's Secrets as a runner would (runners.kube_integrations)
-            ─► the connector's probe (runners.probe) ─► Ready, lastCheckTime,
+            ─► the connector's probe (runners.access.probe) ─► Ready, lastCheckTime,
             nextCheckTime, consecutiveFailures; an Event when Ready changes
 
 Probes run a few at a time (``AUTOFLOW_PROBE_CONCURRENCY``) so a namespace of Integrations
@@ -18,7 +18,6 @@ messages, Events, logs) has passed a Redactor holding every secret value read.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -27,23 +26,18 @@ import kopf
 import pydantic
 
 from autoflow.crds import errors, integration, meta
-from autoflow.operator import events, handlers, integrations, metrics
+from autoflow.operator import context, integrations, metrics, posting
 from autoflow.operator import settings as settings_mod
-from autoflow.runners import kube, kube_integrations
+from autoflow.runners import kube
 from autoflow.runners.access import oauth2, probe, redact
+from autoflow.runners.job import integrations as kube_integrations
 
 log = logging.getLogger("autoflow.operator.integrations")
 
 GROUP, VERSION = meta.GROUP, meta.VERSION
-_SETTINGS = settings_mod.Settings()
-JSONDict = dict[str, Any]
 
 
-class State:
-    probing = asyncio.Semaphore(_SETTINGS.probe_concurrency)
-
-
-def _model(intg: JSONDict) -> integration.Integration | None:
+def _model(intg: meta.JSONDict) -> integration.Integration | None:
     try:
         return integration.Integration.model_validate(
             {k: intg[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in intg}
@@ -52,7 +46,7 @@ def _model(intg: JSONDict) -> integration.Integration | None:
         return None
 
 
-async def _health(intg: JSONDict, namespace: str) -> integrations.Health:
+async def _health(ctx: context.Context, intg: meta.JSONDict, namespace: str) -> integrations.Health:
     """Probe the Integration as a runner would use it; never raises, never shows a secret."""
     redactor = redact.Redactor()
     model = _model(intg)
@@ -61,18 +55,19 @@ async def _health(intg: JSONDict, namespace: str) -> integrations.Health:
         return integrations.Health(
             False, "InvalidSpec", f"integration {name!r} does not match the Integration schema"
         )
-    provider = kube_integrations.KubeIntegrations(handlers.client(), namespace, cache_seconds=0)
+    provider = kube_integrations.KubeIntegrations(ctx.client, namespace, cache_seconds=0)
+    timeout = ctx.settings.probe_timeout_seconds
     try:
         info = await provider.resolve(model, redactor)
-        async with State.probing:
-            result = await probe.check(info, redactor, timeout=_SETTINGS.probe_timeout_seconds)
+        async with ctx.probing:
+            result = await probe.check(info, redactor, timeout=timeout)
     except errors.AutoflowError as exc:  # reading its Secrets, or fetching an OAuth2 token
         result = probe.failed(name or "", exc, redactor)
     return integrations.Health(result.ready, result.reason, redactor.text(result.message))
 
 
 async def _refresh_token(
-    intg: JSONDict, namespace: str, now: float
+    client: kube.Client, intg: meta.JSONDict, namespace: str, now: float
 ) -> tuple[integrations.Health | None, str | None]:
     """Refresh an authorization-code token that is due into the managed Secret.
 
@@ -84,7 +79,6 @@ async def _refresh_token(
         return None, None
     name = model.metadata.name or ""
     redactor = redact.Redactor()
-    client = handlers.client()
     ref = model.spec.secret_ref
     creds = await _secret_data(client, namespace, ref.name if ref else None, redactor)
     managed = await _secret_data(client, namespace, spec.token_secret_name, redactor)
@@ -121,12 +115,9 @@ async def _secret_data(
 ) -> dict[str, str]:
     if not name:
         return {}
-    try:
-        obj = await client.get(kube.path(kube.CORE, "secrets", namespace, name))
-    except kube.ApiError as exc:
-        if exc.not_found:
-            return {}
-        raise
+    obj = await client.get_or_none(kube.paths.secret(namespace, name))
+    if obj is None:
+        return {}
     values = kube_integrations.decode_secret(obj)
     for value in values.values():
         redactor.add(value)
@@ -134,17 +125,15 @@ async def _secret_data(
 
 
 async def _write_token_secret(
-    client: kube.Client, intg: JSONDict, name: str, data: dict[str, str]
+    client: kube.Client, intg: meta.JSONDict, name: str, data: dict[str, str]
 ) -> None:
     meta_ = intg["metadata"]
     namespace = meta_["namespace"]
-    url = kube.path(kube.CORE, "secrets", namespace, name)
     try:
-        await client.patch(url, {"stringData": data})
+        await client.patch(kube.paths.secret(namespace, name), {"stringData": data})
         return
-    except kube.ApiError as exc:
-        if not exc.not_found:
-            raise
+    except kube.NotFound:
+        pass
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -156,18 +145,11 @@ async def _write_token_secret(
                 "app.kubernetes.io/managed-by": "autoflow",
                 "autoflow.dev/integration": meta_["name"],
             },
-            "ownerReferences": [
-                {
-                    "apiVersion": intg.get("apiVersion") or f"{GROUP}/{VERSION}",
-                    "kind": "Integration",
-                    "name": meta_["name"],
-                    "uid": meta_["uid"],
-                }
-            ],
+            "ownerReferences": [meta.owner_reference(intg, "Integration", controller=False)],
         },
         "stringData": data,
     }
-    await client.create(kube.path(kube.CORE, "secrets", namespace), secret)
+    await client.create(kube.paths.secret(namespace), secret)
 
 
 def _token_expiry(data: dict[str, str]) -> str | None:
@@ -177,16 +159,16 @@ def _token_expiry(data: dict[str, str]) -> str | None:
     return integrations.iso(token.expires_at.timestamp())
 
 
-@kopf.timer(GROUP, VERSION, "integrations", interval=_SETTINGS.integration_tick_seconds)
 async def integration_tick(
-    body: kopf.Body, namespace: str | None, patch: kopf.Patch, **_: Any
+    body: kopf.Body, namespace: str | None, patch: kopf.Patch, memo: kopf.Memo, **_: Any
 ) -> None:
+    ctx = context.of(memo)
     intg = dict(body)
     ns = namespace or ""
     now = time.time()
     failure, expiry = None, None
     if integrations.refresh_due(intg, now):
-        failure, expiry = await _refresh_token(intg, ns, now)
+        failure, expiry = await _refresh_token(ctx.client, intg, ns, now)
         if failure is None and expiry != (intg.get("status") or {}).get("tokenExpiresAt"):
             patch.status["tokenExpiresAt"] = expiry
     if failure is None and not integrations.due(intg, now):
@@ -196,6 +178,14 @@ async def integration_tick(
         if failure is None and not integrations.enabled(intg):
             status = integrations.disabled_status(intg, now)
         else:
-            status = integrations.probe_status(intg, failure or await _health(intg, ns), now)
+            status = integrations.probe_status(intg, failure or await _health(ctx, intg, ns), now)
     patch.status.update(status)
-    events.post(intg, integrations.event_for(old, status))
+    posting.post(intg, integrations.event_for(old, status))
+
+
+def register(registry: kopf.OperatorRegistry, settings: settings_mod.Settings) -> None:
+    """Add the Integrations' timer to ``registry``, ticking as often as the settings say."""
+    interval = settings.integration_tick_seconds
+    kopf.timer(GROUP, VERSION, "integrations", interval=interval, registry=registry)(
+        integration_tick
+    )

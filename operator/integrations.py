@@ -21,7 +21,7 @@ A user (or the web UI) asks for a probe now by setting the annotation
 from __future__ import annotations
 
 import hashlib
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from autoflow.crds import conditions, meta
 from autoflow.operator import events
@@ -36,11 +36,9 @@ BACKOFF_CAP = 600.0
 REFRESH_MARGIN = 300.0
 REFRESH_FAILURES = ("TokenRefreshFailed", "SecretMissing")
 
-JSONDict = dict[str, Any]
-
 
 class Health(NamedTuple):
-    """A probe's verdict, as ``runners.probe.check`` returns it."""
+    """A probe's verdict, as ``runners.access.probe.check`` returns it."""
 
     ready: bool
     reason: str
@@ -55,15 +53,15 @@ def epoch(text: str | None) -> float | None:
     return meta.epoch(text, lenient=True)
 
 
-def _check(intg: JSONDict) -> JSONDict:
+def _check(intg: meta.JSONDict) -> meta.JSONDict:
     return ((intg.get("spec") or {}).get("healthCheck")) or {}
 
 
-def enabled(intg: JSONDict) -> bool:
+def enabled(intg: meta.JSONDict) -> bool:
     return bool(_check(intg).get("enabled", True))
 
 
-def interval(intg: JSONDict) -> float:
+def interval(intg: meta.JSONDict) -> float:
     raw = _check(intg).get("interval")
     return meta.parse_duration(raw) if raw is not None else DEFAULT_INTERVAL
 
@@ -79,13 +77,13 @@ def backoff(failures: int, every: float) -> float:
     return float(min(BACKOFF_FIRST * 2.0 ** (failures - 1), max(every, BACKOFF_CAP)))
 
 
-def next_check(intg: JSONDict, failures: int, now: float) -> float:
+def next_check(intg: meta.JSONDict, failures: int, now: float) -> float:
     uid = str((intg.get("metadata") or {}).get("uid") or "")
     wait = backoff(failures, interval(intg)) if failures else interval(intg)
     return now + wait * _jitter(uid, now)
 
 
-def due(intg: JSONDict, now: float) -> bool:
+def due(intg: meta.JSONDict, now: float) -> bool:
     """Whether the Integration should be probed now."""
     status = intg.get("status") or {}
     generation = (intg.get("metadata") or {}).get("generation")
@@ -104,7 +102,7 @@ def due(intg: JSONDict, now: float) -> bool:
     return upcoming is None or now >= upcoming
 
 
-def refresh_due(intg: JSONDict, now: float) -> bool:
+def refresh_due(intg: meta.JSONDict, now: float) -> bool:
     """Whether to look at (and maybe refresh) the OAuth2 token in the managed Secret now.
 
     With every probe, and when ``tokenExpiresAt`` comes within the margin; otherwise the
@@ -124,7 +122,7 @@ def refresh_due(intg: JSONDict, now: float) -> bool:
     return expires is not None and expires - REFRESH_MARGIN <= now
 
 
-def probe_status(intg: JSONDict, health: Health, now: float) -> JSONDict:
+def probe_status(intg: meta.JSONDict, health: Health, now: float) -> meta.JSONDict:
     """The status after a probe (or after a failure that kept the probe from running)."""
     old = intg.get("status") or {}
     generation = (intg.get("metadata") or {}).get("generation")
@@ -142,7 +140,7 @@ def probe_status(intg: JSONDict, health: Health, now: float) -> JSONDict:
     }
 
 
-def disabled_status(intg: JSONDict, now: float) -> JSONDict:
+def disabled_status(intg: meta.JSONDict, now: float) -> meta.JSONDict:
     """Health checks are off: Ready is Unknown (the metric drops the series), nothing probed."""
     old = intg.get("status") or {}
     generation = (intg.get("metadata") or {}).get("generation")
@@ -163,7 +161,7 @@ def disabled_status(intg: JSONDict, now: float) -> JSONDict:
     }
 
 
-def event_for(old: JSONDict, new: JSONDict) -> events.Event | None:
+def event_for(old: meta.JSONDict, new: meta.JSONDict) -> events.Event | None:
     """Warning when an Integration stops being Ready (or fails for a new reason); Normal when
     it is Ready again. A probe that ends as the last one did posts nothing."""
     was = conditions.get(old.get("conditions"), READY) or {}

@@ -27,18 +27,26 @@ def _kopf_record(record: logging.LogRecord) -> bool:
 def main(namespaces: list[str] | None = None, standalone: bool = True) -> int:
     import kopf
 
-    from autoflow.operator import (  # noqa: F401  (register handlers)
+    from autoflow.operator import (
+        context,
         handlers,
         integration_handlers,
         schedule_handlers,
+        workflow_handlers,
     )
     from autoflow.runners import logs
 
     settings = settings_mod.Settings()
+    # kopf's own registry: it holds kopf's login handler (credentials from the kubeconfig).
+    registry = kopf.get_default_registry()
+    handlers.register(registry, settings)
+    workflow_handlers.register(registry, settings)
+    schedule_handlers.register(registry, settings)
+    integration_handlers.register(registry, settings)
     if settings.webhook_port:
         from autoflow.operator import webhook
 
-        webhook.register(settings)
+        webhook.register(registry, settings)
     level = logging.getLevelNamesMapping()[settings.log_level.upper()]
     logs.configure("json", level)
     handler = logging.StreamHandler(sys.stderr)
@@ -51,6 +59,8 @@ def main(namespaces: list[str] | None = None, standalone: bool = True) -> int:
     chosen = namespaces or settings.namespace_list()
     asyncio.run(
         kopf.operator(
+            registry=registry,
+            memo=kopf.Memo({context.SETTINGS: settings}),
             standalone=standalone,
             clusterwide=not chosen,
             namespaces=chosen or [],

@@ -117,18 +117,6 @@ def labels(run: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def owner_reference(run: dict[str, Any]) -> dict[str, Any]:
-    meta_ = run["metadata"]
-    return {
-        "apiVersion": meta.API_VERSION,
-        "kind": "WorkflowRun",
-        "name": meta_["name"],
-        "uid": meta_["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
 def owned_by(obj: dict[str, Any], run: dict[str, Any]) -> bool:
     """Whether ``obj`` was made for this run (not for an earlier run of the same name)."""
     uid = run["metadata"]["uid"]
@@ -257,7 +245,7 @@ def render_runner_access(
         "name": name,
         "namespace": namespace,
         "labels": labels(run),
-        "ownerReferences": [owner_reference(run)],
+        "ownerReferences": [meta.owner_reference(run, "WorkflowRun")],
     }
     account = runner_service_account(run)
     objs: list[dict[str, Any]] = []
@@ -347,7 +335,7 @@ def render_job(run: dict[str, Any], settings: settings_mod.Settings) -> dict[str
             "name": job_name(run),
             "namespace": meta_["namespace"],
             "labels": labels_,
-            "ownerReferences": [owner_reference(run)],
+            "ownerReferences": [meta.owner_reference(run, "WorkflowRun")],
         },
         "spec": spec,
     }
@@ -439,59 +427,3 @@ def cancelled(run: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any]
     if job is None:
         return finished_status(run, "Cancelled", "Cancelled", "cancelled before the runner started")
     return summarize(run, job)
-
-
-# -- history --------------------------------------------------------------------------------
-
-
-def finished_at(run: dict[str, Any]) -> float | None:
-    """When a finished run finished (seconds since the epoch); None while it runs."""
-    if not is_finished(run):
-        return None
-    status = run.get("status") or {}
-    return meta.epoch(status.get("finishedAt")) or meta.epoch(
-        run["metadata"].get("creationTimestamp")
-    )
-
-
-def expired_runs(
-    items: Iterable[dict[str, Any]], wf_name: str, history: dict[str, Any] | None, now: float
-) -> list[dict[str, Any]]:
-    """The finished runs of workflow ``wf_name`` to delete under its ``runHistory``.
-
-    Beyond ``successfulRunsLimit`` (phase Succeeded) or ``failedRunsLimit`` (Failed and
-    Cancelled) the oldest go; any older than ``ttlSecondsAfterFinished`` go as well.
-    """
-    if not history:
-        return []
-    done = [
-        (finished_at(r) or 0.0, r)
-        for r in items
-        if is_finished(r)
-        and workflow_name(r) == wf_name
-        and not r["metadata"].get("deletionTimestamp")
-    ]
-    done.sort(key=lambda pair: (pair[0], pair[1]["metadata"].get("creationTimestamp", "")))
-    doomed: dict[str, dict[str, Any]] = {}
-    ttl = history.get("ttlSecondsAfterFinished")
-    if ttl is not None:
-        doomed.update({r["metadata"]["uid"]: r for at, r in done if at + ttl <= now})
-    for limit, phases in (
-        (history.get("successfulRunsLimit"), {"Succeeded"}),
-        (history.get("failedRunsLimit"), {"Failed", "Cancelled"}),
-    ):
-        if limit is None:
-            continue
-        kept = [r for _, r in done if phase_of(r) in phases]
-        for r in kept[: max(0, len(kept) - limit)]:
-            doomed[r["metadata"]["uid"]] = r
-    return [r for _, r in done if r["metadata"]["uid"] in doomed]
-
-
-def expires_at(run: dict[str, Any], history: dict[str, Any] | None) -> float | None:
-    """When ``ttlSecondsAfterFinished`` makes a finished run due for deletion, if it does."""
-    ttl = (history or {}).get("ttlSecondsAfterFinished")
-    at = finished_at(run)
-    if ttl is None or at is None:
-        return None
-    return at + float(ttl)

@@ -226,18 +226,6 @@ def run_name(schedule_body: dict[str, Any], fire: datetime.datetime) -> str:
     return f"{prefix}-{digest[:DIGEST_LENGTH]}"
 
 
-def owner_reference(schedule_body: dict[str, Any]) -> dict[str, Any]:
-    meta_ = schedule_body["metadata"]
-    return {
-        "apiVersion": meta.API_VERSION,
-        "kind": "Schedule",
-        "name": meta_["name"],
-        "uid": meta_["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
 def render_run(schedule_body: dict[str, Any], fire: datetime.datetime) -> dict[str, Any]:
     """The WorkflowRun that carries out ``fire``: the Schedule's workflow and inputs."""
     meta_, spec = schedule_body["metadata"], schedule_body["spec"]
@@ -252,7 +240,7 @@ def render_run(schedule_body: dict[str, Any], fire: datetime.datetime) -> dict[s
                 runs_mod.LABEL_WORKFLOW: runs_mod.label_value(spec["workflowRef"]["name"]),
             },
             "annotations": {ANNOTATION_SCHEDULED_TIME: format_time(fire)},
-            "ownerReferences": [owner_reference(schedule_body)],
+            "ownerReferences": [meta.owner_reference(schedule_body, "Schedule")],
         },
         "spec": {
             "workflowRef": dict(spec["workflowRef"]),

@@ -194,7 +194,7 @@ def server(settings: settings_mod.Settings) -> Server:
     )
 
 
-def register(settings: settings_mod.Settings) -> None:
+def register(registry: kopf.OperatorRegistry, settings: settings_mod.Settings) -> None:
     """Register the webhook's handler and, at startup, its server and managed configuration
     (only when ``AUTOFLOW_WEBHOOK_PORT`` is set: kopf refuses handlers without a server)."""
     kopf.on.validate(
@@ -204,11 +204,12 @@ def register(settings: settings_mod.Settings) -> None:
         id=HANDLER_ID,
         operations=["CREATE", "UPDATE"],
         ignore_failures=settings.webhook_failure_policy == "Ignore",
+        registry=registry,
     )(validate_workflow)
 
     ours = settings
 
-    @kopf.on.startup()
+    @kopf.on.startup(registry=registry)
     async def webhook_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.admission.server = server(ours)
         settings.admission.managed = ours.webhook_configuration

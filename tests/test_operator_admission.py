@@ -382,9 +382,6 @@ class FakeAPI:
         self.patched: dict[str, Any] = {}
         self.before_write: Callable[[dict[str, Any]], None] | None = None
 
-    def client(self) -> FakeAPI:
-        return self
-
     async def list(self, url: str) -> list[dict[str, Any]]:
         unlabelled = "%21" in url or "!" in url
         found = [
@@ -424,7 +421,7 @@ class FakeAPI:
 
 
 def admissions(api: FakeAPI) -> admission.Admissions:
-    return admission.Admissions(api.client, api.write, api.launch, backoff=0.01)  # type: ignore[arg-type]
+    return admission.Admissions(api, api.write, api.launch, backoff=0.01)  # type: ignore[arg-type]
 
 
 async def test_of_two_runs_started_at_once_the_older_takes_the_last_slot() -> None:

@@ -17,10 +17,13 @@ from typing import Any
 import pytest
 import yaml
 
+from autoflow.crds import meta
 from autoflow.operator import events, runs, workflows
+from autoflow.operator import history as history_mod
 from autoflow.operator import settings as settings_mod
-from autoflow.runners import job as job_mod
 from autoflow.runners import kube
+from autoflow.runners.job import journal as journal_mod
+from autoflow.runners.job import runner as job_mod
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 UID = "0f9a1c52-7d2e-4c1b-9d8e-3a6b5c4d2e1f"
@@ -270,7 +273,7 @@ def test_the_job_runs_the_runner_for_this_run() -> None:
         "autoflow.dev/run-uid": UID,
         "autoflow.dev/workflow": "orders",
     }
-    assert job["metadata"]["ownerReferences"] == [runs.owner_reference(run())]
+    assert job["metadata"]["ownerReferences"] == [meta.owner_reference(run(), "WorkflowRun")]
     spec = job["spec"]
     assert spec["backoffLimit"] == 3
     assert spec["ttlSecondsAfterFinished"] == 3600
@@ -535,14 +538,17 @@ def _names(found: list[dict[str, Any]]) -> list[str]:
 def test_history_deletes_the_oldest_finished_runs_of_the_workflow(
     history: dict[str, Any] | None, expected: list[str]
 ) -> None:
-    assert _names(runs.expired_runs(HISTORY, "orders", history, NOW)) == expected
+    assert _names(history_mod.expired_runs(HISTORY, "orders", history, NOW)) == expected
 
 
 def test_a_run_expires_its_ttl_after_it_finished() -> None:
     done = _finished("ok-1", "Succeeded", "2025-03-01T09:00:00Z")
-    assert runs.expires_at(done, {"ttlSecondsAfterFinished": 60}) == NOW - 240
-    assert runs.expires_at(done, {"successfulRunsLimit": 1}) is None
-    assert runs.expires_at(run(status={"phase": "Running"}), {"ttlSecondsAfterFinished": 1}) is None
+    assert history_mod.expires_at(done, {"ttlSecondsAfterFinished": 60}) == NOW - 240
+    assert history_mod.expires_at(done, {"successfulRunsLimit": 1}) is None
+    assert (
+        history_mod.expires_at(run(status={"phase": "Running"}), {"ttlSecondsAfterFinished": 1})
+        is None
+    )
 
 
 # -- the Workflow's Ready condition ------------------------------------------------------------
@@ -695,9 +701,9 @@ class FakeClient:
 HEADER = {"t": "run", "runId": UID, "workflow": "orders", "specHash": "h", "inputs": {}}
 
 
-def _journal(status: dict[str, Any] | None = None) -> tuple[job_mod.StatusJournal, FakeClient]:
+def _journal(status: dict[str, Any] | None = None) -> tuple[journal_mod.StatusJournal, FakeClient]:
     client = FakeClient()
-    journal = job_mod.StatusJournal(client, run(status=status), HEADER)  # type: ignore[arg-type]
+    journal = journal_mod.StatusJournal(client, run(status=status), HEADER)  # type: ignore[arg-type]
     return journal, client
 
 
@@ -780,14 +786,17 @@ def test_the_end_marks_steps_stopped_in_flight() -> None:
 def test_large_outputs_are_replaced_by_a_marker() -> None:
     async def write() -> dict[str, Any]:
         journal, client = _journal()
-        big = "x" * (job_mod.MAX_STEP_OUTPUT_BYTES + 1)
+        big = "x" * (journal_mod.MAX_STEP_OUTPUT_BYTES + 1)
         journal.append({"t": "step", "step": "a", "phase": "Succeeded", "output": big})
         await journal.flush()
         return client.patches[-1]
 
     (step,) = asyncio.run(write())["steps"]
     assert step["outputTruncated"] is True
-    assert step["output"]["truncated"] is True and len(step["output"]["preview"]) == job_mod.PREVIEW
+    assert (
+        step["output"]["truncated"] is True
+        and len(step["output"]["preview"]) == journal_mod.PREVIEW
+    )
 
 
 def test_one_oversized_run_output_is_truncated_and_the_others_kept() -> None:
@@ -795,7 +804,7 @@ def test_one_oversized_run_output_is_truncated_and_the_others_kept() -> None:
         journal, client = _journal()
         outputs = {
             "total": 42,
-            "report": "r" * job_mod.MAX_RUN_OUTPUTS_BYTES,
+            "report": "r" * journal_mod.MAX_RUN_OUTPUTS_BYTES,
             "ids": list(range(100)),
         }
         journal.append({"t": "end", "phase": "Succeeded", "outputs": outputs, "at": 1.0})
@@ -805,22 +814,22 @@ def test_one_oversized_run_output_is_truncated_and_the_others_kept() -> None:
     outputs = asyncio.run(write())["outputs"]
     assert outputs["total"] == 42 and outputs["ids"] == list(range(100))
     report = outputs["report"]
-    assert report["truncated"] is True and report["bytes"] == job_mod.MAX_RUN_OUTPUTS_BYTES + 2
-    assert report["preview"].startswith('"rrr') and len(report["preview"]) == job_mod.PREVIEW
+    assert report["truncated"] is True and report["bytes"] == journal_mod.MAX_RUN_OUTPUTS_BYTES + 2
+    assert report["preview"].startswith('"rrr') and len(report["preview"]) == journal_mod.PREVIEW
 
 
 def test_run_outputs_are_truncated_largest_first_until_they_fit() -> None:
     limit = 4000
     outputs = {"a": "a" * 1500, "b": "b" * 2500, "c": "c" * 1000, "n": 1}
-    kept = job_mod.bounded_outputs(outputs, limit)
+    kept = journal_mod.bounded_outputs(outputs, limit)
     assert kept["b"]["truncated"] is True  # the largest alone makes room
     assert (kept["a"], kept["c"], kept["n"]) == (outputs["a"], outputs["c"], 1)
-    assert job_mod.bounded_outputs({"n": 1}, limit) == {"n": 1}
-    assert job_mod.bounded_outputs(None, limit) is None
+    assert journal_mod.bounded_outputs({"n": 1}, limit) == {"n": 1}
+    assert journal_mod.bounded_outputs(None, limit) is None
     # Not a mapping, or too many outputs even as markers: one marker, as for a step output.
-    assert job_mod.bounded_outputs("x" * limit, limit)["truncated"] is True
+    assert journal_mod.bounded_outputs("x" * limit, limit)["truncated"] is True
     many = {f"o{i}": "x" * 2000 for i in range(20)}
-    assert job_mod.bounded_outputs(many, limit)["truncated"] is True
+    assert journal_mod.bounded_outputs(many, limit)["truncated"] is True
 
 
 def test_a_failed_write_is_written_again_by_the_next_flush() -> None:

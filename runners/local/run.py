@@ -5,7 +5,7 @@ come from environment variables ``AUTOFLOW_SECRET_<INTEGRATION>_<KEY>`` (upper c
 ``.`` as ``_``) or from a secrets file (``--secrets FILE``: a YAML mapping of integration name
 to key/value pairs), never from the manifest. An OAuth2 Integration's tokens are keys there
 too (``accessToken``, ``refreshToken``, ``expiresAt``, as ``autoflow integrations authorize``
-writes them); an expired one is refreshed in memory for the run (``runners.oauth2``).
+writes them); an expired one is refreshed in memory for the run (``runners.access.oauth2``).
 
 With ``--journal DIR`` the run is journaled to ``DIR/<workflow>.jsonl``. Starting again with an
 unfinished journal resumes that run after its last journaled step, with the inputs it started

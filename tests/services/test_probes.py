@@ -1,7 +1,7 @@
 """Health probes of the protocol connectors against real PostgreSQL, Redis, NATS and SMTP.
 
 Each probe runs as the operator and ``autoflow integrations test`` run it
-(``runners.probe.check`` on an Integration resource, secrets through the local provider, see
+(``runners.access.probe.check`` on an Integration resource, secrets through the local provider, see
 ``tests/probing.py``): with the right credentials it is Ready and says what answered; a wrong
 password is ``CredentialsRejected`` (and the password is in no message), a port nobody
 listens on is ``Unreachable``, a server that accepts connections but never says a word is

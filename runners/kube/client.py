@@ -1,10 +1,9 @@
-"""The one thin layer through which Autoflow talks to the Kubernetes API.
+"""The async Kubernetes API client: a small shell on httpx that sends what ``paths`` builds.
 
-Requests are built by pure functions (``path``) and sent by a small async shell (``Client``)
-on httpx; everything above it (the Job runner, the operator's reconcilers, the test executor)
-works on plain dicts. Connection settings come from a kubeconfig or the in-cluster service
-account, read by the ``kubernetes`` package's well-kept loader, so tokens, exec plugins and
-client certificates behave as they do for kubectl.
+A refusal raises the ``errors`` class that names it (``NotFound``, ``Conflict``, ...);
+everything above works on plain dicts. Connection settings come from a kubeconfig or the
+in-cluster service account, read by the ``kubernetes`` package's well-kept loader, so tokens,
+exec plugins and client certificates behave as they do for kubectl.
 """
 
 from __future__ import annotations
@@ -13,18 +12,14 @@ import asyncio
 import json
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import httpx
 
-from autoflow.crds import errors, meta
-
-CORE = ("", "v1")
-BATCH = ("batch", "v1")
-RBAC = ("rbac.authorization.k8s.io", "v1")
-AUTOFLOW = (meta.GROUP, meta.VERSION)
+from autoflow.crds import meta
+from autoflow.runners.kube import errors
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -33,54 +28,6 @@ APPLY_PATCH = "application/apply-patch+yaml"
 # its pool on each request (a poll per socket); 16 kept the operator's CPU per dispatched
 # run at about half of what 64 took, at the same or better throughput (benchmarks/operator.py).
 MAX_CONNECTIONS = 16
-
-
-class ApiError(errors.AutoflowError):
-    """The API server refused a request; ``status`` and ``reason`` as it answered them."""
-
-    def __init__(
-        self, status: int, reason: str, message: str, details: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(f"Kubernetes API: {status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.details = details or {}
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-    @property
-    def conflict(self) -> bool:
-        return self.status == 409
-
-    @property
-    def namespace_terminating(self) -> bool:
-        """Refused because the namespace is being deleted: nothing can be made there again."""
-        causes = self.details.get("causes") or []
-        return any(c.get("reason") == "NamespaceTerminating" for c in causes)
-
-
-def path(
-    api: tuple[str, str],
-    plural: str,
-    namespace: str | None = None,
-    name: str | None = None,
-    subresource: str | None = None,
-    query: Mapping[str, str] | None = None,
-) -> str:
-    """The URL path of a collection, an object or a subresource."""
-    group, version = api
-    parts = ["/api", version] if not group else ["/apis", group, version]
-    if namespace:
-        parts += ["namespaces", quote(namespace, safe="")]
-    parts.append(plural)
-    if name:
-        parts.append(quote(name, safe=""))
-    if subresource:
-        parts.append(subresource)
-    text = "/".join(parts)
-    return f"{text}?{urlencode(query)}" if query else text
 
 
 class Client:
@@ -166,45 +113,52 @@ class Client:
             async with self._slots:
                 response = await self._http.request(method, url, content=content, headers=headers)
         except httpx.HTTPError as exc:
-            raise ApiError(0, "ConnectionError", f"{method} {url}: {exc}") from None
+            raise errors.refused(0, "ConnectionError", f"{method} {url}: {exc}") from None
         if response.status_code >= 400:
-            details: dict[str, Any] = {}
+            details: meta.JSONDict = {}
             try:
                 status = response.json()
                 reason, message = status.get("reason", ""), status.get("message", response.text)
                 details = status.get("details") or {}
             except ValueError:
                 reason, message = response.reason_phrase, response.text[:500]
-            raise ApiError(response.status_code, reason, message, details)
+            raise errors.refused(response.status_code, reason, message, details)
         return response.json() if response.content else None
 
-    async def get(self, url: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("GET", url)
+    async def get(self, url: str) -> meta.JSONDict:
+        result: meta.JSONDict = await self.request("GET", url)
         return result
 
-    async def list(self, url: str) -> list[dict[str, Any]]:
+    async def get_or_none(self, url: str) -> meta.JSONDict | None:
+        """The object at ``url``, or None when there is none."""
+        try:
+            return await self.get(url)
+        except errors.NotFound:
+            return None
+
+    async def list(self, url: str) -> list[meta.JSONDict]:
         result = await self.request("GET", url)
-        items: list[dict[str, Any]] = result.get("items", [])
+        items: list[meta.JSONDict] = result.get("items", [])
         return items
 
-    async def create(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("POST", url, body)
+    async def create(self, url: str, body: meta.JSONDict) -> meta.JSONDict:
+        result: meta.JSONDict = await self.request("POST", url, body)
         return result
 
-    async def patch(self, url: str, body: Any, content_type: str = MERGE_PATCH) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("PATCH", url, body, content_type)
+    async def patch(self, url: str, body: Any, content_type: str = MERGE_PATCH) -> meta.JSONDict:
+        result: meta.JSONDict = await self.request("PATCH", url, body, content_type)
         return result
 
-    async def replace(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("PUT", url, body)
+    async def replace(self, url: str, body: meta.JSONDict) -> meta.JSONDict:
+        result: meta.JSONDict = await self.request("PUT", url, body)
         return result
 
-    async def delete(self, url: str, body: dict[str, Any] | None = None) -> Any:
+    async def delete(self, url: str, body: meta.JSONDict | None = None) -> Any:
         return await self.request("DELETE", url, body)
 
     async def watch(
         self, url: str, resource_version: str | None = None, timeout_seconds: int = 300
-    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    ) -> AsyncIterator[tuple[str, meta.JSONDict]]:
         """(event type, object) pairs from a watch of a collection URL."""
         sep = "&" if "?" in url else "?"
         query = {"watch": "true", "timeoutSeconds": str(timeout_seconds)}
@@ -214,7 +168,9 @@ class Client:
         async with self._http.stream("GET", full, timeout=None) as response:
             if response.status_code >= 400:
                 await response.aread()
-                raise ApiError(response.status_code, response.reason_phrase, response.text[:500])
+                raise errors.refused(
+                    response.status_code, response.reason_phrase, response.text[:500]
+                )
             async for line in response.aiter_lines():
                 if line.strip():
                     event = json.loads(line)

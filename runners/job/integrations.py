@@ -127,27 +127,23 @@ class KubeIntegrations:
             entry = self._cache.get(key)
             if entry is not None and time.monotonic() - entry.at < self._cache_seconds:
                 return entry.value  # type: ignore[no-any-return]
-            api = kube.AUTOFLOW if plural == "integrations" else kube.CORE
+            url = (kube.paths.integration if plural == "integrations" else kube.paths.secret)(
+                self._namespace, name
+            )
             try:
-                value: dict[str, Any] | None = await self._client.get(
-                    kube.path(api, plural, self._namespace, name)
-                )
+                value = await self._client.get_or_none(url)
+            except (kube.Unauthorized, kube.Forbidden) as exc:
+                kind = "Integration" if plural == "integrations" else "Secret"
+                raise errors.PermanentError(
+                    f"the runner may not read {kind} {self._namespace}/{name} "
+                    f"(Kubernetes API: {exc.status} {exc.reason}); the operator grants "
+                    "a run access to the Integrations its Workflow names and their "
+                    "Secrets when the run starts"
+                ) from None
             except kube.ApiError as exc:
-                if exc.not_found:
-                    value = None
-                elif exc.status in (401, 403):
-                    kind = "Integration" if plural == "integrations" else "Secret"
-                    raise errors.PermanentError(
-                        f"the runner may not read {kind} {self._namespace}/{name} "
-                        f"(Kubernetes API: {exc.status} {exc.reason}); the operator grants "
-                        "a run access to the Integrations its Workflow names and their "
-                        "Secrets when the run starts"
-                    ) from None
-                else:
-                    raise errors.RetryableError(
-                        f"cannot read {plural[:-1]} {name!r}: Kubernetes API {exc.status} "
-                        f"{exc.reason}"
-                    ) from None
+                raise errors.RetryableError(
+                    f"cannot read {plural[:-1]} {name!r}: Kubernetes API {exc.status} {exc.reason}"
+                ) from None
             self._cache[key] = _Entry(value)
             return value
 
