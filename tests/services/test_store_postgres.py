@@ -20,6 +20,7 @@ from store_contract import StoreContract
 
 from autoflow.runners import store
 from autoflow.runners.store import journal as store_journal
+from autoflow.runners.store import migrations
 
 
 @pytest.fixture
@@ -134,7 +135,7 @@ def test_the_cli_migrates_runs_and_lists_history_in_postgres(
 
     migrated = autoflow_cli("store", "migrate", env={"AUTOFLOW_STORE_URL": url})
     assert migrated.returncode == 0, migrated.stderr
-    assert "schema version 1" in migrated.stdout
+    assert f"schema version {migrations.LATEST}" in migrated.stdout
     assert postgres_db.password not in migrated.stdout
 
     ran = autoflow_cli("run", str(wf), "--store", url, "--output", "json")
