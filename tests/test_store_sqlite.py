@@ -7,6 +7,7 @@ write blocked by another process holding the database is retried until it goes t
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -25,12 +26,19 @@ def store_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def raw_sql(store_url: str) -> Callable[[str], None]:
-    def run(statement: str) -> None:
-        with sqlite3.connect(store.sqlite_path(store_url)) as conn:
-            conn.execute(statement)
+def raw_sql(store_url: str) -> Callable[[str], list[tuple[Any, ...]]]:
+    def run(statement: str) -> list[tuple[Any, ...]]:
+        path = store.sqlite_path(store_url)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with sqlite3.connect(path) as conn:
+            return conn.execute(statement).fetchall()
 
     return run
+
+
+@pytest.fixture
+def tables(raw_sql: Callable[[str], list[tuple[Any, ...]]]) -> Callable[[], list[str]]:
+    return lambda: [r[0] for r in raw_sql("SELECT name FROM sqlite_master WHERE type = 'table'")]
 
 
 class TestSqliteStore(StoreContract):

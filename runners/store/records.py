@@ -204,9 +204,7 @@ def to_rows(
             if rec["phase"] in FINISHED_STEP:
                 ok, failed = _outcome(rec["phase"])
                 ms = _ms(started, finished)
-                rows.rollup_steps.append(
-                    (rec["step"], bucket(ms), ok, failed, run_id, rec["step"])
-                )
+                rows.rollup_steps.append((rec["step"], bucket(ms), ok, failed, run_id, rec["step"]))
             rows.steps.append(
                 (
                     rec["step"],

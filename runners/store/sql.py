@@ -405,9 +405,7 @@ NTH_NEWEST_FINISHED = (
     "SELECT started_at, run_id FROM autoflow_runs WHERE namespace = ? AND workflow = ? "
     "AND phase <> 'Running' ORDER BY started_at DESC, run_id DESC LIMIT 1 OFFSET ?"
 )
-AUDIT = (
-    "SELECT at, action, actor, what, count FROM autoflow_audit ORDER BY at DESC LIMIT ?"
-)
+AUDIT = "SELECT at, action, actor, what, count FROM autoflow_audit ORDER BY at DESC LIMIT ?"
 GET_SPEC = "SELECT spec, workflow FROM autoflow_specs WHERE spec_hash = ?"
 VERSIONS = (
     "SELECT r.spec_hash, count(*), min(r.started_at), max(r.started_at), "

@@ -29,12 +29,19 @@ def store_url(postgres_db: servers.Postgres) -> str:
 
 
 @pytest.fixture
-def raw_sql(store_url: str) -> Callable[[str], None]:
-    def run(statement: str) -> None:
+def raw_sql(store_url: str) -> Callable[[str], list[tuple[Any, ...]]]:
+    def run(statement: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(store_url, autocommit=True) as conn:
-            conn.execute(statement)  # type: ignore[call-overload]
+            cur = conn.execute(statement)  # type: ignore[call-overload]
+            return cur.fetchall() if cur.description else []
 
     return run
+
+
+@pytest.fixture
+def tables(raw_sql: Callable[[str], list[tuple[Any, ...]]]) -> Callable[[], list[str]]:
+    query = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+    return lambda: [r[0] for r in raw_sql(query)]
 
 
 class TestPostgresStore(StoreContract):
