@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import datetime
 import json
 import math
 import time
@@ -287,7 +288,11 @@ class SqlStore(store.Store):
         given = dict(policies or {})
         groups: list[tuple[str, list[Any], tuple[Any, ...]]] = []
         specs: dict[str, store.Retention | None] = {}
+        seen: set[tuple[str, str]] = set()
         for namespace, wf, spec_hash in await self._fetch(sql.NEWEST_PER_WORKFLOW, []):
+            if (namespace, wf) in seen:  # two newest runs started at the same moment
+                continue
+            seen.add((namespace, wf))
             policy = given.get((namespace, wf))
             if policy is None:
                 if spec_hash not in specs:
@@ -371,10 +376,10 @@ def _describe(where: store.RunFilter) -> str:
         value = getattr(where, name)
         if value:
             parts.append(f"{name.replace('_', ' ')} {value}")
-    if where.since is not None:
-        parts.append(f"started from {where.since:.0f}")
-    if where.until is not None:
-        parts.append(f"started before {where.until:.0f}")
+    for label, moment in (("started from", where.since), ("started before", where.until)):
+        if moment is not None:
+            when = datetime.datetime.fromtimestamp(moment, datetime.UTC)
+            parts.append(f"{label} {when.isoformat(timespec='seconds')}")
     if where.error:
         parts.append("error text")
     return "finished runs: " + ", ".join(parts) if not where.run_id else ", ".join(parts)
