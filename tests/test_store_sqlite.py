@@ -65,6 +65,26 @@ async def test_a_store_that_cannot_be_opened_names_its_url(tmp_path: Path) -> No
         await store.open_store(f"sqlite:///{tmp_path}/file/runs.db")
 
 
+async def test_an_erased_subject_is_not_left_in_the_database_files(store_url: str) -> None:
+    from store_contract import finished
+
+    st = await store.open_store(store_url, subject_key=b"k")
+    try:
+        for n in range(20):
+            subject = "ann.erased@mail.test" if n % 2 else f"other-{n}@mail.test"
+            recs = finished(f"r{n}", at=1000.0 + n, subject=subject, inputs={"email": subject})
+            await st.record(f"r{n}", recs)
+        assert await st.erase("ann.erased@mail.test") == 10
+    finally:
+        await st.aclose()
+    path = Path(store.sqlite_path(store_url))
+    files = [p for p in path.parent.iterdir() if p.name.startswith(path.name)]
+    assert files
+    for file in files:  # the database, its WAL: no free page still holds the deleted rows
+        assert b"ann.erased" not in file.read_bytes(), file.name
+    assert b"other-2@mail.test" in path.read_bytes()  # the scan would see it if it were there
+
+
 async def test_a_write_blocked_by_another_process_waits_and_the_run_does_not_go_past_it(
     tmp_path: Path, probe: Any
 ) -> None:

@@ -109,7 +109,9 @@ class PostgresStore(sqlbase.SqlStore):
                 if params:
                     await cur.executemany(_pg(statement), params)
 
-    async def _transaction(self, statements: list[tuple[str, list[Any]]]) -> list[int]:
+    async def _transaction(
+        self, statements: list[tuple[str, list[Any]]], *, erasing: bool = False
+    ) -> list[int]:
         count: list[int] = []
         try:
             async with self._pool.connection() as conn, conn.transaction():

@@ -54,7 +54,11 @@ class SqlStore(store.Store):
     async def _write(self, rows: records.Rows) -> None: ...
 
     @abc.abstractmethod
-    async def _transaction(self, statements: list[tuple[str, list[Any]]]) -> list[int]: ...
+    async def _transaction(
+        self, statements: list[tuple[str, list[Any]]], *, erasing: bool = False
+    ) -> list[int]:
+        """``erasing``: the deleted content must not linger in the database's files either
+        (SQLite overwrites it; PostgreSQL leaves that to VACUUM)."""
 
     @property
     def _writes(self) -> tuple[tuple[str, str], ...]:
@@ -247,7 +251,9 @@ class SqlStore(store.Store):
     def _audit(self, action: str, actor: str, what: str, always: bool) -> tuple[Any, ...]:
         return (time.time(), action, actor, what, autoflow.__version__, always)
 
-    async def _delete(self, groups: list[tuple[str, list[Any], tuple[Any, ...]]]) -> int:
+    async def _delete(
+        self, groups: list[tuple[str, list[Any], tuple[Any, ...]]], *, erasing: bool = False
+    ) -> int:
         """Deletes each group's runs (``FROM autoflow_runs{chosen}``) in one transaction,
         rebuilds the rollups of the hours they touched; returns how many runs went."""
         statements: list[tuple[str, list[Any]]] = []
@@ -256,7 +262,7 @@ class SqlStore(store.Store):
             statements += sql.delete_runs(chosen, params, self.floor, audit)
             deletes.append(len(statements) - 1)
         statements += sql.rebuild(self.floor)
-        counts = await self._transaction(statements)
+        counts = await self._transaction(statements, erasing=erasing)
         return sum(counts[i] for i in deletes)
 
     async def purge(self, where: store.RunFilter, *, actor: str = "") -> int:
@@ -274,7 +280,7 @@ class SqlStore(store.Store):
             )
         hashed = records.subject_hash(subject, self.subject_key)
         audit = self._audit("erase", actor, "every run of one data subject", True)
-        return await self._delete([(" WHERE subject = ?", [hashed], audit)])
+        return await self._delete([(" WHERE subject = ?", [hashed], audit)], erasing=True)
 
     async def purge_expired(
         self,

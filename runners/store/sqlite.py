@@ -85,6 +85,8 @@ class SqliteStore(sqlbase.SqlStore):
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self._wconn = conn = self._connect()
         conn.execute("PRAGMA journal_mode = WAL")
+        # Some builds zero every freed byte by default; only an erasure needs that (below).
+        conn.execute("PRAGMA secure_delete = OFF")
         self._migrate(conn)
 
     def _open_reader(self) -> None:
@@ -142,10 +144,24 @@ class SqliteStore(sqlbase.SqlStore):
 
         await self._on(self._writer_thread, run)
 
-    async def _transaction(self, statements: list[tuple[str, list[Any]]]) -> list[int]:
+    async def _transaction(
+        self, statements: list[tuple[str, list[Any]]], *, erasing: bool = False
+    ) -> list[int]:
         def run() -> list[int]:
             conn = self._wconn
             assert conn is not None
+            if erasing:  # zero the freed space, so the erased rows are not in the file
+                conn.execute("PRAGMA secure_delete = ON")
+            try:
+                count = transaction(conn)
+            finally:
+                if erasing:
+                    conn.execute("PRAGMA secure_delete = OFF")
+            if erasing:  # and copy the zeroed pages over the old ones now (best effort)
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return count
+
+        def transaction(conn: sqlite3.Connection) -> list[int]:
             count: list[int] = []
             conn.execute("BEGIN IMMEDIATE")
             try:
