@@ -32,6 +32,15 @@ CREATE TABLE IF NOT EXISTS autoflow_schema (
     applied_at DOUBLE PRECISION NOT NULL
 )"""
 
+# The one dialect-specific clause: a comment to PostgreSQL, uncommented by the SQLite store
+# (``sqlite_dialect``) so the table is stored in its key's order.
+SQLITE_CLUSTERED = " /*sqlite WITHOUT ROWID */"
+
+
+def sqlite_dialect(statement: str) -> str:
+    return statement.replace(SQLITE_CLUSTERED, " WITHOUT ROWID")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -131,10 +140,12 @@ MIGRATIONS: tuple[Migration, ...] = (
                 count INTEGER NOT NULL,
                 succeeded INTEGER NOT NULL,
                 failed INTEGER NOT NULL,
-                PRIMARY KEY (workflow, step, hour, bucket)
-            )""",
-            "CREATE INDEX autoflow_rollups_hour ON autoflow_rollups "
-            "(hour, workflow, step, bucket, count, succeeded, failed)",
+                PRIMARY KEY (hour, workflow, step, bucket)
+            )"""
+            + SQLITE_CLUSTERED,
+            # No other index: stats read a range of hours through the key, and an update of
+            # the counts touches no index (PostgreSQL can update in place: HOT; SQLite keeps
+            # the rows in the key's order, counts included).
             # Hours a deletion touched, rebuilt in the same transaction (empty between).
             """CREATE TABLE autoflow_rollup_dirty (
                 workflow TEXT NOT NULL,

@@ -22,7 +22,7 @@ from autoflow.runners.store import RunFilter, records
 
 HOUR = records.HOUR
 _ADD = (
-    "ON CONFLICT (workflow, step, hour, bucket) DO UPDATE SET "
+    "ON CONFLICT (hour, workflow, step, bucket) DO UPDATE SET "
     "count = autoflow_rollups.count + excluded.count, "
     "succeeded = autoflow_rollups.succeeded + excluded.succeeded, "
     "failed = autoflow_rollups.failed + excluded.failed"
@@ -357,7 +357,9 @@ def rebuild(floor: str) -> list[tuple[str, list[Any]]]:
     steps_done = ", ".join(f"'{p}'" for p in records.FINISHED_STEP)
     return [
         (
-            "DELETE FROM autoflow_rollups WHERE EXISTS (SELECT 1 FROM autoflow_rollup_dirty d "
+            # "hour IN" lets the key find the rows; the EXISTS matches the workflow too.
+            "DELETE FROM autoflow_rollups WHERE hour IN (SELECT hour FROM autoflow_rollup_dirty) "
+            "AND EXISTS (SELECT 1 FROM autoflow_rollup_dirty d "
             "WHERE d.workflow = autoflow_rollups.workflow AND d.hour = autoflow_rollups.hour)",
             [],
         ),

@@ -104,7 +104,7 @@ class SqliteStore(sqlbase.SqlStore):
                 )
             for step in migrations.pending(current):
                 for statement in step.statements:
-                    conn.execute(statement)
+                    conn.execute(migrations.sqlite_dialect(statement))
                 if step.rebuild_rollups:
                     for statement, params in sql.rebuild_all(self.floor):
                         conn.execute(statement, params)
