@@ -1,4 +1,5 @@
-"""``autoflow runs list|show|stats|export|purge`` and ``autoflow store migrate``: run history.
+"""``autoflow runs list|show|stats|export|purge|erase|audit|versions|spec`` and ``autoflow store
+migrate``: run history.
 
 Every command reads the store named by ``--store URL`` or ``AUTOFLOW_STORE_URL``
 (``sqlite:///PATH`` or ``postgresql://...``). People get tables; ``-o json`` gives scripts
@@ -9,6 +10,12 @@ UTC when no zone is given) or as a duration back from now (``24h``, ``7d``).
     args ─► RunFilter ─► open_store ─► list_runs / get_run / stats / purge ─► table | JSON | CSV
 
 A purge without any filter is refused: deleting all history takes an explicit ``--before``.
+``purge --expired`` applies retention (each workflow's ``spec.retention``, else the default
+from ``--days``/``--max-runs`` or ``AUTOFLOW_STORE_RETENTION_DAYS``/``_MAX_RUNS``);
+``erase --subject VALUE`` removes every run of a data subject (the store hashes the value
+with ``AUTOFLOW_STORE_SUBJECT_KEY``). Both leave audit records (``runs audit``), naming the
+account that ran the command. ``runs spec RUN`` prints the Workflow a run ran, ready to
+``kubectl apply`` (restore); ``runs versions WORKFLOW`` lists the versions runs ran.
 """
 
 from __future__ import annotations
@@ -30,12 +37,15 @@ if TYPE_CHECKING:
     from autoflow.cli.args import Subcommands
 
 ENV_URL = "AUTOFLOW_STORE_URL"
+ENV_DAYS = "AUTOFLOW_STORE_RETENTION_DAYS"
+ENV_MAX_RUNS = "AUTOFLOW_STORE_RETENTION_MAX_RUNS"
+COMMANDS = "list|show|stats|export|purge|erase|audit|versions|spec"
 
 
 def register(sub: Subcommands) -> None:
     """Adds ``runs`` and ``store`` to the ``autoflow`` subcommands."""
     p = args_mod.command(sub, "runs", "run history in the run store: list, show, stats, purge")
-    rsub = p.add_subparsers(dest="runs_command", metavar="list|show|stats|export|purge")
+    rsub = p.add_subparsers(dest="runs_command", metavar=COMMANDS)
 
     ls = args_mod.command(rsub, "list", "runs, newest first, a page at a time")
     _store_arg(ls)
@@ -71,7 +81,43 @@ def register(sub: Subcommands) -> None:
     purge.add_argument("--trigger", help="runs started so: manual, cli, schedule, webhook, ...")
     purge.add_argument("--before", metavar="WHEN", help="runs started before (date or 30d)")
     purge.add_argument("--run", dest="run_id", metavar="RUN", help="this run, even unfinished")
+    purge.add_argument(
+        "--expired",
+        action="store_true",
+        help="apply retention: each workflow's spec.retention, else --days/--max-runs",
+    )
+    purge.add_argument(
+        "--days", type=float, help=f"--expired: default days to keep (default: ${ENV_DAYS})"
+    )
+    purge.add_argument(
+        "--max-runs",
+        type=int,
+        help=f"--expired: default runs kept per workflow (default: ${ENV_MAX_RUNS})",
+    )
     args_mod.output(purge, "table", "json")
+
+    erase = args_mod.command(rsub, "erase", "delete every run about one data subject")
+    _store_arg(erase)
+    erase.add_argument(
+        "--subject", required=True, metavar="VALUE", help="the value, e.g. the e-mail address"
+    )
+    args_mod.output(erase, "table", "json")
+
+    audit = args_mod.command(rsub, "audit", "purges and erasures: who, what, when, how many")
+    _store_arg(audit)
+    audit.add_argument("--limit", type=int, default=100, help="records (default 100)")
+    args_mod.output(audit, "table", "json")
+
+    versions = args_mod.command(rsub, "versions", "the Workflow specs a workflow's runs ran")
+    _store_arg(versions)
+    versions.add_argument("workflow", metavar="WORKFLOW", help="the workflow's name")
+    versions.add_argument("--namespace", default="", help="runs in this namespace")
+    args_mod.output(versions, "table", "json")
+
+    spec = args_mod.command(rsub, "spec", "the Workflow a run ran, as YAML to re-apply")
+    _store_arg(spec)
+    spec.add_argument("ref", metavar="RUN|HASH", help="a run's id or a spec hash")
+    args_mod.output(spec, "yaml", "json")
 
     p = args_mod.command(sub, "store", "the run store's schema: migrate")
     ssub = p.add_subparsers(dest="store_command", metavar="migrate|version")
@@ -114,9 +160,13 @@ def main(args: argparse.Namespace) -> int:
         "stats": _stats,
         "export": _export,
         "purge": _purge,
+        "erase": _erase,
+        "audit": _audit,
+        "versions": _versions,
+        "spec": _spec,
     }.get(getattr(args, "runs_command", None) or "")
     if args.command == "runs" and command is None:
-        usage = "usage: autoflow runs list|show|stats|export|purge (--help for more)"
+        usage = f"usage: autoflow runs {COMMANDS} (--help for more)"
         print(usage, file=sys.stderr)
         return 2
     url = args.store or os.environ.get(ENV_URL)
@@ -256,7 +306,9 @@ async def _show(st: Any, args: argparse.Namespace, out: TextIO) -> int:
     )
     if s.finished_at is not None:
         out.write(f"  finished {iso(s.finished_at)} after {_duration(s.duration_ms)}\n")
-    out.write(f"  spec {s.spec_hash}\n")
+    stored = await st.get_spec(s.spec_hash) if s.spec_hash else None
+    version = f"(autoflow runs spec {s.run_id})" if stored is not None else "(spec not stored)"
+    out.write(f"  spec {s.spec_hash} {version}\n")
     if s.error:
         out.write(f"  error: {s.error}\n")
     rows = []
@@ -387,9 +439,117 @@ async def _export(st: Any, args: argparse.Namespace, out: TextIO) -> int:
             return 0
 
 
+def _actor() -> str:
+    """Who ran the command, for the audit: the operating account (never a data subject)."""
+    return f"cli:{os.environ.get('USER') or 'unknown'}"
+
+
+def _positive(name: str, text: str | None, kind: type[float] | type[int]) -> Any:
+    from autoflow.crds import errors
+
+    if text is None or text == "":
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        raise errors.InputError(f"{name} is a number; got {text!r}") from None
+    if value <= 0:
+        raise errors.InputError(f"{name} is more than 0; got {text!r}")
+    return value
+
+
+async def _purge_expired(st: Any, args: argparse.Namespace, out: TextIO) -> int:
+    from autoflow.crds import errors
+    from autoflow.runners import store
+
+    if any(
+        getattr(args, k) for k in ("workflow", "namespace", "phase", "trigger", "before", "run_id")
+    ):
+        raise errors.InputError("--expired applies retention; it takes no other filter")
+    days = args.days if args.days is not None else os.environ.get(ENV_DAYS)
+    runs = args.max_runs if args.max_runs is not None else os.environ.get(ENV_MAX_RUNS)
+    default = store.Retention(
+        days=_positive("--days", None if days is None else str(days), float),
+        max_runs=_positive("--max-runs", None if runs is None else str(runs), int),
+    )
+    count = await st.purge_expired(default=default, actor=_actor())
+    if args.output == "json":
+        out.write(json.dumps({"purged": count}) + "\n")
+    else:
+        out.write(f"purged {count} expired run{'s' if count != 1 else ''}\n")
+    return 0
+
+
+async def _erase(st: Any, args: argparse.Namespace, out: TextIO) -> int:
+    count = await st.erase(args.subject, actor=_actor())
+    if args.output == "json":
+        out.write(json.dumps({"erased": count}) + "\n")
+    else:
+        out.write(f"erased {count} run{'s' if count != 1 else ''} of that data subject\n")
+    return 0
+
+
+async def _audit(st: Any, args: argparse.Namespace, out: TextIO) -> int:
+    trail = await st.audit(limit=args.limit)
+    if args.output == "json":
+        json.dump({"audit": [a.to_json() for a in trail]}, out, indent=2)
+        out.write("\n")
+        return 0
+    rows = [[iso(a.at), a.action, a.actor, str(a.count), _short(a.what, 70)] for a in trail]
+    _table(out, ["WHEN", "ACTION", "WHO", "RUNS", "WHAT"], rows, empty="no purges or erasures")
+    return 0
+
+
+async def _versions(st: Any, args: argparse.Namespace, out: TextIO) -> int:
+    found = await st.versions(args.workflow, namespace=args.namespace)
+    if args.output == "json":
+        json.dump({"versions": [v.to_json() for v in found]}, out, indent=2)
+        out.write("\n")
+        return 0
+    rows = [
+        [v.spec_hash, str(v.runs), iso(v.first_run), iso(v.last_run), "yes" if v.stored else "no"]
+        for v in found
+    ]
+    _table(out, ["SPEC", "RUNS", "FIRST RUN", "LAST RUN", "STORED"], rows)
+    return 0
+
+
+async def _spec(st: Any, args: argparse.Namespace, out: TextIO) -> int:
+    import yaml
+
+    from autoflow.crds import errors, meta
+
+    run = await st.get_run(args.ref)
+    spec_hash = run.summary.spec_hash if run is not None else args.ref
+    spec = await st.get_spec(spec_hash)
+    if spec is None:
+        what = f"run {args.ref!r}'s spec {spec_hash}" if run is not None else repr(args.ref)
+        raise errors.AutoflowError(
+            f"no spec for {what} in the run store at {st.display_url} (the runner that "
+            "started the run did not send it)"
+        )
+    versions = await st.versions(run.summary.workflow) if run is not None else []
+    name = run.summary.workflow if run is not None else ""
+    metadata: dict[str, Any] = {"name": name or "RENAME-ME"}
+    if run is not None and run.summary.namespace:
+        metadata["namespace"] = run.summary.namespace
+    doc = {"apiVersion": meta.API_VERSION, "kind": "Workflow", "metadata": metadata, "spec": spec}
+    if args.output == "json":
+        json.dump(doc, out, indent=2)
+        out.write("\n")
+        return 0
+    newest = versions[0].spec_hash if versions else None
+    note = " (the newest version run)" if newest == spec_hash else ""
+    out.write(f"# spec {spec_hash}{note}, from the run store; apply it to restore\n")
+    out.write(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    return 0
+
+
 async def _purge(st: Any, args: argparse.Namespace, out: TextIO) -> int:
     from autoflow.runners import store
 
+    if args.expired:
+        return await _purge_expired(st, args, out)
     where = store.RunFilter(
         workflow=args.workflow,
         namespace=args.namespace,
@@ -398,7 +558,7 @@ async def _purge(st: Any, args: argparse.Namespace, out: TextIO) -> int:
         until=when(args.before),
         run_id=args.run_id,
     )
-    count = await st.purge(where)  # refused without a filter
+    count = await st.purge(where, actor=_actor())  # refused without a filter
     if args.output == "json":
         out.write(json.dumps({"purged": count}) + "\n")
     else:
@@ -414,9 +574,9 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _table(out: TextIO, header: list[str], rows: list[list[str]]) -> None:
+def _table(out: TextIO, header: list[str], rows: list[list[str]], empty: str = "no runs") -> None:
     if not rows:
-        out.write("no runs\n")
+        out.write(f"{empty}\n")
         return
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:

@@ -241,6 +241,17 @@ class RunHistory(meta.Model):
     ttl_seconds_after_finished: int | None = pydantic.Field(default=None, ge=0)
 
 
+class Retention(meta.Model):
+    """How long the run store keeps this workflow's finished runs (unset: the store's default).
+
+    A run goes when it is older than ``days`` or beyond the newest ``maxRuns``, whichever
+    comes first; unfinished runs are never expired. Applied by the periodic purge and by
+    ``autoflow runs purge --expired``."""
+
+    days: int | None = pydantic.Field(default=None, ge=1, le=36500)
+    max_runs: int | None = pydantic.Field(default=None, ge=1, le=100_000_000)
+
+
 class WorkflowSpec(meta.Model):
     """What the workflow takes, what starts it, the steps it runs and how it runs them."""
 
@@ -267,6 +278,16 @@ class WorkflowSpec(meta.Model):
     concurrency: Concurrency | None = None
     runtime: Runtime | None = None
     run_history: RunHistory | None = None
+    retention: Retention | None = None
+    data_subject: str | None = pydantic.Field(
+        default=None,
+        max_length=4096,
+        description=(
+            "Whose personal data a run holds, as an expression over the inputs "
+            "(${ inputs.email }). The run store keeps only a keyed hash of it, so "
+            "`autoflow runs erase --subject VALUE` can remove every run about that person."
+        ),
+    )
 
 
 class WorkflowStatus(meta.Model):

@@ -9,6 +9,7 @@ people, JSON for scripts, CSV for spreadsheets, and a purge that needs a filter.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -19,9 +20,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpserver
 import pytest
+import yaml
 
 CHAIN = """\
 apiVersion: autoflow.dev/v1alpha1
@@ -201,3 +204,85 @@ def test_journal_and_store_together_are_refused(url: str, workflow: str, tmp_pat
     result = autoflow("run", workflow, "--store", url, "--journal", str(tmp_path / "j"))
     assert result.returncode == 1
     assert "--journal and --store both journal the run; choose one" in result.stderr
+
+
+def _seed(url: str, runs: list[list[dict[str, Any]]], key: bytes) -> None:
+    from autoflow.runners import store
+
+    async def go() -> None:
+        st = await store.open_store(url, subject_key=key)
+        try:
+            for recs in runs:
+                await st.record(recs[0]["runId"], recs)
+        finally:
+            await st.aclose()
+
+    asyncio.run(go())
+
+
+def _run(run_id: str, at: float, **header: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "t": "run",
+            "runId": run_id,
+            "workflow": "orders",
+            "specHash": "h1",
+            "inputs": {},
+            "startedAt": at,
+            **header,
+        },
+        {"t": "end", "phase": "Succeeded", "outputs": None, "at": at + 1},
+    ]
+
+
+def test_retention_erasure_audit_and_versions_from_the_command_line(url: str) -> None:
+    key = "cli-test-key"
+    now = time.time()
+    v1 = {"steps": [{"id": "s", "uses": "core.noop"}], "retention": {"days": 10}}
+    v2 = {"steps": [{"id": "s", "uses": "core.log", "with": {"message": "hi"}}]}
+    _seed(
+        url,
+        [
+            _run("old", now - 20 * 86400, spec=v1),
+            _run(
+                "ann",
+                now - 5 * 86400,
+                spec=v1,
+                subject="ann@mail.test",
+                inputs={"email": "ann@mail.test"},
+            ),
+            _run("new", now - 60, specHash="h2", spec=v2),
+        ],
+        key.encode(),
+    )
+    store_env = {"AUTOFLOW_STORE_URL": url, "AUTOFLOW_STORE_SUBJECT_KEY": key, "USER": "ops"}
+
+    versions = json.loads(autoflow("runs", "versions", "orders", "-o", "json", **store_env).stdout)
+    assert [(v["specHash"], v["runs"]) for v in versions["versions"]] == [("h2", 1), ("h1", 2)]
+    restored = autoflow("runs", "spec", "old", **store_env)
+    assert restored.returncode == 0, restored.stderr
+    doc = yaml.safe_load(restored.stdout)
+    assert (doc["kind"], doc["metadata"]["name"], doc["spec"]) == ("Workflow", "orders", v1)
+    assert "autoflow runs spec new" in autoflow("runs", "show", "new", **store_env).stdout
+
+    # The newest run's spec (v2) has no retention: the default of 10 days applies.
+    expired = autoflow(
+        "runs", "purge", "--expired", **store_env, AUTOFLOW_STORE_RETENTION_DAYS="10"
+    )
+    assert expired.stdout.strip() == "purged 1 expired run", expired.stderr
+    keyless = {k: v for k, v in store_env.items() if k != "AUTOFLOW_STORE_SUBJECT_KEY"}
+    refused = autoflow("runs", "erase", "--subject", "ann@mail.test", **keyless)
+    assert refused.returncode == 1
+    assert "AUTOFLOW_STORE_SUBJECT_KEY" in refused.stderr
+    erased = autoflow("runs", "erase", "--subject", "Ann@Mail.test", **store_env)
+    assert erased.stdout.strip() == "erased 1 run of that data subject", erased.stderr
+    left = json.loads(autoflow("runs", "list", "-o", "json", **store_env).stdout)
+    assert [r["runId"] for r in left["runs"]] == ["new"]
+
+    audit = autoflow("runs", "audit", **store_env).stdout
+    assert "ann" not in audit.lower().replace("cli:ops", "")
+    trail = json.loads(autoflow("runs", "audit", "-o", "json", **store_env).stdout)["audit"]
+    assert [(a["action"], a["actor"], a["count"]) for a in trail] == [
+        ("erase", "cli:ops", 1),
+        ("purge-expired", "cli:ops", 1),
+    ]

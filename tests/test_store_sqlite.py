@@ -7,6 +7,7 @@ write blocked by another process holding the database is retried until it goes t
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -25,12 +26,19 @@ def store_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def raw_sql(store_url: str) -> Callable[[str], None]:
-    def run(statement: str) -> None:
-        with sqlite3.connect(store.sqlite_path(store_url)) as conn:
-            conn.execute(statement)
+def raw_sql(store_url: str) -> Callable[[str], list[tuple[Any, ...]]]:
+    def run(statement: str) -> list[tuple[Any, ...]]:
+        path = store.sqlite_path(store_url)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with sqlite3.connect(path) as conn:
+            return conn.execute(statement).fetchall()
 
     return run
+
+
+@pytest.fixture
+def tables(raw_sql: Callable[[str], list[tuple[Any, ...]]]) -> Callable[[], list[str]]:
+    return lambda: [r[0] for r in raw_sql("SELECT name FROM sqlite_master WHERE type = 'table'")]
 
 
 class TestSqliteStore(StoreContract):
@@ -55,6 +63,26 @@ async def test_a_store_that_cannot_be_opened_names_its_url(tmp_path: Path) -> No
     (tmp_path / "file").write_text("")
     with pytest.raises(store.StoreUnavailable, match=r"cannot open the run store at sqlite:///"):
         await store.open_store(f"sqlite:///{tmp_path}/file/runs.db")
+
+
+async def test_an_erased_subject_is_not_left_in_the_database_files(store_url: str) -> None:
+    from store_contract import finished
+
+    st = await store.open_store(store_url, subject_key=b"k")
+    try:
+        for n in range(20):
+            subject = "ann.erased@mail.test" if n % 2 else f"other-{n}@mail.test"
+            recs = finished(f"r{n}", at=1000.0 + n, subject=subject, inputs={"email": subject})
+            await st.record(f"r{n}", recs)
+        assert await st.erase("ann.erased@mail.test") == 10
+    finally:
+        await st.aclose()
+    path = Path(store.sqlite_path(store_url))
+    files = [p for p in path.parent.iterdir() if p.name.startswith(path.name)]
+    assert files
+    for file in files:  # the database, its WAL: no free page still holds the deleted rows
+        assert b"ann.erased" not in file.read_bytes(), file.name
+    assert b"other-2@mail.test" in path.read_bytes()  # the scan would see it if it were there
 
 
 async def test_a_write_blocked_by_another_process_waits_and_the_run_does_not_go_past_it(

@@ -14,7 +14,16 @@ committed with every other run's records that arrived meanwhile (one transaction
 runs). ``records.py`` turns records into table rows (pure), payloads bounded at
 ``max_payload`` bytes of JSON. How data flows out: ``journal`` rebuilds a run's records for
 resume (``store/journal.py`` is the ``Journal`` over a store), ``list_runs``/``get_run``/
-``stats`` answer the CLI and the web UI, ``purge`` deletes by a filter (never without one).
+``stats`` answer the CLI and the web UI (from hourly rollups for whole hours), ``purge``
+deletes by a filter (never without one), ``purge_expired`` applies retention, ``erase``
+removes every run of a data subject; each deletion leaves an ``audit`` record. ``versions``
+and ``get_spec`` give the Workflow specs runs ran (stored once per spec hash).
+
+Hooks for whoever starts a run (``store/journal.py``): the run header may carry
+``subject`` (the value of the Workflow's ``dataSubject`` expression; stored only as an
+HMAC-SHA256 keyed with ``AUTOFLOW_STORE_SUBJECT_KEY``) and ``spec`` (the Workflow spec as
+applied, ``spec.dump()``, whose hash is ``specHash``). ``StoreJournal(context=...)`` adds
+both to the header the engine writes.
 
 Errors (part of Autoflow's one tree, ``crds.errors``)::
 
@@ -32,6 +41,7 @@ import abc
 import base64
 import dataclasses
 import json
+import os
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -40,6 +50,8 @@ from autoflow.crds import errors
 
 DEFAULT_MAX_PAYLOAD = 1024 * 1024  # bytes of JSON per stored value; the CR keeps 16 KiB
 RUNNING = "Running"
+SUBJECT_KEY_ENV = "AUTOFLOW_STORE_SUBJECT_KEY"
+DAY = 86400.0
 
 
 class StoreError(errors.AutoflowError):
@@ -252,6 +264,69 @@ class WorkflowStats:
         }
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Retention:
+    """How long finished runs are kept: ``days`` after they started, at most ``max_runs``
+    of a workflow (the newest); None is no limit. The Workflow's ``spec.retention``."""
+
+    days: float | None = None
+    max_runs: int | None = None
+
+    @classmethod
+    def from_spec(cls, doc: Mapping[str, Any] | None) -> Retention | None:
+        if not doc:
+            return None
+        days, max_runs = doc.get("days"), doc.get("maxRuns", doc.get("max_runs"))
+        return cls(
+            None if days is None else float(days), None if max_runs is None else int(max_runs)
+        )
+
+    def describe(self) -> str:
+        parts = [f"older than {self.days:g} days"] if self.days is not None else []
+        if self.max_runs is not None:
+            parts.append(f"beyond the newest {self.max_runs}")
+        return " or ".join(parts) or "no limit"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """A purge or erasure: who, what (never a subject's value or hash), when, how many."""
+
+    at: float
+    action: str  # purge, purge-expired, erase
+    actor: str
+    what: str
+    count: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Version:
+    """A distinct spec a workflow's runs ran, newest first."""
+
+    spec_hash: str
+    runs: int
+    first_run: float
+    last_run: float
+    stored: bool  # the spec itself is in the store (the runner sent it)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "specHash": self.spec_hash,
+            "runs": self.runs,
+            "firstRun": self.first_run,
+            "lastRun": self.last_run,
+            "stored": self.stored,
+        }
+
+
+def subject_key_from_env() -> bytes | None:
+    value = os.environ.get(SUBJECT_KEY_ENV, "")
+    return value.encode() if value else None
+
+
 def encode_cursor(started_at: float, run_id: str) -> str:
     raw = json.dumps([started_at, run_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -313,9 +388,43 @@ class Store(abc.ABC):
         the width in seconds of the runs-per-time series."""
 
     @abc.abstractmethod
-    async def purge(self, where: RunFilter) -> int:
+    async def purge(self, where: RunFilter, *, actor: str = "") -> int:
         """Delete the runs matching ``where`` (unfinished ones only when named by
-        ``run_id``) with their steps; returns how many. An empty filter is refused."""
+        ``run_id``) with their steps; returns how many. An empty filter is refused.
+        Leaves an audit record naming ``actor``."""
+
+    @abc.abstractmethod
+    async def purge_expired(
+        self,
+        *,
+        default: Retention | None = None,
+        policies: Mapping[tuple[str, str], Retention] | None = None,
+        now: float | None = None,
+        actor: str = "",
+    ) -> int:
+        """Apply retention to finished runs, per (namespace, workflow): its entry in
+        ``policies`` (the caller's live Workflows), else the ``retention`` of the spec its
+        newest run ran (when stored), else ``default``. Meant to be called periodically (the
+        operator, ``autoflow serve``) and by ``autoflow runs purge --expired``. An audit
+        record per workflow that lost runs; returns how many runs went."""
+
+    @abc.abstractmethod
+    async def erase(self, subject: str, *, actor: str = "") -> int:
+        """Delete every run (finished or not) whose data subject is ``subject``, with its
+        steps, attempts and payloads; returns how many. The audit record names neither
+        the subject nor its hash."""
+
+    @abc.abstractmethod
+    async def audit(self, *, limit: int = 100) -> list[AuditRecord]:
+        """Purges and erasures, newest first."""
+
+    @abc.abstractmethod
+    async def get_spec(self, spec_hash: str) -> dict[str, Any] | None:
+        """The Workflow spec stored for ``spec_hash`` (None if the runner did not send it)."""
+
+    @abc.abstractmethod
+    async def versions(self, workflow: str, *, namespace: str = "") -> list[Version]:
+        """The specs a workflow's stored runs ran, newest last run first."""
 
     @abc.abstractmethod
     async def schema_version(self) -> int: ...
@@ -337,23 +446,30 @@ async def open_store(
     max_payload: int = DEFAULT_MAX_PAYLOAD,
     migrate: bool = False,
     connect_timeout: float = 10.0,
+    subject_key: bytes | None = None,
 ) -> Store:
     """The store at ``url``, reachable and at this Autoflow's schema version.
 
     SQLite is migrated on open (it is embedded: nobody else to run the migration).
     PostgreSQL is migrated by ``autoflow store migrate`` (``migrate=True`` here); a database
     at an older version is refused with that advice, one at a newer version is refused
-    naming the Autoflow version it needs."""
+    naming the Autoflow version it needs. ``subject_key`` (default: the environment's
+    ``AUTOFLOW_STORE_SUBJECT_KEY``) keys the hash data subjects are stored as."""
+    key = subject_key if subject_key is not None else subject_key_from_env()
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
         from autoflow.runners.store import sqlite
 
-        return await sqlite.SqliteStore.open(url, max_payload=max_payload)
+        return await sqlite.SqliteStore.open(url, max_payload=max_payload, subject_key=key)
     if scheme in ("postgresql", "postgres"):
         from autoflow.runners.store import postgres
 
         return await postgres.PostgresStore.open(
-            url, max_payload=max_payload, migrate=migrate, connect_timeout=connect_timeout
+            url,
+            max_payload=max_payload,
+            migrate=migrate,
+            connect_timeout=connect_timeout,
+            subject_key=key,
         )
     raise StoreError(
         f"unknown run store {display_url(url)!r}: use sqlite:///PATH or postgresql://..."

@@ -35,7 +35,12 @@ LOCAL_TRIGGER = "cli"  # runs started by autoflow run; only those are resumed by
 
 class StoreJournal:
     """A run's journal in a store. Give an open ``store`` (shared by many runs, closed by its
-    owner) or a ``url`` (opened on first write on the run's loop, closed by ``aclose``)."""
+    owner) or a ``url`` (opened on first write on the run's loop, closed by ``aclose``).
+
+    ``context`` is added to the run header the engine writes: ``namespace``, ``trigger``,
+    ``startedBy``, and the hooks a runner should fill: ``spec`` (the Workflow's
+    ``spec.dump()``, so the store keeps the version the run ran) and ``subject`` (the value
+    of the Workflow's ``dataSubject`` expression, stored only as a keyed hash)."""
 
     def __init__(
         self,
@@ -151,10 +156,18 @@ class StoreJournal:
         return self._store
 
 
-def open_local(url: str, workflow: str, spec_hash: str) -> tuple[StoreJournal, str | None]:
+def open_local(
+    url: str,
+    workflow: str,
+    spec_hash: str,
+    *,
+    spec: Mapping[str, Any] | None = None,
+    subject: str | None = None,
+) -> tuple[StoreJournal, str | None]:
     """For ``autoflow run --store URL`` (outside any event loop): the journal, and the run id
     to resume (None: a new run). An unfinished run of another definition is refused here,
-    before anything runs, with the command that removes it."""
+    before anything runs, with the command that removes it. ``spec`` (the Workflow's
+    ``spec.dump()``) and ``subject`` (its ``dataSubject`` evaluated) go into the header."""
 
     async def look() -> tuple[str | None, list[dict[str, Any]]]:
         found = await store.open_store(url)
@@ -172,5 +185,9 @@ def open_local(url: str, workflow: str, spec_hash: str) -> tuple[StoreJournal, s
             f"definition of workflow {workflow!r}; resume it with the workflow it started "
             f"with, or remove it: autoflow runs purge --run {run_id} --store URL"
         )
-    context = {"trigger": LOCAL_TRIGGER, "startedBy": os.environ.get("USER", "")}
+    context: dict[str, Any] = {"trigger": LOCAL_TRIGGER, "startedBy": os.environ.get("USER", "")}
+    if spec is not None:
+        context["spec"] = dict(spec)
+    if subject is not None:
+        context["subject"] = subject
     return StoreJournal(url=url, run_id=run_id, records=records, context=context), run_id

@@ -20,6 +20,9 @@ class Migration:
     version: int
     about: str
     statements: tuple[str, ...]
+    # Then compute the rollups from the rows already there (``sql.rebuild_all``: the
+    # dialect's floor is the store's).
+    rebuild_rollups: bool = False
 
 
 SCHEMA_TABLE = """
@@ -28,6 +31,15 @@ CREATE TABLE IF NOT EXISTS autoflow_schema (
     autoflow_version TEXT NOT NULL,
     applied_at DOUBLE PRECISION NOT NULL
 )"""
+
+# The one dialect-specific clause: a comment to PostgreSQL, uncommented by the SQLite store
+# (``sqlite_dialect``) so the table is stored in its key's order.
+SQLITE_CLUSTERED = " /*sqlite WITHOUT ROWID */"
+
+
+def sqlite_dialect(statement: str) -> str:
+    return statement.replace(SQLITE_CLUSTERED, " WITHOUT ROWID")
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -95,6 +107,53 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX autoflow_steps_stats ON autoflow_steps "
             "(run_started_at, workflow, step, phase, duration_ms)",
         ),
+    ),
+    Migration(
+        2,
+        "data subjects, specs per hash, the audit of deletions, hourly rollups for stats",
+        (
+            # The keyed hash of the run's data subject (never the value): erase finds by it.
+            "ALTER TABLE autoflow_runs ADD COLUMN subject TEXT",
+            "CREATE INDEX autoflow_runs_subject ON autoflow_runs (subject)",
+            """CREATE TABLE autoflow_specs (
+                spec_hash TEXT PRIMARY KEY,
+                workflow TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                recorded_at DOUBLE PRECISION NOT NULL
+            )""",
+            """CREATE TABLE autoflow_audit (
+                at DOUBLE PRECISION NOT NULL,
+                action TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                what TEXT NOT NULL,
+                count INTEGER NOT NULL,
+                autoflow_version TEXT NOT NULL
+            )""",
+            "CREATE INDEX autoflow_audit_at ON autoflow_audit (at)",
+            # hour: floor(run start / 3600); step '' is the run itself; bucket: the duration
+            # histogram's (records.BOUNDS), -1 runs started, -2 finished without a duration.
+            """CREATE TABLE autoflow_rollups (
+                workflow TEXT NOT NULL,
+                step TEXT NOT NULL,
+                hour BIGINT NOT NULL,
+                bucket INTEGER NOT NULL,
+                count INTEGER NOT NULL,
+                succeeded INTEGER NOT NULL,
+                failed INTEGER NOT NULL,
+                PRIMARY KEY (hour, workflow, step, bucket)
+            )"""
+            + SQLITE_CLUSTERED,
+            # No other index: stats read a range of hours through the key, and an update of
+            # the counts touches no index (PostgreSQL can update in place: HOT; SQLite keeps
+            # the rows in the key's order, counts included).
+            # Hours a deletion touched, rebuilt in the same transaction (empty between).
+            """CREATE TABLE autoflow_rollup_dirty (
+                workflow TEXT NOT NULL,
+                hour BIGINT NOT NULL,
+                PRIMARY KEY (workflow, hour)
+            )""",
+        ),
+        rebuild_rollups=True,
     ),
 )
 

@@ -40,13 +40,25 @@ class PostgresStore(sqlbase.SqlStore):
     # commits); worth measuring again on a real database server.
     writers = 1
 
-    def __init__(self, url: str, max_payload: int, pool: psycopg_pool.AsyncConnectionPool) -> None:
-        super().__init__(url, max_payload)
+    def __init__(
+        self,
+        url: str,
+        max_payload: int,
+        pool: psycopg_pool.AsyncConnectionPool,
+        subject_key: bytes | None = None,
+    ) -> None:
+        super().__init__(url, max_payload, subject_key)
         self._pool = pool
 
     @classmethod
     async def open(
-        cls, url: str, *, max_payload: int, migrate: bool, connect_timeout: float
+        cls,
+        url: str,
+        *,
+        max_payload: int,
+        migrate: bool,
+        connect_timeout: float,
+        subject_key: bytes | None = None,
     ) -> PostgresStore:
         where = store.display_url(url)
         try:
@@ -78,7 +90,7 @@ class PostgresStore(sqlbase.SqlStore):
         except psycopg_pool.PoolTimeout:
             await pool.close()
             raise store.StoreUnavailable(f"cannot reach the run store at {where}") from None
-        return cls(url, max_payload, pool)
+        return cls(url, max_payload, pool, subject_key)
 
     # -- primitives ---------------------------------------------------------------------------
 
@@ -92,28 +104,23 @@ class PostgresStore(sqlbase.SqlStore):
 
     async def _write(self, rows: records.Rows) -> None:
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            for name, statement in sql.WRITES:
+            for name, statement in self._writes:
                 params = getattr(rows, name)
                 if params:
                     await cur.executemany(_pg(statement), params)
 
-    async def _transaction(self, statements: list[tuple[str, list[Any]]]) -> int:
-        count = 0
+    async def _transaction(
+        self, statements: list[tuple[str, list[Any]]], *, erasing: bool = False
+    ) -> list[int]:
+        count: list[int] = []
         try:
             async with self._pool.connection() as conn, conn.transaction():
                 for statement, params in statements:
                     cur = await conn.execute(_pg(statement), params)
-                    count = cur.rowcount
+                    count.append(cur.rowcount)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise self._unavailable(exc) from None
         return count
-
-    async def _figures(
-        self, since: float, until: float, workflow: str | None
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        runs = await self._fetch(*sql.stats_runs(since, until, workflow))
-        steps = await self._fetch(*sql.stats_steps(since, until, workflow))
-        return runs, steps
 
     async def schema_version(self) -> int:
         rows = await self._fetch(sql.SCHEMA_VERSION, [])
@@ -157,6 +164,9 @@ async def _migrate(conn: psycopg.AsyncConnection[Any], where: str) -> None:
         for step in migrations.pending(current):
             for statement in step.statements:
                 await conn.execute(statement)
+            if step.rebuild_rollups:
+                for statement, params in sql.rebuild_all(PostgresStore.floor):
+                    await conn.execute(_pg(statement), params)
             await conn.execute(
                 _pg(sql.RECORD_VERSION), [step.version, autoflow.__version__, time.time()]
             )

@@ -3,7 +3,11 @@
 ``to_rows`` turns a run's journal records (``runners.engine.journal``) into the parameter tuples of
 the write statements (``sql.py``); ``to_journal`` turns what the tables hold back into records
 ``journal.replay`` understands, so a run journaled into the store resumes like one journaled
-into a file. Payloads (inputs, outputs) are JSON text bounded at the store's
+into a file. Two optional header fields go beyond the engine's: ``subject`` (the run's data
+subject, stored only as a keyed hash: ``subject_hash``) and ``spec`` (the Workflow spec the run
+ran, stored once per spec hash). Each record that first finishes a run or a step also adds
+to the hourly rollups (``rollup_*``: guarded in SQL, so writing it again adds nothing).
+Payloads (inputs, outputs) are JSON text bounded at the store's
 ``max_payload``: a larger one is replaced by the same marker the WorkflowRun status uses
 (``{"truncated": true, "bytes": N, "preview": ...}``), so a step reading it later sees the
 marker, never a silently cut value.
@@ -11,31 +15,104 @@ marker, never a silently cut value.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import hashlib
+import hmac
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 PREVIEW = 1000  # characters of a truncated payload kept as its preview
 MAX_TEXT = 8000  # characters of an error or message kept
+HOUR = 3600
+
+# Duration histogram of the rollups: bucket 0 is [0, 1 ms), bucket i (1..240) is
+# [2^((i-1)/8), 2^(i/8)) ms, bucket 241 is 2^30 ms (12.4 days) and longer. A percentile read
+# from it is the bucket's geometric middle: within 2^(1/16) - 1 = 4.4 % of the true nearest-rank
+# value (0.5 ms absolute below 1 ms). -1 counts runs started; -2 finished without a duration.
+BUCKETS_PER_DOUBLING = 8
+BOUNDS: tuple[float, ...] = tuple(2 ** (i / BUCKETS_PER_DOUBLING) for i in range(241))
+STARTED, NO_DURATION = -1, -2
+FINISHED_STEP = ("Succeeded", "Failed", "Cancelled")
+
+
+def bucket(ms: float | None) -> int:
+    """The histogram bucket of a duration in milliseconds (the SQL twin: ``sql.bucket_case``)."""
+    return NO_DURATION if ms is None else bisect.bisect_right(BOUNDS, ms)
+
+
+def bucket_value(index: int) -> float:
+    """What a percentile falling into bucket ``index`` reports."""
+    if index <= 0:
+        return 0.5
+    if index >= len(BOUNDS):
+        return BOUNDS[-1]
+    return math.sqrt(BOUNDS[index - 1] * BOUNDS[index])
+
+
+def percentile(histogram: Mapping[int, int], p: float) -> float | None:
+    """Nearest rank over the histogram: the bucket holding the ceil(p·n)-th smallest."""
+    n = sum(c for b, c in histogram.items() if b >= 0)
+    if n <= 0:
+        return None
+    rank, seen = max(1, math.ceil(p * n - 1e-9)), 0
+    for index in sorted(b for b in histogram if b >= 0):
+        seen += histogram[index]
+        if seen >= rank:
+            return round(bucket_value(index), 3)
+    return None  # unreachable: the ranks add up to n
+
+
+def subject_hash(value: Any, key: bytes) -> str:
+    """The keyed hash (HMAC-SHA256) a data subject is stored as; the value is trimmed and
+    case-folded first, so ``Ann@Example.com`` and ``ann@example.com `` are one person."""
+    text = str(value).strip().casefold()
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+class SubjectKeyMissing(ValueError):
+    """A run names a data subject, but the store has no key to hash it with."""
 
 
 @dataclasses.dataclass(slots=True)
 class Rows:
     """Parameter tuples per write statement; column order as in ``sql.WRITES``."""
 
+    specs: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    rollup_starts: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     runs: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     starts: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     retries: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     items: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     items_done: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    rollup_steps: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     steps: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     steps_done: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    rollup_ends: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     ends: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
 
     def extend(self, other: Rows) -> None:
         for field in dataclasses.fields(self):
             getattr(self, field.name).extend(getattr(other, field.name))
+
+    def dedupe(self) -> None:
+        """One rollup row per run (or run and step) in a batch: every row of a statement
+        runs before the guarded write it checks, so a repeat would count twice."""
+        self.rollup_starts = _first(self.rollup_starts, lambda r: r[2])
+        self.rollup_steps = _first(self.rollup_steps, lambda r: (r[4], r[0]))
+        self.rollup_ends = _first(self.rollup_ends, lambda r: r[3])
+
+
+def _first(rows: list[tuple[Any, ...]], key: Any) -> list[tuple[Any, ...]]:
+    seen: set[Any] = set()
+    out = []
+    for row in rows:
+        if key(row) not in seen:
+            seen.add(key(row))
+            out.append(row)
+    return out
 
 
 def payload(value: Any, limit: int) -> str | None:
@@ -64,24 +141,49 @@ def _ms(start: Any, end: Any) -> float | None:
     return round((float(end) - float(start)) * 1000, 3)
 
 
-def to_rows(run_id: str, records: Iterable[Mapping[str, Any]], limit: int) -> Rows:
+def _outcome(phase: str) -> tuple[int, int]:
+    return int(phase == "Succeeded"), int(phase == "Failed")
+
+
+def to_rows(
+    run_id: str,
+    records: Iterable[Mapping[str, Any]],
+    limit: int,
+    subject_key: bytes | None = None,
+) -> Rows:
     """The writes for ``records`` of run ``run_id``. Statements run grouped per table in
     ``sql.WRITES`` order, which gives the same result as the records' own order: attempts
-    are keyed by number, and completions only touch attempts still ``Running``."""
+    are keyed by number, and completions only touch attempts still ``Running``. A header
+    with a ``subject`` and no ``subject_key`` raises ``SubjectKeyMissing``: the value is
+    never stored in the clear."""
     rows = Rows()
     for rec in records:
         kind = rec.get("t")
         if kind == "run":
+            workflow = str(rec.get("workflow") or "")
+            run_started = float(rec.get("startedAt") or 0.0)
+            spec_hash = str(rec.get("specHash") or "")
+            subject = rec.get("subject")
+            hashed = None
+            if subject is not None and str(subject).strip():
+                if not subject_key:
+                    raise SubjectKeyMissing(run_id)
+                hashed = subject_hash(subject, subject_key)
+            if rec.get("spec") is not None and spec_hash:
+                spec = json.dumps(rec["spec"], separators=(",", ":"), default=str)
+                rows.specs.append((spec_hash, workflow, spec, run_started))
+            rows.rollup_starts.append((workflow, math.floor(run_started / HOUR), run_id))
             rows.runs.append(
                 (
                     run_id,
-                    str(rec.get("workflow") or ""),
+                    workflow,
                     str(rec.get("namespace") or ""),
-                    str(rec.get("specHash") or ""),
+                    spec_hash,
                     str(rec.get("trigger") or "manual"),
                     str(rec.get("startedBy") or ""),
-                    float(rec.get("startedAt") or 0.0),
+                    run_started,
                     payload(rec.get("inputs"), limit),
+                    hashed,
                 )
             )
         elif kind == "start":
@@ -99,6 +201,10 @@ def to_rows(run_id: str, records: Iterable[Mapping[str, Any]], limit: int) -> Ro
             rows.items_done.append((rec.get("at"), run_id, rec["step"], int(rec["index"])))
         elif kind == "step":
             started, finished = rec.get("startedAt"), rec.get("finishedAt")
+            if rec["phase"] in FINISHED_STEP:
+                ok, failed = _outcome(rec["phase"])
+                ms = _ms(started, finished)
+                rows.rollup_steps.append((rec["step"], bucket(ms), ok, failed, run_id, rec["step"]))
             rows.steps.append(
                 (
                     rec["step"],
@@ -118,6 +224,7 @@ def to_rows(run_id: str, records: Iterable[Mapping[str, Any]], limit: int) -> Ro
             )
         elif kind == "end":
             at = float(rec.get("at") or 0.0)
+            rows.rollup_ends.append((*_outcome(rec["phase"]), at, run_id))
             rows.ends.append(
                 (
                     rec["phase"],

@@ -1,23 +1,88 @@
 """The run store's SQL, written once with ``?`` placeholders for both databases.
 
 PostgreSQL's driver wants ``%s``: ``postgres.py`` converts (no statement here holds a
-literal ``?`` or ``%``). The one dialect difference, flooring a time into a bucket, is a
-parameter of ``stats_buckets``. Filters are built by ``where`` from a ``RunFilter``.
+literal ``?`` or ``%``). The one dialect difference, flooring a time into a bucket, is the
+``floor`` parameter of the functions that need it (``{x}`` is the value). Filters are built
+by ``where`` from a ``RunFilter``.
+
+Rollups (``autoflow_rollups``): per workflow, step ("" for the run itself), hour of the
+run's start and duration bucket (``records.bucket``), how many finished, succeeded, failed;
+bucket -1 counts runs started. The write path adds to them only when a run or step first
+finishes (guarded by the run still being ``Running``, the step having no row yet), so a
+retried write adds nothing. A deletion marks the hours it touches in
+``autoflow_rollup_dirty`` and rebuilds them from the rows that remain (``rebuild``).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from autoflow.runners.store import RunFilter
+from autoflow.runners.store import RunFilter, records
 
-# Statements per ``records.Rows`` field, in the order they run inside one transaction.
+HOUR = records.HOUR
+_ADD = (
+    "ON CONFLICT (hour, workflow, step, bucket) DO UPDATE SET "
+    "count = autoflow_rollups.count + excluded.count, "
+    "succeeded = autoflow_rollups.succeeded + excluded.succeeded, "
+    "failed = autoflow_rollups.failed + excluded.failed"
+)
+_ROLLUP = "INSERT INTO autoflow_rollups (workflow, step, hour, bucket, count, succeeded, failed)"
+
+
+def hour(column: str, floor: str) -> str:
+    return floor.format(x=f"{column} / {HOUR}")
+
+
+def bucket_case(value: str) -> str:
+    """``records.bucket`` in SQL: the number of bounds at or below the value."""
+    whens = " ".join(f"WHEN {value} < {b!r} THEN {i}" for i, b in enumerate(records.BOUNDS))
+    return (
+        f"CASE WHEN {value} IS NULL THEN {records.NO_DURATION} {whens} "
+        f"ELSE {len(records.BOUNDS)} END"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def writes(floor: str) -> tuple[tuple[str, str], ...]:
+    """Statements per ``records.Rows`` field, in the order they run in one transaction."""
+    return (
+        (
+            "specs",
+            "INSERT INTO autoflow_specs (spec_hash, workflow, spec, recorded_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (spec_hash) DO NOTHING",
+        ),
+        (
+            "rollup_starts",
+            f"{_ROLLUP} SELECT ?, '', ?, {records.STARTED}, 1, 0, 0 "
+            f"WHERE NOT EXISTS (SELECT 1 FROM autoflow_runs WHERE run_id = ?) {_ADD}",
+        ),
+        *WRITES[:5],
+        (
+            "rollup_steps",
+            f"{_ROLLUP} SELECT r.workflow, ?, {hour('r.started_at', floor)}, ?, 1, ?, ? "
+            "FROM autoflow_runs r WHERE r.run_id = ? AND NOT EXISTS (SELECT 1 FROM "
+            f"autoflow_steps s WHERE s.run_id = r.run_id AND s.step = ?) {_ADD}",
+        ),
+        *WRITES[5:7],
+        (
+            "rollup_ends",
+            f"{_ROLLUP} SELECT r.workflow, '', {hour('r.started_at', floor)}, "
+            f"{bucket_case('r.d')}, 1, r.ok, r.failed FROM (SELECT workflow, started_at, "
+            "? AS ok, ? AS failed, (? - started_at) * 1000 AS d FROM autoflow_runs "
+            f"WHERE run_id = ? AND phase = 'Running') r WHERE true {_ADD}",
+        ),
+        WRITES[7],
+    )
+
+
+# The statements without rollups (see ``writes``).
 WRITES: tuple[tuple[str, str], ...] = (
     (
         "runs",
         "INSERT INTO autoflow_runs (run_id, workflow, namespace, spec_hash, trigger, "
-        "started_by, phase, started_at, inputs) VALUES (?, ?, ?, ?, ?, ?, 'Running', ?, ?) "
-        "ON CONFLICT (run_id) DO NOTHING",
+        "started_by, phase, started_at, inputs, subject) "
+        "VALUES (?, ?, ?, ?, ?, ?, 'Running', ?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
     ),
     (
         "starts",
@@ -182,37 +247,6 @@ def _step_window(since: float, until: float, workflow: str | None) -> tuple[str,
     return window.replace("run_workflow", "workflow"), params
 
 
-# PostgreSQL computes the figures itself: percentile_disc is the nearest rank, the same
-# definition the SQLite store uses, so both stores give the same numbers.
-_PG_FIGURES = (
-    "count(*), count(*) FILTER (WHERE phase = 'Succeeded'), "
-    "count(*) FILTER (WHERE phase = 'Failed'), "
-    "percentile_disc(0.5) WITHIN GROUP (ORDER BY duration_ms), "
-    "percentile_disc(0.95) WITHIN GROUP (ORDER BY duration_ms)"
-)
-
-
-def stats_runs(since: float, until: float, workflow: str | None) -> tuple[str, list[Any]]:
-    """(PostgreSQL) per workflow: count, succeeded, failed, p50, p95."""
-    window, params = _window(since, until, workflow, "")
-    sql = (
-        f"SELECT workflow, {_PG_FIGURES} FROM autoflow_runs "
-        f"WHERE {window} AND phase <> 'Running' GROUP BY workflow ORDER BY workflow"
-    )
-    return sql, params
-
-
-def stats_steps(since: float, until: float, workflow: str | None) -> tuple[str, list[Any]]:
-    """(PostgreSQL) per workflow and step: count, succeeded, failed, p50, p95."""
-    window, params = _step_window(since, until, workflow)
-    sql = (
-        f"SELECT workflow, step, {_PG_FIGURES} FROM autoflow_steps "
-        f"WHERE {window} AND phase IN ('Succeeded', 'Failed', 'Cancelled') "
-        "GROUP BY workflow, step ORDER BY workflow, step"
-    )
-    return sql, params
-
-
 def stats_buckets(
     since: float, until: float, workflow: str | None, width: float, floor: str
 ) -> tuple[str, list[Any]]:
@@ -226,16 +260,158 @@ def stats_buckets(
     return sql, [width, *params]
 
 
-def purge(f: RunFilter) -> list[tuple[str, list[Any]]]:
-    """Statements deleting the matching runs and everything recorded about them. Unfinished
-    runs only when named by id: a purge must not pull the journal from under a live run."""
+def rollup_figures(lo: int, hi: int, workflow: str | None) -> tuple[str, list[Any]]:
+    """Finished runs and steps of whole hours [lo, hi): (workflow, step, bucket, count,
+    succeeded, failed)."""
+    params: list[Any] = [lo, hi]
+    extra = ""
+    if workflow:
+        extra, params = " AND workflow = ?", [*params, workflow]
+    sql = (
+        "SELECT workflow, step, bucket, sum(count), sum(succeeded), sum(failed) "
+        f"FROM autoflow_rollups WHERE hour >= ? AND hour < ?{extra} "
+        f"AND bucket <> {records.STARTED} GROUP BY workflow, step, bucket"
+    )
+    return sql, params
+
+
+def rollup_buckets(
+    lo: int, hi: int, workflow: str | None, width: int, floor: str
+) -> tuple[str, list[Any]]:
+    """Runs started per ``width`` seconds (a whole number of hours) over hours [lo, hi)."""
+    params: list[Any] = [width, lo, hi]
+    extra = ""
+    if workflow:
+        extra, params = " AND workflow = ?", [*params, workflow]
+    b = floor.format(x=f"hour * {HOUR} / ?")
+    sql = (
+        f"SELECT workflow, {b} AS b, sum(count) FROM autoflow_rollups "
+        f"WHERE hour >= ? AND hour < ?{extra} AND step = '' AND bucket = {records.STARTED} "
+        "GROUP BY workflow, b"
+    )
+    return sql, params
+
+
+# -- deleting runs --------------------------------------------------------------------------
+
+_CHILDREN = ("autoflow_attempts", "autoflow_items", "autoflow_steps")
+
+
+def purge_where(f: RunFilter) -> tuple[str, list[Any]]:
+    """The runs a purge deletes. Unfinished runs only when named by id: a purge must not
+    pull the journal from under a live run."""
     text, params = where(f)
     if not f.run_id:
         text += " AND phase <> 'Running'" if text else " WHERE phase <> 'Running'"
-    chosen = f"SELECT run_id FROM autoflow_runs{text}"
-    statements = [
-        (f"DELETE FROM {table} WHERE run_id IN ({chosen})", list(params))
-        for table in ("autoflow_attempts", "autoflow_items", "autoflow_steps")
+    return text, params
+
+
+def delete_runs(
+    chosen: str, params: list[Any], floor: str, audit: tuple[Any, ...] | None
+) -> list[tuple[str, list[Any]]]:
+    """Statements deleting the runs ``FROM autoflow_runs{chosen}`` selects and everything
+    recorded about them, marking their hours for ``rebuild``; with ``audit`` (at, action,
+    actor, what, autoflow version, record even when nothing matched) the audit row first."""
+    statements: list[tuple[str, list[Any]]] = []
+    if audit is not None:
+        *fields, always = audit
+        having = "" if always else " WHERE n > 0"
+        statements.append(
+            (
+                "INSERT INTO autoflow_audit (at, action, actor, what, autoflow_version, count) "
+                "SELECT a, b, c, d, e, n FROM (SELECT ? AS a, ? AS b, ? AS c, ? AS d, ? AS e, "
+                f"count(*) AS n FROM autoflow_runs{chosen}) x{having}",
+                [*fields, *params],
+            )
+        )
+    statements.append(
+        (
+            "INSERT INTO autoflow_rollup_dirty (workflow, hour) SELECT DISTINCT workflow, "
+            f"{hour('started_at', floor)} FROM autoflow_runs{chosen} ON CONFLICT DO NOTHING",
+            list(params),
+        )
+    )
+    ids = f"SELECT run_id FROM autoflow_runs{chosen}"
+    statements += [
+        (f"DELETE FROM {table} WHERE run_id IN ({ids})", list(params)) for table in _CHILDREN
     ]
-    statements.append((f"DELETE FROM autoflow_runs{text}", list(params)))
+    statements.append((f"DELETE FROM autoflow_runs{chosen}", list(params)))
     return statements
+
+
+def _in_dirty_hour(alias: str, column: str, floor: str) -> str:
+    # The range lets the (workflow, time) index find the rows; the hour test is exact.
+    return (
+        f"JOIN autoflow_rollup_dirty d ON {alias}.workflow = d.workflow "
+        f"AND {alias}.{column} >= (d.hour - 1) * {HOUR} "
+        f"AND {alias}.{column} < (d.hour + 2) * {HOUR} "
+        f"AND {hour(f'{alias}.{column}', floor)} = d.hour"
+    )
+
+
+def rebuild(floor: str) -> list[tuple[str, list[Any]]]:
+    """Statements recomputing the rollups of the hours in ``autoflow_rollup_dirty`` from the
+    rows that remain, then clearing the marks."""
+    ok = "sum(CASE WHEN {p}phase = 'Succeeded' THEN 1 ELSE 0 END)"
+    failed = "sum(CASE WHEN {p}phase = 'Failed' THEN 1 ELSE 0 END)"
+    steps_done = ", ".join(f"'{p}'" for p in records.FINISHED_STEP)
+    return [
+        (
+            # "hour IN" lets the key find the rows; the EXISTS matches the workflow too.
+            "DELETE FROM autoflow_rollups WHERE hour IN (SELECT hour FROM autoflow_rollup_dirty) "
+            "AND EXISTS (SELECT 1 FROM autoflow_rollup_dirty d "
+            "WHERE d.workflow = autoflow_rollups.workflow AND d.hour = autoflow_rollups.hour)",
+            [],
+        ),
+        (
+            f"{_ROLLUP} SELECT r.workflow, '', d.hour, {records.STARTED}, count(*), 0, 0 "
+            f"FROM autoflow_runs r {_in_dirty_hour('r', 'started_at', floor)} "
+            "GROUP BY r.workflow, d.hour",
+            [],
+        ),
+        (
+            f"{_ROLLUP} SELECT r.workflow, '', d.hour, {bucket_case('r.duration_ms')}, "
+            f"count(*), {ok.format(p='r.')}, {failed.format(p='r.')} "
+            f"FROM autoflow_runs r {_in_dirty_hour('r', 'started_at', floor)} "
+            "WHERE r.phase <> 'Running' GROUP BY 1, 2, 3, 4",
+            [],
+        ),
+        (
+            f"{_ROLLUP} SELECT s.workflow, s.step, d.hour, {bucket_case('s.duration_ms')}, "
+            f"count(*), {ok.format(p='s.')}, {failed.format(p='s.')} "
+            f"FROM autoflow_steps s {_in_dirty_hour('s', 'run_started_at', floor)} "
+            f"WHERE s.phase IN ({steps_done}) GROUP BY 1, 2, 3, 4",
+            [],
+        ),
+        ("DELETE FROM autoflow_rollup_dirty", []),
+    ]
+
+
+def rebuild_all(floor: str) -> list[tuple[str, list[Any]]]:
+    """Every hour's rollups from the runs and steps there are (schema version 2)."""
+    mark = (
+        "INSERT INTO autoflow_rollup_dirty (workflow, hour) SELECT DISTINCT workflow, "
+        f"{hour('started_at', floor)} FROM autoflow_runs WHERE true ON CONFLICT DO NOTHING"
+    )
+    return [(mark, []), *rebuild(floor)]
+
+
+# -- retention, audit, versions -------------------------------------------------------------
+
+NEWEST_PER_WORKFLOW = (
+    "SELECT r.namespace, r.workflow, r.spec_hash FROM autoflow_runs r JOIN (SELECT namespace, "
+    "workflow, max(started_at) AS newest FROM autoflow_runs GROUP BY namespace, workflow) n "
+    "ON r.namespace = n.namespace AND r.workflow = n.workflow AND r.started_at = n.newest"
+)
+NTH_NEWEST_FINISHED = (
+    "SELECT started_at, run_id FROM autoflow_runs WHERE namespace = ? AND workflow = ? "
+    "AND phase <> 'Running' ORDER BY started_at DESC, run_id DESC LIMIT 1 OFFSET ?"
+)
+AUDIT = "SELECT at, action, actor, what, count FROM autoflow_audit ORDER BY at DESC LIMIT ?"
+GET_SPEC = "SELECT spec, workflow FROM autoflow_specs WHERE spec_hash = ?"
+VERSIONS = (
+    "SELECT r.spec_hash, count(*), min(r.started_at), max(r.started_at), "
+    "max(CASE WHEN s.spec_hash IS NULL THEN 0 ELSE 1 END) FROM autoflow_runs r "
+    "LEFT JOIN autoflow_specs s ON s.spec_hash = r.spec_hash WHERE r.workflow = ? "
+    "AND (r.namespace = ? OR ? = '') GROUP BY r.spec_hash ORDER BY 4 DESC"
+)

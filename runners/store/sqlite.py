@@ -33,8 +33,8 @@ T = TypeVar("T")
 class SqliteStore(sqlbase.SqlStore):
     floor = "CAST({x} AS INTEGER)"  # times are positive: truncation is floor
 
-    def __init__(self, url: str, max_payload: int) -> None:
-        super().__init__(url, max_payload)
+    def __init__(self, url: str, max_payload: int, subject_key: bytes | None = None) -> None:
+        super().__init__(url, max_payload, subject_key)
         self.path = store.sqlite_path(url)
         options = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
         try:
@@ -51,8 +51,10 @@ class SqliteStore(sqlbase.SqlStore):
         self._closed = False
 
     @classmethod
-    async def open(cls, url: str, *, max_payload: int) -> SqliteStore:
-        self = cls(url, max_payload)
+    async def open(
+        cls, url: str, *, max_payload: int, subject_key: bytes | None = None
+    ) -> SqliteStore:
+        self = cls(url, max_payload, subject_key)
         try:
             await self._on(self._writer_thread, self._open_writer)
             await self._on(self._reader_thread, self._open_reader)
@@ -83,6 +85,8 @@ class SqliteStore(sqlbase.SqlStore):
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self._wconn = conn = self._connect()
         conn.execute("PRAGMA journal_mode = WAL")
+        # Some builds zero every freed byte by default; only an erasure needs that (below).
+        conn.execute("PRAGMA secure_delete = OFF")
         self._migrate(conn)
 
     def _open_reader(self) -> None:
@@ -100,7 +104,10 @@ class SqliteStore(sqlbase.SqlStore):
                 )
             for step in migrations.pending(current):
                 for statement in step.statements:
-                    conn.execute(statement)
+                    conn.execute(migrations.sqlite_dialect(statement))
+                if step.rebuild_rollups:
+                    for statement, params in sql.rebuild_all(self.floor):
+                        conn.execute(statement, params)
                 conn.execute(sql.RECORD_VERSION, (step.version, autoflow.__version__, time.time()))
             conn.execute("COMMIT")
         except BaseException:
@@ -125,7 +132,7 @@ class SqliteStore(sqlbase.SqlStore):
             assert conn is not None
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for name, statement in sql.WRITES:
+                for name, statement in self._writes:
                     params = getattr(rows, name)
                     if params:
                         conn.executemany(statement, params)
@@ -137,15 +144,29 @@ class SqliteStore(sqlbase.SqlStore):
 
         await self._on(self._writer_thread, run)
 
-    async def _transaction(self, statements: list[tuple[str, list[Any]]]) -> int:
-        def run() -> int:
+    async def _transaction(
+        self, statements: list[tuple[str, list[Any]]], *, erasing: bool = False
+    ) -> list[int]:
+        def run() -> list[int]:
             conn = self._wconn
             assert conn is not None
-            count = 0
+            if erasing:  # zero the freed space, so the erased rows are not in the file
+                conn.execute("PRAGMA secure_delete = ON")
+            try:
+                count = transaction(conn)
+            finally:
+                if erasing:
+                    conn.execute("PRAGMA secure_delete = OFF")
+            if erasing:  # and copy the zeroed pages over the old ones now (best effort)
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return count
+
+        def transaction(conn: sqlite3.Connection) -> list[int]:
+            count: list[int] = []
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for statement, params in statements:
-                    count = conn.execute(statement, params).rowcount
+                    count.append(conn.execute(statement, params).rowcount)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:

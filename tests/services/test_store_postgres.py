@@ -20,6 +20,7 @@ from store_contract import StoreContract
 
 from autoflow.runners import store
 from autoflow.runners.store import journal as store_journal
+from autoflow.runners.store import migrations
 
 
 @pytest.fixture
@@ -28,12 +29,19 @@ def store_url(postgres_db: servers.Postgres) -> str:
 
 
 @pytest.fixture
-def raw_sql(store_url: str) -> Callable[[str], None]:
-    def run(statement: str) -> None:
+def raw_sql(store_url: str) -> Callable[[str], list[tuple[Any, ...]]]:
+    def run(statement: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(store_url, autocommit=True) as conn:
-            conn.execute(statement)  # type: ignore[call-overload]
+            cur = conn.execute(statement)  # type: ignore[call-overload]
+            return cur.fetchall() if cur.description else []
 
     return run
+
+
+@pytest.fixture
+def tables(raw_sql: Callable[[str], list[tuple[Any, ...]]]) -> Callable[[], list[str]]:
+    query = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+    return lambda: [r[0] for r in raw_sql(query)]
 
 
 class TestPostgresStore(StoreContract):
@@ -134,7 +142,7 @@ def test_the_cli_migrates_runs_and_lists_history_in_postgres(
 
     migrated = autoflow_cli("store", "migrate", env={"AUTOFLOW_STORE_URL": url})
     assert migrated.returncode == 0, migrated.stderr
-    assert "schema version 1" in migrated.stdout
+    assert f"schema version {migrations.LATEST}" in migrated.stdout
     assert postgres_db.password not in migrated.stdout
 
     ran = autoflow_cli("run", str(wf), "--store", url, "--output", "json")
