@@ -286,3 +286,40 @@ def test_retention_erasure_audit_and_versions_from_the_command_line(url: str) ->
         ("erase", "cli:ops", 1),
         ("purge-expired", "cli:ops", 1),
     ]
+
+
+SUBJECT = """\
+apiVersion: autoflow.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: signup
+spec:
+  dataSubject: ${ inputs.email }
+  inputs:
+    email:
+      type: string
+  steps:
+    - id: greet
+      uses: core.log
+      with:
+        message: welcome
+"""
+
+
+def test_autoflow_run_stores_its_spec_and_subject_and_erase_removes_it(
+    url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "signup.yaml"
+    path.write_text(SUBJECT)
+    store_env = {"AUTOFLOW_STORE_URL": url, "AUTOFLOW_STORE_SUBJECT_KEY": "k"}
+    for email in ("ann@mail.test", "bob@mail.test"):
+        ran = autoflow("run", str(path), "--store", url, "-q", "-i", f"email={email}", **store_env)
+        assert ran.returncode == 0, ran.stderr
+    versions = json.loads(autoflow("runs", "versions", "signup", "-o", "json", **store_env).stdout)
+    assert [v["runs"] for v in versions["versions"]] == [2]  # the spec it ran, stored once
+    erased = autoflow("runs", "erase", "--subject", "ann@mail.test", **store_env)
+    assert erased.stdout.strip() == "erased 1 run of that data subject", erased.stderr
+    left = json.loads(autoflow("runs", "list", "-o", "json", **store_env).stdout)["runs"]
+    assert len(left) == 1
+    shown = json.loads(autoflow("runs", "show", left[0]["runId"], "-o", "json", **store_env).stdout)
+    assert "bob@mail.test" in json.dumps(shown)  # Bob's run, inputs and all, is still there

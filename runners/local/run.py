@@ -29,7 +29,7 @@ from typing import Any
 
 from autoflow.connectors import sdk
 from autoflow.crds import errors, integration, workflow
-from autoflow.runners import engine
+from autoflow.runners import engine, expressions
 from autoflow.runners.access import integrations as integrations_mod
 from autoflow.runners.access import limits, redact
 from autoflow.runners.definitions import documents, integration_checks, loader
@@ -341,7 +341,9 @@ def prepare(
     if store_url:
         from autoflow.runners.store import journal as store_journal
 
-        jr, run_id = store_journal.open_local(store_url, name, engine.spec_hash(compiled))
+        jr, run_id = store_journal.open_local(
+            store_url, name, engine.spec_hash(compiled), spec=wf.spec.dump()
+        )
         header = journal.replay(jr.read()).header if run_id is not None else None
     elif journal_dir:
         jr, run_id = open_journal(journal_dir, name, restart=restart)
@@ -367,6 +369,11 @@ def prepare(
         )
     else:
         values = inputs_mod.resolve(wf.spec.inputs, given_inputs, where, from_text=from_text)
+        if wf.spec.data_subject and store_url:
+            from autoflow.runners.store import journal as store_journal
+
+            assert isinstance(jr, store_journal.StoreJournal)
+            jr.about(_data_subject(wf, values, where))
     return engine.Run(
         compiled,
         run_id=run_id or new_run_id(name),
@@ -377,3 +384,13 @@ def prepare(
         env=expression_env(wf, os.environ if env is None else env),
         limiter=limits.from_env(os.environ if env is None else env) if limiter is None else limiter,
     )
+
+
+def _data_subject(wf: workflow.Workflow, values: Mapping[str, Any], where: errors.Where) -> str:
+    """Whose personal data the run holds: the Workflow's ``dataSubject`` over the inputs."""
+    at = where.replace(field="dataSubject")
+    template = expressions.compile_template(wf.spec.data_subject, at)
+    subject = template.render({"inputs": dict(values)})
+    if not isinstance(subject, str) or not subject:
+        raise errors.InputError(f"dataSubject must give a non-empty text; got {subject!r}", at)
+    return subject

@@ -67,6 +67,11 @@ class StoreJournal:
         self.retry_for = retry_for
         self.max_payload = max_payload
 
+    def about(self, subject: str) -> None:
+        """The run's data subject (the Workflow's ``dataSubject`` evaluated), for its header:
+        the store keeps only a keyed hash of it."""
+        self._context["subject"] = subject
+
     @classmethod
     async def load(cls, store_: store.Store, run_id: str, **kwargs: Any) -> StoreJournal:
         """The journal of ``run_id`` as the store holds it (empty for a new run)."""
