@@ -31,7 +31,7 @@ def store_url(postgres_db: servers.Postgres) -> str:
 def raw_sql(store_url: str) -> Callable[[str], None]:
     def run(statement: str) -> None:
         with psycopg.connect(store_url, autocommit=True) as conn:
-            conn.execute(statement)  # type: ignore[call-overload]
+            conn.execute(statement)
 
     return run
 
