@@ -37,7 +37,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from autoflow.crds import workflow
-from autoflow.runners import engine, journal, plan, store
+from autoflow.runners import engine, store
+from autoflow.runners.definitions import plan
+from autoflow.runners.engine import journal
 from autoflow.runners.store import journal as store_journal
 from autoflow.runners.store import sqlbase
 

@@ -492,7 +492,10 @@ class StoreContract:
         async def one(n: int) -> engine.RunResult:
             jr = store_journal.StoreJournal(st)
             try:
-                return await new_probe().run(spec, journal=jr, run_id=f"many-{n:03}")
+                result: engine.RunResult = await new_probe().run(
+                    spec, journal=jr, run_id=f"many-{n:03}"
+                )
+                return result
             finally:
                 await jr.aclose()
 

@@ -30,8 +30,9 @@ ARGO_STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "
 def health(kind: str, obj: dict[str, Any]) -> tuple[str, str]:
     """(status, message) as Argo CD would compute them for ``obj``."""
     lua = lua51.LuaRuntime(unpack_returned_tuples=True)
-    lua.globals().obj = lua.table_from(obj, recursive=True)
-    result = lua.execute((ARGOCD / KINDS[kind]).read_text())
+    lua.globals()["obj"] = lua.table_from(obj, recursive=True)
+    # The script returns a Lua table; lupa types what a script returns as object.
+    result: Any = lua.execute((ARGOCD / KINDS[kind]).read_text())
     status, message = result["status"], result["message"]
     assert status in ARGO_STATUSES
     assert isinstance(message, str) and message

@@ -391,7 +391,7 @@ INPUT_CASES = [
     ),
 ]
 
-AUX_FILES = {
+AUX_FILES: dict[str, bytes | str] = {
     "inputs.bin": b"\xff\xfe\x00binary\x80",
     # A few hundred bytes that expand to 9**9 strings: once a 691 MB journal.
     "bomb.yaml": laughs().split("spec:")[0].split("metadata: {name: wf}\n")[1] + "orders: *l8\n",

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpserver
@@ -32,7 +33,7 @@ def no_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def manifests(path: Path, *integrations: dict[str, object]) -> str:
+def manifests(path: Path, *integrations: Mapping[str, object]) -> str:
     docs = [
         {
             "apiVersion": "autoflow.dev/v1alpha1",

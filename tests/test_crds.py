@@ -28,7 +28,7 @@ from autoflow.crds import generate, integration, meta, run, schedule, schemas, w
 try:
     import jsonschema
 except ImportError:  # the test extra lacks it: the schema-level checks still run
-    jsonschema = None
+    jsonschema = None  # type: ignore[assignment]  # tested below before any use
 
 needs_jsonschema = pytest.mark.skipif(jsonschema is None, reason="needs jsonschema (test extra)")
 
@@ -560,7 +560,8 @@ def _int_or_string(validator: Any, value: Any, instance: Any, schema: Any) -> An
 @functools.cache
 def crd_validator_class() -> Any:
     """Draft 4 is OpenAPI 3.0's schema dialect (boolean exclusiveMinimum and all)."""
-    return jsonschema.validators.extend(
+    # types-jsonschema leaves validators.extend unannotated.
+    return jsonschema.validators.extend(  # type: ignore[no-untyped-call]
         jsonschema.Draft4Validator, {"x-kubernetes-int-or-string": _int_or_string}
     )
 

@@ -312,16 +312,18 @@ class SpyLimiter(limits.LocalLimiter):
         super().__init__()
         self.slots: list[tuple[str, sdk.Limits, str, float | None]] = []
 
-    def slot(
+    @contextlib.asynccontextmanager
+    async def slot(
         self,
         integration: str,
         limits: sdk.Limits,
         *,
         namespace: str = "",
         max_wait: float | None = None,
-    ) -> contextlib.AbstractAsyncContextManager[None]:
+    ) -> AsyncIterator[None]:
         self.slots.append((integration, limits, namespace, max_wait))
-        return super().slot(integration, limits, namespace=namespace, max_wait=max_wait)
+        async with super().slot(integration, limits, namespace=namespace, max_wait=max_wait):
+            yield
 
 
 async def test_only_steps_of_limited_integrations_take_a_slot(probe: Any, hits: Hits) -> None:

@@ -335,7 +335,7 @@ def test_a_taken_port_leaves_the_operator_running(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(metrics, "_server", None)  # as in a fresh operator process
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler.emit = lambda record: records.append(record)  # type: ignore[method-assign]
     metrics.log.addHandler(handler)  # the "autoflow" logger may not propagate to caplog
     try:
         with socket.socket() as taken:
@@ -421,7 +421,7 @@ def allowed_names() -> set[str]:
 def dashboard_expressions() -> list[tuple[str, str]]:
     """(panel title, expr) of every query in the shipped dashboard, rows included."""
     board = json.loads((CHART / "dashboards" / "autoflow.json").read_text())
-    found = []
+    found: list[tuple[str, str]] = []
 
     def walk(panels: list[dict[str, Any]]) -> None:
         for panel in panels:

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import kopf
+from kopf._core.intents import handlers as kopf_handlers
 
 from autoflow.operator import handlers, integration_handlers, schedule_handlers, workflow_handlers
 from autoflow.operator import settings as settings_mod
@@ -51,10 +52,12 @@ def test_register_takes_the_back_off_and_tick_from_the_settings() -> None:
     settings = settings_mod.Settings(handler_backoff_seconds=7, integration_tick_seconds=3)
     for module in (handlers, workflow_handlers, schedule_handlers, integration_handlers):
         module.register(registry, settings)
-    changing = {h.id: h for h in registry._changing.get_all_handlers()}
-    spawning = {h.id: h for h in registry._spawning.get_all_handlers()}
+    changing = {str(h.id): h for h in registry._changing.get_all_handlers()}
+    spawning = {str(h.id): h for h in registry._spawning.get_all_handlers()}
     assert changing["run_created"].backoff == 7
     assert changing["run_cancelled/spec.cancel"].backoff == 7
     assert spawning["fire"].backoff == 7
-    assert spawning["integration_tick"].interval == 3
+    tick = spawning["integration_tick"]
+    assert isinstance(tick, kopf_handlers.TimerHandler)
+    assert tick.interval == 3
     assert {h.id for h in registry._activities.get_all_handlers()} == {"startup", "cleanup"}

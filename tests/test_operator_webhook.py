@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from typing import Any
+from typing import Any, cast
 
 import hypothesis
 import kopf
@@ -73,7 +73,8 @@ def test_fitted_values_fit_and_differ_when_the_values_do(a: Any, b: Any, budget:
 
 
 def body(raw: dict[str, Any]) -> kopf.Body:
-    return kopf.Body(raw)
+    """kopf types a body as its RawBody TypedDict; the tests build plain dicts of that shape."""
+    return kopf.Body(cast(kopf.RawBody, raw))
 
 
 def test_the_diff_base_of_the_largest_workflow_fits_an_annotation() -> None:
@@ -160,7 +161,7 @@ def test_the_webhook_refuses_what_validate_refuses_in_its_words(
     problems = webhook.problems_of(wf)
     assert problems
     with pytest.raises(webhook.Refused) as refused:
-        webhook.validate_workflow(kopf.Body(wf), operation="CREATE", old=None, new=wf)
+        webhook.validate_workflow(body(wf), operation="CREATE", old=None, new=wf)
     assert str(refused.value) == f"Workflow orders is invalid: {workflows.message(problems)}"
     assert where in str(refused.value)
     assert refused.value.code == 422
@@ -188,7 +189,7 @@ def test_a_bug_in_validation_admits(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(webhook, "problems_of", broken)
     wf = workflow(VALID)
-    webhook.validate_workflow(kopf.Body(wf), operation="CREATE", old=None, new=wf)
+    webhook.validate_workflow(body(wf), operation="CREATE", old=None, new=wf)
 
 
 def test_the_one_manifest_limit_is_the_loaders() -> None:

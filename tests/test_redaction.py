@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpserver
 import leaks
@@ -112,7 +113,7 @@ async def test_http_keeps_an_echoed_secret_out_of_output_error_log_and_journal(
 ) -> None:
     server.route("/ok", _echo(200))
     server.route("/bad", _echo(400, text=True))
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"id": "ok", "uses": "http.request", "integration": "api", "with": {"url": "/ok"}},
         {
             "id": "bad",
@@ -153,7 +154,7 @@ async def test_a_declarative_service_keeps_an_echoed_secret_out_of_everything(
     path = "/repos/octo/hello/issues"
     server.queue(path, _echo(201), _echo(422))
     with_ = {"owner": "octo", "repo": "hello", "title": "t"}
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"id": "ok", "uses": "github.create_issue", "integration": "gh", "with": with_},
         {
             "id": "bad",
@@ -184,7 +185,7 @@ async def test_slack_keeps_an_echoed_secret_out_of_everything(
         httpserver.Reply.with_json({"ok": False, "error": forms}),
     )
     with_ = {"channel": "C1", "text": "hi"}
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"id": "ok", "uses": "slack.postMessage", "integration": "chat", "with": with_},
         {
             "id": "bad",

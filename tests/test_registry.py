@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,7 @@ async def lookup(params: LookupParams, ctx: sdk.ActionContext) -> dict:
 
 
 @pytest.fixture
-def shop_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def shop_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An installed distribution that declares a connector in the entry-point group."""
     (tmp_path / "shop_autoflow.py").write_text(SHOP_MODULE)
     dist = tmp_path / "shop_autoflow-1.0.dist-info"
@@ -55,7 +57,7 @@ def test_builtins_load_without_reading_package_metadata(monkeypatch: pytest.Monk
     def refuse(**_: object) -> None:
         raise AssertionError("entry points were scanned for a built-in connector")
 
-    monkeypatch.setattr(registry.metadata, "entry_points", refuse)
+    monkeypatch.setattr(metadata, "entry_points", refuse)  # the module registry reads
     assert registry.Registry().action("core.log").uses == "core.log"
 
 

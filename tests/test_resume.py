@@ -228,7 +228,7 @@ def test_resume_under_a_changed_workflow_is_refused(
 ) -> None:
     cmd = command(tmp_path, "chain", CHAIN, server)
     (tmp_path / "journal").mkdir()
-    header = {"t": "run", "runId": "chain-0123456789", "workflow": "chain"}
+    header: dict[str, Any] = {"t": "run", "runId": "chain-0123456789", "workflow": "chain"}
     header |= {"specHash": "another-definition", "inputs": {}, "startedAt": 0}
     (tmp_path / "journal" / "chain.jsonl").write_text(json.dumps(header) + "\n")
 

@@ -47,7 +47,7 @@ def steps(draw: st.DrawFn, prefix: str, count: int, main: list[str]) -> list[Spe
         earlier = [s["id"] for s in made]
         step: Spec = {"id": sid, "uses": "t.call"}
         needs: list[str] | None = None
-        if earlier and draw(st.booleans()):
+        if bool(earlier) and draw(st.booleans()):
             needs = draw(st.lists(st.sampled_from(earlier), unique=True, max_size=3))
             step["needs"] = needs
         elif earlier:

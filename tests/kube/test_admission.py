@@ -203,7 +203,7 @@ def test_the_largest_workflow_admitted_gets_its_ready_condition(
 ) -> None:
     # Four values just under the 256 KiB a value may have: just under the 1 MiB a manifest
     # may have. kopf's diff base of it stored whole would pass the 256 KiB annotation limit.
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"id": f"s{i}", "uses": "core.log", "with": {"message": chr(97 + i) * (250 * KIB)}}
         for i in range(4)
     ]

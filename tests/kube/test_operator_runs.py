@@ -661,7 +661,7 @@ def test_a_run_that_finishes_while_the_operator_is_down_is_summarized_when_it_is
 # -- run history -------------------------------------------------------------------------------
 
 
-FAIL_IF_ASKED = {
+FAIL_IF_ASKED: dict[str, Any] = {
     "inputs": {"fail": {"type": "boolean", "default": False}},
     "steps": [
         {

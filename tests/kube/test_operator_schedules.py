@@ -16,7 +16,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import apiserver as kube
 import objects
@@ -27,6 +27,7 @@ from objects import condition, wait_for
 API_VERSION = "autoflow.dev/v1alpha1"
 SCHEDULED = "autoflow.dev/scheduled-time"
 TIMEOUT = 30.0
+T = TypeVar("T")
 RBAC = kube.REPO / "config" / "rbac"
 
 
@@ -59,8 +60,8 @@ def expected_name(sched: dict[str, Any], fire: str) -> str:
 
 
 def wait_until(
-    what: str, probe: Callable[[], Any], check: Callable[[Any], bool], timeout: float = TIMEOUT
-) -> Any:
+    what: str, probe: Callable[[], T], check: Callable[[T], bool], timeout: float = TIMEOUT
+) -> T:
     """``probe()`` once ``check`` holds for it; a TimeoutError shows the last value."""
     deadline = time.monotonic() + timeout
     while True:
@@ -113,8 +114,9 @@ def finish(
 
 @pytest.fixture
 def workflow(apiserver: kube.APIServer, namespace: str) -> dict[str, Any]:
-    spec = {"inputs": {"region": {"type": "string"}}}
-    return apiserver.create(objects.workflow(**spec), namespace=namespace)
+    spec: dict[str, Any] = {"inputs": {"region": {"type": "string"}}}
+    created: dict[str, Any] = apiserver.create(objects.workflow(**spec), namespace=namespace)
+    return created
 
 
 def test_a_schedule_fires_runs_named_from_its_uid_and_the_fire_time(
@@ -233,10 +235,10 @@ def test_forbid_skips_fires_while_a_run_is_active(
 
     # Three more fires pass while the first run is still Pending (no executor runs its Job).
     def three_fires_later(s: dict[str, Any]) -> bool:
-        last = (s.get("status") or {}).get("lastScheduleTime")
-        return bool(last) and (
-            datetime.datetime.fromisoformat(last) - first_fire >= datetime.timedelta(seconds=6)
-        )
+        last: str | None = (s.get("status") or {}).get("lastScheduleTime")
+        if not last:
+            return False
+        return datetime.datetime.fromisoformat(last) - first_fire >= datetime.timedelta(seconds=6)
 
     current = wait_for(apiserver, sched, three_fires_later)
     assert [r["metadata"]["name"] for r in scheduled_runs(apiserver, namespace, "tick")] == [

@@ -22,7 +22,7 @@ from objects import condition, wait_for
 def observed(obj: dict[str, Any]) -> bool:
     """The operator has judged the current generation of the Workflow."""
     generation = obj["metadata"]["generation"]
-    return (
+    return bool(
         condition(obj, "Ready").get("observedGeneration") == generation
         and (obj.get("status") or {}).get("observedGeneration") == generation
     )

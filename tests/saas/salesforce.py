@@ -14,6 +14,7 @@ Health probe: resources_discoveryresource.htm (``GET /services/data/vXX.X/``).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import httpserver
@@ -31,7 +32,7 @@ class Salesforce(contract.Service):
         self.records: dict[str, dict[str, Any]] = {}
         self.token = ACCESS_TOKEN
         for name in REQUIRED:
-            self.on("POST", f"{API}/sobjects/{name}/", lambda r, n=name: self.create(r, n))
+            self.on("POST", f"{API}/sobjects/{name}/", functools.partial(self.create, name=name))
         self.on("GET", f"{API}/query", self.query)
         self.on("GET", f"{API}/", self.resources)
 

@@ -49,7 +49,10 @@ from collections.abc import Callable, Iterator, Sequence
 from email import parser as email_parser
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, cast
+
+if TYPE_CHECKING:
+    import redis as redis_py
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -499,6 +502,14 @@ class Postgres(_Managed):
 
 
 # -- Redis ------------------------------------------------------------------------------------
+
+StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+def stream_entries(client: redis_py.Redis, stream: str) -> StreamEntries:
+    """XRANGE of a whole stream. redis-py types ids and fields as bytes or str and the reply as
+    optional; a client without decode_responses gets bytes, and a list for any stream."""
+    return cast(StreamEntries, client.xrange(stream))
 
 
 @dataclasses.dataclass

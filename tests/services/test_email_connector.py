@@ -584,7 +584,7 @@ async def test_a_password_the_server_echoes_never_reaches_an_error_or_log(
         "tlsCaCert": server.certificate.cert_file.read_text(),
     }
     mail = {"subject": "hi", "text": "hello"}
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"id": "sent", "uses": "email.send", "integration": "mail",
          "with": {**mail, "to": ["ok@example.org"]}},
         {"id": "echo", "uses": "email.send", "integration": "mail", "needs": ["sent"],

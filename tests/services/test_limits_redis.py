@@ -526,7 +526,7 @@ def test_two_autoflow_runs_share_the_integrations_quota(
                 time.sleep(0.005)
         for r in runs:
             assert r.result().returncode == 0, r.result().stderr
-        entries = direct.xrange(stream)
+        entries = servers.stream_entries(direct, stream)
     finally:
         direct.close()
     assert len(entries) == 20

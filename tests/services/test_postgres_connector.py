@@ -206,7 +206,8 @@ async def test_steps_of_a_run_share_one_pool_closed_with_the_run(
             integration=db,
             pool=pool,
         )
-        return action.dump_output(await action.func(action.params(sql=sql), ctx))
+        params = action.params.model_validate({"sql": sql})
+        return action.dump_output(await action.func(params, ctx))
 
     def backends() -> int:
         with psycopg.connect(postgres_db.superuser_dsn) as conn:
@@ -750,7 +751,7 @@ async def test_a_password_the_server_echoes_never_reaches_output_error_or_log(
         "database": postgres_db.dbname,
         "user": role,
     }
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"id": "rows", "uses": "postgres.query", "integration": "db",
          "with": {"sql": "SELECT form, value FROM echoes ORDER BY form"}},
         {"id": "cast", "uses": "postgres.query", "integration": "db", "continueOnError": True,
