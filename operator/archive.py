@@ -6,11 +6,17 @@ archived (``Archiver.ensure``), so history limits and TTLs delete the CR, never 
 Archiving is idempotent: the store's writes are, and what the store already holds is left
 as it is, so the full payloads a runner wrote (``runners.job.payloads``) are never replaced
 by the status's truncated markers. An operator restarted between the write and the
-annotation writes again, harmlessly::
+annotation writes again, harmlessly.
 
-    finished run ─► records_of(run, stored) ─► store.record ─► annotate archived ─► delete
+A run is archived once its runner has stopped (its Job complete, failed or suspended with no
+pod left, or gone): the runner writes the status before the store, so a run reads finished
+while its last store writes may still be on their way, and an archive that read the store
+before they landed would write the status's markers over the full values after them::
 
-``records_of`` is pure (status → journal records); ``Archiver`` does the I/O.
+    finished run, runner stopped ─► records_of(run, stored) ─► store.record
+        ─► annotate archived ─► (history limits, TTL) delete
+
+``records_of`` and ``runner_writing`` are pure; ``Archiver`` does the I/O.
 """
 
 from __future__ import annotations
@@ -33,6 +39,17 @@ FINISHED_STEP = {"Succeeded", "Failed", "Skipped", "Cancelled"}
 
 def is_archived(run: meta.JSONDict) -> bool:
     return bool((run["metadata"].get("annotations") or {}).get(ANNOTATION_ARCHIVED))
+
+
+def runner_writing(run: meta.JSONDict, job: meta.JSONDict | None) -> bool:
+    """Whether the run's runner Job may still be running a pod that writes to the store."""
+    if job is None or not runs.owned_by(job, run):
+        return False
+    status = job.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
+            return False
+    return not ((job.get("spec") or {}).get("suspend") and runs.runner_stopped(status))
 
 
 def records_of(run: meta.JSONDict, stored: store.RunDetail | None) -> list[dict[str, Any]]:
@@ -93,10 +110,16 @@ class Archiver:
         self.store = store_
 
     async def ensure(self, run: meta.JSONDict) -> bool:
-        """Archive ``run`` unless it is; False when that failed (the run must stay)."""
+        """Archive ``run`` unless it is; False when that failed or must wait for its runner
+        to stop (the run must stay)."""
         if is_archived(run):
             return True
         try:
+            job = await self._client.get_or_none(
+                kube.paths.job(run["metadata"]["namespace"], runs.job_name(run))
+            )
+            if runner_writing(run, job):
+                return False  # archived when its Job finishes (``handlers.job_event``)
             await self.archive(run)
         except (store.StoreError, kube.ApiError) as exc:
             metrics.store_write_failed("archive")

@@ -439,7 +439,11 @@ async def job_event(
         return  # a Job without a pod yet says nothing about its run
     ctx = context.of(memo)
     run = await ctx.client.get_or_none(kube.paths.run(namespace or "", owner["name"]))
-    if run is None or run["metadata"].get("uid") != owner.get("uid") or runs.is_finished(run):
+    if run is None or run["metadata"].get("uid") != owner.get("uid"):
+        return
+    if runs.is_finished(run):
+        if ctx.archiver is not None and not archive.is_archived(run):
+            await ctx.archiver.ensure(run)  # its runner stopped: nothing more on the way
         return
     await _transition(ctx, run, lambda current: runs.summarize(current, job))
 

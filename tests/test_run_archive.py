@@ -71,9 +71,14 @@ def finished_run(**annotations: str) -> dict[str, Any]:
 class FakeClient:
     """The API calls the archive and the status journal make, remembered."""
 
-    def __init__(self) -> None:
+    def __init__(self, job: dict[str, Any] | None = None) -> None:
         self.patches: list[tuple[str, Any]] = []
         self.deleted: list[str] = []
+        self.job = job
+
+    async def get_or_none(self, url: str) -> dict[str, Any] | None:
+        assert url == kube.paths.job("ops", runs.job_name(finished_run()))
+        return self.job
 
     async def patch(self, url: str, body: Any) -> dict[str, Any]:
         self.patches.append((url, body))
@@ -249,6 +254,41 @@ async def test_a_run_is_deleted_only_once_it_is_archived(sqlite_store: Any) -> N
     failing = archive.Archiver(client, Unreachable())  # type: ignore[arg-type]
     kept = await sweeper.delete_run(client, finished_run(), failing)  # type: ignore[arg-type]
     assert kept is False and client.deleted == [] and client.patches == []
+
+
+def runner_job(**status: Any) -> dict[str, Any]:
+    owner = {"kind": "WorkflowRun", "name": "triage-1", "uid": UID}
+    return {
+        "metadata": {"name": runs.job_name(finished_run()), "ownerReferences": [owner]},
+        "spec": {},
+        "status": status,
+    }
+
+
+def test_a_run_is_archived_once_its_runner_stopped() -> None:
+    run = finished_run()
+    complete = [{"type": "Complete", "status": "True"}]
+    assert archive.runner_writing(run, runner_job(active=1))
+    assert not archive.runner_writing(run, runner_job(conditions=complete))
+    assert not archive.runner_writing(run, None)
+    other = runner_job(active=1)
+    other["metadata"]["ownerReferences"][0]["uid"] = "an-earlier-run-of-the-name"
+    assert not archive.runner_writing(run, other)
+    suspended = runner_job(active=0, terminating=0)
+    suspended["spec"]["suspend"] = True
+    assert not archive.runner_writing(run, suspended)
+
+
+async def test_the_archive_waits_for_the_runners_last_writes(sqlite_store: Any) -> None:
+    # The status says finished before the runner's last store writes: archiving now could
+    # write markers over the full values that land after it.
+    client = FakeClient(job=runner_job(active=1))
+    archiver = archive.Archiver(client, sqlite_store)  # type: ignore[arg-type]
+    assert not await archiver.ensure(finished_run())
+    assert await sqlite_store.get_run(UID) is None and client.patches == []
+    client.job = runner_job(conditions=[{"type": "Complete", "status": "True"}])
+    assert await archiver.ensure(finished_run())
+    assert (await sqlite_store.get_run(UID)).summary.phase == "Succeeded"
 
 
 class Unreachable:

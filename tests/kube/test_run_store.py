@@ -21,6 +21,7 @@ import operator_process
 import pytest
 from objects import step, wait_for
 
+from autoflow.operator import archive
 from autoflow.runners import store
 
 BIG = "x" * 20_000  # over the 16 KiB a step output keeps in the status
@@ -93,3 +94,31 @@ def test_a_finished_run_is_archived_before_its_ttl_deletes_it(
     steps = {s.step: s for s in detail.steps}
     assert steps["fetch"].output == {"body": BIG}  # the runner's full payload, not the marker
     assert steps["wait"].phase == "Succeeded"
+
+
+def test_an_archive_cut_short_by_a_restart_is_done_again_once(
+    apiserver: kube.APIServer,
+    namespace: str,
+    store_url: str,
+    operator: operator_process.Operator,
+    executor: executor_mod.NamespaceExecutor,
+) -> None:
+    apiserver.create(objects.workflow(), namespace=namespace)  # no runHistory: kept
+    run = apiserver.create(objects.run(), namespace=namespace)
+    done = wait_for(apiserver, run, lambda r: archive.ANNOTATION_ARCHIVED in annotations(r))
+    uid = done["metadata"]["uid"]
+    first = history(store_url, uid)
+    assert first is not None and first.summary.phase == "Succeeded"
+
+    # As if the operator stopped between the store write and the annotation.
+    operator.stop()
+    apiserver.merge_patch(done, {"metadata": {"annotations": {archive.ANNOTATION_ARCHIVED: None}}})
+    operator.start()
+
+    wait_for(apiserver, done, lambda r: archive.ANNOTATION_ARCHIVED in annotations(r))
+    again = history(store_url, uid)
+    assert again is not None and again.to_json() == first.to_json()
+
+
+def annotations(obj: dict[str, Any]) -> dict[str, str]:
+    return dict(obj["metadata"].get("annotations") or {})
