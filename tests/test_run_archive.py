@@ -198,6 +198,12 @@ async def test_a_store_that_cannot_be_reached_does_not_fail_the_run(
     await tee.aclose()
     assert tee.store_errors == 1
     assert client.patches[-1][1]["status"]["result"]["phase"] == "Succeeded"
+    written = {}
+    for _, body in client.patches:
+        written.update(body["status"])
+    (fetch,) = [s for s in written["steps"] if s["id"] == "fetch"]
+    assert fetch["output"]["truncated"] is True
+    assert "store" not in fetch["output"]  # the store never got it: no hint pointing there
 
 
 # -- the operator's archive ----------------------------------------------------------------------

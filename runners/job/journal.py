@@ -81,7 +81,7 @@ class StatusJournal:
     ) -> None:
         self._client = client
         # Whether full values also go to the run store: a truncated output then says where.
-        self._in_store = in_store
+        self.in_store = in_store
         meta = run["metadata"]
         self._url = kube.paths.run(meta["namespace"], meta["name"], "status")
         status = run.get("status") or {}
@@ -147,7 +147,7 @@ class StatusJournal:
                 self._dirty["steps"] = True
         elif kind == "step":
             output, cut = bounded(record.get("output"), MAX_STEP_OUTPUT_BYTES)
-            if cut and self._in_store:
+            if cut and self.in_store:
                 hint = f"autoflow runs show {self._header.get('runId', '')}"
                 output = {**output, "store": True, "hint": hint}
             # Finished steps are listed in the order they finished: ``read`` gives the records

@@ -68,6 +68,7 @@ class Tee:
                 extra={"run_id": self._copy.run_id},
             )
             self._copy = None  # nothing more is sent; ``aclose`` closes the store
+            self._status.in_store = False  # markers from now on point nowhere
 
     def close(self) -> None:
         self._status.close()
