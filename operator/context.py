@@ -6,7 +6,8 @@ and puts it there too; kopf gives every handler a copy of that memo, and ``of(me
 context out of it::
 
     main():     settings ─► memo["settings"]
-    startup:    Context(settings, API client, TTL sweeper, admissions, semaphores, ...)
+    startup:    Context(settings, API client, TTL sweeper, admissions, semaphores,
+                        the run store's archiver when one is configured, ...)
                           ─► memo["context"]
     a handler:  ctx = context.of(memo); await ctx.client.get(...)
 """
@@ -17,7 +18,7 @@ import asyncio
 import dataclasses
 from typing import Any
 
-from autoflow.operator import admission
+from autoflow.operator import admission, archive
 from autoflow.operator import settings as settings_mod
 from autoflow.operator import sweeper as sweeper_mod
 from autoflow.runners import kube
@@ -44,6 +45,8 @@ class Context:
     probing: asyncio.Semaphore = dataclasses.field(init=False)
     # Schedules (namespace, name) with a run that finished or went since their last sync.
     dirty_schedules: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+    # Archives finished runs into the run store (``AUTOFLOW_STORE_URL``); None: no store.
+    archiver: archive.Archiver | None = None
 
     def __post_init__(self) -> None:
         self.probing = asyncio.Semaphore(self.settings.probe_concurrency)

@@ -8,8 +8,9 @@ kopf's own goes through ``runners.kube``. What the handlers share (settings, the
 the TTL sweeper, the admissions) is one ``context.Context``, made by ``startup`` and handed
 to each handler in kopf's ``memo``; ``register`` adds the handlers to a registry with the
 settings' back-off, so importing this module does nothing. Deleting finished runs under a
-Workflow's ``runHistory`` is ``sweeper``'s; runs under its ``concurrency`` are admitted by
-``admission`` (queued runs get their Jobs from there, when a slot frees).
+Workflow's ``runHistory`` is ``sweeper``'s (archived into the run store first, when there is
+one: ``archive``); runs under its ``concurrency`` are admitted by ``admission`` (queued runs
+get their Jobs from there, when a slot frees).
 
 A WorkflowRun's status has two writers, the operator and the runner. The runner owns the
 journal fields (``startedAt``, ``steps``, ``outputs``, ``result``); the operator owns the
@@ -36,6 +37,7 @@ import kopf
 from autoflow.crds import conditions, errors, meta
 from autoflow.operator import (
     admission,
+    archive,
     concurrency,
     context,
     diffbase,
@@ -49,7 +51,7 @@ from autoflow.operator import (
 )
 from autoflow.operator import settings as settings_mod
 from autoflow.operator import sweeper as sweeper_mod
-from autoflow.runners import kube
+from autoflow.runners import kube, store
 
 log = logging.getLogger("autoflow.operator")
 
@@ -86,7 +88,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.queueing.idle_timeout = 1.0
     config = context.settings_of(memo)
     client = kube.Client.from_config()
-    ctx = Context(config, client, sweeper_mod.Sweeper(client))
+    archiver = None
+    if config.store_url:
+        # Unreachable or at the wrong schema version: the operator does not start, saying
+        # why (the URL without its password), rather than delete runs it cannot archive.
+        archiver = archive.Archiver(client, await store.open_store(config.store_url))
+        log.info("archiving finished runs into the run store at %s", archiver.store.display_url)
+    ctx = Context(config, client, sweeper_mod.Sweeper(client, archiver), archiver=archiver)
     ctx.admissions = admission.Admissions(
         client,
         functools.partial(_transition, ctx),
@@ -103,6 +111,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctx = context.of(memo)
     await ctx.admissions.stop()
     await ctx.sweeper.stop()
+    if ctx.archiver is not None:
+        await ctx.archiver.store.aclose()
     await ctx.client.aclose()
 
 
@@ -189,7 +199,7 @@ async def _finished(ctx: Context, run: meta.JSONDict) -> None:
             continue
     assert wf is not None
     run_history = wf["spec"].get("runHistory")
-    await sweeper_mod.enforce(ctx.client, namespace, wf_name, run_history)
+    await sweeper_mod.enforce(ctx.client, namespace, wf_name, run_history, ctx.archiver)
     ctx.sweeper.schedule(run, history.expires_at(run, run_history))
 
 
@@ -398,6 +408,10 @@ async def run_event(
             ctx.admissions.changed(namespace or "", runs.workflow_name(run))
         return
     if runs.is_finished(run):
+        if ctx.archiver is not None and not archive.is_archived(run):
+            # Also every finished run kopf lists at start-up: an archive an operator restart
+            # cut short is done again (idempotent).
+            await ctx.archiver.ensure(run)
         wf = workflow_handlers.indexed(
             index, run["metadata"].get("namespace"), runs.workflow_name(run)
         )
@@ -425,7 +439,11 @@ async def job_event(
         return  # a Job without a pod yet says nothing about its run
     ctx = context.of(memo)
     run = await ctx.client.get_or_none(kube.paths.run(namespace or "", owner["name"]))
-    if run is None or run["metadata"].get("uid") != owner.get("uid") or runs.is_finished(run):
+    if run is None or run["metadata"].get("uid") != owner.get("uid"):
+        return
+    if runs.is_finished(run):
+        if ctx.archiver is not None and not archive.is_archived(run):
+            await ctx.archiver.ensure(run)  # its runner stopped: nothing more on the way
         return
     await _transition(ctx, run, lambda current: runs.summarize(current, job))
 

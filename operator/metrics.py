@@ -13,6 +13,7 @@ samples on ``prometheus_client.REGISTRY``, which ``serve`` exposes on ``/metrics
     @reconciler("WorkflowRun")                      # the same around a whole async handler
     schedule_fired("created"), schedule_missed(n)   # Schedule fires
     observe_integration(event_type, integration)    # Integration Ready → 1/0 gauge
+    run_archived(seconds), store_write_failed(op)   # the run store archive (``archive``)
     serve(port)                                     # the /metrics endpoint (a thread)
 
 Naming follows Prometheus conventions: the ``autoflow_`` prefix, base units (seconds),
@@ -108,6 +109,20 @@ SCHEDULE_FIRES = prometheus_client.Counter(
 SCHEDULE_MISSED = prometheus_client.Counter(
     "autoflow_schedule_missed_fires",
     "Schedule fires missed (operator down, schedule suspended) and not run under catch-up.",
+)
+STORE_RUNS_ARCHIVED = prometheus_client.Counter(
+    "autoflow_store_runs_archived",
+    "Finished runs written to the run store before their WorkflowRun may be deleted.",
+)
+STORE_ARCHIVE_DURATION = prometheus_client.Histogram(
+    "autoflow_store_archive_duration_seconds",
+    "Time to archive one finished run: read what the store holds, write the rest, annotate.",
+    buckets=RECONCILE_BUCKETS,
+)
+STORE_WRITE_ERRORS = prometheus_client.Counter(
+    "autoflow_store_write_errors",
+    "Run store writes by the operator that failed (retried later; the run is kept meanwhile).",
+    ["operation"],
 )
 INTEGRATION_READY = prometheus_client.Gauge(
     "autoflow_integration_ready",
@@ -250,6 +265,20 @@ def schedule_missed(count: int) -> None:
         SCHEDULE_MISSED.inc(count)
 
 
+# -- the run store ----------------------------------------------------------------------------
+
+
+def run_archived(seconds: float) -> None:
+    """A finished run is in the run store (and annotated archived), in ``seconds``."""
+    STORE_RUNS_ARCHIVED.inc()
+    STORE_ARCHIVE_DURATION.observe(seconds)
+
+
+def store_write_failed(operation: str) -> None:
+    """A run store write failed; ``operation`` is a fixed word (``archive``), never a run."""
+    STORE_WRITE_ERRORS.labels(operation=operation).inc()
+
+
 # -- integrations -----------------------------------------------------------------------------
 
 _integration_types: dict[tuple[str, str], str] = {}
@@ -345,6 +374,9 @@ _METRICS: tuple[Any, ...] = (
     RECONCILE_ERRORS,
     SCHEDULE_FIRES,
     SCHEDULE_MISSED,
+    STORE_RUNS_ARCHIVED,
+    STORE_ARCHIVE_DURATION,
+    STORE_WRITE_ERRORS,
     INTEGRATION_READY,
 )
 

@@ -46,6 +46,7 @@ DEADLINE_GRACE_SECONDS = 120
 # GRACE_ENV): after a SIGTERM its steps in flight get what is left of it to finish.
 RUNNER_GRACE_SECONDS = 30
 GRACE_ENV = "AUTOFLOW_TERMINATION_GRACE_SECONDS"
+STORE_ENV = "AUTOFLOW_STORE_URL"
 RUNNER_PREFIX = "autoflow-run-"
 MAX_NAME = 63
 
@@ -294,6 +295,11 @@ def render_job(run: dict[str, Any], settings: settings_mod.Settings) -> dict[str
         env.append({"name": "AUTOFLOW_REDIS_URL", "valueFrom": {"secretKeyRef": ref}})
     elif settings.redis_url:
         env.append({"name": "AUTOFLOW_REDIS_URL", "value": settings.redis_url})
+    if settings.store_secret:
+        # Optional: a namespace without the Secret runs without the store (the status keeps
+        # the summary, the operator still archives it).
+        ref = {"name": settings.store_secret, "key": settings.store_secret_key, "optional": True}
+        env.append({"name": STORE_ENV, "valueFrom": {"secretKeyRef": ref}})
     env += [{"name": f"AUTOFLOW_ENV_{k}", "value": v} for k, v in sorted(runtime.env.items())]
     container: dict[str, Any] = {
         "name": "runner",

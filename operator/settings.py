@@ -16,6 +16,13 @@
 - ``AUTOFLOW_REDIS_SECRET`` (none): instead, the name of a Secret in the run's namespace
   whose key ``url`` holds the Redis URL (with its password); runner pods get it from the
   kubelet as ``AUTOFLOW_REDIS_URL``, so no credential is written into a Job
+- ``AUTOFLOW_STORE_URL`` (none): the run store (docs/run-store.md) the operator archives
+  finished runs into before their ``runHistory`` deletes them; with a store, a run is
+  deleted only once it is archived. The chart and kustomize set it from a Secret
+- ``AUTOFLOW_STORE_SECRET`` (none): the name of a Secret in the run's namespace whose key
+  ``AUTOFLOW_STORE_SECRET_KEY`` (``url``) holds the store URL; runner pods get it from the
+  kubelet as ``AUTOFLOW_STORE_URL`` and write full step payloads there (a store URL is
+  never written into a Job)
 - ``AUTOFLOW_WEBHOOK_PORT`` (0: none): serve the validating admission webhook on this port
   (``operator.webhook``); the chart and kustomize set 9443
 - ``AUTOFLOW_WEBHOOK_ADDRESS`` (0.0.0.0): the address it listens on
@@ -54,6 +61,9 @@ class Settings(pydantic_settings.BaseSettings):
     probe_concurrency: int = 4
     redis_url: str = ""
     redis_secret: str = ""
+    store_url: str = ""
+    store_secret: str = ""
+    store_secret_key: str = "url"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     webhook_port: int = 0
     webhook_address: str = "0.0.0.0"

@@ -5,6 +5,8 @@ the operator's API client. Count limits are applied when a run finishes and when
 changes (``enforce``); ``ttlSecondsAfterFinished`` by the ``Sweeper``, one task that sleeps
 until the next run is due. Runs are deleted with a uid precondition (never a newer run of the
 same name) and background propagation (the garbage collector removes their Jobs and access).
+With a run store configured, a run is deleted only once it is archived (``archive``): a run
+whose archive fails is kept, and its TTL tried again after ``ARCHIVE_RETRY_SECONDS``.
 """
 
 from __future__ import annotations
@@ -15,14 +17,19 @@ import logging
 import time
 
 from autoflow.crds import meta
-from autoflow.operator import history, runs
+from autoflow.operator import archive, history, runs
 from autoflow.runners import kube
 
 log = logging.getLogger("autoflow.operator")
+ARCHIVE_RETRY_SECONDS = 30.0
 
 
 async def enforce(
-    client: kube.Client, namespace: str, wf_name: str, run_history: meta.JSONDict | None
+    client: kube.Client,
+    namespace: str,
+    wf_name: str,
+    run_history: meta.JSONDict | None,
+    archiver: archive.Archiver | None = None,
 ) -> None:
     """Delete the finished runs of a Workflow beyond its limits (and past their TTL)."""
     if not run_history:
@@ -31,21 +38,27 @@ async def enforce(
     listed = await client.list(kube.paths.run(namespace, selector=selector))
     doomed = history.expired_runs(listed, wf_name, run_history, time.time())
     for run in doomed:
-        await delete_run(client, run)
+        await delete_run(client, run, archiver)
 
 
-async def delete_run(client: kube.Client, run: meta.JSONDict) -> None:
+async def delete_run(
+    client: kube.Client, run: meta.JSONDict, archiver: archive.Archiver | None = None
+) -> bool:
+    """Delete a finished run (archived first when there is a store); False: it is kept."""
+    if archiver is not None and not await archiver.ensure(run):
+        return False
     meta_ = run["metadata"]
     body = {"preconditions": {"uid": meta_["uid"]}, "propagationPolicy": "Background"}
     try:
         await client.delete(kube.paths.run(meta_["namespace"], meta_["name"]), body)
     except (kube.NotFound, kube.Conflict):
-        return
+        return True
     log.info(
         "deleted finished run %s/%s under its workflow's runHistory",
         meta_["namespace"],
         meta_["name"],
     )
+    return True
 
 
 class Sweeper:
@@ -56,8 +69,9 @@ class Sweeper:
     ``runHistory`` decides again.
     """
 
-    def __init__(self, client: kube.Client) -> None:
+    def __init__(self, client: kube.Client, archiver: archive.Archiver | None = None) -> None:
         self._client = client
+        self.archiver = archiver
         self._due: dict[str, tuple[float, str, str]] = {}  # uid → (when, namespace, name)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -112,4 +126,5 @@ class Sweeper:
         if at > time.time():
             self.schedule(run, at)
             return
-        await delete_run(client, run)
+        if not await delete_run(client, run, self.archiver):
+            self.schedule(run, time.time() + ARCHIVE_RETRY_SECONDS)

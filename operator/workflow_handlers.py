@@ -57,13 +57,15 @@ async def workflow_changed(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    client = context.of(memo).client
+    ctx = context.of(memo)
+    client = ctx.client
     wf = dict(body)
     status = workflows.status(wf, await integration_names(client, namespace or ""))
     patch.status.update(status)
     posting.post(wf, events.for_workflow(wf.get("status") or {}, status))
     # A lowered limit applies to the runs already kept.
-    await sweeper.enforce(client, namespace or "", name, wf["spec"].get("runHistory"))
+    run_history = wf["spec"].get("runHistory")
+    await sweeper.enforce(client, namespace or "", name, run_history, ctx.archiver)
 
 
 async def integration_event(

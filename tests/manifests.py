@@ -33,6 +33,7 @@ ALL_ENABLED: dict[str, Any] = {
     "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
     "grafana": {"dashboards": {"enabled": True}},
     "podDisruptionBudget": {"enabled": True},
+    "store": {"existingSecret": "autoflow-store"},
 }
 
 

@@ -119,6 +119,10 @@ def test_helm_lint(values: dict[str, Any]) -> None:
         # A password in the URL would be written into every runner Job: a Secret is the way.
         ({"operator": {"runner": {"redis": {"url": "redis://:hunter22@redis:6379"}}}}, "url"),
         ({"operator": {"integrations": {"probeConcurrency": 0}}}, "probeConcurrency"),
+        # The run store's password belongs in a Secret (store.existingSecret), never in values.
+        ({"store": {"url": "postgresql://autoflow:hunter22@db:5432/autoflow"}}, "url"),
+        ({"store": {"url": "postgresql://db/autoflow?password=hunter22"}}, "url"),
+        ({"store": {"existingSecret": "pg-app", "key": ""}}, "key"),
     ],
 )
 def test_the_schema_refuses(values: dict[str, Any], complaint: str) -> None:
@@ -435,3 +439,51 @@ def test_monitoring_component_is_the_charts(tmp_path: Path) -> None:
     assert copy_.read_text() == (CHART / "dashboards" / "autoflow.json").read_text(), (
         "cp charts/autoflow/dashboards/autoflow.json kustomize/components/monitoring/"
     )
+
+
+# -- the run store -------------------------------------------------------------------------------
+
+
+def _store_parts(objs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Any]]:
+    (deployment,) = all_of(objs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    store_env = [e for e in container(objs)["env"] if e["name"].startswith("AUTOFLOW_STORE")]
+    return store_env, pod.get("initContainers", [])
+
+
+def test_the_store_url_comes_from_a_secret_and_is_migrated_before_the_operator_starts() -> None:
+    assert _store_parts(helm_template()) == ([], [])
+    objs = helm_template({"store": {"existingSecret": "pg-app", "key": "uri"}})
+    store_env, (migrate,) = _store_parts(objs)
+    from_secret = {"secretKeyRef": {"name": "pg-app", "key": "uri"}}
+    assert store_env == [
+        {"name": "AUTOFLOW_STORE_URL", "valueFrom": from_secret},
+        {"name": "AUTOFLOW_STORE_SECRET", "value": "pg-app"},
+        {"name": "AUTOFLOW_STORE_SECRET_KEY", "value": "uri"},
+    ]
+    assert migrate["args"] == ["store", "migrate"] and migrate["env"] == store_env
+    assert migrate["securityContext"]["readOnlyRootFilesystem"] is True
+    # A URL without a password: the operator's; runner Jobs get no store from it.
+    plain = helm_template(
+        {"store": {"url": "postgresql://autoflow@db:5432/autoflow", "migrate": False}}
+    )
+    assert _store_parts(plain) == (
+        [{"name": "AUTOFLOW_STORE_URL", "value": "postgresql://autoflow@db:5432/autoflow"}],
+        [],
+    )
+
+
+def test_the_run_store_component_is_the_charts_existing_secret(tmp_path: Path) -> None:
+    rel = os.path.relpath(KUSTOMIZE, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [f"{rel}/base"],
+                "components": [f"{rel}/components/run-store"],
+            }
+        )
+    )
+    mine = _store_parts(kustomize_build(tmp_path))
+    assert mine == _store_parts(helm_template({"store": {"existingSecret": "autoflow-store"}}))

@@ -9,7 +9,9 @@ The status is kept small (DESIGN §2, etcd): a step output over ``MAX_STEP_OUTPU
 JSON is replaced by a marker with a preview. The run's outputs share ``MAX_RUN_OUTPUTS_BYTES``:
 when they do not fit, the largest are replaced by markers, one at a time, until they do, so
 one oversized output never costs the small ones beside it (``bounded_outputs``). A resumed
-run that reads a truncated output sees the marker; full payloads belong in the run store.
+run that reads a truncated output sees the marker; full payloads belong in the run store:
+with one configured (``runners.job.payloads``), a step's marker says so (``"store": true``
+and ``"hint": "autoflow runs show RUN_ID"``).
 """
 
 from __future__ import annotations
@@ -69,8 +71,17 @@ def bounded_outputs(outputs: Any, limit: int) -> Any:
 class StatusJournal:
     """The engine's journal kept in a WorkflowRun's status (see ``runners.engine.journal``)."""
 
-    def __init__(self, client: kube.Client, run: dict[str, Any], header: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        client: kube.Client,
+        run: dict[str, Any],
+        header: dict[str, Any],
+        *,
+        in_store: bool = False,
+    ) -> None:
         self._client = client
+        # Whether full values also go to the run store: a truncated output then says where.
+        self.in_store = in_store
         meta = run["metadata"]
         self._url = kube.paths.run(meta["namespace"], meta["name"], "status")
         status = run.get("status") or {}
@@ -136,6 +147,9 @@ class StatusJournal:
                 self._dirty["steps"] = True
         elif kind == "step":
             output, cut = bounded(record.get("output"), MAX_STEP_OUTPUT_BYTES)
+            if cut and self.in_store:
+                hint = f"autoflow runs show {self._header.get('runId', '')}"
+                output = {**output, "store": True, "hint": hint}
             # Finished steps are listed in the order they finished: ``read`` gives the records
             # back in that order, so a resumed run replays the decisions the way they were made.
             self._steps.pop(record["step"], None)

@@ -31,7 +31,7 @@ from autoflow.runners import engine, kube
 from autoflow.runners.access import limits
 from autoflow.runners.definitions import inputs, plan
 from autoflow.runners.job import integrations as kube_integrations
-from autoflow.runners.job import journal
+from autoflow.runners.job import journal, payloads
 from autoflow.runners.local import run as local
 
 ACCESS_WAIT_SECONDS = 20.0
@@ -156,11 +156,16 @@ async def _run_once(client: kube.Client, namespace: str, name: str) -> int | Non
         "specHash": engine.spec_hash(compiled),
         "inputs": values,
     }
+    in_store = bool(os.environ.get(payloads.STORE_ENV, "").strip())
+    status_journal = journal.StatusJournal(client, run, header, in_store=in_store)
+    run_journal = payloads.journal_for(
+        status_journal, os.environ, namespace=namespace, resumed=bool(status.get("startedAt"))
+    )
     execution = engine.Run(
         compiled,
         run_id=run_id,
         inputs=values,
-        journal=journal.StatusJournal(client, run, header),
+        journal=run_journal,
         env=local.expression_env(wf, os.environ),
         integrations=kube_integrations.KubeIntegrations(client, namespace),
         limiter=limits.from_env(os.environ),
@@ -184,6 +189,8 @@ async def _run_once(client: kube.Client, namespace: str, name: str) -> int | Non
         for sig in signals:
             loop.remove_signal_handler(sig)
         await execution.limiter.aclose()
+        if isinstance(run_journal, payloads.Tee):
+            await run_journal.aclose()
     return 0
 
 

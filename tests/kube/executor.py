@@ -8,7 +8,8 @@ real ones would do that Autoflow relies on:
   through the TokenRequest API (``POST .../serviceaccounts/SA/token``, as admin; this also
   stands in for the ServiceAccount token controller: no token Secrets are made), writes a
   kubeconfig with it, and runs the container's ``command`` + ``args`` as a local process with
-  the container's env and ``KUBECONFIG`` (a leading ``autoflow`` becomes this Python running
+  the container's env (``valueFrom.secretKeyRef`` read from the Secret, as admin; a missing
+  optional one left out) and ``KUBECONFIG`` (a leading ``autoflow`` becomes this Python running
   ``autoflow.cli.main``). Pod output goes to a log file per pod.
 - **the Job controller**: it writes the Job status as the controller does (``startTime``,
   ``active``, ``ready``, ``terminating``, ``succeeded``/``failed`` counts,
@@ -43,6 +44,7 @@ namespace with ``serve(namespace)`` and get a ``NamespaceExecutor`` back::
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import datetime
@@ -211,7 +213,7 @@ class _JobRunner:
             "HOME": str(self._dir),
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
-            **{e["name"]: e.get("value", "") for e in container.get("env", []) if "name" in e},
+            **self._env(container.get("env", [])),
             "KUBECONFIG": str(kubeconfig),
         }
         log = self._dir / f"pod-{index}.log"
@@ -234,6 +236,23 @@ class _JobRunner:
             self._started_at = time.monotonic()
         self._write_status(active=1)
         return pod
+
+    def _env(self, entries: list[dict[str, Any]]) -> dict[str, str]:
+        """The container's env as the kubelet resolves it: values, and Secrets' keys."""
+        env: dict[str, str] = {}
+        for entry in entries:
+            ref = (entry.get("valueFrom") or {}).get("secretKeyRef")
+            if ref is None:
+                env[entry["name"]] = entry.get("value", "")
+                continue
+            path = f"/api/v1/namespaces/{self.namespace}/secrets/{ref['name']}"
+            response = self.executor.http.get(path)
+            data = response.json().get("data") or {} if response.status_code == 200 else {}
+            if ref["key"] in data:
+                env[entry["name"]] = base64.b64decode(data[ref["key"]]).decode()
+            elif not ref.get("optional"):
+                raise AssertionError(f"pod env {entry['name']}: no key {ref['key']} in {path}")
+        return env
 
     def _token(self, account: str) -> str | None:
         """A token for the pod's ServiceAccount, as the kubelet gets one (TokenRequest)."""

@@ -225,17 +225,19 @@ def test_chart_with_everything_on_is_accepted(apiserver: kube.APIServer, namespa
 
 
 @pytest.mark.usefixtures("monitoring_crds")
-@pytest.mark.parametrize("build", ["base", "overlays/dev", "overlays/production", "monitoring"])
+@pytest.mark.parametrize(
+    "build", ["base", "overlays/dev", "overlays/production", "monitoring", "run-store"]
+)
 def test_kustomize_builds_are_accepted(
     apiserver: kube.APIServer, build: str, tmp_path: Path
 ) -> None:
-    if build == "monitoring":
+    if build in ("monitoring", "run-store"):
         rel = os.path.relpath(KUSTOMIZE, tmp_path)
         (tmp_path / "kustomization.yaml").write_text(
             yaml.safe_dump(
                 {
                     "resources": [f"{rel}/overlays/production"],
-                    "components": [f"{rel}/components/monitoring"],
+                    "components": [f"{rel}/components/{build}"],
                 }
             )
         )

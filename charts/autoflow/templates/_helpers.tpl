@@ -59,3 +59,25 @@ app.kubernetes.io/part-of: autoflow
 {{- define "autoflow.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
+
+{{/*
+The run store's environment: the URL from store.existingSecret (never a value in a pod spec
+when it holds a password), and the Secret's name and key for runner Jobs; or store.url (the
+schema refuses one with a password), which runners do not get.
+*/}}
+{{- define "autoflow.storeEnv" -}}
+{{- if .Values.store.existingSecret }}
+- name: AUTOFLOW_STORE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.store.existingSecret | quote }}
+      key: {{ .Values.store.key | quote }}
+- name: AUTOFLOW_STORE_SECRET
+  value: {{ .Values.store.existingSecret | quote }}
+- name: AUTOFLOW_STORE_SECRET_KEY
+  value: {{ .Values.store.key | quote }}
+{{- else if .Values.store.url }}
+- name: AUTOFLOW_STORE_URL
+  value: {{ .Values.store.url | quote }}
+{{- end }}
+{{- end }}
