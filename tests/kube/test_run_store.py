@@ -105,7 +105,7 @@ def test_an_archive_cut_short_by_a_restart_is_done_again_once(
 ) -> None:
     apiserver.create(objects.workflow(), namespace=namespace)  # no runHistory: kept
     run = apiserver.create(objects.run(), namespace=namespace)
-    done = wait_for(apiserver, run, lambda r: archive.ANNOTATION_ARCHIVED in annotations(r))
+    done = wait_for(apiserver, run, lambda r: archive.ANNOTATION_ARCHIVED in annotations_of(r))
     uid = done["metadata"]["uid"]
     first = history(store_url, uid)
     assert first is not None and first.summary.phase == "Succeeded"
@@ -115,10 +115,10 @@ def test_an_archive_cut_short_by_a_restart_is_done_again_once(
     apiserver.merge_patch(done, {"metadata": {"annotations": {archive.ANNOTATION_ARCHIVED: None}}})
     operator.start()
 
-    wait_for(apiserver, done, lambda r: archive.ANNOTATION_ARCHIVED in annotations(r))
+    wait_for(apiserver, done, lambda r: archive.ANNOTATION_ARCHIVED in annotations_of(r))
     again = history(store_url, uid)
     assert again is not None and again.to_json() == first.to_json()
 
 
-def annotations(obj: dict[str, Any]) -> dict[str, str]:
+def annotations_of(obj: dict[str, Any]) -> dict[str, str]:
     return dict(obj["metadata"].get("annotations") or {})

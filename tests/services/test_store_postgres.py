@@ -32,7 +32,7 @@ def store_url(postgres_db: servers.Postgres) -> str:
 def raw_sql(store_url: str) -> Callable[[str], list[tuple[Any, ...]]]:
     def run(statement: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(store_url, autocommit=True) as conn:
-            cur = conn.execute(statement)  # type: ignore[call-overload]
+            cur = conn.execute(statement)
             return cur.fetchall() if cur.description else []
 
     return run
