@@ -27,7 +27,7 @@ from typing import Any, TextIO
 import yaml
 
 from autoflow.crds import errors
-from autoflow.runners import engine, logs
+from autoflow.runners import engine, expressions, logs
 from autoflow.runners.definitions import documents
 from autoflow.runners.local import run as local
 
@@ -190,6 +190,7 @@ async def _execute(run: engine.Run, stop: _Stop) -> engine.RunResult:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, sig)
+    expressions.stop_on(signal.SIGINT, signal.SIGTERM)  # also in the middle of an expression
     try:
         return await run.execute()
     finally:

@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -396,3 +397,54 @@ def test_a_second_ctrl_c_stops_at_once_and_the_run_still_resumes(
     assert "(resumed)" in resumed.stdout
     # s1 finished before the signals and is not repeated; s2 was stopped in flight.
     assert [server.calls(f"/s{i}") for i in range(1, 5)] == [1, 2, 1, 1]
+
+
+async def test_a_signal_stops_an_expression_in_the_middle_of_its_evaluation(
+    probe: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signal's handler runs on the loop only after the evaluation; the evaluation itself
+    stops at its next budget checkpoint, and the step counts as interrupted, not failed."""
+    from autoflow.runners import expressions
+
+    # An evaluation that would take many seconds: no budget or deadline ends it first.
+    monkeypatch.setattr(expressions, "MAX_WORK", 10**13)
+    monkeypatch.setattr(expressions, "MAX_SECONDS", 3600.0)
+    slow = "${ len([len([y * 2 for y in range(10000)]) for x in range(10000)]) }"
+    jr = _Noting()
+    spec = {"steps": [call("a"), call("b", with_={"value": slow})]}
+    run = engine.Run(probe.compile(spec), run_id="r1", inputs={}, journal=jr)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, run.interrupt)
+    expressions.stop_on(signal.SIGUSR1)
+    try:
+        # The loop is busy evaluating: the signal comes from another thread, as the kernel's
+        # would, once b's attempt has started (its start record precedes the evaluation).
+        def send() -> None:
+            if jr.b_started.wait(30):
+                os.kill(os.getpid(), signal.SIGUSR1)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        task = asyncio.create_task(run.execute())
+        with pytest.raises(engine.RunInterrupted):
+            await asyncio.wait_for(task, 60)
+        sender.join()
+    finally:
+        loop.remove_signal_handler(signal.SIGUSR1)
+    assert probe.steps_called() == ["a"]  # b's action was never called
+    assert recorded_steps(jr) == ["a"]  # and b is not recorded: the resumed run does it
+    assert not kinds(jr, "end")
+    assert expressions.STOP.requested is False
+
+
+class _Noting(journal.MemoryJournal):
+    """A memory journal that says when step b's attempt has been recorded as started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.b_started = threading.Event()
+
+    def append(self, record: dict[str, Any]) -> None:
+        super().append(record)
+        if record["t"] == "start" and record["step"] == "b":
+            self.b_started.set()

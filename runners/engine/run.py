@@ -43,6 +43,7 @@ from typing import Any, NoReturn
 
 from autoflow.connectors import sdk
 from autoflow.crds import errors
+from autoflow.runners import expressions
 from autoflow.runners.access import limits, redact
 from autoflow.runners.definitions import plan as plan_mod
 from autoflow.runners.engine import journal as journal_mod
@@ -124,6 +125,7 @@ class Run(Scheduling):
         caller resumes the run cancelled, which runs what is left of ``finally``."""
         if self._held:
             return
+        expressions.clear_stop()  # finally's expressions evaluate as usual
         self._cancelled = True
         self._interrupted = False
         self._interrupt_event.clear()  # finally's retries back off as usual again
@@ -138,11 +140,13 @@ class Run(Scheduling):
         flight get ``grace`` seconds (None: as long as they take) to finish and be journaled,
         then they are stopped unrecorded; ``execute`` raises ``RunInterrupted``, recording
         no end. Call it on the loop (a signal handler added with ``add_signal_handler``)."""
-        if self._cancelled or self._interrupted:
+        expressions.clear_stop()  # the signal that raised it has been heard
+        if self._cancelled:
             return
+        # Already interrupted by a signal that stopped an evaluation: the grace still starts.
         self._interrupted = True
         self._interrupt_event.set()
-        if grace is not None:
+        if grace is not None and self._grace is None:
             self._grace = asyncio.get_running_loop().call_later(grace, self._grace_over)
 
     def _grace_over(self) -> None:
@@ -193,6 +197,9 @@ class Run(Scheduling):
                 outputs = self.redactor.value(self.plan.outputs.render(self._scope))
             except errors.ExpressionError as exc:
                 phase, error = FAILED, f"outputs: {exc.message}"
+            except expressions.Stopped:
+                self._evaluation_stopped()
+                await self._leave_interrupted()  # the resumed run renders them
         finished = time.time()
         self._record(
             {"t": "end", "phase": phase, "outputs": outputs, "error": error, "at": finished}

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from autoflow.crds import errors
+from autoflow.runners import expressions
 from autoflow.runners.definitions import plan as plan_mod
 from autoflow.runners.engine.results import (
     CANCELLED,
@@ -198,8 +199,11 @@ class Scheduling(StepExecution):
         result: StepResult
         try:
             result = await self._decide_and_run(sp, started)
-        except Unfinished:
-            # Interrupted between attempts or items: not finished, not journaled.
+        except (Unfinished, expressions.Stopped) as exc:
+            # Interrupted between attempts or items, or a signal stopped its ``if`` or
+            # ``foreach`` midway: not finished, not journaled.
+            if isinstance(exc, expressions.Stopped):
+                self._evaluation_stopped()
             if sid not in self.plan.main.steps:
                 self._held = True
             return False

@@ -83,6 +83,13 @@ class StepExecution(Journaling):
     _interrupted: bool
     _interrupt_event: asyncio.Event  # wakes retry back-offs on an interruption
 
+    def _evaluation_stopped(self) -> None:
+        """A signal stopped an evaluation midway: the run is interrupted from here on, before
+        the loop gets to the signal's own handler (which may still make it a cancel)."""
+        self._interrupted = True
+        self._interrupt_event.set()
+        expressions.clear_stop()
+
     async def _decide_and_run(self, sp: plan_mod.StepPlan, started: float) -> StepResult:
         sid = sp.id
         if sp.condition is None:
@@ -203,6 +210,9 @@ class StepExecution(Journaling):
                 return output, attempt
             except asyncio.CancelledError:
                 raise
+            except expressions.Stopped:
+                self._evaluation_stopped()
+                raise Unfinished from None  # this attempt is the resumed run's, key and all
             except Exception as exc:  # every failure becomes a step message, never a traceback
                 message, retryable, retry_after = _describe(exc, sp)
             message = self.redactor.text(message)

@@ -266,3 +266,23 @@ def _compile_string(text: str, where: errors.Where) -> tuple[Fn | None, frozense
         return "".join(out)
 
     return interpolate, references
+
+
+Stopped = expr_runtime.Stopped
+STOP = expr_runtime.STOP
+
+
+def stop_on(*signals: int) -> None:
+    """Let these signals stop an evaluation in progress (at its next budget checkpoint, every
+    few milliseconds), instead of waiting for it to end. Call it after the event loop's own
+    ``add_signal_handler`` for the same signals: the loop still gets the signal (through its
+    wakeup file descriptor) and decides what it means; this handler only raises the flag,
+    which ``clear_stop`` lowers once the run has been told."""
+    import signal
+
+    for sig in signals:
+        signal.signal(sig, STOP)
+
+
+def clear_stop() -> None:
+    STOP.requested = False

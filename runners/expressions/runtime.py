@@ -34,6 +34,28 @@ Fn = Callable[[Any], Any]  # a compiled node: a Frame in, a value out
 CHECK_EVERY = 100_000  # units spent between two readings of the clock (a few milliseconds)
 
 
+class Stopped(Exception):
+    """An evaluation stopped midway because the process was asked to stop (a signal arrived
+    while an expression was being evaluated). Not the expression's failure: the engine treats
+    the step as interrupted, records nothing for it, and a resumed run evaluates it again."""
+
+
+class StopRequest:
+    """Set from a signal handler (which Python runs between bytecodes, so also in the middle
+    of an evaluation); every budget checkpoint reads it. Process-wide, as signals are."""
+
+    __slots__ = ("requested",)
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+
+STOP = StopRequest()
+
+
 class Budget:
     """What one evaluation may still spend, in units (``expr_values.ITEM``), and until when.
 
@@ -58,6 +80,8 @@ class Budget:
             self._check()
 
     def _check(self) -> None:
+        if STOP.requested:
+            raise Stopped("evaluation stopped: the run is being stopped")
         if self.left < 0:
             raise expr_values.EvalFailure(
                 f"evaluation budget used up: this field's expressions together would build or "

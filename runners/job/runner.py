@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from autoflow.crds import errors, workflow
-from autoflow.runners import engine, kube
+from autoflow.runners import engine, expressions, kube
 from autoflow.runners.access import limits
 from autoflow.runners.definitions import inputs, plan
 from autoflow.runners.job import integrations as kube_integrations
@@ -176,6 +176,7 @@ async def _run_once(client: kube.Client, namespace: str, name: str) -> int | Non
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:
         loop.add_signal_handler(sig, stop, sig)
+    expressions.stop_on(*signals)  # also in the middle of an expression
     if run["spec"].get("cancel"):
         execution.cancel()  # cancelled before this pod started: only finally runs
     try:
