@@ -30,13 +30,6 @@ def _manifest(body: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def parse(body: dict[str, Any]) -> workflow.Workflow:
-    """The Workflow model of an API object (server fields such as status are dropped)."""
-    resource = loader.to_resource(_manifest(body), errors.Where())
-    assert isinstance(resource, workflow.Workflow)
-    return resource
-
-
 def _size(body: dict[str, Any]) -> int:
     """Bytes of the Workflow as JSON: what a manifest of it holds, about."""
     manifest = {k: body.get(k) for k in ("apiVersion", "kind", "spec")}
