@@ -335,29 +335,34 @@ def prepare(
     name = wf.metadata.name or "workflow"
     jr: journal.Journal
     run_id: str | None = None
-    header: dict[str, Any] | None = None
+    store_jr = None  # the run store's journal, told the run's data subject below
     if store_url and journal_dir:
         raise errors.ManifestError("--journal and --store both journal the run; choose one")
     if store_url:
         from autoflow.runners.store import journal as store_journal
 
-        jr, run_id = store_journal.open_local(
+        store_jr, run_id = store_journal.open_local(
             store_url, name, engine.spec_hash(compiled), spec=wf.spec.dump()
         )
-        header = journal.replay(jr.read()).header if run_id is not None else None
+        jr = store_jr
     elif journal_dir:
         jr, run_id = open_journal(journal_dir, name, restart=restart)
-        header = journal.replay(jr.read()).header if run_id is not None else None
-        if header is not None and header["specHash"] != engine.spec_hash(compiled):
-            # Said here, before the run starts, so the message can name the file to move.
-            raise errors.ManifestError(
-                f"the journal holds unfinished run {run_id!r} of a different definition of "
-                f"workflow {name!r}; resume it with the workflow it started with, or add "
-                "--restart to start a new run",
-                errors.Where(file=jr.path),
-            )
     else:
         jr = journal.MemoryJournal()
+    header = journal.replay(jr.read()).header if run_id is not None else None
+    # The store refuses another definition's run itself (open_local); a journal file is
+    # refused here, before the run starts, so the message can name the file to move.
+    if (
+        isinstance(jr, RunJournal)
+        and header is not None
+        and header["specHash"] != engine.spec_hash(compiled)
+    ):
+        raise errors.ManifestError(
+            f"the journal holds unfinished run {run_id!r} of a different definition of "
+            f"workflow {name!r}; resume it with the workflow it started with, or add "
+            "--restart to start a new run",
+            errors.Where(file=jr.path),
+        )
     if header is not None:
         values = resumed_inputs(
             wf.spec.inputs,
@@ -369,11 +374,8 @@ def prepare(
         )
     else:
         values = inputs_mod.resolve(wf.spec.inputs, given_inputs, where, from_text=from_text)
-        if wf.spec.data_subject and store_url:
-            from autoflow.runners.store import journal as store_journal
-
-            assert isinstance(jr, store_journal.StoreJournal)
-            jr.about(_data_subject(wf, values, where))
+        if store_jr is not None and wf.spec.data_subject:
+            store_jr.about(_data_subject(wf, values, where))
     return engine.Run(
         compiled,
         run_id=run_id or new_run_id(name),
