@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
+# Modules of ``autoflow.cli`` that register their own subcommands (see ``_parser``).
+PLUGGED: tuple[str, ...] = ()
+
 
 def _parser() -> argparse.ArgumentParser:
     from autoflow import __version__
@@ -47,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     from autoflow.cli import runs
 
     runs.register(sub)
+    # Commands of the faces added later (gateway, worker, serve, webui, ai, import): each module
+    # has ``register(sub)``, which sets ``handler`` (``args -> exit code``) on its parsers.
+    import importlib
+
+    for name in PLUGGED:
+        importlib.import_module(f"autoflow.cli.{name}").register(sub)
     return parser
 
 
@@ -186,6 +195,10 @@ def _main(argv: Sequence[str] | None) -> int:
     from autoflow.crds import errors
 
     try:
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            code: int = handler(args)
+            return code
         if args.command == "validate":
             from autoflow.cli import validate
 
