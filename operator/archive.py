@@ -21,6 +21,7 @@ before they landed would write the status's markers over the full values after t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -105,9 +106,13 @@ def records_of(run: meta.JSONDict, stored: store.RunDetail | None) -> list[dict[
 class Archiver:
     """Writes finished runs to ``store`` and marks them archived, through ``client``."""
 
-    def __init__(self, client: kube.Client, store_: store.Store) -> None:
+    def __init__(self, client: kube.Client, store_: store.Store, concurrency: int = 4) -> None:
         self._client = client
         self.store = store_
+        # Archives in flight at once: at start-up kopf hands over every finished run it
+        # lists, possibly thousands, each in a handler of its own; the store and the API
+        # server see at most this many at a time (``AUTOFLOW_ARCHIVE_CONCURRENCY``).
+        self._slots = asyncio.Semaphore(max(1, concurrency))
 
     async def ensure(self, run: meta.JSONDict) -> bool:
         """Archive ``run`` unless it is; False when that failed or must wait for its runner
@@ -115,12 +120,13 @@ class Archiver:
         if is_archived(run):
             return True
         try:
-            job = await self._client.get_or_none(
-                kube.paths.job(run["metadata"]["namespace"], runs.job_name(run))
-            )
-            if runner_writing(run, job):
-                return False  # archived when its Job finishes (``handlers.job_event``)
-            await self.archive(run)
+            async with self._slots:
+                job = await self._client.get_or_none(
+                    kube.paths.job(run["metadata"]["namespace"], runs.job_name(run))
+                )
+                if runner_writing(run, job):
+                    return False  # archived when its Job finishes (``handlers.job_event``)
+                await self.archive(run)
         except (store.StoreError, kube.ApiError) as exc:
             metrics.store_write_failed("archive")
             log.warning(

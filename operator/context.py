@@ -18,7 +18,7 @@ import asyncio
 import dataclasses
 from typing import Any
 
-from autoflow.operator import admission, archive
+from autoflow.operator import admission, archive, retention
 from autoflow.operator import settings as settings_mod
 from autoflow.operator import sweeper as sweeper_mod
 from autoflow.runners import kube
@@ -47,6 +47,8 @@ class Context:
     dirty_schedules: set[tuple[str, str]] = dataclasses.field(default_factory=set)
     # Archives finished runs into the run store (``AUTOFLOW_STORE_URL``); None: no store.
     archiver: archive.Archiver | None = None
+    # Purges expired runs from that store periodically; None: no store, or no purge.
+    retainer: retention.Retainer | None = None
 
     def __post_init__(self) -> None:
         self.probing = asyncio.Semaphore(self.settings.probe_concurrency)

@@ -45,6 +45,7 @@ from autoflow.operator import (
     history,
     metrics,
     posting,
+    retention,
     runs,
     workflow_handlers,
     workflows,
@@ -92,9 +93,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if config.store_url:
         # Unreachable or at the wrong schema version: the operator does not start, saying
         # why (the URL without its password), rather than delete runs it cannot archive.
-        archiver = archive.Archiver(client, await store.open_store(config.store_url))
+        archiver = archive.Archiver(
+            client, await store.open_store(config.store_url), config.archive_concurrency
+        )
         log.info("archiving finished runs into the run store at %s", archiver.store.display_url)
     ctx = Context(config, client, sweeper_mod.Sweeper(client, archiver), archiver=archiver)
+    if archiver is not None and config.store_purge_interval_seconds > 0:
+        ctx.retainer = retention.Retainer(client, archiver.store, config)
     ctx.admissions = admission.Admissions(
         client,
         functools.partial(_transition, ctx),
@@ -105,12 +110,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     metrics.serve(config.metrics_port)
     log.info("autoflow operator running as %s", await whoami(client))
     ctx.sweeper.start()
+    if ctx.retainer is not None:
+        ctx.retainer.start()
 
 
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctx = context.of(memo)
     await ctx.admissions.stop()
     await ctx.sweeper.stop()
+    if ctx.retainer is not None:
+        await ctx.retainer.stop()
     if ctx.archiver is not None:
         await ctx.archiver.store.aclose()
     await ctx.client.aclose()

@@ -14,6 +14,7 @@ samples on ``prometheus_client.REGISTRY``, which ``serve`` exposes on ``/metrics
     schedule_fired("created"), schedule_missed(n)   # Schedule fires
     observe_integration(event_type, integration)    # Integration Ready → 1/0 gauge
     run_archived(seconds), store_write_failed(op)   # the run store archive (``archive``)
+    runs_purged(count)                              # its retention (``retention``)
     serve(port)                                     # the /metrics endpoint (a thread)
 
 Naming follows Prometheus conventions: the ``autoflow_`` prefix, base units (seconds),
@@ -118,6 +119,10 @@ STORE_ARCHIVE_DURATION = prometheus_client.Histogram(
     "autoflow_store_archive_duration_seconds",
     "Time to archive one finished run: read what the store holds, write the rest, annotate.",
     buckets=RECONCILE_BUCKETS,
+)
+STORE_RUNS_PURGED = prometheus_client.Counter(
+    "autoflow_store_runs_purged",
+    "Finished runs the periodic retention purge deleted from the run store.",
 )
 STORE_WRITE_ERRORS = prometheus_client.Counter(
     "autoflow_store_write_errors",
@@ -274,6 +279,12 @@ def run_archived(seconds: float) -> None:
     STORE_ARCHIVE_DURATION.observe(seconds)
 
 
+def runs_purged(count: int) -> None:
+    """The periodic retention purge deleted ``count`` runs from the store."""
+    if count > 0:
+        STORE_RUNS_PURGED.inc(count)
+
+
 def store_write_failed(operation: str) -> None:
     """A run store write failed; ``operation`` is a fixed word (``archive``), never a run."""
     STORE_WRITE_ERRORS.labels(operation=operation).inc()
@@ -377,6 +388,7 @@ _METRICS: tuple[Any, ...] = (
     STORE_RUNS_ARCHIVED,
     STORE_ARCHIVE_DURATION,
     STORE_WRITE_ERRORS,
+    STORE_RUNS_PURGED,
     INTEGRATION_READY,
 )
 

@@ -23,6 +23,12 @@
   ``AUTOFLOW_STORE_SECRET_KEY`` (``url``) holds the store URL; runner pods get it from the
   kubelet as ``AUTOFLOW_STORE_URL`` and write full step payloads there (a store URL is
   never written into a Job)
+- ``AUTOFLOW_STORE_RETENTION_DAYS`` (none: kept) and ``AUTOFLOW_STORE_MAX_RUNS`` (none): the
+  default retention of finished runs in the store, for workflows without ``spec.retention``
+- ``AUTOFLOW_STORE_PURGE_INTERVAL_SECONDS`` (3600): how often the operator purges expired
+  runs from the store (``operator.retention``; 0: never)
+- ``AUTOFLOW_ARCHIVE_CONCURRENCY`` (4): finished runs archived into the store at once (at
+  start-up an operator may find thousands not archived yet)
 - ``AUTOFLOW_WEBHOOK_PORT`` (0: none): serve the validating admission webhook on this port
   (``operator.webhook``); the chart and kustomize set 9443
 - ``AUTOFLOW_WEBHOOK_ADDRESS`` (0.0.0.0): the address it listens on
@@ -44,6 +50,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import pydantic
 import pydantic_settings
 
 
@@ -64,6 +71,10 @@ class Settings(pydantic_settings.BaseSettings):
     store_url: str = ""
     store_secret: str = ""
     store_secret_key: str = "url"
+    store_retention_days: float | None = pydantic.Field(default=None, gt=0)
+    store_max_runs: int | None = pydantic.Field(default=None, ge=1)
+    store_purge_interval_seconds: float = pydantic.Field(default=3600.0, ge=0)
+    archive_concurrency: int = pydantic.Field(default=4, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     webhook_port: int = 0
     webhook_address: str = "0.0.0.0"

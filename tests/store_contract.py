@@ -12,6 +12,7 @@ once, and the schema (version check, migration from version 1).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -21,7 +22,7 @@ import pytest
 from autoflow.runners import engine, store
 from autoflow.runners.engine import journal as journal_mod
 from autoflow.runners.store import journal as store_journal
-from autoflow.runners.store import migrations, records
+from autoflow.runners.store import migrations, records, retention
 
 KEY = b"contract-test-subject-key"
 RETRY = {"maxAttempts": 3, "initialDelay": "1ms", "jitter": False}
@@ -340,6 +341,54 @@ class StoreContract:
         assert {(a.action, a.actor) for a in trail} == {("purge-expired", "operator")}
         assert sorted(a.count for a in trail) == [1, 1, 3]
         assert any("kept" in a.what and "newest 2" in a.what for a in trail)
+
+    async def test_the_retention_loop_purges_every_interval_until_cancelled(
+        self, st: store.Store
+    ) -> None:
+        now = time.time()
+        await st.record("old", finished("old", workflow="orders", at=now - 40 * store.DAY))
+        await st.record("new", finished("new", workflow="orders", at=now - 1))
+        rounds: list[int] = []
+        asked = 0
+
+        async def policies() -> dict[tuple[str, str], store.Retention]:
+            nonlocal asked
+            asked += 1
+            if asked == 2:
+                raise RuntimeError("the API server is away")  # that round fails, the next runs
+            return {("", "short"): store.Retention(days=1)}
+
+        loop = asyncio.create_task(
+            retention.retention_loop(
+                st,
+                interval=0.05,
+                default=store.Retention(days=30),
+                policies=policies,
+                actor="operator",
+                on_purged=rounds.append,
+                delay=0,
+            )
+        )
+        try:
+            for _ in range(200):
+                if rounds:
+                    break
+                await asyncio.sleep(0.01)
+            assert rounds[0] == 1  # "old", by the default
+            await st.record("s1", finished("s1", workflow="short", at=now - 2 * store.DAY))
+            for _ in range(400):
+                if sum(rounds) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert sum(rounds) == 2 and asked >= 3  # "s1", by its policy, after a failed round
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+        assert {r.run_id for r in (await st.list_runs()).runs} == {"new"}
+        assert {(a.action, a.actor) for a in await st.audit()} == {("purge-expired", "operator")}
+        with pytest.raises(store.StoreError, match="positive"):
+            await retention.retention_loop(st, interval=0)
 
     async def test_a_purge_leaves_an_audit_record(self, st: store.Store) -> None:
         await st.record("old", finished("old", workflow="orders", at=1000))

@@ -9,6 +9,7 @@ store's public interface; the same against the API server is in tests/kube.
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 from typing import Any
 
@@ -300,3 +301,36 @@ async def test_the_archive_waits_for_the_runners_last_writes(sqlite_store: Any) 
 class Unreachable:
     async def get_run(self, run_id: str) -> None:
         raise store.StoreUnavailable("cannot reach the run store at postgresql://af:***@db/af")
+
+
+class SlowClient(FakeClient):
+    """Counts the archives in flight: each one's Job read takes a moment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = self.most = 0
+
+    async def get_or_none(self, url: str) -> dict[str, Any] | None:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await asyncio.sleep(0.01)
+        finally:
+            self.in_flight -= 1
+        return None
+
+
+async def test_archives_at_start_up_are_bounded_in_concurrency(sqlite_store: Any) -> None:
+    # kopf lists every finished run at start-up, each in a handler of its own: the store and
+    # the API server see at most AUTOFLOW_ARCHIVE_CONCURRENCY archives at once.
+    client = SlowClient()
+    archiver = archive.Archiver(client, sqlite_store, 3)  # type: ignore[arg-type]
+    many = []
+    for n in range(12):
+        run = finished_run()
+        run["metadata"] = {**run["metadata"], "uid": f"run-{n}", "name": f"triage-{n}"}
+        many.append(run)
+    assert all(await asyncio.gather(*(archiver.ensure(r) for r in many)))
+    assert client.most == 3
+    assert len((await sqlite_store.list_runs(limit=100)).runs) == 12
+    assert settings_mod.Settings().archive_concurrency == 4
