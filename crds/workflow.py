@@ -48,6 +48,13 @@ class Input(meta.Model):
         max_length=100,
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
+    secret: bool = pydantic.Field(
+        default=False,
+        description=(
+            "The value is a secret (a token, a password): the run store keeps a redaction "
+            "marker instead of it, so resuming such a run from the store needs it again."
+        ),
+    )
 
 
 class Retry(meta.Model):

@@ -27,9 +27,12 @@ import logging
 import time
 from typing import Any
 
-from autoflow.crds import meta
+import pydantic
+
+from autoflow.crds import errors, meta, workflow
 from autoflow.operator import metrics, runs
 from autoflow.runners import kube, store
+from autoflow.runners.definitions import inputs
 
 log = logging.getLogger("autoflow.operator")
 
@@ -62,6 +65,7 @@ def records_of(run: meta.JSONDict, stored: store.RunDetail | None) -> list[dict[
     status = run.get("status") or {}
     result = status.get("result") or {}
     started = meta.epoch(status.get("startedAt")) or meta.epoch(meta_.get("creationTimestamp"))
+    given = (run.get("spec") or {}).get("inputs") or {}
     records: list[dict[str, Any]] = [
         {
             "t": "run",
@@ -69,8 +73,9 @@ def records_of(run: meta.JSONDict, stored: store.RunDetail | None) -> list[dict[
             "workflow": runs.workflow_name(run),
             "namespace": meta_["namespace"],
             "trigger": TRIGGER,
-            "inputs": (run.get("spec") or {}).get("inputs") or {},
+            "inputs": given,
             "startedAt": started or 0.0,
+            **_about(status.get("workflowSnapshot"), given, meta_["name"]),
         }
     ]
     done = {s.step for s in stored.steps if s.phase in FINISHED_STEP} if stored else set()
@@ -101,6 +106,28 @@ def records_of(run: meta.JSONDict, stored: store.RunDetail | None) -> list[dict[
             }
         )
     return records
+
+
+def _about(snapshot: Any, given: dict[str, Any], name: str) -> dict[str, Any]:
+    """What the runner's header would have told the store beyond the status: the inputs
+    declared secret (stored redacted) and the data subject (stored as a keyed hash, so
+    ``autoflow runs erase`` finds a run the runner never wrote to the store)."""
+    if not isinstance(snapshot, dict):
+        return {}
+    try:
+        spec = workflow.WorkflowSpec.model_validate(snapshot)
+        values = inputs.resolve(spec.inputs, given, errors.Where(resource=f"WorkflowRun/{name}"))
+    except (pydantic.ValidationError, errors.AutoflowError):
+        return {}  # the run failed on them; its inputs are stored as given
+    about: dict[str, Any] = {}
+    secret = inputs.secret_names(spec.inputs)
+    if secret:
+        about["secretInputs"] = secret
+    with contextlib.suppress(errors.AutoflowError):  # a run refused for it never started
+        subject = inputs.data_subject(spec, values, errors.Where(resource=f"WorkflowRun/{name}"))
+        if subject is not None:
+            about["subject"] = subject
+    return about
 
 
 class Archiver:

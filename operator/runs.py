@@ -47,6 +47,7 @@ DEADLINE_GRACE_SECONDS = 120
 RUNNER_GRACE_SECONDS = 30
 GRACE_ENV = "AUTOFLOW_TERMINATION_GRACE_SECONDS"
 STORE_ENV = "AUTOFLOW_STORE_URL"
+SUBJECT_KEY_ENV = "AUTOFLOW_STORE_SUBJECT_KEY"
 RUNNER_PREFIX = "autoflow-run-"
 MAX_NAME = 63
 
@@ -166,7 +167,10 @@ def start_status(
         return finished_status(run, "Failed", "InvalidWorkflow", "; ".join(problems))
     model = workflow.WorkflowSpec.model_validate(wf["spec"])
     try:
-        inputs_mod.resolve(model.inputs, run["spec"].get("inputs") or {}, errors.Where())
+        values = inputs_mod.resolve(model.inputs, run["spec"].get("inputs") or {}, errors.Where())
+        # The data subject the run store would keep a hash of: a run whose inputs give none
+        # is refused here, as `autoflow run` refuses it, rather than stored unerasable.
+        inputs_mod.data_subject(model, values, errors.Where())
     except errors.InputError as exc:
         return finished_status(run, "Failed", "InvalidInputs", str(exc))
     status = run.get("status") or {}
@@ -300,6 +304,15 @@ def render_job(run: dict[str, Any], settings: settings_mod.Settings) -> dict[str
         # the summary, the operator still archives it).
         ref = {"name": settings.store_secret, "key": settings.store_secret_key, "optional": True}
         env.append({"name": STORE_ENV, "valueFrom": {"secretKeyRef": ref}})
+        if settings.store_subject_key_secret:
+            # The key the run's data subject is hashed with (``dataSubject``): without it
+            # the runner writes such a run to the store not at all (the archive still does).
+            key_ref = {
+                "name": settings.store_subject_key_secret,
+                "key": settings.store_subject_key_secret_key,
+                "optional": True,
+            }
+            env.append({"name": SUBJECT_KEY_ENV, "valueFrom": {"secretKeyRef": key_ref}})
     env += [{"name": f"AUTOFLOW_ENV_{k}", "value": v} for k, v in sorted(runtime.env.items())]
     container: dict[str, Any] = {
         "name": "runner",

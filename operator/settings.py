@@ -23,6 +23,12 @@
   ``AUTOFLOW_STORE_SECRET_KEY`` (``url``) holds the store URL; runner pods get it from the
   kubelet as ``AUTOFLOW_STORE_URL`` and write full step payloads there (a store URL is
   never written into a Job)
+- ``AUTOFLOW_STORE_SUBJECT_KEY`` (none): the key data subjects are hashed with (a Workflow's
+  ``dataSubject``); the operator's archive needs it for such runs. The chart and kustomize
+  set it from a Secret
+- ``AUTOFLOW_STORE_SUBJECT_KEY_SECRET`` (none): the name of a Secret in the run's namespace
+  whose key ``AUTOFLOW_STORE_SUBJECT_KEY_SECRET_KEY`` (``subjectKey``) holds that key; runner
+  pods get it from the kubelet as ``AUTOFLOW_STORE_SUBJECT_KEY`` (optional, as the URL's)
 - ``AUTOFLOW_STORE_RETENTION_DAYS`` (none: kept) and ``AUTOFLOW_STORE_MAX_RUNS`` (none): the
   default retention of finished runs in the store, for workflows without ``spec.retention``
 - ``AUTOFLOW_STORE_PURGE_INTERVAL_SECONDS`` (3600): how often the operator purges expired
@@ -71,6 +77,8 @@ class Settings(pydantic_settings.BaseSettings):
     store_url: str = ""
     store_secret: str = ""
     store_secret_key: str = "url"
+    store_subject_key_secret: str = ""
+    store_subject_key_secret_key: str = "subjectKey"
     store_retention_days: float | None = pydantic.Field(default=None, gt=0)
     store_max_runs: int | None = pydantic.Field(default=None, ge=1)
     store_purge_interval_seconds: float = pydantic.Field(default=3600.0, ge=0)

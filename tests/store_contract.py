@@ -445,6 +445,24 @@ class StoreContract:
         finally:
             await keyless.aclose()
 
+    async def test_secret_inputs_are_stored_as_a_redaction_marker(
+        self,
+        st: store.Store,
+        raw_sql: Callable[[str], list[tuple[Any, ...]]],
+        tables: Callable[[], list[str]],
+    ) -> None:
+        token = "tok-5ecret-value"
+        given = {"token": token, "channel": "#ops", "none": None}
+        await st.record("r", finished("r", inputs=given, secretInputs=["token", "none"]))
+        detail = await st.get_run("r")
+        assert detail is not None
+        assert detail.inputs == {"token": {"redacted": True}, "channel": "#ops", "none": None}
+        (rec, *_) = await st.journal("r")  # what a resume reads: the marker, never the value
+        assert rec["inputs"]["token"] == {"redacted": True}
+        for table in tables():
+            for row in raw_sql(f"SELECT * FROM {table}"):
+                assert token not in " ".join(str(v) for v in row), table
+
     # -- versions -----------------------------------------------------------------------------
 
     async def test_each_distinct_spec_is_stored_once_and_versions_say_which_ran(

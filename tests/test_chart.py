@@ -473,6 +473,32 @@ def test_the_store_url_comes_from_a_secret_and_is_migrated_before_the_operator_s
     )
 
 
+def test_the_subject_key_comes_from_a_secret_for_the_operator_and_its_runners() -> None:
+    keyed = {
+        "existingSecret": "pg-app",
+        "subjectKey": {"existingSecret": "autoflow-subjects", "key": "hmac"},
+        "retention": {"days": 90},
+        "purgeIntervalSeconds": 600,
+    }
+    store_env, (_migrate,) = _store_parts(helm_template({"store": keyed}))
+    assert store_env[3:] == [
+        {
+            "name": "AUTOFLOW_STORE_SUBJECT_KEY",
+            "valueFrom": {
+                "secretKeyRef": {"name": "autoflow-subjects", "key": "hmac", "optional": True}
+            },
+        },
+        # Runner Jobs get it from a Secret of that name in their run's namespace.
+        {"name": "AUTOFLOW_STORE_SUBJECT_KEY_SECRET", "value": "autoflow-subjects"},
+        {"name": "AUTOFLOW_STORE_SUBJECT_KEY_SECRET_KEY", "value": "hmac"},
+        {"name": "AUTOFLOW_STORE_RETENTION_DAYS", "value": "90"},
+        {"name": "AUTOFLOW_STORE_PURGE_INTERVAL_SECONDS", "value": "600"},
+    ]
+    # No store, no key: nothing about the store at all.
+    alone = {"subjectKey": {"existingSecret": "autoflow-subjects"}}
+    assert _store_parts(helm_template({"store": alone})) == ([], [])
+
+
 def test_the_run_store_component_is_the_charts_existing_secret(tmp_path: Path) -> None:
     rel = os.path.relpath(KUSTOMIZE, tmp_path)
     (tmp_path / "kustomization.yaml").write_text(
@@ -486,4 +512,5 @@ def test_the_run_store_component_is_the_charts_existing_secret(tmp_path: Path) -
         )
     )
     mine = _store_parts(kustomize_build(tmp_path))
-    assert mine == _store_parts(helm_template({"store": {"existingSecret": "autoflow-store"}}))
+    same = {"existingSecret": "autoflow-store", "subjectKey": {"existingSecret": "autoflow-store"}}
+    assert mine == _store_parts(helm_template({"store": same}))

@@ -104,7 +104,7 @@ def _store_env(settings: settings_mod.Settings) -> list[dict[str, Any]]:
     run = finished_run()
     run["status"] = {"workflowSnapshot": {"steps": [{"id": "a", "uses": "core.noop"}]}}
     (container,) = runs.render_job(run, settings)["spec"]["template"]["spec"]["containers"]
-    return [e for e in container["env"] if e["name"] == payloads.STORE_ENV]
+    return [e for e in container["env"] if e["name"].startswith("AUTOFLOW_STORE")]
 
 
 def test_runner_jobs_get_the_store_url_from_a_secret_never_as_a_value() -> None:
@@ -121,6 +121,15 @@ def test_runner_jobs_get_the_store_url_from_a_secret_never_as_a_value() -> None:
             },
         }
     ]
+    # The key data subjects are hashed with, from a Secret as well (the chart's
+    # store.subjectKey): the runner stores such a run under that person's hash.
+    keyed = secret.model_copy(update={"store_subject_key_secret": "autoflow-store"})
+    assert _store_env(keyed)[1] == {
+        "name": "AUTOFLOW_STORE_SUBJECT_KEY",
+        "valueFrom": {
+            "secretKeyRef": {"name": "autoflow-store", "key": "subjectKey", "optional": True}
+        },
+    }
 
 
 # -- the runner's journal in two places ---------------------------------------------------------

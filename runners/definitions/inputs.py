@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from autoflow.crds import errors, workflow
+from autoflow.runners import expressions
 from autoflow.runners.definitions import documents
 
 
@@ -137,3 +138,47 @@ def resolve(
     if problems:
         raise InputProblems(problems)
     return values
+
+
+# -- what the run store keeps of the inputs ---------------------------------------------------
+
+# What a run store keeps instead of an input declared ``secret: true``.
+REDACTED: dict[str, Any] = {"redacted": True}
+
+
+def secret_names(declared: Mapping[str, workflow.Input]) -> list[str]:
+    """The inputs declared ``secret: true``, whose values a run store never keeps."""
+    return sorted(name for name, decl in declared.items() if decl.secret)
+
+
+def redact(values: Mapping[str, Any], secret: Iterable[str]) -> dict[str, Any]:
+    """``values`` with each of ``secret`` that has a value replaced by ``REDACTED``."""
+    hidden = set(secret)
+    return {
+        name: dict(REDACTED) if name in hidden and value is not None else value
+        for name, value in values.items()
+    }
+
+
+def is_redacted(value: Any) -> bool:
+    return isinstance(value, dict) and value == REDACTED
+
+
+def data_subject(
+    spec: workflow.WorkflowSpec, values: Mapping[str, Any], where: errors.Where
+) -> str | None:
+    """Whose personal data a run holds: the Workflow's ``dataSubject`` over the run's inputs
+    (None when it declares none). One function for every way a run starts (``autoflow run``,
+    the Job runner, the operator's check when a run is created), so a person's runs are
+    found by the same value wherever they ran."""
+    if not spec.data_subject:
+        return None
+    at = where.replace(field="dataSubject")
+    try:
+        template = expressions.compile_template(spec.data_subject, at)
+        subject = template.render({"inputs": dict(values)})
+    except errors.ExpressionError as exc:
+        raise errors.InputError(f"dataSubject: {exc.message}", at) from None
+    if not isinstance(subject, str) or not subject.strip():
+        raise errors.InputError(f"dataSubject must give a non-empty text; got {subject!r}", at)
+    return subject

@@ -92,19 +92,27 @@ def journal_for(
     *,
     namespace: str,
     resumed: bool,
+    spec: Mapping[str, Any] | None = None,
+    subject: str | None = None,
+    secret_inputs: list[str] | None = None,
 ) -> journal.StatusJournal | Tee:
     """The status journal alone, or teed into the store when ``AUTOFLOW_STORE_URL`` is set.
 
     A resumed pod sends the run header again (the engine journals it only once): the store
-    may never have seen it, and writing it twice changes nothing."""
+    may never have seen it, and writing it twice changes nothing. ``spec``, ``subject`` (the
+    Workflow's ``dataSubject`` evaluated: stored as a keyed hash, so ``autoflow runs erase``
+    finds the run) and ``secret_inputs`` (stored redacted) go into the store's header only."""
     url = environ.get(STORE_ENV, "").strip()
     if not url:
         return status
-    copy = store_journal.StoreJournal(
-        url=url,
-        context={"namespace": namespace, "trigger": JOB_TRIGGER},
-        retry_for=STORE_RETRY_SECONDS,
-    )
+    context: dict[str, Any] = {"namespace": namespace, "trigger": JOB_TRIGGER}
+    if spec is not None:
+        context["spec"] = dict(spec)
+    if subject is not None:
+        context["subject"] = subject
+    if secret_inputs:
+        context["secretInputs"] = list(secret_inputs)
+    copy = store_journal.StoreJournal(url=url, context=context, retry_for=STORE_RETRY_SECONDS)
     if resumed:
         records = status.read()
         if records:

@@ -143,11 +143,8 @@ async def _run_once(client: kube.Client, namespace: str, name: str) -> int | Non
         }
     )
     compiled = plan.compile_workflow(wf)
-    values = inputs.resolve(
-        wf.spec.inputs,
-        run["spec"].get("inputs") or {},
-        errors.Where(resource=f"WorkflowRun/{name}"),
-    )
+    where = errors.Where(resource=f"WorkflowRun/{name}")
+    values = inputs.resolve(wf.spec.inputs, run["spec"].get("inputs") or {}, where)
     run_id = run["metadata"]["uid"]
     header = {
         "t": "run",
@@ -159,7 +156,15 @@ async def _run_once(client: kube.Client, namespace: str, name: str) -> int | Non
     in_store = bool(os.environ.get(payloads.STORE_ENV, "").strip())
     status_journal = journal.StatusJournal(client, run, header, in_store=in_store)
     run_journal = payloads.journal_for(
-        status_journal, os.environ, namespace=namespace, resumed=bool(status.get("startedAt"))
+        status_journal,
+        os.environ,
+        namespace=namespace,
+        resumed=bool(status.get("startedAt")),
+        # What only the store's copy of the header holds: the spec, the data subject (a
+        # keyed hash in the store, so the run can be erased by subject), the secret inputs.
+        spec=wf.spec.dump(),
+        subject=inputs.data_subject(wf.spec, values, where) if in_store else None,
+        secret_inputs=inputs.secret_names(wf.spec.inputs),
     )
     execution = engine.Run(
         compiled,

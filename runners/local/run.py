@@ -29,7 +29,7 @@ from typing import Any
 
 from autoflow.connectors import sdk
 from autoflow.crds import errors, integration, workflow
-from autoflow.runners import engine, expressions
+from autoflow.runners import engine
 from autoflow.runners.access import integrations as integrations_mod
 from autoflow.runners.access import limits, redact
 from autoflow.runners.definitions import documents, integration_checks, loader
@@ -272,9 +272,25 @@ def resumed_inputs(
             where.replace(field=f"inputs.{unknown[0]}"),
         )
     started_with: dict[str, Any] = dict(header["inputs"])
+    # Inputs declared secret: the store kept a marker, not the value; the value must be
+    # given again (it cannot be compared: whatever is given is what the run goes on with).
+    withheld = sorted(n for n, v in started_with.items() if inputs_mod.is_redacted(v))
+    missing = [n for n in withheld if n not in given]
+    if missing:
+        flags = " ".join(f"--input {n}=..." for n in missing)
+        raise errors.InputError(
+            f"unfinished run {header['runId']!r} started with secret input"
+            f"{'s' if len(missing) > 1 else ''} {', '.join(repr(n) for n in missing)}, whose "
+            f"value the run store does not keep: give {'them' if len(missing) > 1 else 'it'} "
+            f"again to resume the run ({flags})",
+            where.replace(field=f"inputs.{missing[0]}"),
+        )
     differ: list[str] = []
     for name, raw in given.items():
         value = inputs_mod.resolve({name: declared[name]}, {name: raw}, where, from_text=from_text)
+        if name in withheld:
+            started_with[name] = value[name]
+            continue
         if _same(value[name], started_with.get(name)):
             continue
         differ.append(
@@ -342,7 +358,11 @@ def prepare(
         from autoflow.runners.store import journal as store_journal
 
         store_jr, run_id = store_journal.open_local(
-            store_url, name, engine.spec_hash(compiled), spec=wf.spec.dump()
+            store_url,
+            name,
+            engine.spec_hash(compiled),
+            spec=wf.spec.dump(),
+            secret_inputs=inputs_mod.secret_names(wf.spec.inputs),
         )
         jr = store_jr
     elif journal_dir:
@@ -374,8 +394,9 @@ def prepare(
         )
     else:
         values = inputs_mod.resolve(wf.spec.inputs, given_inputs, where, from_text=from_text)
-        if store_jr is not None and wf.spec.data_subject:
-            store_jr.about(_data_subject(wf, values, where))
+        subject = inputs_mod.data_subject(wf.spec, values, where) if store_jr else None
+        if store_jr is not None and subject is not None:
+            store_jr.about(subject)
     return engine.Run(
         compiled,
         run_id=run_id or new_run_id(name),
@@ -386,13 +407,3 @@ def prepare(
         env=expression_env(wf, os.environ if env is None else env),
         limiter=limits.from_env(os.environ if env is None else env) if limiter is None else limiter,
     )
-
-
-def _data_subject(wf: workflow.Workflow, values: Mapping[str, Any], where: errors.Where) -> str:
-    """Whose personal data the run holds: the Workflow's ``dataSubject`` over the inputs."""
-    at = where.replace(field="dataSubject")
-    template = expressions.compile_template(wf.spec.data_subject, at)
-    subject = template.render({"inputs": dict(values)})
-    if not isinstance(subject, str) or not subject:
-        raise errors.InputError(f"dataSubject must give a non-empty text; got {subject!r}", at)
-    return subject

@@ -40,7 +40,8 @@ class StoreJournal:
     ``context`` is added to the run header the engine writes: ``namespace``, ``trigger``,
     ``startedBy``, and the hooks a runner should fill: ``spec`` (the Workflow's
     ``spec.dump()``, so the store keeps the version the run ran) and ``subject`` (the value
-    of the Workflow's ``dataSubject`` expression, stored only as a keyed hash)."""
+    of the Workflow's ``dataSubject`` expression, stored only as a keyed hash) and
+    ``secretInputs`` (the names of inputs declared ``secret: true``: stored redacted)."""
 
     def __init__(
         self,
@@ -168,11 +169,13 @@ def open_local(
     *,
     spec: Mapping[str, Any] | None = None,
     subject: str | None = None,
+    secret_inputs: list[str] | None = None,
 ) -> tuple[StoreJournal, str | None]:
     """For ``autoflow run --store URL`` (outside any event loop): the journal, and the run id
     to resume (None: a new run). An unfinished run of another definition is refused here,
     before anything runs, with the command that removes it. ``spec`` (the Workflow's
-    ``spec.dump()``) and ``subject`` (its ``dataSubject`` evaluated) go into the header."""
+    ``spec.dump()``), ``subject`` (its ``dataSubject`` evaluated) and ``secret_inputs`` (the
+    names of its inputs declared secret, stored redacted) go into the header."""
 
     async def look() -> tuple[str | None, list[dict[str, Any]]]:
         found = await store.open_store(url)
@@ -195,4 +198,6 @@ def open_local(
         context["spec"] = dict(spec)
     if subject is not None:
         context["subject"] = subject
+    if secret_inputs:
+        context["secretInputs"] = list(secret_inputs)
     return StoreJournal(url=url, run_id=run_id, records=records, context=context), run_id

@@ -1,16 +1,17 @@
 """Journal records ⇄ table rows, pure functions shared by both stores.
 
-``to_rows`` turns a run's journal records (``runners.engine.journal``) into the parameter tuples of
-the write statements (``sql.py``); ``to_journal`` turns what the tables hold back into records
-``journal.replay`` understands, so a run journaled into the store resumes like one journaled
-into a file. Two optional header fields go beyond the engine's: ``subject`` (the run's data
-subject, stored only as a keyed hash: ``subject_hash``) and ``spec`` (the Workflow spec the run
-ran, stored once per spec hash). Each record that first finishes a run or a step also adds
-to the hourly rollups (``rollup_*``: guarded in SQL, so writing it again adds nothing).
-Payloads (inputs, outputs) are JSON text bounded at the store's
-``max_payload``: a larger one is replaced by the same marker the WorkflowRun status uses
-(``{"truncated": true, "bytes": N, "preview": ...}``), so a step reading it later sees the
-marker, never a silently cut value.
+``to_rows`` turns a run's journal records (``runners.engine.journal``) into the parameter
+tuples of the write statements (``sql.py``); ``to_journal`` turns what the tables hold back
+into records ``journal.replay`` understands, so a run journaled into the store resumes like one
+journaled into a file. Three optional header fields go beyond the engine's: ``subject`` (the
+run's data subject, stored only as a keyed hash: ``subject_hash``), ``spec`` (the Workflow spec
+the run ran, stored once per spec hash) and ``secretInputs`` (the names of inputs declared
+``secret: true``, stored as the redaction marker ``{"redacted": true}``, never their values).
+Each record that first finishes a run or a step also adds to the hourly rollups (``rollup_*``:
+guarded in SQL, so writing it again adds nothing). Payloads (inputs, outputs) are JSON text
+bounded at the store's ``max_payload``: a larger one is replaced by the same marker the
+WorkflowRun status uses (``{"truncated": true, "bytes": N, "preview": ...}``), so a step
+reading it later sees the marker, never a silently cut value.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from autoflow.runners.definitions import inputs
 
 PREVIEW = 1000  # characters of a truncated payload kept as its preview
 MAX_TEXT = 8000  # characters of an error or message kept
@@ -145,6 +148,14 @@ def _outcome(phase: str) -> tuple[int, int]:
     return int(phase == "Succeeded"), int(phase == "Failed")
 
 
+def _redacted(values: Any, secret: Any) -> Any:
+    """The run's inputs as stored: those the header's ``secretInputs`` names (inputs
+    declared ``secret: true``) replaced by ``inputs.REDACTED``."""
+    if not secret or not isinstance(values, Mapping):
+        return values
+    return inputs.redact(values, [str(name) for name in secret])
+
+
 def to_rows(
     run_id: str,
     records: Iterable[Mapping[str, Any]],
@@ -182,7 +193,7 @@ def to_rows(
                     str(rec.get("trigger") or "manual"),
                     str(rec.get("startedBy") or ""),
                     run_started,
-                    payload(rec.get("inputs"), limit),
+                    payload(_redacted(rec.get("inputs"), rec.get("secretInputs")), limit),
                     hashed,
                 )
             )

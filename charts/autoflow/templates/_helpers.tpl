@@ -80,4 +80,18 @@ schema refuses one with a password), which runners do not get.
 - name: AUTOFLOW_STORE_URL
   value: {{ .Values.store.url | quote }}
 {{- end }}
+{{- with .Values.store.subjectKey }}
+{{- if and .existingSecret (or $.Values.store.existingSecret $.Values.store.url) }}
+- name: AUTOFLOW_STORE_SUBJECT_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret | quote }}
+      key: {{ .key | quote }}
+      optional: true
+- name: AUTOFLOW_STORE_SUBJECT_KEY_SECRET
+  value: {{ .existingSecret | quote }}
+- name: AUTOFLOW_STORE_SUBJECT_KEY_SECRET_KEY
+  value: {{ .key | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
