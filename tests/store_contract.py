@@ -310,6 +310,62 @@ class StoreContract:
         (day,) = await st.stats(since=0, until=base + 86400, bucket=86400)
         assert day.buckets == ((base - base % 86400, 30),)
 
+    async def test_stats_over_days_read_daily_rollups_that_follow_deletions(
+        self, st: store.Store, raw_sql: Callable[[str], list[tuple[Any, ...]]]
+    ) -> None:
+        # 60 runs over 5 days, every 2 hours; workflow "b" every 4th; some failed.
+        base = store.DAY * 200
+        runs: dict[str, tuple[float, float, str, str]] = {}
+        for n in range(60):
+            at, ms = base + n * 7200 + 61, 5.0 * (n + 1)
+            wf, phase = ("b" if n % 4 == 0 else "a"), ("Failed" if n % 7 == 0 else "Succeeded")
+            runs[f"d{n}"] = (at, ms, wf, phase)
+            await st.record(f"d{n}", finished(f"d{n}", workflow=wf, at=at, ms=ms, phase=phase))
+        # Rows of the daily grain: a day's runs of a workflow are counted once, by start day.
+        started = raw_sql(
+            "SELECT sum(count) FROM autoflow_rollups_daily WHERE step = '' AND bucket = -1"
+        )
+        assert int(started[0][0]) == 60
+
+        async def check(since: float, until: float, bucket: float) -> None:
+            got = {s.workflow: s for s in await st.stats(since=since, until=until, bucket=bucket)}
+            for wf in ("a", "b"):
+                mine = [r for r in runs.values() if r[2] == wf and since <= r[0] < until]
+                if not mine:
+                    assert wf not in got
+                    continue
+                s = got[wf]
+                assert s.runs.count == len(mine) == s.steps["s"].count, (since, until)
+                assert s.runs.failed == sum(r[3] == "Failed" for r in mine)
+                durations = sorted(r[1] for r in mine)
+                for p, value in ((0.5, s.runs.p50_ms), (0.95, s.runs.p95_ms)):
+                    rank = max(1, -(-len(durations) * int(p * 100) // 100))
+                    assert value == pytest.approx(durations[rank - 1], rel=0.045)
+                expected: dict[float, int] = {}
+                for r in mine:
+                    start = r[0] - r[0] % bucket
+                    expected[start] = expected.get(start, 0) + 1
+                assert dict(s.buckets) == expected, (since, until, bucket)
+
+        windows = [
+            (base, base + 5 * store.DAY),  # whole days only
+            (base + 5000, base + 4 * store.DAY + 9000),  # days, hours and rows at both edges
+            (base + store.DAY - 7200, base + 2 * store.DAY + 3600),  # whole hours at the edges
+            (base + 3 * store.DAY + 100, base + 3 * store.DAY + 50000),  # within one day
+        ]
+        for since, until in windows:
+            for bucket in (store.DAY, 3600.0, 7200.0, 5000.0):
+                await check(since, until, bucket)
+        # A deletion rebuilds the days it touched from the hours that remain.
+        gone = [k for k, r in runs.items() if r[2] == "a" and r[0] < base + 2 * store.DAY]
+        assert await st.purge(store.RunFilter(workflow="a", until=base + 2 * store.DAY)) == len(
+            gone
+        )
+        for k in gone:
+            del runs[k]
+        for since, until in windows:
+            await check(since, until, store.DAY)
+
     # -- retention ----------------------------------------------------------------------------
 
     async def test_expired_runs_go_by_the_workflows_retention_or_the_default(

@@ -155,6 +155,30 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
         rebuild_rollups=True,
     ),
+    Migration(
+        3,
+        "daily rollups for stats over weeks and months",
+        (
+            # day: floor(run start / 86400) = hour / 24; otherwise autoflow_rollups' columns.
+            # Written beside the hourly rows by the same statements; a deletion rebuilds the
+            # days of the hours it touched from those hours (``sql.REBUILD_DAILY``).
+            """CREATE TABLE autoflow_rollups_daily (
+                workflow TEXT NOT NULL,
+                step TEXT NOT NULL,
+                day BIGINT NOT NULL,
+                bucket INTEGER NOT NULL,
+                count INTEGER NOT NULL,
+                succeeded INTEGER NOT NULL,
+                failed INTEGER NOT NULL,
+                PRIMARY KEY (day, workflow, step, bucket)
+            )"""
+            + SQLITE_CLUSTERED,
+            # The days there are so far, from the hourly rollups.
+            "INSERT INTO autoflow_rollups_daily (workflow, step, day, bucket, count, succeeded, "
+            "failed) SELECT workflow, step, hour / 24, bucket, sum(count), sum(succeeded), "
+            "sum(failed) FROM autoflow_rollups GROUP BY workflow, step, hour / 24, bucket",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

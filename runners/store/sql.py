@@ -28,10 +28,26 @@ _ADD = (
     "failed = autoflow_rollups.failed + excluded.failed"
 )
 _ROLLUP = "INSERT INTO autoflow_rollups (workflow, step, hour, bucket, count, succeeded, failed)"
+# The daily grain (schema version 3): the same counts per day of the run's start, written
+# beside the hourly ones by the same guarded statements, rebuilt from them after a deletion.
+DAY = 24 * HOUR
+_ADD_DAILY = (
+    "ON CONFLICT (day, workflow, step, bucket) DO UPDATE SET "
+    "count = autoflow_rollups_daily.count + excluded.count, "
+    "succeeded = autoflow_rollups_daily.succeeded + excluded.succeeded, "
+    "failed = autoflow_rollups_daily.failed + excluded.failed"
+)
+_DAILY = (
+    "INSERT INTO autoflow_rollups_daily (workflow, step, day, bucket, count, succeeded, failed)"
+)
 
 
 def hour(column: str, floor: str) -> str:
     return floor.format(x=f"{column} / {HOUR}")
+
+
+def day(column: str, floor: str) -> str:
+    return floor.format(x=f"{column} / {DAY}")
 
 
 def bucket_case(value: str) -> str:
@@ -52,28 +68,41 @@ def writes(floor: str) -> tuple[tuple[str, str], ...]:
             "INSERT INTO autoflow_specs (spec_hash, workflow, spec, recorded_at) "
             "VALUES (?, ?, ?, ?) ON CONFLICT (spec_hash) DO NOTHING",
         ),
-        (
-            "rollup_starts",
-            f"{_ROLLUP} SELECT ?, '', ?, {records.STARTED}, 1, 0, 0 "
-            f"WHERE NOT EXISTS (SELECT 1 FROM autoflow_runs WHERE run_id = ?) {_ADD}",
+        *(
+            (
+                "rollup_starts",
+                f"{into} SELECT ?, '', {unit}, {records.STARTED}, 1, 0, 0 "
+                f"WHERE NOT EXISTS (SELECT 1 FROM autoflow_runs WHERE run_id = ?) {add}",
+            )
+            for into, add, unit in ((_ROLLUP, _ADD, "?"), (_DAILY, _ADD_DAILY, _HOUR_TO_DAY))
         ),
         *WRITES[:5],
-        (
-            "rollup_steps",
-            f"{_ROLLUP} SELECT r.workflow, ?, {hour('r.started_at', floor)}, ?, 1, ?, ? "
-            "FROM autoflow_runs r WHERE r.run_id = ? AND NOT EXISTS (SELECT 1 FROM "
-            f"autoflow_steps s WHERE s.run_id = r.run_id AND s.step = ?) {_ADD}",
+        *(
+            (
+                "rollup_steps",
+                f"{into} SELECT r.workflow, ?, {grain('r.started_at', floor)}, ?, 1, ?, ? "
+                "FROM autoflow_runs r WHERE r.run_id = ? AND NOT EXISTS (SELECT 1 FROM "
+                f"autoflow_steps s WHERE s.run_id = r.run_id AND s.step = ?) {add}",
+            )
+            for into, add, grain in ((_ROLLUP, _ADD, hour), (_DAILY, _ADD_DAILY, day))
         ),
         *WRITES[5:7],
-        (
-            "rollup_ends",
-            f"{_ROLLUP} SELECT r.workflow, '', {hour('r.started_at', floor)}, "
-            f"{bucket_case('r.d')}, 1, r.ok, r.failed FROM (SELECT workflow, started_at, "
-            "? AS ok, ? AS failed, (? - started_at) * 1000 AS d FROM autoflow_runs "
-            f"WHERE run_id = ? AND phase = 'Running') r WHERE true {_ADD}",
+        *(
+            (
+                "rollup_ends",
+                f"{into} SELECT r.workflow, '', {grain('r.started_at', floor)}, "
+                f"{bucket_case('r.d')}, 1, r.ok, r.failed FROM (SELECT workflow, started_at, "
+                "? AS ok, ? AS failed, (? - started_at) * 1000 AS d FROM autoflow_runs "
+                f"WHERE run_id = ? AND phase = 'Running') r WHERE true {add}",
+            )
+            for into, add, grain in ((_ROLLUP, _ADD, hour), (_DAILY, _ADD_DAILY, day))
         ),
         WRITES[7],
     )
+
+
+# The day of an hour number given as a parameter (integer division: hours are positive).
+_HOUR_TO_DAY = "CAST(? AS BIGINT) / 24"
 
 
 # The statements without rollups (see ``writes``).
@@ -260,33 +289,51 @@ def stats_buckets(
     return sql, [width, *params]
 
 
-def rollup_figures(lo: int, hi: int, workflow: str | None) -> tuple[str, list[Any]]:
-    """Finished runs and steps of whole hours [lo, hi): (workflow, step, bucket, count,
-    succeeded, failed)."""
-    params: list[Any] = [lo, hi]
+# The rollup tables by grain: (table, its time column, seconds per unit).
+GRAINS = {
+    HOUR: ("autoflow_rollups", "hour"),
+    DAY: ("autoflow_rollups_daily", "day"),
+}
+
+
+def _ranges(column: str, ranges: list[tuple[int, int]]) -> tuple[str, list[Any]]:
+    text = " OR ".join(f"({column} >= ? AND {column} < ?)" for _ in ranges)
+    return (f"({text})" if len(ranges) > 1 else text), [v for r in ranges for v in r]
+
+
+def rollup_figures(
+    ranges: list[tuple[int, int]], workflow: str | None, grain: int = HOUR
+) -> tuple[str, list[Any]]:
+    """Finished runs and steps of whole hours (or days: ``grain``) in each [lo, hi) of
+    ``ranges``: (workflow, step, bucket, count, succeeded, failed)."""
+    table, column = GRAINS[grain]
+    window, params = _ranges(column, ranges)
     extra = ""
     if workflow:
         extra, params = " AND workflow = ?", [*params, workflow]
     sql = (
         "SELECT workflow, step, bucket, sum(count), sum(succeeded), sum(failed) "
-        f"FROM autoflow_rollups WHERE hour >= ? AND hour < ?{extra} "
+        f"FROM {table} WHERE {window}{extra} "
         f"AND bucket <> {records.STARTED} GROUP BY workflow, step, bucket"
     )
     return sql, params
 
 
 def rollup_buckets(
-    lo: int, hi: int, workflow: str | None, width: int, floor: str
+    ranges: list[tuple[int, int]], workflow: str | None, width: int, floor: str, grain: int = HOUR
 ) -> tuple[str, list[Any]]:
-    """Runs started per ``width`` seconds (a whole number of hours) over hours [lo, hi)."""
-    params: list[Any] = [width, lo, hi]
+    """Runs started per ``width`` seconds (a whole number of ``grain``) over the hours (or
+    days) in each [lo, hi) of ``ranges``."""
+    table, column = GRAINS[grain]
+    window, params = _ranges(column, ranges)
+    params = [width, *params]
     extra = ""
     if workflow:
         extra, params = " AND workflow = ?", [*params, workflow]
-    b = floor.format(x=f"hour * {HOUR} / ?")
+    b = floor.format(x=f"{column} * {grain} / ?")
     sql = (
-        f"SELECT workflow, {b} AS b, sum(count) FROM autoflow_rollups "
-        f"WHERE hour >= ? AND hour < ?{extra} AND step = '' AND bucket = {records.STARTED} "
+        f"SELECT workflow, {b} AS b, sum(count) FROM {table} "
+        f"WHERE {window}{extra} AND step = '' AND bucket = {records.STARTED} "
         "GROUP BY workflow, b"
     )
     return sql, params
@@ -349,9 +396,9 @@ def _in_dirty_hour(alias: str, column: str, floor: str) -> str:
     )
 
 
-def rebuild(floor: str) -> list[tuple[str, list[Any]]]:
+def rebuild(floor: str, *, daily: bool = True) -> list[tuple[str, list[Any]]]:
     """Statements recomputing the rollups of the hours in ``autoflow_rollup_dirty`` from the
-    rows that remain, then clearing the marks."""
+    rows that remain (and of their days from those hours), then clearing the marks."""
     ok = "sum(CASE WHEN {p}phase = 'Succeeded' THEN 1 ELSE 0 END)"
     failed = "sum(CASE WHEN {p}phase = 'Failed' THEN 1 ELSE 0 END)"
     steps_done = ", ".join(f"'{p}'" for p in records.FINISHED_STEP)
@@ -383,17 +430,38 @@ def rebuild(floor: str) -> list[tuple[str, list[Any]]]:
             f"WHERE s.phase IN ({steps_done}) GROUP BY 1, 2, 3, 4",
             [],
         ),
+        *(REBUILD_DAILY if daily else ()),
         ("DELETE FROM autoflow_rollup_dirty", []),
     ]
 
 
+# The days of the dirty hours, again from the hourly rollups just rebuilt (schema version 3).
+REBUILD_DAILY: tuple[tuple[str, list[Any]], ...] = (
+    (
+        "DELETE FROM autoflow_rollups_daily WHERE day IN (SELECT hour / 24 FROM "
+        "autoflow_rollup_dirty) AND EXISTS (SELECT 1 FROM autoflow_rollup_dirty d WHERE "
+        "d.workflow = autoflow_rollups_daily.workflow "
+        "AND d.hour / 24 = autoflow_rollups_daily.day)",
+        [],
+    ),
+    (
+        f"{_DAILY} SELECT h.workflow, h.step, d.day, h.bucket, sum(h.count), sum(h.succeeded), "
+        "sum(h.failed) FROM (SELECT DISTINCT workflow, hour / 24 AS day FROM "
+        "autoflow_rollup_dirty) d JOIN autoflow_rollups h ON h.workflow = d.workflow "
+        "AND h.hour >= d.day * 24 AND h.hour < d.day * 24 + 24 GROUP BY 1, 2, 3, 4",
+        [],
+    ),
+)
+
+
 def rebuild_all(floor: str) -> list[tuple[str, list[Any]]]:
-    """Every hour's rollups from the runs and steps there are (schema version 2)."""
+    """Every hour's rollups from the runs and steps there are (schema version 2: the
+    daily ones are filled from these by migration 3)."""
     mark = (
         "INSERT INTO autoflow_rollup_dirty (workflow, hour) SELECT DISTINCT workflow, "
         f"{hour('started_at', floor)} FROM autoflow_runs WHERE true ON CONFLICT DO NOTHING"
     )
-    return [(mark, []), *rebuild(floor)]
+    return [(mark, []), *rebuild(floor, daily=False)]
 
 
 # -- retention, audit, versions -------------------------------------------------------------

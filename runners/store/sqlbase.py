@@ -11,9 +11,10 @@ A backend supplies three primitives: ``_fetch`` (one query → rows), ``_write``
 ``sql.writes`` in one transaction) and ``_transaction`` (statements in one transaction →
 rowcount of each), plus its ``floor`` spelling for time buckets.
 
-Stats read the hourly rollups for the whole hours of the window and raw rows only for the
-partial hours at its edges, put both into one duration histogram and take p50/p95 from it
-(``records.percentile``: within 4.4 % of the nearest-rank value).
+Stats read the daily rollups for the whole days of the window, the hourly ones for the whole
+hours at its edges and raw rows only for the partial hours at the edges of those, put them
+all into one duration histogram and take p50/p95 from it (``records.percentile``: within
+4.4 % of the nearest-rank value).
 """
 
 from __future__ import annotations
@@ -203,14 +204,13 @@ class SqlStore(store.Store):
     ) -> list[store.WorkflowStats]:
         if bucket <= 0:
             raise store.StoreError("a stats bucket is a positive number of seconds")
-        lo, hi = math.ceil(since / sql.HOUR), math.floor(until / sql.HOUR)
-        whole = lo < hi
-        edges = [(since, lo * sql.HOUR), (hi * sql.HOUR, until)] if whole else [(since, until)]
-        edges = [(a, b) for a, b in edges if a < b]
+        days, hours, edges = _segments(since, until)
         hist: dict[tuple[str, str], _Tally] = {}
-        if whole:
+        for grain, ranges in ((sql.DAY, days), (sql.HOUR, hours)):
+            if not ranges:
+                continue
             for wf, step, b, count, ok, failed in await self._fetch(
-                *sql.rollup_figures(lo, hi, workflow)
+                *sql.rollup_figures(ranges, workflow, grain)
             ):
                 hist.setdefault((wf, step), _Tally()).add(int(b), int(count), ok, failed)
         for a, b in edges:
@@ -218,11 +218,20 @@ class SqlStore(store.Store):
                 hist.setdefault((wf, ""), _Tally()).one(phase, ms)
             for wf, step, phase, ms in await self._fetch(*sql.stats_step_rows(a, b, workflow)):
                 hist.setdefault((wf, step), _Tally()).one(phase, ms)
+        # Runs started per bucket: from the days when a bucket is whole days, from the hours
+        # when it is whole hours, else from the rows.
         series: dict[tuple[str, float], int] = {}
-        aligned = whole and bucket % sql.HOUR == 0
-        raw_series = edges if aligned else [(since, until)]
-        if aligned:
-            query = sql.rollup_buckets(lo, hi, workflow, int(bucket), self.floor)
+        rolled: list[tuple[int, list[tuple[int, int]]]] = []
+        raw_series = [(since, until)]
+        if bucket % sql.DAY == 0:
+            rolled, raw_series = [(sql.DAY, days), (sql.HOUR, hours)], edges
+        elif bucket % sql.HOUR == 0:
+            rolled = [(sql.HOUR, hours + [(d * 24, e * 24) for d, e in days])]
+            raw_series = edges
+        for grain, ranges in rolled:
+            if not ranges:
+                continue
+            query = sql.rollup_buckets(ranges, workflow, int(bucket), self.floor, grain)
             for wf, b, count in await self._fetch(*query):
                 key = (wf, float(b) * bucket)
                 series[key] = series.get(key, 0) + int(count)
@@ -345,6 +354,23 @@ class SqlStore(store.Store):
             store.Version(h, int(n), float(first), float(last), bool(stored))
             for h, n, first, last, stored in rows
         ]
+
+
+def _segments(
+    since: float, until: float
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[float, float]]]:
+    """A window [since, until) as whole days (day numbers), whole hours at their edges (hour
+    numbers) and the partial hours at the window's edges (seconds): what stats read from
+    the daily rollups, the hourly rollups and the rows."""
+    lo, hi = math.ceil(since / sql.HOUR), math.floor(until / sql.HOUR)
+    if lo >= hi:
+        return [], [], [(since, until)] if since < until else []
+    edges = [(a, b) for a, b in ((since, lo * sql.HOUR), (hi * sql.HOUR, until)) if a < b]
+    dlo, dhi = math.ceil(lo / 24), math.floor(hi / 24)
+    if dlo >= dhi:
+        return [], [(lo, hi)], edges
+    hours = [(a, b) for a, b in ((lo, dlo * 24), (dhi * 24, hi)) if a < b]
+    return [(dlo, dhi)], hours, edges
 
 
 class _Tally:
