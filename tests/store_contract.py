@@ -606,7 +606,7 @@ class StoreContract:
     # -- many runs at once --------------------------------------------------------------------
 
     async def test_a_hundred_runs_in_flight_are_all_recorded(
-        self, st: store.Store, new_probe: Any
+        self, st: store.Store, new_probe: Any, raw_sql: Callable[[str], list[tuple[Any, ...]]]
     ) -> None:
         spec = {
             "steps": [{"id": f"s{i}", "uses": "t.call", "with": {"value": i}} for i in range(5)]
@@ -630,6 +630,19 @@ class StoreContract:
         run = await st.get_run("many-042")
         assert run is not None
         assert [s.output for s in run.steps] == [0, 1, 2, 3, 4]
+        # Batches of many runs add to the same rollup keys (one hour, one day): each run and
+        # step counted once, by the hourly and the daily grain alike.
+        now = time.time()
+        for since in (now - 2 * 3600, now - 3 * store.DAY):
+            (s,) = await st.stats(since=since, until=now + 1)
+            assert s.runs.count == s.runs.succeeded == 100
+            assert {k: f.count for k, f in s.steps.items()} == {f"s{i}": 100 for i in range(5)}
+            assert sum(n for _, n in s.buckets) == 100
+        for table in ("autoflow_rollups", "autoflow_rollups_daily"):
+            (started,) = raw_sql(
+                f"SELECT sum(count) FROM {table} WHERE step = '' AND bucket = {records.STARTED}"
+            )
+            assert int(started[0]) == 100, table
 
     # -- schema -------------------------------------------------------------------------------
 

@@ -97,8 +97,10 @@ class Rows:
     ends: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
 
     def extend(self, other: Rows) -> None:
-        for field in dataclasses.fields(self):
-            getattr(self, field.name).extend(getattr(other, field.name))
+        for name in _ROW_FIELDS:
+            theirs = getattr(other, name)
+            if theirs:  # most records fill one or two of the fields
+                getattr(self, name).extend(theirs)
 
     def dedupe(self) -> None:
         """One rollup row per run (or run and step) in a batch: every row of a statement
@@ -106,6 +108,9 @@ class Rows:
         self.rollup_starts = _first(self.rollup_starts, lambda r: r[2])
         self.rollup_steps = _first(self.rollup_steps, lambda r: (r[4], r[0]))
         self.rollup_ends = _first(self.rollup_ends, lambda r: r[3])
+
+
+_ROW_FIELDS = tuple(f.name for f in dataclasses.fields(Rows))
 
 
 def _first(rows: list[tuple[Any, ...]], key: Any) -> list[tuple[Any, ...]]:

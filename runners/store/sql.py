@@ -101,6 +101,56 @@ def writes(floor: str) -> tuple[tuple[str, str], ...]:
     )
 
 
+# PostgreSQL: each rollup kind of a batch in one statement per grain. The batch's rows are
+# sent as arrays (``unnest``), filtered by the same guards, summed per rollup key and added
+# once: one upsert per key and batch instead of one per run or step (with 100 runs in
+# flight, the same hour's rows would otherwise be updated a hundred times per commit).
+# The rows are ``records.Rows``'s; columns as the per-row statements take them.
+_PG_BATCH_SOURCES = {
+    "rollup_starts": (
+        "unnest(?::text[], ?::bigint[], ?::text[]) AS v(workflow, hour, run_id)",
+        "NOT EXISTS (SELECT 1 FROM autoflow_runs r WHERE r.run_id = v.run_id)",
+    ),
+    "rollup_steps": (
+        "unnest(?::text[], ?::int[], ?::int[], ?::int[], ?::text[]) "
+        "AS v(step, bucket, ok, failed, run_id) JOIN autoflow_runs r ON r.run_id = v.run_id",
+        "NOT EXISTS (SELECT 1 FROM autoflow_steps s WHERE s.run_id = v.run_id AND s.step = v.step)",
+    ),
+    "rollup_ends": (
+        "unnest(?::int[], ?::int[], ?::float8[], ?::text[]) AS v(ok, failed, at, run_id) "
+        "JOIN autoflow_runs r ON r.run_id = v.run_id",
+        "r.phase = 'Running'",
+    ),
+}
+# Columns of the rows each statement takes (rollup_steps repeats the step: dropped here).
+PG_BATCH_COLUMNS = {"rollup_starts": 3, "rollup_steps": 5, "rollup_ends": 4}
+
+
+@functools.lru_cache(maxsize=4)
+def pg_batch_rollups(floor: str) -> dict[str, tuple[str, ...]]:
+    """Per rollup field of ``records.Rows``: its statements (hourly, daily), each taking the
+    field's columns as arrays."""
+    out: dict[str, tuple[str, ...]] = {}
+    for field, (source, guard) in _PG_BATCH_SOURCES.items():
+        statements = []
+        for into, add, grain in ((_ROLLUP, _ADD, "hour"), (_DAILY, _ADD_DAILY, "day")):
+            of_run = (hour if grain == "hour" else day)("r.started_at", floor)
+            if field == "rollup_starts":
+                unit = "v.hour" if grain == "hour" else "v.hour / 24"
+                what = f"v.workflow, '', {unit}, {records.STARTED}, count(*), 0, 0"
+            elif field == "rollup_steps":
+                what = f"r.workflow, v.step, {of_run}, v.bucket, count(*), sum(v.ok), sum(v.failed)"
+            else:
+                ms = "((v.at - r.started_at) * 1000)"
+                counts = "count(*), sum(v.ok), sum(v.failed)"
+                what = f"r.workflow, '', {of_run}, {bucket_case(ms)}, {counts}"
+            statements.append(
+                f"{into} SELECT {what} FROM {source} WHERE {guard} GROUP BY 1, 2, 3, 4 {add}"
+            )
+        out[field] = tuple(statements)
+    return out
+
+
 # The day of an hour number given as a parameter (integer division: hours are positive).
 _HOUR_TO_DAY = "CAST(? AS BIGINT) / 24"
 
