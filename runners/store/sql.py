@@ -32,7 +32,7 @@ _ROLLUP = "INSERT INTO autoflow_rollups (workflow, step, hour, bucket, count, su
 # beside the hourly ones by the same guarded statements, rebuilt from them after a deletion.
 DAY = 24 * HOUR
 _ADD_DAILY = (
-    "ON CONFLICT (day, workflow, step, bucket) DO UPDATE SET "
+    "ON CONFLICT (workflow, step, bucket, day) DO UPDATE SET "
     "count = autoflow_rollups_daily.count + excluded.count, "
     "succeeded = autoflow_rollups_daily.succeeded + excluded.succeeded, "
     "failed = autoflow_rollups_daily.failed + excluded.failed"
