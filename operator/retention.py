@@ -1,12 +1,11 @@
-"""The run store's retention, applied by the operator (``runners.store.retention``).
-
-With a store configured (``AUTOFLOW_STORE_URL``), the operator purges expired runs every
-``AUTOFLOW_STORE_PURGE_INTERVAL_SECONDS`` (the first time at a random moment within the
-first minutes): each Workflow it watches by its ``spec.retention``, runs of other workflows
-(deleted ones, those of ``autoflow serve`` sharing the store) by the ``retention`` of the
-spec their newest run ran, else by the default of ``AUTOFLOW_STORE_RETENTION_DAYS`` and
-``AUTOFLOW_STORE_MAX_RUNS`` (unset: kept). The Workflows are listed from the API server at
-each round, so a changed ``spec.retention`` counts from the next one. Each round that
+"""The run store's retention, applied by the operator (``runners.store.retention``). With a store
+configured (``AUTOFLOW_STORE_URL``), the operator purges expired runs every
+``AUTOFLOW_STORE_PURGE_INTERVAL_SECONDS`` (the first time at a random moment within the first
+minutes): each Workflow it watches by its ``spec.retention``, runs of other workflows (deleted
+ones, those of ``autoflow serve`` sharing the store) by the ``retention`` of the spec their
+newest run ran, else by the default of ``AUTOFLOW_STORE_RETENTION_DAYS`` and
+``AUTOFLOW_STORE_RETENTION_MAX_RUNS`` (unset: kept). The Workflows are listed from the API
+server at each round, so a changed ``spec.retention`` counts from the next one. Each round that
 purges leaves audit records naming the actor ``autoflow-operator``; the count goes to
 ``autoflow_store_runs_purged_total``.
 """
@@ -29,9 +28,9 @@ ACTOR = "autoflow-operator"
 
 def default_of(settings: settings_mod.Settings) -> store.Retention | None:
     """The retention of runs no Workflow speaks for; None when neither setting is given."""
-    if settings.store_retention_days is None and settings.store_max_runs is None:
+    if settings.store_retention_days is None and settings.store_retention_max_runs is None:
         return None
-    return store.Retention(settings.store_retention_days, settings.store_max_runs)
+    return store.Retention(settings.store_retention_days, settings.store_retention_max_runs)
 
 
 def policies_of(workflows: list[dict[str, object]]) -> dict[tuple[str, str], store.Retention]:

@@ -29,8 +29,9 @@
 - ``AUTOFLOW_STORE_SUBJECT_KEY_SECRET`` (none): the name of a Secret in the run's namespace
   whose key ``AUTOFLOW_STORE_SUBJECT_KEY_SECRET_KEY`` (``subjectKey``) holds that key; runner
   pods get it from the kubelet as ``AUTOFLOW_STORE_SUBJECT_KEY`` (optional, as the URL's)
-- ``AUTOFLOW_STORE_RETENTION_DAYS`` (none: kept) and ``AUTOFLOW_STORE_MAX_RUNS`` (none): the
-  default retention of finished runs in the store, for workflows without ``spec.retention``
+- ``AUTOFLOW_STORE_RETENTION_DAYS`` (none: kept) and ``AUTOFLOW_STORE_RETENTION_MAX_RUNS``
+  (none): the default retention of finished runs in the store, for workflows without
+  ``spec.retention`` (the same variables as ``autoflow runs purge --expired``)
 - ``AUTOFLOW_STORE_PURGE_INTERVAL_SECONDS`` (3600): how often the operator purges expired
   runs from the store (``operator.retention``; 0: never)
 - ``AUTOFLOW_ARCHIVE_CONCURRENCY`` (4): finished runs archived into the store at once (at
@@ -80,7 +81,7 @@ class Settings(pydantic_settings.BaseSettings):
     store_subject_key_secret: str = ""
     store_subject_key_secret_key: str = "subjectKey"
     store_retention_days: float | None = pydantic.Field(default=None, gt=0)
-    store_max_runs: int | None = pydantic.Field(default=None, ge=1)
+    store_retention_max_runs: int | None = pydantic.Field(default=None, ge=1)
     store_purge_interval_seconds: float = pydantic.Field(default=3600.0, ge=0)
     archive_concurrency: int = pydantic.Field(default=4, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

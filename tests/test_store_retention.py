@@ -23,7 +23,7 @@ from autoflow.runners.store import retention
 def test_the_default_retention_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert operator_retention.default_of(settings_mod.Settings()) is None  # kept for ever
     monkeypatch.setenv("AUTOFLOW_STORE_RETENTION_DAYS", "90")
-    monkeypatch.setenv("AUTOFLOW_STORE_MAX_RUNS", "1000")
+    monkeypatch.setenv("AUTOFLOW_STORE_RETENTION_MAX_RUNS", "1000")
     monkeypatch.setenv("AUTOFLOW_STORE_PURGE_INTERVAL_SECONDS", "600")
     settings = settings_mod.Settings()
     assert operator_retention.default_of(settings) == store.Retention(90, 1000)
