@@ -1,5 +1,6 @@
-"""The run store's retention, applied by the operator (``runners.store.retention``). With a store
-configured (``AUTOFLOW_STORE_URL``), the operator purges expired runs every
+"""The run store's retention, applied by the operator (``runners.store.retention``).
+
+With a store configured (``AUTOFLOW_STORE_URL``), the operator purges expired runs every
 ``AUTOFLOW_STORE_PURGE_INTERVAL_SECONDS`` (the first time at a random moment within the first
 minutes): each Workflow it watches by its ``spec.retention``, runs of other workflows (deleted
 ones, those of ``autoflow serve`` sharing the store) by the ``retention`` of the spec their
