@@ -12,9 +12,9 @@ Part 2, query latency: ``--runs`` finished runs (2 steps each, 10 workflows, 30 
 failed) are written to fresh SQLite and PostgreSQL stores; then the p50/p95 of ``runs
 list`` (first page, by workflow, failed only, by error text, the 10th page) and ``runs
 stats`` (24 h, 7 d for one workflow, all 30 d), against a ``SELECT 1`` through the same
-store as the baseline. ``runs stats`` reads the hourly rollups for whole hours of its window
-and raw rows only for the partial hours at the edges (schema version 2); the fill time per
-run includes keeping the rollups.
+store as the baseline. ``runs stats`` reads the daily rollups for the whole days of its
+window, the hourly ones for whole hours at the edges and raw rows only for the partial hours
+there (schema version 3); the fill time per run includes keeping both grains.
 
 Without ``--postgres`` a PostgreSQL server is started from the installed binaries as the
 services tests do (``tests/services/servers.py``). Targets (issue 11): PostgreSQL ≤ 0.2 ms
