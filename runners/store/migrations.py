@@ -37,7 +37,13 @@ CREATE TABLE IF NOT EXISTS autoflow_schema (
 SQLITE_CLUSTERED = " /*sqlite WITHOUT ROWID */"
 
 
+# A statement for PostgreSQL only (SQLite runs a no-op instead).
+POSTGRES_ONLY = "/*postgres only*/ "
+
+
 def sqlite_dialect(statement: str) -> str:
+    if statement.startswith(POSTGRES_ONLY):
+        return "SELECT 1"
     return statement.replace(SQLITE_CLUSTERED, " WITHOUT ROWID")
 
 
@@ -162,9 +168,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             # day: floor(run start / 86400) = hour / 24; otherwise autoflow_rollups' columns.
             # Written beside the hourly rows by the same statements; a deletion rebuilds the
             # days of the hours it touched from those hours (``sql.REBUILD_DAILY``). Keyed
-            # workflow first, day last: stats sum a window's days per (workflow, step,
-            # bucket) in key order, with no sort (SQLite's sort of text keys cost 3× more
-            # than reading rows outside the window and skipping them).
+            # workflow first, day last: SQLite sums a window's days per (workflow, step,
+            # bucket) in key order, with no sort (its sort of text keys cost 3x more than
+            # reading the rows outside the window and skipping them).
             """CREATE TABLE autoflow_rollups_daily (
                 workflow TEXT NOT NULL,
                 step TEXT NOT NULL,
@@ -176,6 +182,11 @@ MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (workflow, step, bucket, day)
             )"""
             + SQLITE_CLUSTERED,
+            # PostgreSQL reads a window's days through this (then sums them in a hash
+            # aggregate; measured 3.5x faster on 100,000 runs than scanning the table);
+            # SQLite scans its clustered table in key order instead (no sort).
+            POSTGRES_ONLY
+            + "CREATE INDEX autoflow_rollups_daily_day ON autoflow_rollups_daily (day)",
             # The days there are so far, from the hourly rollups.
             "INSERT INTO autoflow_rollups_daily (workflow, step, day, bucket, count, succeeded, "
             "failed) SELECT workflow, step, hour / 24, bucket, sum(count), sum(succeeded), "
