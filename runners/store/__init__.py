@@ -11,15 +11,14 @@ async pool; in a cluster). ``open_store(url)`` picks one by the URL's scheme::
 How data flows in: the engine appends journal records (``runners.engine.journal``: ``run``,
 ``start``, ``retry``, ``item``, ``step``, ``end``) and ``Store.record`` writes them, group
 committed with every other run's records that arrived meanwhile (one transaction for many
-runs). ``records.py`` turns records into table rows (pure), payloads bounded at
-``max_payload`` bytes of JSON. How data flows out: ``journal`` rebuilds a run's records for
-resume (``store/journal.py`` is the ``Journal`` over a store), ``list_runs``/``get_run``/
-``stats`` answer the CLI and the web UI (from daily rollups for whole days, hourly ones for
-whole hours), ``purge``
-deletes by a filter (never without one), ``purge_expired`` applies retention, ``erase``
-removes every run of a data subject; each deletion leaves an ``audit`` record
-(``retention.retention_loop`` calls ``purge_expired`` periodically). ``versions``
-and ``get_spec`` give the Workflow specs runs ran (stored once per spec hash).
+runs). ``records.py`` turns records into table rows (pure), payloads bounded at ``max_payload``
+bytes of JSON. How data flows out: ``journal`` rebuilds a run's records for resume
+(``store/journal.py`` is the ``Journal`` over a store), ``list_runs``/``get_run``/ ``stats``
+answer the CLI and the web UI (from daily rollups for whole days, hourly ones for whole hours),
+``purge`` deletes by a filter (never without one), ``purge_expired`` applies retention,
+``erase`` removes every run of a data subject; each deletion leaves an ``audit`` record
+(``retention.retention_loop`` calls ``purge_expired`` periodically). ``versions`` and
+``get_spec`` give the Workflow specs runs ran (stored once per spec hash).
 
 Hooks for whoever starts a run (``store/journal.py``): the run header may carry
 ``subject`` (the value of the Workflow's ``dataSubject`` expression; stored only as an
