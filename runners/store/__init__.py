@@ -13,7 +13,7 @@ How data flows in: the engine appends journal records (``runners.engine.journal`
 committed with every other run's records that arrived meanwhile (one transaction for many
 runs). ``records.py`` turns records into table rows (pure), payloads bounded at ``max_payload``
 bytes of JSON. How data flows out: ``journal`` rebuilds a run's records for resume
-(``store/journal.py`` is the ``Journal`` over a store), ``list_runs``/``get_run``/ ``stats``
+(``store/journal.py`` is the ``Journal`` over a store), ``list_runs``/``get_run``/``stats``
 answer the CLI and the web UI (from daily rollups for whole days, hourly ones for whole hours),
 ``purge`` deletes by a filter (never without one), ``purge_expired`` applies retention,
 ``erase`` removes every run of a data subject; each deletion leaves an ``audit`` record
