@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import probing
@@ -294,3 +298,77 @@ def test_openai_and_anthropic_integrations_serve_ai_steps() -> None:
         "integration 'gpt' is of type 'slack', but ai.chat needs an integration of type "
         "'ai' or 'openai' or 'anthropic'"
     ]
+
+
+# -- autoflow run -----------------------------------------------------------------------------
+
+RUN_INTEGRATION = """\
+apiVersion: autoflow.dev/v1alpha1
+kind: Integration
+metadata: {name: claude}
+spec:
+  type: anthropic
+  settings: {baseUrl: "%(base)s", model: claude-test}
+  secretRef: {name: claude-credentials, keys: [apiKey]}
+"""
+
+RUN_WORKFLOW = """\
+apiVersion: autoflow.dev/v1alpha1
+kind: Workflow
+metadata: {name: triage}
+spec:
+  inputs:
+    message: {type: string, default: "Invoice 17 is wrong: 40 EUR too much"}
+  steps:
+    - id: kind
+      uses: ai.classify
+      integration: claude
+      retry: {maxAttempts: 3, initialDelay: 10ms}
+      with:
+        text: ${ inputs.message }
+        labels: [billing, bug, other]
+    - id: fields
+      uses: ai.extract
+      integration: claude
+      if: steps.kind.output.label == "billing"
+      with:
+        text: ${ inputs.message }
+        schema:
+          type: object
+          properties: {invoice: {type: string}, amount: {type: number}}
+          required: [invoice]
+  outputs:
+    label: ${ steps.kind.output.label }
+    invoice: ${ steps.fields.output.data }
+    tokens: ${ steps.kind.output.usage.totalTokens + steps.fields.output.usage.totalTokens }
+"""
+
+
+def test_autoflow_run_with_an_anthropic_integration_retries_a_429(
+    saas: Callable[[type[Any]], Any], tmp_path: Path
+) -> None:
+    """An Integration of type anthropic serves ai steps as `autoflow run` runs them; the 429
+    is retried by the step's retry policy after the provider's Retry-After."""
+    service = saas(anthropic_api.Anthropic)
+    service.answer(
+        llm_script.Fail(429, retry_after=1),
+        {"label": "billing", "confidence": 0.9, "reason": "an invoice"},
+        {"invoice": "17", "amount": 40},
+    )
+    (tmp_path / "integration.yaml").write_text(RUN_INTEGRATION % {"base": service.base_url})
+    (tmp_path / "triage.yaml").write_text(RUN_WORKFLOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOFLOW_", "ANTHROPIC"))}
+    result = subprocess.run(
+        [sys.executable, "-P", "-m", "autoflow.cli.main", "run", "triage.yaml",
+         "integration.yaml", "--output", "json"],
+        cwd=tmp_path, env={**env, "AUTOFLOW_SECRET_CLAUDE_APIKEY": anthropic_api.API_KEY},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    outputs = json.loads(result.stdout)["outputs"]
+    assert outputs["label"] == "billing"
+    assert outputs["invoice"] == {"invoice": "17", "amount": 40}
+    assert outputs["tokens"] > 0
+    assert len(service.script.bodies) == 3
+    assert anthropic_api.API_KEY not in result.stdout + result.stderr

@@ -84,7 +84,10 @@ class Settings(pydantic.BaseModel):
 connector.integration_form(Settings, apiKey="the provider's API key")
 
 
-def _config(integration: sdk.IntegrationInfo) -> llm.Config:
+def client_config(integration: sdk.IntegrationInfo) -> llm.Config:
+    """How to reach the model of an ``openai``/``anthropic``/``ai`` Integration (its key from
+    its Secret); also how the web API's assistant uses an Integration instead of the
+    environment (``llm.client(ai.client_config(info))``)."""
     settings = sdk.integration_settings(integration, Settings)
     provider: llm.Provider
     if integration.type == "anthropic":
@@ -116,7 +119,7 @@ def _config(integration: sdk.IntegrationInfo) -> llm.Config:
 
 async def _client(ctx: sdk.ActionContext) -> llm.Client:
     async def connect(integration: sdk.IntegrationInfo) -> llm.Client:
-        return llm.client(_config(integration))
+        return llm.client(client_config(integration))
 
     found: llm.Client = await sdk.pooled_connection(ctx, "ai", connect)
     return found
@@ -397,7 +400,7 @@ async def summarize(params: SummarizeParams, ctx: sdk.ActionContext) -> Summariz
 async def probe(integration: sdk.IntegrationInfo) -> str:
     """Lists the provider's models with the API key (nothing is generated, nothing billed) and
     says whether the configured model is among them."""
-    config = _config(integration)
+    config = client_config(integration)
     where = config.base_url or f"the {config.provider} API"
     try:
         models = await llm.client(config).models()
