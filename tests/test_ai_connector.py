@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpserver
 import probing
 import pytest
 from saas import anthropic_api, llm_script, openai_api
@@ -372,3 +373,21 @@ def test_autoflow_run_with_an_anthropic_integration_retries_a_429(
     assert outputs["tokens"] > 0
     assert len(service.script.bodies) == 3
     assert anthropic_api.API_KEY not in result.stdout + result.stderr
+
+
+async def test_a_slow_provider_times_out_as_retryable_and_the_organization_is_sent(
+    call: Call, saas: Callable[[type[Any]], Any]
+) -> None:
+    service = saas(openai_api.OpenAI)
+    slow = httpserver.Reply.with_json({}, 200)
+    service.server.queue(
+        "/v1/chat/completions", httpserver.Reply(slow.status, slow.body, slow.headers, delay=2)
+    )
+    intg = info("openai", service.base_url, timeout="500ms", organization="org-acme")
+    error = await expect_error(call("chat", {"prompt": "hi"}, intg))
+    assert isinstance(error, errors.RetryableError)
+    assert "did not answer within 0.5s" in error.message
+    service.answer("hello")
+    out = await call("chat", {"prompt": "hi"}, intg)
+    assert out["text"] == "hello"
+    assert service.headers[-1]["openai-organization"] == "org-acme"
