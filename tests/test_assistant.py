@@ -283,3 +283,18 @@ def test_the_router_drafts_and_explains(saas: Callable[[type[Any]], Any]) -> Non
     service.answer(llm_script.Fail(400, message="model not found"))
     reply = http.post("/api/assistant/draft", json={"prompt": "x"})
     assert reply.status_code == 502 and "model not found" in reply.json()["detail"]
+
+
+async def test_an_answer_that_is_not_json_is_repaired_like_any_problem(
+    saas: Callable[[type[Any]], Any],
+) -> None:
+    """An OpenAI-compatible server without structured outputs may answer prose, or JSON in a
+    Markdown fence: the first is fed back as a problem, the second is read."""
+    service = saas(openai_api.OpenAI)
+    config = llm.Config(
+        provider="openai", model="m", api_key=openai_api.API_KEY, base_url=service.base_url
+    )
+    service.answer("Sure! Here is your workflow:", "```json\n" + json.dumps(VALID) + "\n```")
+    made = await draft.draft(llm.client(config), "log it")
+    assert made.valid and made.rounds == 1
+    assert "the answer is not JSON" in user_messages(service.script.bodies[1])[-1]

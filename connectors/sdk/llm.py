@@ -312,14 +312,26 @@ class AnthropicClient:
         return [m.id for m in page.data]
 
 
+class NotJSONError(errors.PermanentError):
+    """The model was asked for JSON and answered something else; ``answer`` is what it said."""
+
+    def __init__(self, message: str, answer: str) -> None:
+        super().__init__(message, details={"answer": _short(answer, 2000)})
+        self.answer = answer
+
+
 def _parse(text: str, config: Config) -> Any:
+    # Servers without structured outputs (some OpenAI-compatible ones) often fence the JSON.
+    stripped = text.strip()
+    if stripped.startswith("```") and stripped.endswith("```"):
+        stripped = stripped.removeprefix("```json").removeprefix("```").removesuffix("```")
     try:
-        return json.loads(text)
+        return json.loads(stripped)
     except json.JSONDecodeError as exc:
-        raise errors.PermanentError(
+        raise NotJSONError(
             f"{config.model} did not answer in JSON as asked ({exc.msg} at character "
             f"{exc.pos}): {_short(text)!r}",
-            details={"answer": _short(text, 2000)},
+            text,
         ) from None
 
 

@@ -223,12 +223,19 @@ async def draft(
     answer_schema = schema.answer_schema()
     rounds = 0
     while True:
-        reply = await client.complete(
-            messages, system=SYSTEM, schema=answer_schema, schema_name="workflow"
-        )
+        try:
+            reply = await client.complete(
+                messages, system=SYSTEM, schema=answer_schema, schema_name="workflow"
+            )
+        except llm.NotJSONError as exc:
+            # A server without structured outputs: the answer is a problem like any other.
+            reply = llm.Reply(exc.answer, None, llm.Usage(calls=1), client.config.model, None)
+            not_json = [errors.Problem(f"the answer is not JSON: {exc.message}")]
+        else:
+            not_json = []
         usage.add(reply.usage)
         manifest = schema.to_manifest(reply.data)
-        problems = validate(manifest, known, registry)
+        problems = not_json or validate(manifest, known, registry)
         text = to_yaml(manifest)
         if not problems or rounds >= repairs:
             return Draft(
