@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import fastapi
+import jsonschema
 import probing
 import pytest
 from fastapi import testclient
 from saas import anthropic_api, llm_script, openai_api
 
 from autoflow.connectors.sdk import llm
+from autoflow.runners.definitions import loader
 from autoflow.webui.assistant import catalogue, draft, routes, schema
 
 SCHEMA = schema.answer_schema()
@@ -298,3 +301,31 @@ async def test_an_answer_that_is_not_json_is_repaired_like_any_problem(
     made = await draft.draft(llm.client(config), "log it")
     assert made.valid and made.rounds == 1
     assert "the answer is not JSON" in user_messages(service.script.bodies[1])[-1]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["examples/order-triage.yaml", "examples/nightly-sync.yaml", "examples/shop-lookup.yaml"],
+)
+def test_workflows_go_to_the_answer_shape_and_back_unchanged(path: str) -> None:
+    """``to_answer`` and ``to_manifest`` are inverse for what a draft writes: the examples
+    (expressions, nested maps, lists, numbers-as-text) survive the round trip."""
+    root = Path(__file__).resolve().parent.parent
+    for doc in loader.read_manifests(root / path):
+        if doc.data.get("kind") != "Workflow":
+            continue
+        shaped = schema.to_answer(doc.data)
+        jsonschema.validate(shaped, SCHEMA)
+        assert schema.to_manifest(shaped) == doc.data
+
+
+def test_text_that_reads_as_json_stays_text() -> None:
+    manifest = schema.to_manifest(VALID)
+    manifest["spec"]["steps"][0]["with"] = {"message": "42", "n": 42, "flag": "true", "x": None}
+    shaped = schema.to_answer(manifest)
+    assert schema.to_manifest(shaped)["spec"]["steps"][0]["with"] == {
+        "message": "42",
+        "n": 42,
+        "flag": "true",
+        "x": None,
+    }

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import copy
 import dataclasses
-import json
 import os
 import re
 import statistics
@@ -94,37 +93,8 @@ def reference_manifest(case: dict[str, Any]) -> dict[str, Any]:
     return {"metadata": {"name": case["id"]}, "spec": spec}
 
 
-def fill(value: Any, node: dict[str, Any]) -> Any:
-    """A value in the model-facing shape, every field present as a strict model writes it."""
-    if "anyOf" in node:
-        for option in node["anyOf"]:
-            if value is None and option.get("type") == "null":
-                return None
-            if isinstance(value, dict) and option.get("type") == "object":
-                return fill(value, option)
-            if isinstance(value, list | dict) and option.get("type") in (
-                "array",
-                ["array", "null"],
-            ):
-                return fill(value, option)
-        return value
-    kinds = node.get("type")
-    if isinstance(value, dict) and "items" in node and "array" in str(kinds):
-        # a map in the manifest is a list of name/value pairs for the model
-        pair = node["items"]
-        return [fill({"name": k, "value": v}, pair) for k, v in value.items()]
-    if isinstance(value, dict) and "properties" in node:
-        return {k: fill(value.get(k), sub) for k, sub in node["properties"].items()}
-    if isinstance(value, list) and "items" in node:
-        return [fill(v, node["items"]) for v in value]
-    if node.get("type") == "string" and "JSON text" in node.get("description", ""):
-        return None if value is None else json.dumps(value)
-    return value
-
-
 def facing(manifest: dict[str, Any]) -> dict[str, Any]:
-    made: dict[str, Any] = fill(manifest, schema.answer_schema())
-    return made
+    return schema.to_answer(manifest)
 
 
 def _snake(name: str) -> str:

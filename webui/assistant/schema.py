@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from autoflow.connectors.sdk import strict
@@ -180,6 +180,43 @@ def answer_schema() -> dict[str, Any]:
     """The strict JSON Schema of a drafted Workflow (metadata and spec)."""
     copied: dict[str, Any] = json.loads(json.dumps(_built()[0]))  # the caller may change it
     return copied
+
+
+def to_answer(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """A Workflow manifest in the answer's shape (``to_manifest``'s inverse for the fields a
+    draft writes): maps as name/value pairs, free values as JSON text, every field present."""
+    made: dict[str, Any] = _fill(dict(manifest), _built()[0])
+    return made
+
+
+def _fill(value: Any, node: dict[str, Any]) -> Any:
+    if "anyOf" in node:
+        if value is None:
+            return None
+        for option in node["anyOf"]:
+            kind = option.get("type")
+            kinds = set(kind) if isinstance(kind, list) else {kind}
+            if isinstance(value, list | dict) and "array" in kinds:
+                return _fill(value, option)
+            if isinstance(value, dict) and "object" in kinds:
+                return _fill(value, option)
+        return value
+    kind = node.get("type")
+    kinds = set(kind) if isinstance(kind, list) else {kind}
+    if value is None:
+        return None
+    if isinstance(value, dict) and "array" in kinds:
+        return [_fill({"name": k, "value": v}, node["items"]) for k, v in value.items()]
+    if isinstance(value, dict) and "properties" in node:
+        return {k: _fill(value.get(k), sub) for k, sub in node["properties"].items()}
+    if isinstance(value, list) and "items" in node:
+        return [_fill(v, node["items"]) for v in value]
+    if str(node.get("description", "")).startswith(JSON_TEXT) and not isinstance(value, str):
+        return json.dumps(value)
+    if str(node.get("description", "")).startswith(JSON_TEXT) and isinstance(value, str):
+        # A string that would read as JSON (a number, true) must stay a string.
+        return value if _from_json(value) == value else json.dumps(value)
+    return value
 
 
 def to_manifest(answer: Any) -> dict[str, Any]:
