@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from autoflow.connectors.sdk import llm
+from autoflow.crds import workflow
 from autoflow.webui.assistant import draft, schema
 
 HERE = Path(__file__).resolve().parent
@@ -89,8 +90,18 @@ def reference_manifest(case: dict[str, Any]) -> dict[str, Any]:
     if ref.get("inputs"):
         spec["inputs"] = {n: {"type": t} for n, t in ref["inputs"].items()}
     if ref.get("trigger"):
-        spec["triggers"] = [{"webhook": {"path": ref["trigger"]}}]
+        spec["triggers"] = [{"webhook": webhook(ref["trigger"])}]
     return {"metadata": {"name": case["id"]}, "spec": spec}
+
+
+def webhook(name: str) -> dict[str, Any]:
+    """A webhook trigger as the installed Workflow model spells one: the gateway's (path,
+    signature scheme, the Secret's name) when it is there, else the bare path."""
+    if "auth" in workflow.WebhookTrigger.model_fields:
+        preset = "stripe" if "stripe" in name else "github"
+        auth = {"hmac": {"preset": preset}}
+        return {"path": f"/{name}", "auth": auth, "secretRef": {"name": name}}
+    return {"path": name}
 
 
 def facing(manifest: dict[str, Any]) -> dict[str, Any]:

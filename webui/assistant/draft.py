@@ -44,7 +44,9 @@ You write Autoflow Workflows: a DAG of steps, each running one connector action.
   Roots: inputs, steps.<id>.output / .status (only of steps it needs), run, env, item,
   index, error (in onError steps).
 - Declare every input the expressions read under inputs (as name/value pairs).
-- A run started by a webhook receives the request as its inputs; declare the fields used.
+- A webhook trigger starts a run from an HTTP request; set what the schema asks of it (its
+  path, how requests are authenticated, the name of the Secret that holds the signing key,
+  never a key itself) and declare the inputs the steps read.
 - Set `integration` on steps whose connector needs credentials, to the name of an existing
   Integration of that connector's type. When none exists, name the one that would be needed
   (lowercase, e.g. `stripe`); it will be shown to the person as missing, never created.
