@@ -329,3 +329,25 @@ def test_text_that_reads_as_json_stays_text() -> None:
         "flag": "true",
         "x": None,
     }
+
+
+def test_the_router_runs_the_web_apis_sign_in_check_first(
+    saas: Callable[[type[Any]], Any],
+) -> None:
+    service = saas(openai_api.OpenAI)
+
+    def signed_in(request: fastapi.Request) -> None:
+        if request.headers.get("authorization") != "Bearer let-me-in":
+            raise fastapi.HTTPException(401, "sign in")
+
+    app = fastapi.FastAPI()
+    app.include_router(
+        routes.router(
+            client=lambda: pytest.fail("the model must not be asked"),
+            dependencies=[fastapi.Depends(signed_in)],
+        ),
+        prefix="/api",
+    )
+    reply = testclient.TestClient(app).post("/api/assistant/draft", json={"prompt": "x"})
+    assert reply.status_code == 401
+    assert service.script.bodies == []

@@ -17,7 +17,7 @@ cannot be used answers 502, a request that cannot be, 422, as problem details (R
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import fastapi
@@ -69,10 +69,15 @@ def router(
     integrations: IntegrationsSource | None = None,
     registry: registry_mod.Registry | None = None,
     repairs: int = draft_mod.DEFAULT_REPAIRS,
+    dependencies: Sequence[Any] = (),
 ) -> fastapi.APIRouter:
     """The assistant's routes. ``client`` None: the provider from the environment
-    (``AUTOFLOW_AI_PROVIDER``, default openai, and its key variable)."""
-    routes = fastapi.APIRouter(prefix="/assistant", tags=["assistant"])
+    (``AUTOFLOW_AI_PROVIDER``, default openai, and its key variable). ``dependencies`` run
+    before every route: the web API passes its sign-in check (``Depends(deps.person)``), so
+    only a signed-in person spends the provider's tokens."""
+    routes = fastapi.APIRouter(
+        prefix="/assistant", tags=["assistant"], dependencies=list(dependencies)
+    )
 
     def model() -> llm.Client:
         if client is not None:
