@@ -391,3 +391,22 @@ async def test_a_slow_provider_times_out_as_retryable_and_the_organization_is_se
     out = await call("chat", {"prompt": "hi"}, intg)
     assert out["text"] == "hello"
     assert service.headers[-1]["openai-organization"] == "org-acme"
+
+
+async def test_a_server_without_structured_outputs_gets_the_schema_in_the_prompt(
+    call: Call, saas: Callable[[type[Any]], Any]
+) -> None:
+    """settings.structuredOutputs false (an OpenAI-compatible server without json_schema):
+    no response_format is sent, the schema is in the system prompt, and the answer (fenced
+    JSON, as such servers often write it) is validated against the schema all the same."""
+    service = saas(openai_api.OpenAI)
+    intg = info("openai", service.base_url, structuredOutputs=False)
+    schema = {"type": "object", "properties": {"total": {"type": "number"}}, "required": ["total"]}
+    service.answer('```json\n{"total": 12.5}\n```', '{"total": "twelve"}')
+    out = await call("extract", {"text": "12.50 in all", "schema": schema}, intg)
+    assert out["data"] == {"total": 12.5}
+    body = service.script.bodies[0]
+    assert "response_format" not in body
+    assert '"total":{"type":"number"' in body["messages"][0]["content"]
+    error = await expect_error(call("extract", {"text": "x", "schema": schema}, intg))
+    assert "does not follow the schema at 'total'" in error.message

@@ -24,7 +24,8 @@ and gateways that de-duplicate on it.
 The Integration: type ``openai`` or ``anthropic`` (or ``ai`` with ``settings.provider``)::
 
     settings: model, baseUrl (an OpenAI-compatible server: vLLM, Ollama, LiteLLM),
-              organization (OpenAI), timeout (60s), idempotencyHeader, provider (type ai)
+              organization (OpenAI), timeout (60s), idempotencyHeader, structuredOutputs,
+              provider (type ai)
     secrets:  apiKey
 """
 
@@ -79,6 +80,11 @@ class Settings(pydantic.BaseModel):
         default="Idempotency-Key",
         description="The header the step's idempotency key is sent in; empty sends none.",
     )
+    structured_outputs: bool = pydantic.Field(
+        default=True,
+        description="false for a server without structured outputs (json_schema): the schema "
+        "is then given in the system prompt; answers are validated either way.",
+    )
 
 
 connector.integration_form(Settings, apiKey="the provider's API key")
@@ -114,6 +120,7 @@ def client_config(integration: sdk.IntegrationInfo) -> llm.Config:
         timeout=meta.parse_duration(settings.timeout),
         max_retries=0,
         idempotency_header=settings.idempotency_header,
+        structured_outputs=settings.structured_outputs,
     )
 
 

@@ -16,8 +16,9 @@ strict rules (``sdk.strict``). ``reply.data`` is the parsed answer; an answer th
 is a ``PermanentError`` saying so (the model's words, shortened, in its details).
 
 ``provider: openai`` covers every OpenAI-compatible server (vLLM, Ollama, LiteLLM) through
-``base_url``. Keys come from the caller (an Integration's Secret) or the environment
-(``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``; ``config_from_env``).
+``base_url``; one without structured outputs takes ``structured_outputs=False`` (the schema
+then goes into the system prompt). Keys come from the caller (an Integration's Secret) or
+the environment (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``; ``config_from_env``).
 
 Retries: the SDKs' own, which retry 408/409/429/5xx and connection errors with backoff and
 honour ``Retry-After``; ``max_retries`` says how many (the ``ai`` connector sets 0 and lets
@@ -107,6 +108,9 @@ class Config:
     max_retries: int = 2
     # The header an idempotency key travels in ("" sends none).
     idempotency_header: str = "Idempotency-Key"
+    # False for a server without structured outputs: the schema goes into the system prompt
+    # and the answer is parsed (and validated by the caller) all the same.
+    structured_outputs: bool = True
 
 
 class Client(Protocol):
@@ -156,6 +160,7 @@ def config_from_env(
         organization=env.get("OPENAI_ORG_ID") if provider == "openai" else None,
         timeout=timeout,
         max_retries=max_retries,
+        structured_outputs=env.get("AUTOFLOW_AI_STRUCTURED_OUTPUTS", "true").lower() != "false",
     )
 
 
@@ -196,12 +201,13 @@ class OpenAIClient:
         max_tokens: int | None = None,
         idempotency_key: str | None = None,
     ) -> Reply:
+        system = _with_schema(system, schema, self.config)
         turns: list[dict[str, str]] = []
         if system:
             turns.append({"role": "system", "content": system})
         turns += [{"role": m.role, "content": m.content} for m in messages]
         extra: dict[str, Any] = {}
-        if schema is not None:
+        if schema is not None and self.config.structured_outputs:
             extra["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": schema_name, "schema": dict(schema), "strict": True},
@@ -269,11 +275,12 @@ class AnthropicClient:
         max_tokens: int | None = None,
         idempotency_key: str | None = None,
     ) -> Reply:
+        system = _with_schema(system, schema, self.config)
         turns: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
         extra: dict[str, Any] = {}
         if system:
             extra["system"] = system
-        if schema is not None:
+        if schema is not None and self.config.structured_outputs:
             extra["output_config"] = {"format": {"type": "json_schema", "schema": dict(schema)}}
         if temperature is not None:
             # Not a parameter of every SDK version's ``create``; the API reference has it.
@@ -310,6 +317,19 @@ class AnthropicClient:
         except anthropic.APIError as exc:
             raise _error(exc, self.config) from None
         return [m.id for m in page.data]
+
+
+def _with_schema(
+    system: str | None, schema: Mapping[str, Any] | None, config: Config
+) -> str | None:
+    """The system prompt, carrying the schema when the server cannot take it as a format."""
+    if schema is None or config.structured_outputs:
+        return system
+    ask = (
+        "Answer with one JSON value only, no prose and no Markdown, following this JSON "
+        f"Schema:\n{json.dumps(schema, separators=(',', ':'))}"
+    )
+    return f"{system}\n\n{ask}" if system else ask
 
 
 class NotJSONError(errors.PermanentError):
