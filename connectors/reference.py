@@ -67,6 +67,10 @@ def _probe(conn: sdk.Connector) -> str:
 def _integration(conn: sdk.Connector) -> list[str]:
     """What an Integration of this type holds: its settings and the secret keys read."""
     out: list[str] = []
+    aliases = [t for t, c in registry.INTEGRATION_TYPES.items() if c == conn.name]
+    if aliases:
+        types = ", ".join(f"`{t}`" for t in [conn.name, *aliases])
+        out += ["", f"Integration types: {types}."]
     settings = _fields(conn.settings_schema())
     if settings:
         out += ["", "Integration settings:", "", *settings]

@@ -35,7 +35,17 @@ BUILTIN: dict[str, str] = {
     "nats": "autoflow.connectors.builtin.nats:connector",
     "email": "autoflow.connectors.builtin.email:connector",
     "slack": "autoflow.connectors.builtin.slack:connector",
+    "ai": "autoflow.connectors.builtin.ai:connector",
 }
+
+# Integration types served by a connector of another name: an Integration of type ``openai``
+# holds a key for the ``ai`` connector's steps. Every other type is its connector's name.
+INTEGRATION_TYPES: dict[str, str] = {"openai": "ai", "anthropic": "ai"}
+
+
+def connector_for_type(integration_type: str) -> str:
+    """The connector an Integration of ``integration_type`` is for."""
+    return INTEGRATION_TYPES.get(integration_type, integration_type)
 
 
 class Registry:
@@ -64,6 +74,12 @@ class Registry:
         self._scanned = True
         for ep in metadata.entry_points(group=GROUP):
             self._targets.setdefault(ep.name, ep.value)
+
+    def integration_types(self) -> list[str]:
+        """Every Integration type some connector serves: connector names and their aliases."""
+        names = self.names()
+        aliases = [t for t, c in INTEGRATION_TYPES.items() if c in names]
+        return sorted({*names, *aliases})
 
     def names(self) -> list[str]:
         self._scan()

@@ -81,8 +81,8 @@ async def check(
 ) -> Health:
     """Probe the Integration ``info`` describes; never raises (but for cancellation)."""
     found = registry if registry is not None else registry_mod.default()
-    if info.type not in found.names():
-        known = ", ".join(found.names())
+    if info.type not in found.integration_types():
+        known = ", ".join(found.integration_types())
         return _verdict(
             info.name,
             False,
@@ -91,7 +91,7 @@ async def check(
             redactor,
         )
     try:
-        connector = found.connector(info.type)
+        connector = found.connector(registry_mod.connector_for_type(info.type))
     except errors.AutoflowError as exc:
         return failed(info.name, exc, redactor)
     if connector.health_probe is None:

@@ -48,11 +48,12 @@ def integration_problems(
 def type_mismatch(integration: str, type_: str, uses: str) -> str | None:
     """Why an Integration of ``type_`` cannot serve the action ``uses`` (None: it can)."""
     connector = uses.partition(".")[0]
-    if type_ == connector:
+    if registry_mod.connector_for_type(type_) == connector:
         return None
+    types = [connector, *(t for t, c in registry_mod.INTEGRATION_TYPES.items() if c == connector)]
     return (
         f"integration {integration!r} is of type {type_!r}, but {uses} needs an integration "
-        f"of type {connector!r}"
+        f"of type {' or '.join(repr(t) for t in types)}"
     )
 
 
@@ -61,7 +62,7 @@ def unknown_type_problem(
 ) -> errors.Problem | None:
     """An Integration whose type no installed connector provides, with the known types."""
     registry = registry or registry_mod.default()
-    known = registry.names()
+    known = registry.integration_types()
     if type_ in known:
         return None
     return errors.Problem(
