@@ -1,0 +1,674 @@
+"""One n8n workflow → an Autoflow Workflow (+ Integration stubs, + Schedules) and a report.
+
+The nodes are visited in dependency order (connections form the DAG; the edge closing a
+Split In Batches loop is dropped, any other cycle is reported). Each node becomes one step,
+and carries an ``Items`` value saying where its n8n items are in Autoflow terms:
+
+- one item (``many=False``): ``$json`` is ``<expr><path>``, e.g. ``steps.fetch.output.body``;
+- a list of items (``many=True``): the next node runs once per item (``foreach: <expr>``) and
+  ``$json`` is ``item<path>``, just as n8n runs a node once per incoming item.
+
+IF, Filter and Switch decide per item too: after one item they become ``core.condition`` /
+``core.switch`` and the branches get ``if:``; after a list they become a ``core.transform``
+that splits the list (``{'true': [...], 'false': [...]}``). Merge joins lists; Split In
+Batches becomes the list its loop body runs ``foreach`` over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import re
+from typing import Any
+
+from autoflow.webui.importers.n8n import export, expressions, nodes, services, triggers
+from autoflow.webui.importers.n8n.report import Entry, Report
+
+BASE = "n8n-nodes-base."
+IF_TYPES = (BASE + "if", BASE + "filter")
+SWITCH = BASE + "switch"
+MERGE = BASE + "merge"
+BATCHES = BASE + "splitInBatches"
+RESPOND = BASE + "respondToWebhook"
+NOOP = BASE + "noOp"
+CODE_TYPES = {
+    BASE + "code": "jsCode",
+    BASE + "function": "functionCode",
+    BASE + "functionItem": "functionCode",
+}
+API_VERSION = "autoflow.dev/v1alpha1"
+
+
+@dataclasses.dataclass(frozen=True)
+class Items:
+    """Where a node's n8n items are: one value, or a list of values (see the module doc)."""
+
+    expr: str
+    many: bool
+    path: str = ""
+
+    def one(self, which: str, in_foreach: bool) -> str:
+        if not self.many:
+            return f"[{self.expr}{self.path}]" if which == "all" else f"{self.expr}{self.path}"
+        if which == "all":
+            return self.expr if not self.path else f"[i{self.path} for i in {self.expr}]"
+        index = {"first": "0", "last": "-1"}.get(which, "index" if in_foreach else "0")
+        return f"{self.expr}[{index}]{self.path}"
+
+    def as_list(self) -> str:
+        if self.many:
+            return self.expr if not self.path else f"[i{self.path} for i in {self.expr}]"
+        return f"[{self.expr}{self.path}]"
+
+
+@dataclasses.dataclass
+class Placed:
+    """A node already converted: its step (None for triggers), items and branch outputs."""
+
+    step: str | None
+    items: Items | None
+    branches: dict[int, str] = dataclasses.field(default_factory=dict)  # single-item branches
+    lists: dict[int, Items] = dataclasses.field(default_factory=dict)  # list-splitting outputs
+
+
+@dataclasses.dataclass
+class Result:
+    """The converted documents, their YAML text and the report."""
+
+    name: str
+    documents: list[dict[str, Any]]
+    yaml: str
+    report: Report
+
+
+class _Scope:
+    """Translation at one node: ``$json`` and the nodes it may read (see ``expressions``)."""
+
+    def __init__(self, conv: Converter, node: dict[str, Any], current: str | None, foreach: bool) -> None:
+        self.conv = conv
+        self.node = node
+        self._current = current
+        self.foreach = foreach
+        self.needs: set[str] = set()
+        self.notes: list[str] = []
+        self.failed: list[str] = []
+
+    def current(self) -> str:
+        if self._current is None:
+            raise expressions.Unsupported("$json: the node has no input")
+        return self._current
+
+    def node_item(self, name: str, which: str) -> str:
+        placed = self.conv.placed.get(name)
+        if placed is None:
+            if name in self.conv.export.nodes:
+                raise expressions.Unsupported(f"reads node {name!r}, which does not run before")
+            raise expressions.Unsupported(f"reads node {name!r}, which is not in the workflow")
+        if placed.items is None:
+            raise expressions.Unsupported(f"node {name!r} has no items to read")
+        if placed.step:
+            self.needs.add(placed.step)
+        if placed.items.many and which == "item":
+            self.notes.append(f"{name}'s item is read by position (index), as n8n pairs items")
+        return placed.items.one(which, self.foreach)
+
+    def input_item(self, which: str) -> str:
+        if which == "item":
+            return self.current()
+        items = self.conv.input_items
+        if items is None:
+            raise expressions.Unsupported("$input: the node has no input")
+        return items.one(which, self.foreach)
+
+    def value(self, value: Any, field: str) -> Any:
+        out = expressions.translate_value(value, self)
+        self._record(out, field)
+        return out.value
+
+    def expr(self, value: Any, field: str) -> str:
+        out = expressions.translate_value(value, self)
+        self._record(out, field)
+        if out.expression is None:
+            raise expressions.Unsupported(f"{field}: {out.failed}")
+        return out.expression
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def _record(self, out: expressions.Translated, field: str) -> None:
+        self.notes += out.notes
+        if out.failed:
+            self.failed.append(f"{field}: kept verbatim, not converted ({out.failed})")
+
+
+def step_id(name: str, taken: set[str]) -> str:
+    words = re.findall(r"[A-Za-z0-9]+", name)
+    base = "".join(w[:1].upper() + w[1:] for w in words)
+    base = base[:1].lower() + base[1:]
+    if not base or not base[0].isalpha():
+        base = "step" + base[:1].upper() + base[1:]
+    base = base[:58]
+    candidate, n = base, 2
+    while candidate in taken:
+        candidate, n = f"{base}{n}", n + 1
+    taken.add(candidate)
+    return candidate
+
+
+def resource_name(name: str, limit: int = 53) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:limit].strip("-")
+    return slug or "imported"
+
+
+class Converter:
+    """Converts one ``export.Export``; ``run`` returns the ``Result``."""
+
+    def __init__(self, wf: export.Export, source: str, name: str | None = None) -> None:
+        self.export = wf
+        self.name = resource_name(name or wf.name)
+        self.report = Report(source=source, workflow=self.name)
+        self.placed: dict[str, Placed] = {}
+        self.steps: list[dict[str, Any]] = []
+        self.comments: dict[str, list[str]] = {}
+        self.ids: set[str] = set()
+        self.inputs: dict[str, Any] = {}
+        self.triggers: list[dict[str, Any]] = []
+        self.schedules: list[dict[str, Any]] = []
+        self.integrations: dict[str, dict[str, Any]] = {}
+        self.responders: list[str] = []
+        self.input_items: Items | None = None
+        self.loop_ends: dict[str, list[str]] = {}
+
+    # -- the graph --------------------------------------------------------------------------
+
+    def order(self) -> tuple[list[str], list[export.Edge]]:
+        """Node names in dependency order, and the edges kept (main connections only)."""
+        nodes_ = self.export.nodes
+        edges: list[export.Edge] = []
+        for e in self.export.edges:
+            if e.kind != "main":
+                self.report.notes.append(
+                    f"the {e.kind} connection {e.source} → {e.target} (an AI sub-node) is not "
+                    "converted"
+                )
+                continue
+            edges.append(e)
+        # The edge back into Split In Batches closes its loop; the loop becomes a foreach.
+        kept: list[export.Edge] = []
+        for e in edges:
+            if nodes_[e.target].get("type") == BATCHES and _reaches(edges, e.target, e.source):
+                self.loop_ends.setdefault(e.target, []).append(e.source)
+                continue
+            kept.append(e)
+        order_edges = list(kept)
+        for batch, ends in self.loop_ends.items():
+            done = _done_output(nodes_[batch])
+            for e in kept:
+                if e.source == batch and e.output == done:
+                    order_edges += [export.Edge(end, 0, e.target, 0, "order") for end in ends]
+        pos = {n: _position(nodes_[n]) for n in nodes_}
+        incoming = {n: 0 for n in nodes_}
+        for e in order_edges:
+            incoming[e.target] += 1
+        ready = [(pos[n], i, n) for i, n in enumerate(nodes_) if incoming[n] == 0]
+        heapq.heapify(ready)
+        out: list[str] = []
+        index = {n: i for i, n in enumerate(nodes_)}
+        while ready:
+            _, _, n = heapq.heappop(ready)
+            out.append(n)
+            for e in order_edges:
+                if e.source == n:
+                    incoming[e.target] -= 1
+                    if incoming[e.target] == 0:
+                        heapq.heappush(ready, (pos[e.target], index[e.target], e.target))
+        cyclic = [n for n in nodes_ if n not in out]
+        if cyclic:
+            self.report.notes.append(
+                f"the connections between {', '.join(cyclic)} form a loop, which an Autoflow "
+                "DAG cannot have: those connections are dropped"
+            )
+            out += cyclic
+            kept = [e for e in kept if e.source not in cyclic or e.target not in cyclic]
+        return out, kept
+
+    # -- conversion -------------------------------------------------------------------------
+
+    def run(self) -> Result:
+        names, edges = self.order()
+        for name in names:
+            node = self.export.nodes[name]
+            incoming = sorted(
+                (e for e in edges if e.target == name), key=lambda e: (e.input, names.index(e.source))
+            )
+            if triggers.is_trigger(str(node.get("type"))):
+                self.trigger(node)
+            else:
+                self.step(node, incoming)
+        if not self.steps:
+            self.steps.append({"id": "nothing", "uses": "core.noop"})
+            self.report.notes.append("the workflow has no nodes besides its triggers")
+        from autoflow.webui.importers.n8n import render
+
+        docs = render.documents(self)
+        text = render.yaml_text(self, docs)
+        self.report.problems = render.validate(text)
+        return Result(self.name, docs, render.yaml_text(self, docs), self.report)
+
+    def trigger(self, node: dict[str, Any]) -> None:
+        kind = str(node.get("type"))
+        name = str(node["name"])
+        entry = self.report.add(Entry(name, kind, node.get("typeVersion"), "converted"))
+        items = Items("inputs", False)
+        if kind == triggers.WEBHOOK:
+            path, notes = triggers.webhook_path(node)
+            self.triggers.append({"webhook": {"path": path}})
+            for key in ("body", "headers", "query", "params"):
+                self.inputs.setdefault(key, {"type": "object", "default": {}})
+            entry.notes.append(
+                f"webhook trigger at path {path!r}; the request's body, headers and query are the "
+                "run's inputs (n8n's $json.body is inputs.body)"
+            )
+            entry.notes += notes
+        elif kind in (triggers.SCHEDULE, triggers.CRON, triggers.INTERVAL):
+            crons, notes = triggers.cron_lines(node)
+            timezone = self.export.settings.get("timezone")
+            for cron in crons:
+                n = len(self.schedules) + 1
+                sname = f"{self.name}-schedule" + (f"-{n}" if n > 1 else "")
+                self.schedules.append(
+                    {
+                        "apiVersion": API_VERSION,
+                        "kind": "Schedule",
+                        "metadata": {"name": sname},
+                        "spec": {
+                            "cron": cron,
+                            "timezone": timezone or "UTC",
+                            "workflowRef": {"name": self.name},
+                        },
+                    }
+                )
+                entry.notes.append(f"Schedule {sname}: {cron!r}")
+                self.report.schedules.append(sname)
+            if not timezone:
+                notes.append("n8n uses the instance's time zone (GENERIC_TIMEZONE); UTC here")
+            entry.notes += notes
+        elif kind in triggers.MANUAL:
+            entry.notes.append("manual: start runs with autoflow run / the UI")
+        else:
+            path = resource_name(name)
+            self.triggers.append({"webhook": {"path": path}})
+            for key in ("body", "headers", "query"):
+                self.inputs.setdefault(key, {"type": "object", "default": {}})
+            entry.status = "approximated"
+            entry.notes.append(
+                f"{kind} registers itself with the service in n8n; here it is a webhook trigger at "
+                f"{path!r}"
+            )
+            entry.todo = "point the service's webhook at the gateway URL of this trigger"
+        if any(n for n in entry.notes if "not" in n or "UTC" in n) and entry.status == "converted":
+            entry.status = "approximated"
+        self.placed[name] = Placed(None, items)
+
+    def _inputs_of(
+        self, incoming: list[export.Edge]
+    ) -> tuple[Items | None, list[str], list[str], list[tuple[Items, str]]]:
+        """(primary items, needs, delivery conditions, every (items, delivered) per edge)."""
+        needs: list[str] = []
+        conds: list[str] = []
+        per_edge: list[tuple[Items, str]] = []
+        primary: Items | None = None
+        for e in incoming:
+            src = self.placed.get(e.source)
+            if src is None:
+                continue
+            items = src.items
+            cond = "true"
+            if src.step:
+                needs.append(src.step)
+                cond = f"steps.{src.step}.status == 'Succeeded'"
+            if e.output in src.branches:
+                cond = src.branches[e.output]
+            elif e.output in src.lists:
+                items = src.lists[e.output]
+            if self.export.nodes[e.source].get("type") == BATCHES and e.output == _done_output(
+                self.export.nodes[e.source]
+            ):
+                ends = [self.placed[n] for n in self.loop_ends.get(e.source, []) if n in self.placed]
+                for end in ends:
+                    if end.step:
+                        needs.append(end.step)
+                if ends and ends[0].items is not None:
+                    items = ends[0].items
+            if items is None:
+                continue
+            primary = primary or items
+            conds.append(cond)
+            per_edge.append((items, cond))
+        return primary, list(dict.fromkeys(needs)), conds, per_edge
+
+    def step(self, node: dict[str, Any], incoming: list[export.Edge]) -> None:
+        name = str(node["name"])
+        kind = str(node.get("type"))
+        sid = step_id(name, self.ids)
+        entry = self.report.add(Entry(name, kind, node.get("typeVersion"), "converted", sid))
+        primary, needs, conds, per_edge = self._inputs_of(incoming)
+        self.input_items = primary
+        aggregate = kind in (*IF_TYPES, SWITCH, MERGE, BATCHES, RESPOND) or kind in CODE_TYPES
+        once = bool(node.get("executeOnce"))
+        foreach = bool(primary and primary.many and not aggregate and not once)
+        current: str | None = None
+        if primary is not None:
+            if foreach:
+                current = f"item{primary.path}"
+            elif primary.many and not aggregate:
+                current = primary.one("first", False)
+            elif not primary.many:
+                current = f"{primary.expr}{primary.path}"
+        scope = _Scope(self, node, current, foreach)
+        placed = Placed(sid, None)
+        step: dict[str, Any] = {"id": sid, "name": name[:253]}
+        try:
+            mapped = self.map(node, scope, primary, placed, per_edge)
+        except expressions.Unsupported as exc:
+            mapped = nodes.placeholder(
+                node, f"its condition could not be converted ({exc})", "write the condition by hand"
+            )
+            placed.branches.clear()
+            placed.lists.clear()
+        step["uses"] = mapped.uses
+        all_needs = list(dict.fromkeys([*needs, *sorted(scope.needs)]))
+        step["needs"] = all_needs
+        gate = _gate(conds) if kind != MERGE else _any(conds)
+        if gate:
+            step["if"] = gate
+        if foreach and primary is not None:
+            step["foreach"] = primary.expr
+        credential = _credential(node)
+        if mapped.connector and credential:
+            step["integration"] = self.integration(credential, mapped, entry)
+        elif credential and mapped.status != "not converted":
+            entry.notes.append(f"credential {credential[1]!r} ({credential[0]}) is not used")
+        if mapped.with_:
+            step["with"] = mapped.with_
+        _errors(node, step, entry)
+        position = node.get("position")
+        if isinstance(position, list) and len(position) == 2:
+            step["ui"] = {"x": position[0], "y": position[1]}
+        if node.get("disabled"):
+            step["uses"], step.pop("with", None), step.pop("integration", None)
+            step["uses"] = "core.noop"
+            mapped = nodes.Mapped("core.noop", passthrough=True, status="approximated")
+            mapped.notes.append("disabled in n8n: a core.noop that hands its input on")
+        self.steps.append(step)
+        if mapped.comment:
+            self.comments[sid] = mapped.comment
+        # Where this node's items are now.
+        if placed.items is None:
+            if mapped.passthrough:
+                placed.items = primary
+            elif mapped.uses == "core.fail":
+                placed.items = Items(f"steps.{sid}.output", False)
+            elif mapped.items is not None:
+                if foreach:
+                    placed.items = Items(f"steps.{sid}.output", True, f"{mapped.items}[0]{mapped.item}")
+                    scope.notes.append("each item's first row is kept (n8n flattens every row)")
+                else:
+                    placed.items = Items(f"steps.{sid}.output{mapped.items}", True, mapped.item)
+            else:
+                placed.items = Items(f"steps.{sid}.output", foreach, mapped.item)
+        self.placed[name] = placed
+        entry.status = mapped.status
+        entry.notes += mapped.notes + list(dict.fromkeys(scope.notes))
+        entry.todo = entry.todo or mapped.todo
+        if scope.failed:
+            entry.notes += scope.failed
+            if entry.status == "converted":
+                entry.status = "approximated"
+            entry.todo = entry.todo or "rewrite the expressions marked 'n8n expression not converted'"
+        if scope.notes and entry.status == "converted":
+            entry.status = "approximated"
+
+    def map(
+        self,
+        node: dict[str, Any],
+        scope: _Scope,
+        primary: Items | None,
+        placed: Placed,
+        per_edge: list[tuple[Items, str]],
+    ) -> nodes.Mapped:
+        kind = str(node.get("type"))
+        sid = placed.step
+        if kind in IF_TYPES or kind == SWITCH:
+            return self.branch(node, scope, primary, placed)
+        if kind == MERGE:
+            parts = [f"({items.as_list()} if {cond} else [])" for items, cond in per_edge]
+            placed.items = Items(f"steps.{sid}.output", True)
+            mapped = nodes.Mapped("core.transform", {"value": f"${{ {' + '.join(parts) or '[]'} }}"})
+            mode = (node.get("parameters") or {}).get("mode", "append")
+            if mode != "append":
+                mapped.status = "approximated"
+                mapped.notes.append(f"Merge mode {mode!r} became append: the inputs' items in order")
+            return mapped
+        if kind == BATCHES:
+            value = primary.as_list() if primary else "[]"
+            placed.items = Items(f"steps.{sid}.output", True)
+            size = (node.get("parameters") or {}).get("batchSize", 10)
+            mapped = nodes.Mapped("core.transform", {"value": f"${{ {value} }}"})
+            mapped.notes.append(
+                f"the loop (batches of {size}) became foreach steps over the items: each step of "
+                "the loop body runs once per item"
+            )
+            if float(node.get("typeVersion") or 1) < 3:
+                mapped.status = "approximated"
+                mapped.notes.append("v1/v2 loops end with an IF on noItemsLeft: remove it")
+            return mapped
+        if kind == RESPOND:
+            return self.respond(node, scope, primary)
+        if kind == NOOP:
+            return nodes.Mapped("core.noop", passthrough=True)
+        if kind in CODE_TYPES:
+            p = node.get("parameters") or {}
+            code = p.get(CODE_TYPES[kind]) or p.get("pythonCode") or ""
+            return nodes.placeholder(
+                node,
+                "code is not translated (JavaScript/Python has no sandboxed equivalent here)",
+                "rewrite it as core.transform / core.set expressions, or a connector",
+                code=str(code),
+            )
+        mapper = services.MAPPERS.get(kind)
+        if mapper is None:
+            short = kind.split(".")[-1]
+            return nodes.placeholder(
+                node,
+                f"no Autoflow connector for {short}",
+                f"call {short}'s API with http.request, or write a connector "
+                "(docs/writing-connectors.md)",
+            )
+        return mapper(node, scope)
+
+    def branch(
+        self, node: dict[str, Any], scope: _Scope, primary: Items | None, placed: Placed
+    ) -> nodes.Mapped:
+        kind = str(node.get("type"))
+        sid = placed.step
+        many = primary is not None and primary.many
+        if many and primary is not None:
+            scope._current = f"it{primary.path}"
+        if kind in IF_TYPES:
+            cond = nodes.if_condition(node, scope)
+            if many and primary is not None:
+                keep = f"[it for it in {primary.expr} if {cond}]"
+                drop = f"[it for it in {primary.expr} if not ({cond})]"
+                placed.lists = {
+                    0: Items(f"steps.{sid}.output['true']", True, primary.path),
+                    1: Items(f"steps.{sid}.output['false']", True, primary.path),
+                }
+                return nodes.Mapped(
+                    "core.transform", {"value": f"${{ {{'true': {keep}, 'false': {drop}}} }}"}
+                )
+            placed.branches = {
+                0: f"steps.{sid}.output.result == true",
+                1: f"steps.{sid}.output.result == false",
+            }
+            placed.items = primary
+            return nodes.Mapped("core.condition", {"value": f"${{ {cond} }}"})
+        rules, fallback = nodes.switch_rules(node, scope)
+        all_match = bool(((node.get("parameters") or {}).get("options") or {}).get("allMatchingOutputs"))
+        if many and primary is not None:
+            lists: dict[str, str] = {}
+            before: list[str] = []
+            for k, cond in rules:
+                test = cond if all_match or not before else f"({cond}) and not ({' or '.join(before)})"
+                lists[f"output{k}"] = f"[it for it in {primary.expr} if {test}]"
+                before.append(f"({cond})")
+            if fallback is not None:
+                none = " or ".join(before) or "false"
+                lists.setdefault(f"output{fallback}", "[]")
+                lists[f"output{fallback}"] += f" + [it for it in {primary.expr} if not ({none})]"
+            placed.lists = {
+                int(key[6:]): Items(f"steps.{sid}.output['{key}']", True, primary.path) for key in lists
+            }
+            body = ", ".join(f"'{k}': {v}" for k, v in lists.items())
+            return nodes.Mapped("core.transform", {"value": f"${{ {{{body}}} }}"})
+        cases = [{"name": f"output{k}", "when": f"${{ {cond} }}"} for k, cond in rules]
+        mapped = nodes.Mapped(
+            "core.switch",
+            {"cases": cases, "default": f"output{fallback}" if fallback is not None else "none"},
+        )
+        if all_match:
+            mapped.status = "approximated"
+            mapped.notes.append("all matching outputs: here only the first matching one is taken")
+        outputs = {k for k, _ in rules} | ({fallback} if fallback is not None else set())
+        placed.branches = {k: f"steps.{sid}.output.case == 'output{k}'" for k in outputs}
+        placed.items = primary
+        return mapped
+
+    def respond(self, node: dict[str, Any], scope: _Scope, primary: Items | None) -> nodes.Mapped:
+        p = node.get("parameters") or {}
+        how = p.get("respondWith", "firstIncomingItem")
+        out = nodes.Mapped("core.set", passthrough=True)
+        if how == "json":
+            body = nodes._json_value(p.get("responseBody", "{}"), scope, "body", out)
+        elif how == "text":
+            body = scope.value(p.get("responseBody", ""), "body")
+        elif how == "allIncomingItems" and primary is not None:
+            body = f"${{ {primary.as_list()} }}"
+        elif how == "noData":
+            body = None
+        elif primary is not None:
+            body = f"${{ {primary.one('first', False)} }}"
+        else:
+            body = None
+        if how in ("binary", "redirect"):
+            out.status = "approximated"
+            out.notes.append(f"respond with {how} is not converted: the body is empty")
+            body = None
+        code = (p.get("options") or {}).get("responseCode", 200)
+        out.with_ = {"values": {"body": body, "statusCode": code}}
+        out.notes.append(
+            "the response becomes the run's outputs (response, statusCode): make the webhook "
+            "trigger's response sync to answer with them (docs/triggers.md)"
+        )
+        self.responders.append(scope.node["name"])
+        return out
+
+    def integration(
+        self, credential: tuple[str, str], mapped: nodes.Mapped, entry: Entry
+    ) -> str:
+        cred_type, cred_name = credential
+        connector = mapped.connector or ""
+        name = resource_name(cred_name, 60)
+        existing = self.integrations.get(name)
+        if existing is not None and existing["spec"]["type"] != connector:
+            name = resource_name(f"{cred_name}-{connector}", 60)
+            existing = self.integrations.get(name)
+        if existing is None:
+            spec: dict[str, Any] = {
+                "type": connector,
+                "description": f"Imported from n8n credential {cred_name!r} ({cred_type}); "
+                f"put its secrets in the Secret {name}",
+                "secretRef": {"name": name},
+            }
+            if mapped.settings:
+                spec["settings"] = dict(mapped.settings)
+            self.integrations[name] = {
+                "apiVersion": API_VERSION,
+                "kind": "Integration",
+                "metadata": {"name": name},
+                "spec": spec,
+            }
+            self.report.integrations.append(name)
+        entry.notes.append(f"credential {cred_name!r} → Integration {name} (no secret values)")
+        return name
+
+
+def _credential(node: dict[str, Any]) -> tuple[str, str] | None:
+    creds = node.get("credentials")
+    if not isinstance(creds, dict) or not creds:
+        return None
+    cred_type, ref = next(iter(creds.items()))
+    label = ref.get("name") if isinstance(ref, dict) else str(ref)
+    return str(cred_type), str(label or cred_type)
+
+
+def _gate(conds: list[str]) -> str | None:
+    """The step's ``if``: none when it has one plain input (skipping propagates by itself)."""
+    if not conds:
+        return None
+    if len(conds) == 1:
+        return None if conds[0] == "true" or conds[0].endswith("== 'Succeeded'") else conds[0]
+    return _any(conds)
+
+
+def _any(conds: list[str]) -> str | None:
+    if not conds or "true" in conds:
+        return None if not conds else ("true" if len(conds) > 1 else None)
+    unique = list(dict.fromkeys(conds))
+    return unique[0] if len(unique) == 1 else " or ".join(f"({c})" for c in unique)
+
+
+def _errors(node: dict[str, Any], step: dict[str, Any], entry: Entry) -> None:
+    """n8n's retry and continue-on-fail settings as ``retry`` and ``continueOnError``."""
+    if node.get("retryOnFail"):
+        tries = int(node.get("maxTries", 3))
+        wait = int(node.get("waitBetweenTries", 1000))
+        step["retry"] = {
+            "maxAttempts": max(1, min(tries, 100)),
+            "initialDelay": f"{wait}ms",
+            "multiplier": 1.0,
+            "jitter": False,
+            "retryOn": "any",
+        }
+    on_error = node.get("onError")
+    if node.get("continueOnFail") or on_error in ("continueRegularOutput", "continueErrorOutput"):
+        step["continueOnError"] = True
+        if on_error == "continueErrorOutput":
+            entry.notes.append("the error output became continueOnError (no separate branch)")
+            entry.status = "approximated"
+
+
+def _position(node: dict[str, Any]) -> tuple[float, float]:
+    p = node.get("position")
+    if isinstance(p, list) and len(p) == 2 and all(isinstance(v, int | float) for v in p):
+        return (float(p[0]), float(p[1]))
+    return (0.0, 0.0)
+
+
+def _done_output(node: dict[str, Any]) -> int:
+    """Split In Batches v3 (Loop Over Items) has ``done`` first and ``loop`` second."""
+    return 0 if float(node.get("typeVersion") or 1) >= 3 else -1
+
+
+def _reaches(edges: list[export.Edge], start: str, goal: str) -> bool:
+    seen = {start}
+    todo = [start]
+    while todo:
+        n = todo.pop()
+        if n == goal:
+            return True
+        for e in edges:
+            if e.source == n and e.target not in seen:
+                seen.add(e.target)
+                todo.append(e.target)
+    return False
