@@ -361,7 +361,7 @@ class Converter:
         if primary is not None:
             if foreach:
                 current = f"item{primary.path}"
-            elif primary.many and not aggregate:
+            elif primary.many:
                 current = primary.one("first", False)
             elif not primary.many:
                 current = f"{primary.expr}{primary.path}"
@@ -547,7 +547,7 @@ class Converter:
     def respond(self, node: dict[str, Any], scope: _Scope, primary: Items | None) -> nodes.Mapped:
         p = node.get("parameters") or {}
         how = p.get("respondWith", "firstIncomingItem")
-        out = nodes.Mapped("core.set", passthrough=True)
+        out = nodes.Mapped("core.set", passthrough=True, status="approximated")
         if how == "json":
             body = nodes._json_value(p.get("responseBody", "{}"), scope, "body", out)
         elif how == "text":
