@@ -179,6 +179,20 @@ class _Parser:
             else:
                 return node
 
+    def _arrow_ahead(self) -> bool:
+        ahead = self.tokens[self.pos : self.pos + 3]
+        return (
+            len(ahead) == 3
+            and ahead[0].kind == "name"
+            and ahead[1].text == ")"
+            and ahead[2].text == "=>"
+        )
+
+    def arrow_body(self) -> Node:
+        if self.peek("{"):
+            raise Unsupported("arrow functions with a block body have no Autoflow equivalent")
+        return self.expr()
+
     def primary(self) -> Node:
         tok = self.take()
         if tok.kind == "num":
@@ -187,6 +201,14 @@ class _Parser:
             return ("lit", _js_string(tok.text[1:-1]))
         if tok.kind == "tmpl":
             return ("tmpl", _template_parts(tok.text[1:-1]))
+        if tok.kind == "name" and self.peek("=>"):
+            self.take("=>")
+            return ("arrow", tok.text, self.arrow_body())
+        if tok.text == "(" and tok.kind == "op" and self._arrow_ahead():
+            param = self.take().text
+            self.take(")")
+            self.take("=>")
+            return ("arrow", param, self.arrow_body())
         if tok.kind == "name":
             literal = {"true": True, "false": False, "null": None, "undefined": None}
             if tok.text in literal:
@@ -399,6 +421,15 @@ _APPROXIMATE = {
     "encodeURIComponent": "encodeURIComponent() is left out: Autoflow does not URL-encode",
 }
 
+_LIST_METHODS: dict[str, Callable[[str, str, str], str]] = {
+    "map": lambda p, obj, body: f"[{body} for {p} in {obj}]",
+    "filter": lambda p, obj, body: f"[{p} for {p} in {obj} if {body}]",
+    "find": lambda p, obj, body: f"first([{p} for {p} in {obj} if {body}])",
+    "some": lambda p, obj, body: f"(len([{p} for {p} in {obj} if {body}]) > 0)",
+    "every": lambda p, obj, body: f"(len([{p} for {p} in {obj} if not ({body})]) == 0)",
+}
+_ROOTS = {"inputs", "steps", "run", "item", "index", "env", "error", "it"}
+
 _OPS = {"===": "==", "!==": "!=", "==": "==", "!=": "!=", "&&": "and", "||": "or"}
 
 
@@ -408,6 +439,7 @@ class Translator:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.notes: list[str] = []
+        self.locals: dict[str, str] = {}
 
     # Precedence: a child lower than its parent is parenthesised. Kept simple: every binary,
     # unary and conditional is written in parentheses unless it is the whole expression.
@@ -458,8 +490,12 @@ class Translator:
         if special is not None:
             return special
         kind = node[0]
+        if kind == "name" and node[1] in self.locals:
+            return self.locals[node[1]]
         if kind == "name":
             raise Unsupported(f"{node[1]!r} is not known to the importer")
+        if kind == "arrow":
+            raise Unsupported("arrow functions only inside map, filter, some, every and find")
         if kind == "new":
             target = _dotted(node[1])
             if target == "Date" and not node[2]:
@@ -486,17 +522,29 @@ class Translator:
                 self.notes.append(_APPROXIMATE[dotted])
             return _FUNCTIONS[dotted](written or ["null"])
         if fn[0] == "member":
-            method = fn[2]
-            obj = self.write(fn[1])
-            if method == "replace" and len(written) == 2:
-                self.notes.append(_APPROXIMATE["replace"])
-                return f"replace({obj}, {written[0]}, {written[1]})"
-            if method in _METHODS:
-                if method in _APPROXIMATE:
-                    self.notes.append(_APPROXIMATE[method])
-                return _METHODS[method](obj, written)
-            raise Unsupported(f".{method}() has no Autoflow equivalent")
+            return self._method(self.write(fn[1]), fn[2], args)
         raise Unsupported(f"calling {dotted or 'a function'}() has no Autoflow equivalent")
+
+    def _method(self, obj: str, method: str, args: list[Node]) -> str:
+        if args and args[0][0] == "arrow" and method in _LIST_METHODS:
+            param = str(args[0][1])
+            name = param if param not in _ROOTS else f"x_{param}"
+            saved = dict(self.locals)
+            self.locals[param] = name
+            try:
+                body = self.write(args[0][2], True)
+            finally:
+                self.locals = saved
+            return _LIST_METHODS[method](name, obj, body)
+        written = [self.write(a, True) for a in args]
+        if method == "replace" and len(written) == 2:
+            self.notes.append(_APPROXIMATE["replace"])
+            return f"replace({obj}, {written[0]}, {written[1]})"
+        if method in _METHODS:
+            if method in _APPROXIMATE:
+                self.notes.append(_APPROXIMATE[method])
+            return _METHODS[method](obj, written)
+        raise Unsupported(f".{method}() has no Autoflow equivalent")
 
     def _n8n_root(self, node: Node) -> str | None:
         """The n8n variables: ``$json``, ``$('X')...``, ``$node["X"]...``, ``$input...``."""
@@ -594,17 +642,7 @@ class Translator:
             fn = node[1]
             if fn[0] != "member":
                 raise Unsupported("calling a value has no Autoflow equivalent")
-            method = fn[2]
-            obj = self._write_raw(fn[1])
-            written = [self.write(a, True) for a in node[2]]
-            if method in _METHODS:
-                if method in _APPROXIMATE:
-                    self.notes.append(_APPROXIMATE[method])
-                return _METHODS[method](obj, written)
-            if method == "replace" and len(written) == 2:
-                self.notes.append(_APPROXIMATE["replace"])
-                return f"replace({obj}, {written[0]}, {written[1]})"
-            raise Unsupported(f".{method}() has no Autoflow equivalent")
+            return self._method(self._write_raw(fn[1]), fn[2], node[2])
         return self.write(node)
 
 

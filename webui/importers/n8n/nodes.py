@@ -236,7 +236,7 @@ def _json_value(text: Any, s: Scope, field: str, out: Mapped) -> Any:
     marked = "".join(
         part if i % 2 == 0 else _MARK.format(i // 2) for i, part in enumerate(parts)
     )
-    marked = re.sub(r'(?<!["\w])(__n8n_expr_\d+__)(?![\w"])', r'"\1"', marked)
+    marked = _quote_outside_strings(marked)
     try:
         data = json.loads(marked)
     except ValueError:
@@ -258,6 +258,33 @@ def _json_value(text: Any, s: Scope, field: str, out: Mapped) -> Any:
         return value
 
     return back(data)
+
+
+def _quote_outside_strings(text: str) -> str:
+    """Markers that stand for a whole JSON value (not inside a JSON string) get quotes, so the
+    text reads as JSON; ``back`` turns such a string into a typed ``${ }`` again."""
+    out: list[str] = []
+    in_string = False
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if in_string:
+            if ch == "\\":
+                out.append(text[i : i + 2])
+                i += 2
+                continue
+            if ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif text.startswith("__n8n_expr_", i):
+            end = text.index("__", i + len("__n8n_expr_")) + 2
+            out.append('"' + text[i:end] + '"')
+            i = end
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 def _deep(value: Any, s: Scope, field: str) -> Any:
