@@ -84,7 +84,9 @@ class Result:
 class _Scope:
     """Translation at one node: ``$json`` and the nodes it may read (see ``expressions``)."""
 
-    def __init__(self, conv: Converter, node: dict[str, Any], current: str | None, foreach: bool) -> None:
+    def __init__(
+        self, conv: Converter, node: dict[str, Any], current: str | None, foreach: bool
+    ) -> None:
         self.conv = conv
         self.node = node
         self._current = current
@@ -239,7 +241,8 @@ class Converter:
         for name in names:
             node = self.export.nodes[name]
             incoming = sorted(
-                (e for e in edges if e.target == name), key=lambda e: (e.input, names.index(e.source))
+                (e for e in edges if e.target == name),
+                key=lambda e: (e.input, names.index(e.source)),
             )
             if triggers.is_trigger(str(node.get("type"))):
                 self.trigger(node)
@@ -334,7 +337,9 @@ class Converter:
             if self.export.nodes[e.source].get("type") == BATCHES and e.output == _done_output(
                 self.export.nodes[e.source]
             ):
-                ends = [self.placed[n] for n in self.loop_ends.get(e.source, []) if n in self.placed]
+                ends = [
+                    self.placed[n] for n in self.loop_ends.get(e.source, []) if n in self.placed
+                ]
                 for end in ends:
                     if end.step:
                         needs.append(end.step)
@@ -380,6 +385,11 @@ class Converter:
         all_needs = list(dict.fromkeys([*needs, *sorted(scope.needs)]))
         step["needs"] = all_needs
         gate = _gate(conds) if kind != MERGE else _any(conds)
+        if len(conds) > 1 and kind != MERGE:
+            scope.notes.append(
+                "n8n runs this node once for each input that delivers items; here it runs once, "
+                "when any of them did (items from the first input)"
+            )
         if gate:
             step["if"] = gate
         if foreach and primary is not None:
@@ -411,7 +421,9 @@ class Converter:
                 placed.items = Items(f"steps.{sid}.output", False)
             elif mapped.items is not None:
                 if foreach:
-                    placed.items = Items(f"steps.{sid}.output", True, f"{mapped.items}[0]{mapped.item}")
+                    placed.items = Items(
+                        f"steps.{sid}.output", True, f"{mapped.items}[0]{mapped.item}"
+                    )
                     scope.notes.append("each item's first row is kept (n8n flattens every row)")
                 else:
                     placed.items = Items(f"steps.{sid}.output{mapped.items}", True, mapped.item)
@@ -425,7 +437,9 @@ class Converter:
             entry.notes += scope.failed
             if entry.status == "converted":
                 entry.status = "approximated"
-            entry.todo = entry.todo or "rewrite the expressions marked 'n8n expression not converted'"
+            entry.todo = (
+                entry.todo or "rewrite the expressions marked 'n8n expression not converted'"
+            )
         if scope.notes and entry.status == "converted":
             entry.status = "approximated"
 
@@ -444,11 +458,15 @@ class Converter:
         if kind == MERGE:
             parts = [f"({items.as_list()} if {cond} else [])" for items, cond in per_edge]
             placed.items = Items(f"steps.{sid}.output", True)
-            mapped = nodes.Mapped("core.transform", {"value": f"${{ {' + '.join(parts) or '[]'} }}"})
+            mapped = nodes.Mapped(
+                "core.transform", {"value": f"${{ {' + '.join(parts) or '[]'} }}"}
+            )
             mode = (node.get("parameters") or {}).get("mode", "append")
             if mode != "append":
                 mapped.status = "approximated"
-                mapped.notes.append(f"Merge mode {mode!r} became append: the inputs' items in order")
+                mapped.notes.append(
+                    f"Merge mode {mode!r} became append: the inputs' items in order"
+                )
             return mapped
         if kind == BATCHES:
             value = primary.as_list() if primary else "[]"
@@ -514,12 +532,18 @@ class Converter:
             placed.items = primary
             return nodes.Mapped("core.condition", {"value": f"${{ {cond} }}"})
         rules, fallback = nodes.switch_rules(node, scope)
-        all_match = bool(((node.get("parameters") or {}).get("options") or {}).get("allMatchingOutputs"))
+        all_match = bool(
+            ((node.get("parameters") or {}).get("options") or {}).get("allMatchingOutputs")
+        )
         if many and primary is not None:
             lists: dict[str, str] = {}
             before: list[str] = []
             for k, cond in rules:
-                test = cond if all_match or not before else f"({cond}) and not ({' or '.join(before)})"
+                test = (
+                    f"({cond})"
+                    if all_match or not before
+                    else f"({cond}) and not ({' or '.join(before)})"
+                )
                 lists[f"output{k}"] = f"[it for it in {primary.expr} if {test}]"
                 before.append(f"({cond})")
             if fallback is not None:
@@ -527,7 +551,8 @@ class Converter:
                 lists.setdefault(f"output{fallback}", "[]")
                 lists[f"output{fallback}"] += f" + [it for it in {primary.expr} if not ({none})]"
             placed.lists = {
-                int(key[6:]): Items(f"steps.{sid}.output['{key}']", True, primary.path) for key in lists
+                int(key[6:]): Items(f"steps.{sid}.output['{key}']", True, primary.path)
+                for key in lists
             }
             body = ", ".join(f"'{k}': {v}" for k, v in lists.items())
             return nodes.Mapped("core.transform", {"value": f"${{ {{{body}}} }}"})
@@ -573,9 +598,7 @@ class Converter:
         self.responders.append(scope.node["name"])
         return out
 
-    def integration(
-        self, credential: tuple[str, str], mapped: nodes.Mapped, entry: Entry
-    ) -> str:
+    def integration(self, credential: tuple[str, str], mapped: nodes.Mapped, entry: Entry) -> str:
         cred_type, cred_name = credential
         connector = mapped.connector or ""
         name = resource_name(cred_name, 60)

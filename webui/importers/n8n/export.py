@@ -51,7 +51,10 @@ def load(data: Any, source: str = "<input>") -> list[Export]:
     items = data if isinstance(data, list) else [data]
     if not items:
         raise NotAnExport(f"{source}: an empty list, no workflow in it")
-    return [_workflow(item, source, i if isinstance(data, list) else None) for i, item in enumerate(items)]
+    return [
+        _workflow(item, source, i if isinstance(data, list) else None)
+        for i, item in enumerate(items)
+    ]
 
 
 def _workflow(data: Any, source: str, index: int | None) -> Export:
@@ -61,7 +64,11 @@ def _workflow(data: Any, source: str, index: int | None) -> Export:
     nodes = data.get("nodes")
     connections = data.get("connections")
     if not isinstance(nodes, list) or not isinstance(connections, dict):
-        missing = [k for k in ("nodes", "connections") if not isinstance(data.get(k), list if k == "nodes" else dict)]
+        missing = [
+            k
+            for k in ("nodes", "connections")
+            if not isinstance(data.get(k), list if k == "nodes" else dict)
+        ]
         raise NotAnExport(
             f"{where}: not an n8n workflow export: {' and '.join(missing)} missing or of the "
             "wrong type (nodes is a list, connections an object)"
@@ -84,11 +91,12 @@ def _workflow(data: Any, source: str, index: int | None) -> Export:
                         edges.append(
                             Edge(src, out_index, target["node"], int(target.get("index", 0)), kind)
                         )
+    settings = data.get("settings")
     tags = [t.get("name") if isinstance(t, dict) else str(t) for t in data.get("tags") or []]
     return Export(
         name=str(data.get("name") or "imported"),
         nodes=by_name,
         edges=edges,
-        settings=data.get("settings") if isinstance(data.get("settings"), dict) else {},
+        settings=settings if isinstance(settings, dict) else {},
         tags=[t for t in tags if t],
     )

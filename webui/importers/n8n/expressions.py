@@ -132,9 +132,11 @@ class _Parser:
         if level == len(self._LEVELS):
             return self.unary()
         node = self.binary(level + 1)
-        while (tok := self.peek()) is not None and tok.kind == "op" and tok.text in self._LEVELS[
-            level
-        ]:
+        while (
+            (tok := self.peek()) is not None
+            and tok.kind == "op"
+            and tok.text in self._LEVELS[level]
+        ):
             self.pos += 1
             node = ("bin", tok.text, node, self.binary(level + 1))
         return node
@@ -188,6 +190,15 @@ class _Parser:
             and ahead[2].text == "=>"
         )
 
+    def _arrow_after_parens(self) -> bool:
+        depth = 1
+        for i in range(self.pos, len(self.tokens)):
+            text = self.tokens[i].text if self.tokens[i].kind == "op" else ""
+            depth += {"(": 1, ")": -1}.get(text, 0)
+            if depth == 0:
+                return i + 1 < len(self.tokens) and self.tokens[i + 1].text == "=>"
+        return False
+
     def arrow_body(self) -> Node:
         if self.peek("{"):
             raise Unsupported("arrow functions with a block body have no Autoflow equivalent")
@@ -217,6 +228,8 @@ class _Parser:
                 raise Unsupported(f"{tok.text!r}: statements have no Autoflow equivalent")
             return ("name", tok.text)
         if tok.text == "(":
+            if self._arrow_after_parens():
+                raise Unsupported("arrow functions with several parameters have no equivalent")
             node = self.expr()
             self.take(")")
             return node
@@ -457,16 +470,18 @@ class Translator:
         if kind == "list":
             return "[" + ", ".join(self.write(n, True) for n in node[1]) + "]"
         if kind == "obj":
-            return "{" + ", ".join(f"{_literal(k)}: {self.write(v, True)}" for k, v in node[1]) + "}"
+            return (
+                "{" + ", ".join(f"{_literal(k)}: {self.write(v, True)}" for k, v in node[1]) + "}"
+            )
         if kind == "tmpl":
             return self._concat(
                 [("lit", p) if isinstance(p, str) else p for p in node[1] if p != ""]
             )
         if kind == "cond":
-            return f"{self.write(node[2])} if {self.write(node[1])} else {self.write(node[3])}"
+            return f"{self.write(node[2])} if {self.soft(node[1])} else {self.write(node[3])}"
         if kind == "un":
             op, arg = node[1], node[2]
-            return f"not {self.write(arg)}" if op == "!" else f"{op}{self.write(arg)}"
+            return f"not {self.soft(arg)}" if op == "!" else f"{op}{self.write(arg)}"
         if kind == "bin":
             return self._binary(node)
         return self._chain(node)
@@ -479,7 +494,17 @@ class Translator:
                 return self._concat(terms)
         if op == "??":
             return f"coalesce({self.write(a, True)}, {self.write(b, True)})"
+        if op in ("||", "&&"):
+            return f"{self.soft(a)} {_OPS[op]} {self.soft(b)}"
         return f"{self.write(a)} {_OPS.get(op, op)} {self.write(b)}"
+
+    def soft(self, node: Node) -> str:
+        """A field read as a truth value: a missing key is false, as undefined is in JavaScript
+        (Autoflow reports a missing key as an error elsewhere)."""
+        text = self.write(node)
+        if node[0] in ("member", "index") and not text.startswith("len("):
+            return f"default({text}, null)"
+        return text
 
     def _concat(self, terms: list[Node]) -> str:
         parts = [self.write(t) if _is_text(t) else f"str({self.write(t, True)})" for t in terms]

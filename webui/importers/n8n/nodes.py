@@ -233,9 +233,7 @@ def _json_value(text: Any, s: Scope, field: str, out: Mapped) -> Any:
     if len(parts) == 3 and not parts[0].strip() and not parts[2].strip():
         return s.value(raw, field)
     # JSON text with snippets: mark them, read the JSON, put the snippets back as ${ }.
-    marked = "".join(
-        part if i % 2 == 0 else _MARK.format(i // 2) for i, part in enumerate(parts)
-    )
+    marked = "".join(part if i % 2 == 0 else _MARK.format(i // 2) for i, part in enumerate(parts))
     marked = _quote_outside_strings(marked)
     try:
         data = json.loads(marked)
@@ -318,7 +316,9 @@ def set_fields(node: dict[str, Any], s: Scope) -> Mapped:
         for f in (p.get("fields") or {}).get("values") or []:  # v3.0-3.2
             kind = f.get("type", "stringValue")
             raw_value = f.get(kind if kind.endswith("Value") else f"{kind}Value", "")
-            values[str(f.get("name"))] = _typed(raw_value, kind.replace("Value", ""), s, f.get("name"))
+            values[str(f.get("name"))] = _typed(
+                raw_value, kind.replace("Value", ""), s, f.get("name")
+            )
         keep_others = bool(p.get("includeOtherFields")) or p.get("include") == "all"
     else:
         groups = p.get("values") or {}
@@ -420,7 +420,17 @@ _V1_OPS = {
 }
 
 
+def _grouped(expr: str) -> str:
+    """The expression in parentheses unless it is one name, literal or call."""
+    bare = re.sub(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", "''", expr)
+    return f"({expr})" if " " in bare else expr
+
+
 def _operand(value: Any, kind: str, s: Scope, field: str) -> str:
+    return _grouped(_operand_text(value, kind, s, field))
+
+
+def _operand_text(value: Any, kind: str, s: Scope, field: str) -> str:
     if not expressions.is_expression(value) and value is not None and value != "":
         if kind == "number":
             try:
@@ -485,7 +495,7 @@ def switch_rules(node: dict[str, Any], s: Scope) -> tuple[list[tuple[int, str]],
     version = float(node.get("typeVersion") or 1)
     if p.get("mode") == "expression":
         count = int(p.get("numberOutputs", 4))
-        chosen = s.expr(p.get("output"), "output")
+        chosen = _grouped(s.expr(p.get("output"), "output"))
         return [(k, f"{chosen} == {k}") for k in range(count)], None
     if version >= 3:
         rules = (p.get("rules") or {}).get("values") or []

@@ -67,9 +67,7 @@ class Report:
             "source": self.source,
             "workflow": self.workflow,
             "valid": self.valid,
-            "counts": {
-                s: len(self.of(s)) for s in ("converted", "approximated", "not converted")
-            },
+            "counts": {s: len(self.of(s)) for s in ("converted", "approximated", "not converted")},
             "nodes": [e.as_json() for e in self.entries],
             "notes": list(self.notes),
             "integrations": list(self.integrations),
@@ -83,7 +81,7 @@ class Report:
         )
         lines = [f"{self.source} → Workflow {self.workflow}: {counts}"]
         for status in ("converted", "approximated", "not converted"):
-            entries = self.of(status)  # type: ignore[arg-type]
+            entries = self.of(status)
             if not entries:
                 continue
             lines.append(f"  {status}:")

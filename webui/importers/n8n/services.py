@@ -123,6 +123,10 @@ def _sql_with_params(sql: str, s: Scope, replacements: list[Any]) -> tuple[str, 
     text = sql[1:] if expressions.is_expression(sql) else sql
     parts = expressions.parse_template(text) if "{{" in text else [text]
     out: list[str] = []
+    for i in range(1, len(parts), 2):
+        # '{{ x }}' written inside SQL quotes: the bound parameter takes the quotes' place.
+        if parts[i - 1].endswith("'") and parts[i + 1].startswith("'"):
+            parts[i - 1], parts[i + 1] = parts[i - 1][:-1], parts[i + 1][1:]
     for i, part in enumerate(parts):
         if i % 2:
             name = f"e{i // 2 + 1}"
@@ -168,7 +172,12 @@ def postgres(node: dict[str, Any], s: Scope) -> Mapped:
     w = out.with_
     if operation == "executeQuery":
         sql, params = _sql_with_params(
-            str(p.get("query", "")), s, _replacements((p.get("options") or {}).get("queryReplacement") or p.get("additionalFields", {}).get("queryParams"))
+            str(p.get("query", "")),
+            s,
+            _replacements(
+                (p.get("options") or {}).get("queryReplacement")
+                or p.get("additionalFields", {}).get("queryParams")
+            ),
         )
         if any(name.startswith("e") for name in params):
             out.status = "approximated"
@@ -264,9 +273,9 @@ def redis(node: dict[str, Any], s: Scope) -> Mapped:
         _set(w, "key", p.get("key"), s)
         if p.get("keyType") in ("hash",):
             out.uses = "redis.hgetall"
+        prop = p.get("propertyName", "propertyName")
         out.notes.append(
-            f"the value is at output.value; n8n puts it under {p.get('propertyName', 'propertyName')!r} "
-            "of the incoming item"
+            f"the value is at output.value; n8n puts it under {prop!r} of the incoming item"
         )
         out.status = "approximated"
     elif operation == "set":
@@ -302,7 +311,9 @@ def redis(node: dict[str, Any], s: Scope) -> Mapped:
         out.uses = "redis.lpop"
         _set(w, "key", p.get("list"), s)
     else:
-        return _unsupported(node, f"Redis {operation}", "use the redis actions (autoflow connectors show redis)")
+        return _unsupported(
+            node, f"Redis {operation}", "use the redis actions (autoflow connectors show redis)"
+        )
     return out
 
 
@@ -320,8 +331,7 @@ def wait(node: dict[str, Any], s: Scope) -> Mapped:
             f"waiting for {resume} (a resume webhook, form or date) has no Autoflow action",
             "split the workflow in two: the second part started by a webhook trigger",
         )
-    version = float(node.get("typeVersion") or 1)
-    amount = p.get("amount", 1 if version < 1.1 else 1)
+    amount = p.get("amount", 1)
     unit = p.get("unit", "hours")
     if expressions.is_expression(amount) or unit not in _UNITS:
         return nodes.placeholder(node, "a computed wait time", "set a fixed duration in core.delay")
