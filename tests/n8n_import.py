@@ -1,4 +1,4 @@
-"""Helpers for the n8n import tests: the corpus, and running an imported workflow for real.
+"""Helpers for the n8n import and template tests: the corpus, and running manifests for real.
 
 ``run_imported(result, tmp_path, settings=..., secrets=..., inputs=..., env=...)`` writes the
 imported YAML with each Integration stub completed (its settings: where the local server
@@ -37,21 +37,42 @@ def run_imported(
     inputs: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> engine.RunResult:
-    docs = list(yaml.safe_load_all(result.yaml))
+    return run_manifests(
+        result.yaml, tmp_path, settings=settings, secrets=secrets, inputs=inputs, env=env
+    )
+
+
+def run_manifests(
+    text: str,
+    tmp_path: Path,
+    *,
+    workflow: str | None = None,
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
+    secrets: Mapping[str, Mapping[str, str]] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> engine.RunResult:
+    """Runs the Workflow in ``text`` (``workflow`` names it among several) with each
+    Integration's settings updated from ``settings`` and its secrets from ``secrets``."""
+    docs = [d for d in yaml.safe_load_all(text) if d]
     for doc in docs:
         if doc.get("kind") == "Integration":
             name = doc["metadata"]["name"]
-            doc["spec"]["settings"] = {
-                **doc["spec"].get("settings", {}),
-                **(settings or {}).get(name, {}),
-            }
-    path = tmp_path / f"{result.name}.yaml"
+            given = (settings or {}).get(name, {})
+            doc["spec"]["settings"] = {**doc["spec"].get("settings", {}), **given}
+    path = tmp_path / f"{workflow or 'manifests'}.yaml"
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
     environ = {f"{local.ENV_PREFIX}{k}": v for k, v in (env or {}).items()}
     for integration, keys in (secrets or {}).items():
         for key, value in keys.items():
             environ[local.secret_env_name(integration, key)] = value
-    run = local.prepare([str(path)], given_inputs=dict(inputs or {}), from_text=False, env=environ)
+    run = local.prepare(
+        [str(path)],
+        given_inputs=dict(inputs or {}),
+        from_text=False,
+        env=environ,
+        workflow_name=workflow,
+    )
 
     async def execute() -> engine.RunResult:
         try:
