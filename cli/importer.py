@@ -50,6 +50,7 @@ def main(args: argparse.Namespace) -> int:
     failed = False
     results: list[dict[str, Any]] = []
     streams: list[str] = []
+    written: set[str] = set()
     if args.to:
         os.makedirs(args.to, exist_ok=True)
     for path in args.files:
@@ -71,6 +72,11 @@ def main(args: argparse.Namespace) -> int:
             entry: dict[str, Any] = {"file": path, "workflow": result.name}
             if args.to:
                 target = os.path.join(args.to, f"{result.name}.yaml")
+                n = 2
+                while target in written:  # two exports with one name: keep both
+                    target = os.path.join(args.to, f"{result.name}-{n}.yaml")
+                    n += 1
+                written.add(target)
                 with open(target, "w", encoding="utf-8") as f:
                     f.write(result.yaml)
                 entry["written"] = target

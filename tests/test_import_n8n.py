@@ -454,3 +454,105 @@ def test_not_an_export_says_why() -> None:
         n8n.convert({"nodes": [{"name": "A"}], "connections": {}})
     several = n8n.convert_all([json.loads((CORPUS / "cron-cache.json").read_text())] * 2)
     assert len(several) == 2
+
+
+def test_cli_prints_yaml_to_stdout_and_the_report_to_stderr(tmp_path: Path) -> None:
+    done = _cli(str(CORPUS / "cron-cache.json"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    kinds = [d["kind"] for d in yaml.safe_load_all(done.stdout) if d]
+    assert kinds == ["Workflow", "Schedule", "Schedule", "Integration"]
+    assert "Workflow exchange-rate-cache: 5 converted, 2 approximated" in done.stderr
+
+
+def test_two_exports_with_one_name_are_both_written(tmp_path: Path) -> None:
+    twice = tmp_path / "twice.json"
+    export = json.loads((CORPUS / "cron-cache.json").read_text())
+    twice.write_text(json.dumps([export, export]))
+    done = _cli(str(twice), "--to", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["exchange-rate-cache-2.yaml", "exchange-rate-cache.yaml"]
+
+
+def test_credentials_typed_into_a_node_are_left_out_and_reported() -> None:
+    export = {
+        "name": "typed secrets",
+        "nodes": [
+            {
+                "name": "Start",
+                "type": "n8n-nodes-base.manualTrigger",
+                "typeVersion": 1,
+                "parameters": {},
+            },
+            {
+                "name": "Call API",
+                "type": "n8n-nodes-base.httpRequest",
+                "typeVersion": 4.2,
+                "parameters": {
+                    "url": "https://api.example.com/x",
+                    "sendHeaders": True,
+                    "headerParameters": {
+                        "parameters": [
+                            {"name": "Authorization", "value": "Bearer sk-live-123"},
+                            {"name": "Accept", "value": "application/json"},
+                        ]
+                    },
+                    "sendQuery": True,
+                    "queryParameters": {"parameters": [{"name": "api_key", "value": "k-999"}]},
+                },
+            },
+        ],
+        "connections": {"Start": {"main": [[{"node": "Call API", "type": "main", "index": 0}]]}},
+    }
+    result = n8n.convert(export)
+    assert "sk-live-123" not in result.yaml and "k-999" not in result.yaml
+    assert "sk-live-123" not in json.dumps(result.report.as_json())
+    step = result.documents[0]["spec"]["steps"][0]
+    assert step["with"]["headers"] == {"Accept": "application/json"}
+    assert "query" not in step["with"]
+    stub = next(d for d in result.documents if d["kind"] == "Integration")
+    assert step["integration"] == stub["metadata"]["name"] == "call-api-credentials"
+    assert stub["spec"]["settings"] == {"auth": "bearer"}
+    [entry] = [e for e in result.report.entries if e.node == "Call API"]
+    assert entry.status == "approximated"
+    assert any("'Authorization' held a credential" in n for n in entry.notes)
+    assert any("'api_key' held a credential" in n for n in entry.notes)
+    assert result.report.valid
+
+
+def test_a_schedule_items_timestamp_is_the_time_the_run_reads_it() -> None:
+    export = {
+        "name": "stamp",
+        "nodes": [
+            {
+                "name": "Every hour",
+                "type": "n8n-nodes-base.scheduleTrigger",
+                "typeVersion": 1.2,
+                "parameters": {"rule": {"interval": [{"field": "hours"}]}},
+            },
+            {
+                "name": "Log",
+                "type": "n8n-nodes-base.set",
+                "typeVersion": 3.4,
+                "parameters": {
+                    "assignments": {
+                        "assignments": [
+                            {
+                                "id": "1",
+                                "name": "at",
+                                "value": "={{ $json.timestamp }}",
+                                "type": "string",
+                            }
+                        ]
+                    }
+                },
+            },
+        ],
+        "connections": {"Every hour": {"main": [[{"node": "Log", "type": "main", "index": 0}]]}},
+        "settings": {"timezone": "UTC"},
+    }
+    result = n8n.convert(export)
+    assert result.report.valid
+    step = result.documents[0]["spec"]["steps"][0]
+    assert step["with"]["values"]["at"] == "${ {'timestamp': now()}.timestamp }"
+    assert result.documents[1]["spec"]["cron"] == "0 * * * *"

@@ -273,7 +273,11 @@ class Converter:
                 "run's inputs (n8n's $json.body is inputs.body)"
             )
             entry.notes += notes
+            if notes:
+                entry.status = "approximated"
         elif kind in (triggers.SCHEDULE, triggers.CRON, triggers.INTERVAL):
+            # n8n's schedule item is {timestamp, ...}: the fire time, here the time it is read.
+            items = Items("{'timestamp': now()}", False)
             crons, notes = triggers.cron_lines(node)
             timezone = self.export.settings.get("timezone")
             for cron in crons:
@@ -296,7 +300,10 @@ class Converter:
             if not timezone:
                 notes.append("n8n uses the instance's time zone (GENERIC_TIMEZONE); UTC here")
             entry.notes += notes
+            if notes or not crons:
+                entry.status = "approximated"
         elif kind in triggers.MANUAL:
+            items = Items("{}", False)
             entry.notes.append("manual: start runs with autoflow run / the UI")
         else:
             path = resource_name(name)
@@ -309,8 +316,6 @@ class Converter:
                 f"{path!r}"
             )
             entry.todo = "point the service's webhook at the gateway URL of this trigger"
-        if any(n for n in entry.notes if "not" in n or "UTC" in n) and entry.status == "converted":
-            entry.status = "approximated"
         self.placed[name] = Placed(None, items)
 
     def _inputs_of(
@@ -395,6 +400,8 @@ class Converter:
         if foreach and primary is not None:
             step["foreach"] = primary.expr
         credential = _credential(node)
+        if credential is None and mapped.own_credential:
+            credential = ("typed into the node", f"{name} credentials")
         if mapped.connector and credential:
             step["integration"] = self.integration(credential, mapped, entry)
         elif credential and mapped.status != "not converted":

@@ -47,6 +47,7 @@ class Mapped:
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     comment: list[str] = dataclasses.field(default_factory=list)
     passthrough: bool = False  # the node hands its input items on unchanged
+    own_credential: bool = False  # a credential was typed into the node: it needs an Integration
 
 
 def placeholder(node: dict[str, Any], why: str, todo: str, code: str | None = None) -> Mapped:
@@ -128,6 +129,7 @@ def http_request(node: dict[str, Any], s: Scope) -> Mapped:
         out.notes.append("a file response is read as text (no binary data in Autoflow)")
     elif fmt in ("text", "string"):
         w["responseType"] = "text"
+    _literal_credentials(out)
     auth = p.get("authentication")
     if auth == "genericCredentialType":
         generic = p.get("genericAuthType")
@@ -146,6 +148,47 @@ def http_request(node: dict[str, Any], s: Scope) -> Mapped:
             "scheme, or use the service's own connector"
         )
     return out
+
+
+_SECRET_NAME = re.compile(
+    r"(?i)^(authorization|proxy-authorization|cookie)$|api[-_]?key|token|secret|password"
+)
+
+
+def _literal_credentials(out: Mapped) -> None:
+    """A credential typed into a header or the query is never written into the Workflow: it is
+    left out, and the step gets an Integration whose auth sends it (the Secret holds it)."""
+    for where, scheme in (("headers", "header"), ("query", "query")):
+        values = out.with_.get(where)
+        if not isinstance(values, dict):
+            continue
+        for name in list(values):
+            value = values[name]
+            if not _SECRET_NAME.search(str(name)) or not isinstance(value, str) or "${" in value:
+                continue
+            del values[name]
+            out.own_credential = True
+            out.status = "approximated"
+            if "auth" in out.settings:
+                out.notes.append(
+                    f"{where} {name!r} held a credential typed into the node: it is left out; "
+                    "the Integration sends one credential only, so this one needs a second "
+                    "Integration (or a header expression reading a Secret by hand)"
+                )
+                continue
+            if name.lower() == "authorization" and value.lower().startswith("bearer "):
+                out.settings.setdefault("auth", "bearer")
+                key = "token"
+            else:
+                out.settings.setdefault("auth", scheme)
+                out.settings.setdefault(f"{scheme}Name", name)
+                key = "apiKey"
+            out.notes.append(
+                f"{where} {name!r} held a credential typed into the node: it is left out of the "
+                f"Workflow; put it in the Integration's Secret (key {key})"
+            )
+        if not values:
+            del out.with_[where]
 
 
 def _keypairs(items: list[dict[str, Any]], s: Scope, field: str) -> dict[str, Any]:
