@@ -30,7 +30,7 @@ from autoflow.cli import validate
 from autoflow.crds import errors
 from autoflow.runners import expressions as runtime
 from autoflow.webui.importers import n8n, routes
-from autoflow.webui.importers.n8n import expressions
+from autoflow.webui.importers.n8n import expressions, triggers
 
 # node name → status, for every node that is not simply converted.
 EXPECTED: dict[str, dict[str, str]] = {
@@ -138,7 +138,16 @@ def test_schedule_triggers_become_schedules_in_the_workflows_time_zone() -> None
 def test_webhook_trigger_and_respond_to_webhook() -> None:
     result = imported("order-webhook")
     spec = result.documents[0]["spec"]
-    assert spec["triggers"] == [{"webhook": {"path": "orders"}}]
+    [trigger] = spec["triggers"]
+    if triggers.gateway_model():  # the gateway's trigger: auth, the request as inputs, sync
+        assert trigger["webhook"] == {
+            "path": "/orders",
+            "inputs": {"body": "${ body }", "headers": "${ headers }", "query": "${ query }"},
+            "auth": {"none": True},
+            "response": {"mode": "sync", "output": "response", "statusCode": 201},
+        }
+    else:
+        assert trigger == {"webhook": {"path": "orders"}}
     assert set(spec["inputs"]) == {"body", "headers", "query", "params"}
     assert spec["outputs"] == {
         "response": "${ steps.respond.output.body }",

@@ -55,6 +55,8 @@ def test_each_template_validates_and_describes_itself(path: Path) -> None:
     assert notes["autoflow.dev/template-title"].strip()
     assert 40 <= len(notes["autoflow.dev/template-description"]) <= 200
     assert first["metadata"]["name"].startswith(path.stem.split("-")[0])
+    trigger = notes.get("autoflow.dev/template-trigger")
+    assert trigger is None or trigger.startswith("webhook /")
 
 
 def test_docs_list_every_template() -> None:

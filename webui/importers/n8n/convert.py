@@ -178,6 +178,7 @@ class Converter:
         self.schedules: list[dict[str, Any]] = []
         self.integrations: dict[str, dict[str, Any]] = {}
         self.responders: list[str] = []
+        self.sync_webhooks: list[tuple[dict[str, Any], dict[str, Any]]] = []
         self.input_items: Items | None = None
         self.loop_ends: dict[str, list[str]] = {}
 
@@ -265,7 +266,15 @@ class Converter:
         items = Items("inputs", False)
         if kind == triggers.WEBHOOK:
             path, notes = triggers.webhook_path(node)
-            self.triggers.append({"webhook": {"path": path}})
+            credential = _credential(node)
+            hook, auth_notes = triggers.webhook(
+                node, path, resource_name(credential[1], 60) if credential else None
+            )
+            self.triggers.append({"webhook": hook})
+            notes += auth_notes
+            if hook.get("auth", {}).get("none") and len(notes) == 1:
+                notes = []  # n8n's own default: nothing was changed
+            self.sync_webhooks.append((hook, node))
             for key in ("body", "headers", "query", "params"):
                 self.inputs.setdefault(key, {"type": "object", "default": {}})
             entry.notes.append(
@@ -307,7 +316,9 @@ class Converter:
             entry.notes.append("manual: start runs with autoflow run / the UI")
         else:
             path = resource_name(name)
-            self.triggers.append({"webhook": {"path": path}})
+            hook, auth_notes = triggers.webhook({"parameters": {}}, path, None)
+            self.triggers.append({"webhook": hook})
+            entry.notes += auth_notes
             for key in ("body", "headers", "query"):
                 self.inputs.setdefault(key, {"type": "object", "default": {}})
             entry.status = "approximated"
@@ -598,10 +609,16 @@ class Converter:
             body = None
         code = (p.get("options") or {}).get("responseCode", 200)
         out.with_ = {"values": {"body": body, "statusCode": code}}
-        out.notes.append(
-            "the response becomes the run's outputs (response, statusCode): make the webhook "
-            "trigger's response sync to answer with them (docs/triggers.md)"
-        )
+        if triggers.gateway_model():
+            out.notes.append(
+                "the response becomes the run's output `response`, which the webhook trigger "
+                "answers with (response mode sync); headers are not sent"
+            )
+        else:
+            out.notes.append(
+                "the response becomes the run's outputs (response, statusCode): make the webhook "
+                "trigger's response sync to answer with them (docs/triggers.md)"
+            )
         self.responders.append(scope.node["name"])
         return out
 

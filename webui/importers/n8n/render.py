@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from autoflow.runners.definitions import checks, loader
+from autoflow.webui.importers.n8n import triggers
 
 if typing.TYPE_CHECKING:
     from autoflow.webui.importers.n8n.convert import Converter
@@ -37,6 +38,16 @@ def documents(conv: Converter) -> list[dict[str, Any]]:
             "response": _coalesce([f"steps.{r}.output.body" for r in responders]),
             "statusCode": _coalesce([f"steps.{r}.output.statusCode" for r in responders]),
         }
+    for hook, node in conv.sync_webhooks:
+        mode = (node.get("parameters") or {}).get("responseMode", "onReceived")
+        if responders and mode in ("responseNode", "lastNode"):
+            codes = {
+                ((conv.export.nodes[n].get("parameters") or {}).get("options") or {}).get(
+                    "responseCode", 200
+                )
+                for n in conv.responders
+            }
+            triggers.sync_response(hook, codes.pop() if len(codes) == 1 else None)
     annotations = {"autoflow.dev/imported-from": "n8n"}
     if wf.tags:
         annotations["autoflow.dev/n8n-tags"] = ", ".join(wf.tags)

@@ -2,6 +2,10 @@
 text), Manual Trigger → nothing (runs are started by hand), other ``*Trigger`` nodes → a
 webhook trigger the service must be pointed at.
 
+``webhook`` writes the trigger in the shape the installed Workflow model has: a path only, or
+(with the gateway's trigger model) a ``/path`` with ``auth``, ``secretRef``, ``inputs`` mapping
+the request to the inputs ``body``/``headers``/``query`` and a ``sync`` ``response``.
+
 ``cron_lines`` turns the Schedule Trigger's ``rule.interval`` list (v1.x) and the old Cron
 node's ``triggerTimes.item`` list into cron expressions, with a note for what cron cannot say
 exactly (every 7 days is not "every Monday").
@@ -11,6 +15,8 @@ from __future__ import annotations
 
 import re
 from typing import Any
+
+from autoflow.crds import workflow
 
 WEBHOOK = "n8n-nodes-base.webhook"
 SCHEDULE = "n8n-nodes-base.scheduleTrigger"
@@ -137,7 +143,7 @@ def webhook_path(node: dict[str, Any]) -> tuple[str, list[str]]:
         path = re.sub(r"/?:[^/]+", "", path) or "hook"
     path = re.sub(r"[^A-Za-z0-9._/-]", "-", path)
     auth = p.get("authentication", "none")
-    if auth and auth != "none":
+    if auth and auth != "none" and not gateway_model():
         notes.append(
             f"n8n's {auth} on the webhook is not carried over: set the trigger's auth and "
             "secretRef (docs/triggers.md)"
@@ -146,9 +152,58 @@ def webhook_path(node: dict[str, Any]) -> tuple[str, list[str]]:
     if isinstance(method, str) and method != "POST":
         notes.append(f"n8n answered {method}; Autoflow's gateway takes POST")
     mode = p.get("responseMode", "onReceived")
-    if mode == "lastNode":
+    if mode == "lastNode" and not gateway_model():
         notes.append(
             "n8n answered with the last node's data; the run's outputs hold it here (outputs."
             "response): make the trigger's response sync (docs/triggers.md)"
         )
     return path, notes
+
+
+def gateway_model() -> bool:
+    """Whether Workflow webhook triggers have the gateway's fields (auth, inputs, response)."""
+    return "auth" in workflow.WebhookTrigger.model_fields
+
+
+def webhook(
+    node: dict[str, Any], path: str, credential: str | None
+) -> tuple[dict[str, Any], list[str]]:
+    """The ``webhook`` trigger for an n8n Webhook (or service trigger) node, and notes."""
+    if not gateway_model():
+        return {"path": path}, []
+    p = node.get("parameters") or {}
+    notes: list[str] = []
+    trigger: dict[str, Any] = {
+        "path": "/" + path.strip("/"),
+        "inputs": {"body": "${ body }", "headers": "${ headers }", "query": "${ query }"},
+    }
+    auth = p.get("authentication", "none")
+    secret = credential or "webhook-secret"
+    if auth == "basicAuth":
+        trigger["auth"] = {"basic": {"username": "CHANGE-ME"}}
+        trigger["secretRef"] = {"name": secret, "key": "password"}
+        notes.append(
+            f"basic auth: set auth.basic.username and the password in Secret {secret} (key "
+            "password)"
+        )
+    elif auth in ("headerAuth", "jwtAuth"):
+        trigger["auth"] = {"bearer": {}}
+        trigger["secretRef"] = {"name": secret, "key": "token"}
+        notes.append(
+            f"n8n's {auth} became bearer auth: the token goes in Secret {secret} (key token); "
+            "set auth.bearer.header if the sender uses another header"
+        )
+    else:
+        trigger["auth"] = {"none": True}
+        notes.append("no authentication, as in n8n: anyone who can reach the gateway starts runs")
+    return trigger, notes
+
+
+def sync_response(trigger: dict[str, Any], status: Any) -> None:
+    """Answer the webhook with the run's ``response`` output (Respond to Webhook, last node)."""
+    if "auth" not in trigger:
+        return
+    response: dict[str, Any] = {"mode": "sync", "output": "response"}
+    if isinstance(status, int) and 200 <= status <= 299:
+        response["statusCode"] = status
+    trigger["response"] = response
