@@ -377,6 +377,8 @@ def test_http_shapes_send_what_n8n_sent(tmp_path: Path, server: httpserver.Serve
     assert server.last("/v1/notes").text == "Orders: 3"
     assert outcome.steps["postForm"].phase == "Failed"  # continueOnError, as n8n's onError
     assert outcome.steps["editFields"].output == {"done": True, "count": 1}
+    # n8n answered with the last node's item (responseMode lastNode): the run's output.
+    assert outcome.outputs == {"response": {"done": True, "count": 1}}
 
 
 # -- the CLI and the web route -------------------------------------------------------------------

@@ -179,6 +179,7 @@ class Converter:
         self.integrations: dict[str, dict[str, Any]] = {}
         self.responders: list[str] = []
         self.sync_webhooks: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self.last_items: Items | None = None
         self.input_items: Items | None = None
         self.loop_ends: dict[str, list[str]] = {}
 
@@ -448,6 +449,8 @@ class Converter:
             else:
                 placed.items = Items(f"steps.{sid}.output", foreach, mapped.item)
         self.placed[name] = placed
+        if placed.items is not None and mapped.uses != "core.fail":
+            self.last_items = placed.items
         entry.status = mapped.status
         entry.notes += mapped.notes + list(dict.fromkeys(scope.notes))
         entry.todo = entry.todo or mapped.todo

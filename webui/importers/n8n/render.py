@@ -48,6 +48,10 @@ def documents(conv: Converter) -> list[dict[str, Any]]:
                 for n in conv.responders
             }
             triggers.sync_response(hook, codes.pop() if len(codes) == 1 else None)
+        elif mode == "lastNode" and not responders and conv.last_items is not None:
+            # n8n answers with the first item of the node that ran last.
+            spec["outputs"] = {"response": f"${{ {conv.last_items.one('first', False)} }}"}
+            triggers.sync_response(hook, 200)
     annotations = {"autoflow.dev/imported-from": "n8n"}
     if wf.tags:
         annotations["autoflow.dev/n8n-tags"] = ", ".join(wf.tags)
