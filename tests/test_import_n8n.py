@@ -24,7 +24,22 @@ import pytest
 import yaml
 from fastapi import testclient
 from n8n_import import CORPUS, imported, run_imported
-from saas import airtable, discord, github, jira, mailchimp, stripe, trello
+from saas import (
+    airtable,
+    asana,
+    discord,
+    dropbox,
+    github,
+    jira,
+    mailchimp,
+    notion,
+    pipedrive,
+    salesforce,
+    sendgrid,
+    stripe,
+    teams,
+    trello,
+)
 
 from autoflow.cli import validate
 from autoflow.crds import errors
@@ -49,6 +64,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "order-webhook": {"Respond": "approximated", "Code": "not converted"},
     "postgres-v1": {"Count": "approximated", "Respond to Webhook": "approximated"},
     "saas-catalogue": {"Airtable": "approximated"},
+    "saas-more": {"Teams": "approximated"},
     "stripe-dunning": {"Alert finance": "approximated", "Gmail": "approximated"},
     "unsupported": {
         "Dates": "approximated",
@@ -295,6 +311,63 @@ def test_saas_onboarding_runs_against_the_services_contracts(
     }
     assert "**Ada Lovelace**" in server.last(dc.path).json()["content"]
     assert mc.violations == [] and at.violations == []
+
+
+def test_deal_handover_runs_against_the_other_catalogue_services(
+    tmp_path: Path, server: httpserver.Server, saas: Any
+) -> None:
+    """Pipedrive persons/deals (v2), Salesforce sObject create, Notion pages, Asana tasks,
+    Dropbox create_folder_v2, SendGrid mail/send and a Teams workflow webhook, as their
+    references document them: one request each, with the values the n8n nodes set."""
+    pd = saas(pipedrive.Pipedrive)
+    sf = saas(salesforce.Salesforce)
+    nt = saas(notion.Notion)
+    tasks = saas(asana.Asana)
+    box = saas(dropbox.Dropbox)
+    mail = saas(sendgrid.SendGrid)
+    channel = saas(teams.Teams)
+    outcome = run_imported(
+        imported("saas-more"),
+        tmp_path,
+        settings={
+            "pipedrive": {"baseUrl": server.url("/api/v2"), "companyDomain": "acme"},
+            "salesforce": {"baseUrl": server.url(salesforce.API), "myDomain": "acme"},
+            "notion": {"baseUrl": server.url("/v1")},
+            "asana": {"baseUrl": server.url("/api/1.0")},
+            "dropbox": {"baseUrl": server.url("/2")},
+            "sendgrid": {"baseUrl": server.url("/v3")},
+        },
+        secrets={
+            "pipedrive": {"apiToken": pipedrive.API_TOKEN},
+            "salesforce": {"accessToken": salesforce.ACCESS_TOKEN},
+            "notion": {"token": notion.TOKEN},
+            "asana": {"token": asana.TOKEN},
+            "dropbox": {"accessToken": dropbox.ACCESS_TOKEN},
+            "sendgrid": {"apiKey": sendgrid.API_KEY},
+            "teams": {"webhookUrl": channel.url},
+        },
+    )
+    assert outcome.phase == "Succeeded", outcome.error
+    [person] = pd.persons
+    [deal] = pd.deals
+    assert deal["title"] == "Acme Ltd renewal" and deal["value"] == 12000
+    assert deal["person_id"] == person["id"]
+    [lead] = sf.records.values()
+    assert {k: lead[k] for k in ("Company", "LastName", "FirstName", "Email")} == {
+        "Company": "Acme Ltd",
+        "LastName": "King",
+        "FirstName": "Ada",
+        "Email": "ada@acme.example",
+    }
+    assert nt.pages[0]["properties"]["Amount"] == {"number": 12000}
+    assert tasks.tasks[0]["name"] == "Kick-off with Acme Ltd"
+    assert "/customers/acme ltd" in box.entries
+    [sent] = mail.sent
+    assert [p["email"] for p in sent["personalizations"][0]["to"]] == [
+        "onboarding@example.com",
+        "ada@acme.example",
+    ]
+    assert "Closed won: Acme Ltd (12000 EUR)" in json.dumps(server.last().json())
 
 
 def test_github_to_jira_runs_the_opened_branch_only(

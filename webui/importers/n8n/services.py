@@ -527,6 +527,171 @@ def airtable(node: dict[str, Any], s: Scope) -> Mapped:
     return out
 
 
+def _addresses(value: Any, s: Scope, field: str) -> list[dict[str, Any]]:
+    """n8n's comma-separated addresses as SendGrid's ``[{email}]`` list (an expression: one)."""
+    if expressions.is_expression(value):
+        return [{"email": s.value(value, field)}]
+    return [{"email": e.strip()} for e in str(value or "").split(",") if e.strip()]
+
+
+def sendgrid(node: dict[str, Any], s: Scope) -> Mapped:
+    p = _p(node)
+    resource = p.get("resource", "contact")
+    operation = p.get("operation", "send" if resource == "mail" else "upsert")
+    if (resource, operation) != ("mail", "send"):
+        return _unsupported(node, f"SendGrid {resource}.{operation}")
+    out = Mapped("sendgrid.send_mail", connector="sendgrid")
+    w = out.with_
+    extra = _collection(p, "additionalFields")
+    w["to"] = _addresses(p.get("toEmail"), s, "to")
+    _set(w, "fromEmail", p.get("fromEmail"), s)
+    _set(w, "fromName", p.get("fromName"), s)
+    _set(w, "subject", p.get("subject"), s)
+    body = "html" if p.get("contentType") == "text/html" else "text"
+    _set(w, body, p.get("contentValue"), s)
+    if extra.get("ccEmail"):
+        w["cc"] = _addresses(extra["ccEmail"], s, "cc")
+    if extra.get("bccEmail"):
+        w["bcc"] = _addresses(extra["bccEmail"], s, "bcc")
+    _set(w, "templateId", p.get("templateId") or extra.get("templateId"), s)
+    return out
+
+
+def pipedrive(node: dict[str, Any], s: Scope) -> Mapped:
+    p = _p(node)
+    resource, operation = p.get("resource", "deal"), p.get("operation", "create")
+    extra = _collection(p, "additionalFields")
+    out = Mapped("pipedrive.create_deal", connector="pipedrive")
+    w = out.with_
+    if (resource, operation) == ("deal", "create"):
+        _set(w, "title", p.get("title"), s)
+        if extra.get("value") not in (None, ""):
+            w["value"] = _number(extra.get("value"), s, "value")
+        _set(w, "currency", extra.get("currency"), s)
+        for ours, theirs in (
+            ("personId", "person_id"),
+            ("orgId", "org_id"),
+            ("stageId", "stage_id"),
+        ):
+            if extra.get(theirs) not in (None, ""):
+                w[ours] = _number(extra.get(theirs), s, ours)
+        _set(w, "status", extra.get("status"), s)
+    elif (resource, operation) == ("person", "create"):
+        out.uses = "pipedrive.create_person"
+        _set(w, "name", p.get("name"), s)
+        for key in ("email", "phone"):
+            value = extra.get(key)
+            _set(w, key, value[0] if isinstance(value, list) and value else value, s)
+    else:
+        return _unsupported(node, f"Pipedrive {resource}.{operation}")
+    return out
+
+
+def notion(node: dict[str, Any], s: Scope) -> Mapped:
+    p = _p(node)
+    if (p.get("resource", "block"), p.get("operation", "append")) != ("databasePage", "create"):
+        return _unsupported(node, f"Notion {p.get('resource')}.{p.get('operation')}")
+    out = Mapped("notion.create_page", connector="notion")
+    w = out.with_
+    _set(w, "databaseId", p.get("databaseId"), s)
+    properties: dict[str, Any] = {}
+    if p.get("title"):
+        properties["Name"] = {"title": [{"text": {"content": s.value(p["title"], "title")}}]}
+    for prop in (_collection(p, "propertiesUi").get("propertyValues")) or []:
+        key = str(prop.get("key", "")).split("|")[0]
+        kind = str(prop.get("key", "|rich_text")).split("|")[-1]
+        if kind == "title":
+            properties[key] = {"title": [{"text": {"content": s.value(prop.get("title"), key)}}]}
+        elif kind == "rich_text":
+            text = s.value(prop.get("textContent"), key)
+            properties[key] = {"rich_text": [{"text": {"content": text}}]}
+        elif kind == "number":
+            properties[key] = {"number": _number(prop.get("numberValue"), s, key)}
+        elif kind == "select":
+            properties[key] = {"select": {"name": s.value(prop.get("selectValue"), key)}}
+        elif kind == "checkbox":
+            properties[key] = {"checkbox": bool(prop.get("checkboxValue"))}
+        else:
+            out.status = "approximated"
+            out.notes.append(f"the {kind} property {key!r} is left out: add it in Notion's shape")
+    w["properties"] = properties
+    if "Name" in properties and "title" in p:
+        out.notes.append("the page title went to the property 'Name': check the title's name")
+        out.status = "approximated"
+    return out
+
+
+def asana(node: dict[str, Any], s: Scope) -> Mapped:
+    p = _p(node)
+    if (p.get("resource", "task"), p.get("operation", "create")) != ("task", "create"):
+        return _unsupported(node, f"Asana {p.get('resource')}.{p.get('operation')}")
+    out = Mapped("asana.create_task", connector="asana")
+    w = out.with_
+    extra = _collection(p, "otherProperties")
+    _set(w, "name", p.get("name"), s)
+    projects = extra.get("projects")
+    if projects:
+        _set(w, "projectId", projects[0] if isinstance(projects, list) else projects, s)
+    else:
+        _set(w, "workspaceId", p.get("workspace"), s)
+    _set(w, "notes", extra.get("notes"), s)
+    _set(w, "assignee", extra.get("assignee"), s)
+    _set(w, "dueOn", extra.get("due_on"), s)
+    return out
+
+
+_SALESFORCE_FIELDS = {
+    "firstname": "FirstName",
+    "lastname": "LastName",
+    "email": "Email",
+    "phone": "Phone",
+    "company": "Company",
+    "title": "Title",
+    "description": "Description",
+    "leadSource": "LeadSource",
+}
+
+
+def salesforce(node: dict[str, Any], s: Scope) -> Mapped:
+    p = _p(node)
+    resource, operation = p.get("resource", "lead"), p.get("operation", "create")
+    if operation != "create" or resource not in ("lead", "contact", "account"):
+        return _unsupported(node, f"Salesforce {resource}.{operation}")
+    out = Mapped("salesforce.create_record", connector="salesforce")
+    fields: dict[str, Any] = {}
+    for key, value in {**p, **_collection(p, "additionalFields")}.items():
+        name = _SALESFORCE_FIELDS.get(key) or ("Name" if key == "name" else None)
+        if name and value not in (None, ""):
+            fields[name] = s.value(value, name)
+    out.with_ = {"object": resource.capitalize(), "fields": fields}
+    return out
+
+
+def dropbox(node: dict[str, Any], s: Scope) -> Mapped:
+    p = _p(node)
+    if (p.get("resource", "file"), p.get("operation", "upload")) != ("folder", "create"):
+        return _unsupported(node, f"Dropbox {p.get('resource')}.{p.get('operation')}")
+    out = Mapped("dropbox.create_folder", connector="dropbox")
+    _set(out.with_, "path", p.get("path"), s)
+    return out
+
+
+def teams(node: dict[str, Any], s: Scope) -> Mapped:
+    p = _p(node)
+    if (p.get("resource", "channel"), p.get("operation", "create")) not in (
+        ("channelMessage", "create"),
+        ("chatMessage", "create"),
+    ):
+        return _unsupported(node, f"Microsoft Teams {p.get('resource')}.{p.get('operation')}")
+    out = Mapped("teams.post_message", connector="teams", status="approximated")
+    _set(out.with_, "text", p.get("message"), s)
+    out.notes.append(
+        "n8n posts through Microsoft Graph to a team and channel; Autoflow posts to the "
+        "channel's incoming webhook (the Integration's webhookUrl)"
+    )
+    return out
+
+
 MAPPERS: dict[str, Mapper] = {
     "n8n-nodes-base.slack": slack,
     "n8n-nodes-base.emailSend": email_send,
@@ -542,6 +707,13 @@ MAPPERS: dict[str, Mapper] = {
     "n8n-nodes-base.discord": discord,
     "n8n-nodes-base.mailchimp": mailchimp,
     "n8n-nodes-base.airtable": airtable,
+    "n8n-nodes-base.sendGrid": sendgrid,
+    "n8n-nodes-base.pipedrive": pipedrive,
+    "n8n-nodes-base.notion": notion,
+    "n8n-nodes-base.asana": asana,
+    "n8n-nodes-base.salesforce": salesforce,
+    "n8n-nodes-base.dropbox": dropbox,
+    "n8n-nodes-base.microsoftTeams": teams,
     "n8n-nodes-base.httpRequest": nodes.http_request,
     "n8n-nodes-base.set": nodes.set_fields,
 }
