@@ -21,7 +21,7 @@ import heapq
 import re
 from typing import Any
 
-from autoflow.webui.importers.n8n import export, expressions, nodes, services, triggers
+from autoflow.webui.importers.n8n import catalog, export, expressions, nodes, services, triggers
 from autoflow.webui.importers.n8n.report import Entry, Report
 
 BASE = "n8n-nodes-base."
@@ -515,7 +515,7 @@ class Converter:
                 "rewrite it as core.transform / core.set expressions, or a connector",
                 code=str(code),
             )
-        mapper = services.MAPPERS.get(kind)
+        mapper = services.MAPPERS.get(kind) or catalog.MAPPERS.get(kind)
         if mapper is None:
             short = kind.split(".")[-1]
             return nodes.placeholder(
