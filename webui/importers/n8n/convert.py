@@ -18,14 +18,22 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import re
 from typing import Any
 
-from autoflow.webui.importers.n8n import catalog, export, expressions, nodes, services, triggers
+from autoflow.webui.importers.n8n import (
+    catalog,
+    control,
+    export,
+    expressions,
+    nodes,
+    services,
+    triggers,
+)
 from autoflow.webui.importers.n8n.report import Entry, Report
+from autoflow.webui.importers.n8n.scope import Items, Placed, Scope, resource_name, step_id
 
 BASE = "n8n-nodes-base."
-IF_TYPES = (BASE + "if", BASE + "filter")
+IF_TYPES = control.IF_TYPES
 SWITCH = BASE + "switch"
 MERGE = BASE + "merge"
 BATCHES = BASE + "splitInBatches"
@@ -39,38 +47,6 @@ CODE_TYPES = {
 API_VERSION = "autoflow.dev/v1alpha1"
 
 
-@dataclasses.dataclass(frozen=True)
-class Items:
-    """Where a node's n8n items are: one value, or a list of values (see the module doc)."""
-
-    expr: str
-    many: bool
-    path: str = ""
-
-    def one(self, which: str, in_foreach: bool) -> str:
-        if not self.many:
-            return f"[{self.expr}{self.path}]" if which == "all" else f"{self.expr}{self.path}"
-        if which == "all":
-            return self.expr if not self.path else f"[i{self.path} for i in {self.expr}]"
-        index = {"first": "0", "last": "-1"}.get(which, "index" if in_foreach else "0")
-        return f"{self.expr}[{index}]{self.path}"
-
-    def as_list(self) -> str:
-        if self.many:
-            return self.expr if not self.path else f"[i{self.path} for i in {self.expr}]"
-        return f"[{self.expr}{self.path}]"
-
-
-@dataclasses.dataclass
-class Placed:
-    """A node already converted: its step (None for triggers), items and branch outputs."""
-
-    step: str | None
-    items: Items | None
-    branches: dict[int, str] = dataclasses.field(default_factory=dict)  # single-item branches
-    lists: dict[int, Items] = dataclasses.field(default_factory=dict)  # list-splitting outputs
-
-
 @dataclasses.dataclass
 class Result:
     """The converted documents, their YAML text and the report."""
@@ -79,87 +55,6 @@ class Result:
     documents: list[dict[str, Any]]
     yaml: str
     report: Report
-
-
-class _Scope:
-    """Translation at one node: ``$json`` and the nodes it may read (see ``expressions``)."""
-
-    def __init__(
-        self, conv: Converter, node: dict[str, Any], current: str | None, foreach: bool
-    ) -> None:
-        self.conv = conv
-        self.node = node
-        self._current = current
-        self.foreach = foreach
-        self.needs: set[str] = set()
-        self.notes: list[str] = []
-        self.failed: list[str] = []
-
-    def current(self) -> str:
-        if self._current is None:
-            raise expressions.Unsupported("$json: the node has no input")
-        return self._current
-
-    def node_item(self, name: str, which: str) -> str:
-        placed = self.conv.placed.get(name)
-        if placed is None:
-            if name in self.conv.export.nodes:
-                raise expressions.Unsupported(f"reads node {name!r}, which does not run before")
-            raise expressions.Unsupported(f"reads node {name!r}, which is not in the workflow")
-        if placed.items is None:
-            raise expressions.Unsupported(f"node {name!r} has no items to read")
-        if placed.step:
-            self.needs.add(placed.step)
-        if placed.items.many and which == "item":
-            self.notes.append(f"{name}'s item is read by position (index), as n8n pairs items")
-        return placed.items.one(which, self.foreach)
-
-    def input_item(self, which: str) -> str:
-        if which == "item":
-            return self.current()
-        items = self.conv.input_items
-        if items is None:
-            raise expressions.Unsupported("$input: the node has no input")
-        return items.one(which, self.foreach)
-
-    def value(self, value: Any, field: str) -> Any:
-        out = expressions.translate_value(value, self)
-        self._record(out, field)
-        return out.value
-
-    def expr(self, value: Any, field: str) -> str:
-        out = expressions.translate_value(value, self)
-        self._record(out, field)
-        if out.expression is None:
-            raise expressions.Unsupported(f"{field}: {out.failed}")
-        return out.expression
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-
-    def _record(self, out: expressions.Translated, field: str) -> None:
-        self.notes += out.notes
-        if out.failed:
-            self.failed.append(f"{field}: kept verbatim, not converted ({out.failed})")
-
-
-def step_id(name: str, taken: set[str]) -> str:
-    words = re.findall(r"[A-Za-z0-9]+", name)
-    base = "".join(w[:1].upper() + w[1:] for w in words)
-    base = base[:1].lower() + base[1:]
-    if not base or not base[0].isalpha():
-        base = "step" + base[:1].upper() + base[1:]
-    base = base[:58]
-    candidate, n = base, 2
-    while candidate in taken:
-        candidate, n = f"{base}{n}", n + 1
-    taken.add(candidate)
-    return candidate
-
-
-def resource_name(name: str, limit: int = 53) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:limit].strip("-")
-    return slug or "imported"
 
 
 class Converter:
@@ -387,7 +282,7 @@ class Converter:
                 current = primary.one("first", False)
             elif not primary.many:
                 current = f"{primary.expr}{primary.path}"
-        scope = _Scope(self, node, current, foreach)
+        scope = Scope(self, node, current, foreach)
         placed = Placed(sid, None)
         step: dict[str, Any] = {"id": sid, "name": name[:253]}
         try:
@@ -467,7 +362,7 @@ class Converter:
     def map(
         self,
         node: dict[str, Any],
-        scope: _Scope,
+        scope: Scope,
         primary: Items | None,
         placed: Placed,
         per_edge: list[tuple[Items, str]],
@@ -475,7 +370,7 @@ class Converter:
         kind = str(node.get("type"))
         sid = placed.step
         if kind in IF_TYPES or kind == SWITCH:
-            return self.branch(node, scope, primary, placed)
+            return control.branch(self, node, scope, primary, placed)
         if kind == MERGE:
             parts = [f"({items.as_list()} if {cond} else [])" for items, cond in per_edge]
             placed.items = Items(f"steps.{sid}.output", True)
@@ -503,7 +398,7 @@ class Converter:
                 mapped.notes.append("v1/v2 loops end with an IF on noItemsLeft: remove it")
             return mapped
         if kind == RESPOND:
-            return self.respond(node, scope, primary)
+            return control.respond(self, node, scope, primary)
         if kind == NOOP:
             return nodes.Mapped("core.noop", passthrough=True)
         if kind in CODE_TYPES:
@@ -525,105 +420,6 @@ class Converter:
                 "(docs/writing-connectors.md)",
             )
         return mapper(node, scope)
-
-    def branch(
-        self, node: dict[str, Any], scope: _Scope, primary: Items | None, placed: Placed
-    ) -> nodes.Mapped:
-        kind = str(node.get("type"))
-        sid = placed.step
-        many = primary is not None and primary.many
-        if many and primary is not None:
-            scope._current = f"it{primary.path}"
-        if kind in IF_TYPES:
-            cond = nodes.if_condition(node, scope)
-            if many and primary is not None:
-                keep = f"[it for it in {primary.expr} if {cond}]"
-                drop = f"[it for it in {primary.expr} if not ({cond})]"
-                placed.lists = {
-                    0: Items(f"steps.{sid}.output['true']", True, primary.path),
-                    1: Items(f"steps.{sid}.output['false']", True, primary.path),
-                }
-                return nodes.Mapped(
-                    "core.transform", {"value": f"${{ {{'true': {keep}, 'false': {drop}}} }}"}
-                )
-            placed.branches = {
-                0: f"steps.{sid}.output.result == true",
-                1: f"steps.{sid}.output.result == false",
-            }
-            placed.items = primary
-            return nodes.Mapped("core.condition", {"value": f"${{ {cond} }}"})
-        rules, fallback = nodes.switch_rules(node, scope)
-        all_match = bool(
-            ((node.get("parameters") or {}).get("options") or {}).get("allMatchingOutputs")
-        )
-        if many and primary is not None:
-            lists: dict[str, str] = {}
-            before: list[str] = []
-            for k, cond in rules:
-                test = (
-                    f"({cond})"
-                    if all_match or not before
-                    else f"({cond}) and not ({' or '.join(before)})"
-                )
-                lists[f"output{k}"] = f"[it for it in {primary.expr} if {test}]"
-                before.append(f"({cond})")
-            if fallback is not None:
-                none = " or ".join(before) or "false"
-                lists.setdefault(f"output{fallback}", "[]")
-                lists[f"output{fallback}"] += f" + [it for it in {primary.expr} if not ({none})]"
-            placed.lists = {
-                int(key[6:]): Items(f"steps.{sid}.output['{key}']", True, primary.path)
-                for key in lists
-            }
-            body = ", ".join(f"'{k}': {v}" for k, v in lists.items())
-            return nodes.Mapped("core.transform", {"value": f"${{ {{{body}}} }}"})
-        cases = [{"name": f"output{k}", "when": f"${{ {cond} }}"} for k, cond in rules]
-        mapped = nodes.Mapped(
-            "core.switch",
-            {"cases": cases, "default": f"output{fallback}" if fallback is not None else "none"},
-        )
-        if all_match:
-            mapped.status = "approximated"
-            mapped.notes.append("all matching outputs: here only the first matching one is taken")
-        outputs = {k for k, _ in rules} | ({fallback} if fallback is not None else set())
-        placed.branches = {k: f"steps.{sid}.output.case == 'output{k}'" for k in outputs}
-        placed.items = primary
-        return mapped
-
-    def respond(self, node: dict[str, Any], scope: _Scope, primary: Items | None) -> nodes.Mapped:
-        p = node.get("parameters") or {}
-        how = p.get("respondWith", "firstIncomingItem")
-        out = nodes.Mapped("core.set", passthrough=True, status="approximated")
-        if how == "json":
-            body = nodes._json_value(p.get("responseBody", "{}"), scope, "body", out)
-        elif how == "text":
-            body = scope.value(p.get("responseBody", ""), "body")
-        elif how == "allIncomingItems" and primary is not None:
-            body = f"${{ {primary.as_list()} }}"
-        elif how == "noData":
-            body = None
-        elif primary is not None:
-            body = f"${{ {primary.one('first', False)} }}"
-        else:
-            body = None
-        if how in ("binary", "redirect"):
-            out.status = "approximated"
-            out.notes.append(f"respond with {how} is not converted: the body is empty")
-            body = None
-        code = (p.get("options") or {}).get("responseCode", 200)
-        out.with_ = {"values": {"body": body, "statusCode": code}}
-        if triggers.gateway_model():
-            out.notes.append(
-                "the response becomes the run's output `response`, which the webhook trigger "
-                "answers with (response mode sync); headers are not sent"
-            )
-        else:
-            out.notes.append(
-                "the response becomes the run's outputs (response, statusCode): make the webhook "
-                "trigger's response sync to answer with them (docs/triggers.md)"
-            )
-        self.responders.append(scope.node["name"])
-        return out
 
     def integration(self, credential: tuple[str, str], mapped: nodes.Mapped, entry: Entry) -> str:
         cred_type, cred_name = credential
