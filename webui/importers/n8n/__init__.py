@@ -1,9 +1,12 @@
 """``autoflow import n8n``: n8n workflow exports converted into Autoflow manifests.
 
-Deterministic, no LLM: ``convert`` reads an export (``export``), maps each node (``nodes``,
-``services``, ``triggers``) and each expression (``expressions``), writes the Workflow, its
-Schedules and Integration stubs as YAML (``render``), checks it with ``autoflow validate``'s
-code, and says in a ``report.Report`` what was converted, approximated and not converted::
+Deterministic, no LLM: ``convert`` reads an export (``export``), visits the nodes in
+dependency order keeping track of where their items are (``scope``), maps each node (control
+nodes in ``control``, Set and conditions in ``nodes``, protocols in ``services``, SaaS in
+``catalog``, triggers in ``triggers``) and each expression (``javascript`` parses,
+``expressions`` writes), renders the Workflow, its Schedules and Integration stubs as YAML
+(``render``), checks it with ``autoflow validate``'s code, and says in a ``report.Report``
+what was converted, approximated and not converted::
 
     export JSON ─ export.load ─ convert.Converter.run ─ Result(yaml, documents, report)
 """
