@@ -18,7 +18,7 @@ import psycopg
 import redis as redis_lib
 import servers
 from n8n_import import imported, run_imported
-from saas import hubspot
+from saas import hubspot, stripe
 
 SLACK_TOKEN = "xoxb-17-n8n-import-3f9a"
 POSTED = {"ok": True, "channel": "C0123", "ts": "1700000000.000100", "message": {"text": "x"}}
@@ -217,3 +217,86 @@ def test_lead_routing_creates_the_contact_and_mails_sales(
     assert mail["To"] == "sales@example.com"
     assert mail["Subject"] == "New lead: Ada King"
     assert outcome.steps["emailEnterprise"].phase == "Skipped"
+
+
+def test_ticket_batches_route_rows_by_priority_into_redis_lists(
+    tmp_path: Path,
+    postgres_db: servers.Postgres,
+    redis_server: servers.Redis,
+    server: httpserver.Server,
+) -> None:
+    """Older node versions: HTTP Request v2, Set 3.3, Postgres v2, Split In Batches v1, Switch
+    v3 in expression mode, IF v1, Redis push, Slack v1, Merge v2."""
+    _sql(
+        postgres_db,
+        "CREATE TABLE tickets (id int, subject text, priority text, status text)",
+        "INSERT INTO tickets VALUES (1, 'Site outage', 'high', 'new'),"
+        " (2, 'Slow search', 'high', 'new'), (3, 'Typo', 'normal', 'new'),"
+        " (4, 'Question', 'low', 'new'), (5, 'Old', 'high', 'closed')",
+    )
+    server.route("/tickets", httpserver.Reply.with_json({"tickets": [1, 2, 3, 4]}))
+    client = redis_lib.Redis.from_url(redis_server.url, decode_responses=True)
+    client.delete("tickets:urgent", "tickets:normal")
+    outcome = run_imported(
+        imported("older-nodes"),
+        tmp_path,
+        settings={
+            "helpdesk-db": _pg(postgres_db),
+            "cache": {"host": redis_server.host, "port": redis_server.port},
+            "slack-bot": _slack(server),
+        },
+        secrets={
+            "helpdesk-db": {"password": postgres_db.password},
+            "cache": {"password": redis_server.password},
+            "slack-bot": {"token": SLACK_TOKEN},
+        },
+        env={"HELPDESK_URL": server.base_url},
+    )
+    assert outcome.phase == "Succeeded", outcome.error
+    assert server.last("/tickets").query == {"status": ["new"]}
+    assert client.lrange("tickets:urgent", 0, -1) == ["1"]
+    assert client.lrange("tickets:normal", 0, -1) == ["3"]
+    posted = server.last("/api/chat.postMessage").json()
+    assert posted == {"channel": "#support", "text": "High priority ticket 2: Slow search"}
+    assert len(outcome.steps["merge"].output) == 2
+
+
+def test_dunning_routes_failed_charges_to_slack_mail_and_crm(
+    tmp_path: Path,
+    server: httpserver.Server,
+    saas: Any,
+    smtp_server: servers.SmtpServer,
+) -> None:
+    """Stripe charges/list, then Filter v2, Switch v3 (rules, fallback output), Slack, Gmail
+    (as SMTP) and HubSpot deals/create: each failed charge lands on exactly one branch."""
+    payments = saas(stripe.Stripe)
+    crm = saas(hubspot.HubSpot)
+    payments.seed_charges(4)
+    big, mail, neither, ok = payments.charges
+    big.update(status="failed", amount=250000, billing_details={"email": None})
+    mail.update(status="failed", amount=1200, billing_details={"email": "cy@example.com"})
+    neither.update(status="failed", amount=900, billing_details={"email": ""})
+    ok.update(status="succeeded", billing_details={"email": "ok@example.com"})
+    outcome = run_imported(
+        imported("stripe-dunning"),
+        tmp_path,
+        settings={
+            "stripe-live": {"baseUrl": server.url("/v1")},
+            "slack-bot": _slack(server),
+            "billing-gmail": {**_smtp(smtp_server), "from": "billing@example.com"},
+            "hubspot-app": {"baseUrl": server.base_url},
+        },
+        secrets={
+            "stripe-live": {"apiKey": stripe.SECRET_KEY},
+            "slack-bot": {"token": SLACK_TOKEN},
+            "hubspot-app": {"token": hubspot.TOKEN},
+        },
+    )
+    assert outcome.phase == "Succeeded", outcome.error
+    alert = server.last("/api/chat.postMessage").json()["text"]
+    assert alert == f":rotating_light: Charge {big['id']} for 2500 EUR failed"
+    [sent] = smtp_server.messages
+    assert sent["To"] == "cy@example.com"
+    assert "your payment of 12 eur failed" in sent.get_content()
+    [deal] = crm.deals
+    assert deal["properties"]["dealname"] == f"Recover {neither['id']}"

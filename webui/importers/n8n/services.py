@@ -107,9 +107,10 @@ def gmail(node: dict[str, Any], s: Scope) -> Mapped:
     opts = p.get("options") or {}
     put(w, "cc", opts.get("ccList"), s)
     put(w, "bcc", opts.get("bccList"), s)
+    out.settings.update({"host": "smtp.gmail.com", "port": 587})
     out.notes.append(
-        "Gmail's API became SMTP (email.send): give the Integration smtp.gmail.com and an app "
-        "password"
+        "Gmail's API became SMTP (email.send) through smtp.gmail.com: give the Integration the "
+        "account as settings.from and username, and an app password as its password secret"
     )
     return out
 
