@@ -640,3 +640,14 @@ def test_a_schedule_items_timestamp_is_the_time_the_run_reads_it() -> None:
     step = result.documents[0]["spec"]["steps"][0]
     assert step["with"]["values"]["at"] == "${ {'timestamp': now()}.timestamp }"
     assert result.documents[1]["spec"]["cron"] == "0 * * * *"
+
+
+def test_a_run_stops_at_the_first_placeholder_naming_the_node(tmp_path: Path) -> None:
+    outcome = run_imported(imported("unsupported"), tmp_path)
+    assert outcome.phase == "Failed"
+    sheet = outcome.steps["readSheet"]
+    assert sheet.phase == "Failed"
+    assert "not converted from n8n: node 'Read sheet' (n8n-nodes-base.googleSheets)" in (
+        sheet.error or ""
+    )
+    assert outcome.steps["python"].phase != "Succeeded"
