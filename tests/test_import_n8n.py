@@ -651,3 +651,61 @@ def test_a_run_stops_at_the_first_placeholder_naming_the_node(tmp_path: Path) ->
         sheet.error or ""
     )
     assert outcome.steps["python"].phase != "Succeeded"
+
+
+def test_parameters_in_an_unknown_shape_become_placeholders_not_crashes() -> None:
+    """A damaged export, or one from an n8n version with other parameter shapes: every node
+    whose parameters cannot be read is a reported placeholder and the rest is converted."""
+    import random
+
+    from autoflow.webui.importers.n8n import catalog, services
+
+    kinds = [*services.MAPPERS, *catalog.MAPPERS] + [
+        f"n8n-nodes-base.{t}"
+        for t in (
+            "if",
+            "filter",
+            "switch",
+            "merge",
+            "splitInBatches",
+            "respondToWebhook",
+            "webhook",
+            "scheduleTrigger",
+            "cron",
+            "wait",
+        )
+    ]
+    odd: list[Any] = [None, "", "={{ ", 3, True, [], {}, [{"name": "a"}], {"values": [{}]}]
+    keys = [
+        "url",
+        "method",
+        "operation",
+        "resource",
+        "jsonBody",
+        "assignments",
+        "conditions",
+        "rules",
+        "columns",
+        "rule",
+        "triggerTimes",
+        "options",
+        "additionalFields",
+        "output",
+    ]
+    rng = random.Random(7)
+    for _ in range(300):
+        nodes = [
+            {
+                "name": f"N{k}",
+                "type": rng.choice(kinds),
+                "typeVersion": rng.choice([1, 2, 3.4]),
+                "parameters": {rng.choice(keys): rng.choice(odd) for _ in range(rng.randint(1, 4))},
+            }
+            for k in range(3)
+        ]
+        connections = {
+            "N0": {"main": [[{"node": "N1", "type": "main", "index": 0}]]},
+            "N1": {"main": [[{"node": "N2", "type": "main", "index": 0}]]},
+        }
+        result = n8n.convert({"name": "damaged", "nodes": nodes, "connections": connections})
+        assert sorted(e.node for e in result.report.entries) == ["N0", "N1", "N2"]

@@ -141,10 +141,15 @@ class Converter:
                 (e for e in edges if e.target == name),
                 key=lambda e: (e.input, names.index(e.source)),
             )
-            if triggers.is_trigger(str(node.get("type"))):
-                self.trigger(node)
-            else:
-                self.step(node, incoming)
+            marks = (len(self.report.entries), len(self.steps), len(self.triggers), set(self.ids))
+            try:
+                if triggers.is_trigger(str(node.get("type"))):
+                    self.trigger(node)
+                else:
+                    self.step(node, incoming)
+            except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+                # Parameters not in the shape this node type stores: say so, convert the rest.
+                self._unreadable(node, incoming, marks, exc)
         if not self.steps:
             self.steps.append({"id": "nothing", "uses": "core.noop"})
             self.report.notes.append("the workflow has no nodes besides its triggers")
@@ -224,6 +229,62 @@ class Converter:
             )
             entry.todo = "point the service's webhook at the gateway URL of this trigger"
         self.placed[name] = Placed(None, items)
+
+    def _unreadable(
+        self,
+        node: dict[str, Any],
+        incoming: list[export.Edge],
+        marks: tuple[int, int, int, set[str]],
+        exc: Exception,
+    ) -> None:
+        """A placeholder for a node whose parameters could not be read (the export is damaged
+        or from an n8n version the importer does not know)."""
+        entries, steps, hooks, ids = marks
+        del self.report.entries[entries:], self.steps[steps:], self.triggers[hooks:]
+        self.ids = ids
+        name = str(node.get("name"))
+        kind = str(node.get("type"))
+        why = (
+            f"its parameters are not in the shape {kind} v{node.get('typeVersion')} stores "
+            f"({type(exc).__name__}: {exc})"
+        )
+        if triggers.is_trigger(kind):
+            self.report.add(
+                Entry(
+                    name,
+                    kind,
+                    node.get("typeVersion"),
+                    "not converted",
+                    None,
+                    [why],
+                    "add the trigger by hand",
+                )
+            )
+            self.placed[name] = Placed(None, Items("inputs", False))
+            return
+        sid = step_id(name, self.ids)
+        mapped = nodes.placeholder(node, why, "write this step by hand")
+        needs = [
+            p.step
+            for e in incoming
+            if (p := self.placed.get(e.source)) is not None and p.step is not None
+        ]
+        self.steps.append(
+            {
+                "id": sid,
+                "name": name[:253],
+                "uses": mapped.uses,
+                "needs": list(dict.fromkeys(needs)),
+                "with": mapped.with_,
+            }
+        )
+        self.comments[sid] = mapped.comment
+        self.report.add(
+            Entry(
+                name, kind, node.get("typeVersion"), "not converted", sid, mapped.notes, mapped.todo
+            )
+        )
+        self.placed[name] = Placed(sid, Items(f"steps.{sid}.output", False))
 
     def _inputs_of(
         self, incoming: list[export.Edge]

@@ -369,7 +369,7 @@ def set_fields(node: dict[str, Any], s: Scope) -> Mapped:
             for v in groups.get(kind) or []:
                 values[str(v.get("name"))] = _typed(v.get("value"), kind, s, v.get("name"))
         keep_others = not p.get("keepOnlySet", False)
-    dot = (p.get("options") or {}).get("dotNotation", version < 3 or True)
+    dot = (p.get("options") or {}).get("dotNotation", True)
     out.with_["values"] = _nest(values) if dot else values
     if keep_others:
         out.status = "approximated"
