@@ -709,3 +709,19 @@ def test_parameters_in_an_unknown_shape_become_placeholders_not_crashes() -> Non
         }
         result = n8n.convert({"name": "damaged", "nodes": nodes, "connections": connections})
         assert sorted(e.node for e in result.report.entries) == ["N0", "N1", "N2"]
+
+
+def test_the_import_route_takes_the_web_apis_dependencies() -> None:
+    def signed_in(request: fastapi.Request) -> None:
+        if request.headers.get("authorization") != "Bearer t":
+            raise fastapi.HTTPException(401, "sign in")
+
+    app = fastapi.FastAPI()
+    app.include_router(routes.router([fastapi.Depends(signed_in)]), prefix="/api")
+    client = testclient.TestClient(app)
+    export = json.loads((CORPUS / "cron-cache.json").read_text())
+    assert client.post("/api/import/n8n", json={"json": export}).status_code == 401
+    allowed = client.post(
+        "/api/import/n8n", json={"json": export}, headers={"Authorization": "Bearer t"}
+    )
+    assert allowed.status_code == 200

@@ -4,11 +4,14 @@
 ``/api/import/n8n``). ``json`` is the n8n export, as an object or as its text. Something that
 is not an n8n export is answered 422 with a problem details body (RFC 9457) whose ``detail``
 says why; a partial conversion is a 200 whose report lists what was not converted. Nothing is
-saved: the web UI shows the YAML in the editor and the person saves it.
+saved: the web UI shows the YAML in the editor and the person saves it. The converter has no
+side effects and reads no secret, so the route needs only what every route needs (a signed-in
+person: pass that dependency to ``router``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import fastapi
@@ -33,9 +36,10 @@ class ImportResponse(pydantic.BaseModel):
     report: dict[str, Any]
 
 
-def router() -> fastapi.APIRouter:
-    """The routes of every importer (n8n today)."""
-    api = fastapi.APIRouter(tags=["import"])
+def router(dependencies: Sequence[Any] = ()) -> fastapi.APIRouter:
+    """The routes of every importer (n8n today). ``dependencies`` (``fastapi.Depends(...)``)
+    apply to each route: the web API passes the one that requires a signed-in person."""
+    api = fastapi.APIRouter(tags=["import"], dependencies=list(dependencies))
 
     @api.post("/import/n8n", response_model=ImportResponse)
     def import_n8n(request: ImportRequest) -> Any:
