@@ -101,7 +101,8 @@ def test_the_report_lists_exactly_what_was_not_simply_converted(name: str) -> No
     found = {e.node: e.status for e in report.entries if e.status != "converted"}
     assert found == EXPECTED[name]
     data = json.loads((CORPUS / f"{name}.json").read_text())
-    assert sorted(e.node for e in report.entries) == sorted(n["name"] for n in data["nodes"])
+    flow = [n["name"] for n in data["nodes"] if n["type"] != "n8n-nodes-base.stickyNote"]
+    assert sorted(e.node for e in report.entries) == sorted(flow)
     for entry in report.entries:
         if entry.status != "converted":
             assert entry.notes, entry.node  # says why
@@ -120,8 +121,17 @@ def test_placeholders_stop_the_run_and_keep_the_code_beside_them() -> None:
     when = steps["dates"]["with"]["values"]["when"]
     assert when.startswith("n8n expression not converted: {{ $now.minus(")
     assert "${" not in when
-    # The AI sub-node connection is named in the report.
-    assert any("ai_languageModel" in n for n in result.report.notes)
+    # The AI sub-node connection, the sticky note, pinned data and the error workflow setting
+    # are named in the report.
+    notes = result.report.notes
+    assert any("ai_languageModel" in n for n in notes)
+    assert (
+        "sticky note 'Sticky Note' left out: '## Read me This workflow shows what cannot "
+        "be imported.'" in notes
+    )
+    assert any(n.startswith("pinned test data of Read sheet") for n in notes)
+    assert any(n.startswith("the error workflow setting") for n in notes)
+    assert "stickyNote" not in result.yaml
 
 
 def test_credentials_become_integration_stubs_without_secrets() -> None:

@@ -134,6 +134,7 @@ class Converter:
     # -- conversion -------------------------------------------------------------------------
 
     def run(self) -> Result:
+        self._workflow_notes()
         names, edges = self.order()
         for name in names:
             node = self.export.nodes[name]
@@ -229,6 +230,22 @@ class Converter:
             )
             entry.todo = "point the service's webhook at the gateway URL of this trigger"
         self.placed[name] = Placed(None, items)
+
+    def _workflow_notes(self) -> None:
+        """What the export holds besides the flow, said in the report."""
+        wf = self.export
+        for sticky in wf.sticky_notes:
+            text = str((sticky.get("parameters") or {}).get("content", "")).strip()
+            short = " ".join(text.split())[:120]
+            self.report.notes.append(f"sticky note {sticky.get('name')!r} left out: {short!r}")
+        if wf.pinned:
+            self.report.notes.append(
+                f"pinned test data of {', '.join(wf.pinned)} is not converted (runs read live data)"
+            )
+        if wf.settings.get("errorWorkflow"):
+            self.report.notes.append(
+                "the error workflow setting is not converted: add onError steps instead"
+            )
 
     def _unreadable(
         self,

@@ -14,6 +14,8 @@ import dataclasses
 import json
 from typing import Any
 
+STICKY_NOTE = "n8n-nodes-base.stickyNote"
+
 
 class NotAnExport(ValueError):
     """The document is not an n8n workflow export; the message says why."""
@@ -39,6 +41,8 @@ class Export:
     edges: list[Edge]
     settings: dict[str, Any]
     tags: list[str]
+    sticky_notes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    pinned: list[str] = dataclasses.field(default_factory=list)
 
 
 def load(data: Any, source: str = "<input>") -> list[Export]:
@@ -74,11 +78,15 @@ def _workflow(data: Any, source: str, index: int | None) -> Export:
             "wrong type (nodes is a list, connections an object)"
         )
     by_name: dict[str, dict[str, Any]] = {}
+    notes: list[dict[str, Any]] = []
     for i, node in enumerate(nodes):
         if not isinstance(node, dict) or not isinstance(node.get("name"), str):
             raise NotAnExport(f"{where}: nodes[{i}] has no name")
         if not isinstance(node.get("type"), str):
             raise NotAnExport(f"{where}: node {node['name']!r} has no type")
+        if node["type"] == STICKY_NOTE:
+            notes.append(node)  # canvas annotations, not part of the flow
+            continue
         by_name[node["name"]] = node
     edges: list[Edge] = []
     for src, kinds in connections.items():
@@ -99,4 +107,6 @@ def _workflow(data: Any, source: str, index: int | None) -> Export:
         edges=edges,
         settings=settings if isinstance(settings, dict) else {},
         tags=[t for t in tags if t],
+        sticky_notes=notes,
+        pinned=sorted(data["pinData"]) if isinstance(data.get("pinData"), dict) else [],
     )
