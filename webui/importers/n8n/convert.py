@@ -371,6 +371,12 @@ class Converter:
             )
             placed.branches.clear()
             placed.lists.clear()
+        if node.get("disabled"):
+            placed.branches.clear()
+            placed.lists.clear()
+            placed.items = None
+            mapped = nodes.Mapped("core.noop", passthrough=True, status="approximated")
+            mapped.notes.append("disabled in n8n: a core.noop that hands its input on")
         step["uses"] = mapped.uses
         all_needs = list(dict.fromkeys([*needs, *sorted(scope.needs)]))
         step["needs"] = all_needs
@@ -397,11 +403,6 @@ class Converter:
         position = node.get("position")
         if isinstance(position, list) and len(position) == 2:
             step["ui"] = {"x": position[0], "y": position[1]}
-        if node.get("disabled"):
-            step["uses"], step.pop("with", None), step.pop("integration", None)
-            step["uses"] = "core.noop"
-            mapped = nodes.Mapped("core.noop", passthrough=True, status="approximated")
-            mapped.notes.append("disabled in n8n: a core.noop that hands its input on")
         self.steps.append(step)
         if mapped.comment:
             self.comments[sid] = mapped.comment
