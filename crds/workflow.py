@@ -211,9 +211,11 @@ class ResourceRequirements(meta.Model):
 
 
 class Runtime(meta.Model):
-    """Where runs of this workflow execute: one Job per run, or the shared runner pool."""
+    """Where runs of this workflow execute: ``job``, one Job per WorkflowRun; ``pool``, the
+    shared runner pool (``autoflow worker`` processes fed by a JetStream work queue; no
+    WorkflowRun objects, the history is in the run store)."""
 
-    executor: Literal["Job", "Pool"] = "Job"
+    mode: Literal["job", "pool"] = "job"
     image: str | None = pydantic.Field(default=None, max_length=512)
     service_account_name: meta.Name | None = None
     resources: ResourceRequirements | None = None

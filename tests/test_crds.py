@@ -107,7 +107,7 @@ spec:
   retry: {maxAttempts: 2}
   concurrency: {maxRuns: 10, policy: Queue}
   runtime:
-    executor: Job
+    mode: job
     image: ghcr.io/example/autoflow:1.0
     serviceAccountName: autoflow-runner
     resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 256Mi}}

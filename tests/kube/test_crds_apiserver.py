@@ -140,7 +140,7 @@ def test_every_field_of_a_rich_workflow_is_kept(apiserver: kube.APIServer, names
         retry={"maxAttempts": 2},
         concurrency={"maxRuns": 10, "policy": "Queue"},
         runtime={
-            "executor": "Job",
+            "mode": "job",
             "image": "ghcr.io/example/autoflow:1.0",
             "serviceAccountName": "autoflow-runner",
             "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}},
