@@ -18,30 +18,23 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from autoflow.connectors import registry as registry_mod
-from autoflow.crds import errors, workflow
-from autoflow.runners import engine, expressions, store
+from autoflow.runners import engine, store
 from autoflow.runners.access import limits
-from autoflow.runners.definitions import inputs as inputs_mod
 from autoflow.runners.definitions import plan as plan_mod
-from autoflow.runners.local import run as local_run
-from autoflow.runners.pool import Outcome, RunRequest, Started, events, execute
+from autoflow.runners.pool import Outcome, RunRequest, events, execute, recording
 
 log = logging.getLogger("autoflow.pool")
 
-WorkflowsFor = Callable[[str, str], workflow.Workflow | None]
+WorkflowsFor = recording.WorkflowsFor
+UnknownWorkflow = recording.UnknownWorkflow
 DEFAULT_CONCURRENCY = 64
 KEEP_OUTCOMES = 10_000  # recent outcomes answered from memory by wait()
 
 
-class UnknownWorkflow(errors.AutoflowError):
-    """The request names a Workflow the launcher does not know."""
-
-
-class InProcessLauncher:
+class InProcessLauncher(recording.RecordingLauncher):
     def __init__(
         self,
         store_: store.Store,
@@ -56,9 +49,7 @@ class InProcessLauncher:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency is at least 1")
-        self.store = store_
-        self.workflows = workflows
-        self.hub = hub if hub is not None else events.RunEvents()
+        super().__init__(store_, workflows, hub=hub, registry=registry)
         self.executor = execute.Executor(
             store_,
             integrations,
@@ -72,8 +63,6 @@ class InProcessLauncher:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
         self._outcomes: collections.OrderedDict[str, Outcome] = collections.OrderedDict()
-        self._compiled: dict[tuple[str, str], tuple[workflow.Workflow, plan_mod.Plan]] = {}
-        self._closing = False
 
     @property
     def in_flight(self) -> int:
@@ -107,52 +96,13 @@ class InProcessLauncher:
         await self.executor.limiter.aclose()
         self.hub.close()
 
-    # -- Launcher ----------------------------------------------------------------------------
+    # -- Launcher ---------------------------------------------------------------------------
 
-    def _plan(self, namespace: str, name: str) -> tuple[workflow.Workflow, plan_mod.Plan]:
-        wf = self.workflows(namespace, name)
-        if wf is None:
-            where = f"{namespace}/{name}" if namespace else name
-            raise UnknownWorkflow(f"no Workflow {where}")
-        cached = self._compiled.get((namespace, name))
-        if cached is not None and cached[0] is wf:
-            return cached
-        compiled = self.executor.compile(wf)
+    def _compiled_plan(self, compiled: plan_mod.Plan) -> None:
         self.executor.remember(compiled)
-        self._compiled[(namespace, name)] = (wf, compiled)
-        return wf, compiled
 
-    async def launch(self, request: RunRequest) -> Started:
-        if self._closing:
-            raise store.StoreUnavailable("the launcher is shutting down")
-        wf, compiled = self._plan(request.namespace, request.workflow)
-        where = errors.Where(resource=wf.ref)
-        values = inputs_mod.resolve(wf.spec.inputs, dict(request.inputs), where)
-        subject = _data_subject(wf, values, where) if wf.spec.data_subject else None
-        run_id = request.run_id or local_run.new_run_id(request.workflow)
-        first, duplicate = await self.store.start_run(
-            run_id=run_id,
-            workflow=request.workflow,
-            namespace=request.namespace,
-            spec=wf.spec.dump(),
-            spec_hash=engine.spec_hash(compiled),
-            inputs=values,
-            trigger=request.trigger,
-            started_by=request.started_by,
-            dedupe_key=request.dedupe_key,
-            subject=subject,
-        )
-        if duplicate:
-            return Started(first, True)
-        self.hub.publish(
-            run_id=run_id,
-            namespace=request.namespace,
-            workflow=request.workflow,
-            kind="run",
-            phase="Pending",
-        )
+    async def _hand_off(self, run_id: str, request: RunRequest) -> None:
         self._submit(run_id)
-        return Started(run_id, False)
 
     async def wait(self, run_id: str, timeout: float) -> Outcome | None:
         known = self._outcomes.get(run_id)
@@ -210,13 +160,3 @@ class InProcessLauncher:
         for future in self._waiters.pop(outcome.run_id, []):
             if not future.done():
                 future.set_result(outcome)
-
-
-def _data_subject(wf: workflow.Workflow, values: Mapping[str, Any], where: errors.Where) -> str:
-    """Whose personal data the run holds: the Workflow's ``dataSubject`` over the inputs."""
-    at = where.replace(field="dataSubject")
-    template = expressions.compile_template(wf.spec.data_subject, at)
-    subject = template.render({"inputs": dict(values)})
-    if not isinstance(subject, str) or not subject:
-        raise errors.InputError(f"dataSubject must give a non-empty text; got {subject!r}", at)
-    return subject
