@@ -37,7 +37,8 @@ FINAL = ("Succeeded", "Failed", "Cancelled")
 
 
 class EventJournal:
-    """A store journal that also publishes each transition it records."""
+    """A store journal that also publishes each transition it records (the run's end once
+    the store holds it: whoever hears of it may read the outcome from the store)."""
 
     def __init__(
         self, inner: store_journal.StoreJournal, hub: events.RunEvents | None, header: Any
@@ -47,6 +48,7 @@ class EventJournal:
         self._run_id = str(header["runId"])
         self._namespace = str(header.get("namespace") or "")
         self._workflow = str(header.get("workflow") or "")
+        self._end: str | None = None
 
     def read(self) -> list[dict[str, Any]]:
         return self.inner.read()
@@ -60,7 +62,7 @@ class EventJournal:
             phase = {"start": "Running", "retry": "Retrying"}.get(kind) or record["phase"]
             self._publish("step", phase, record["step"])
         elif kind == "end":
-            self._publish("end", record["phase"], None)
+            self._end = str(record["phase"])  # told once the store holds it (flush)
 
     def _publish(self, kind: str, phase: str, step: str | None) -> None:
         assert self._hub is not None
@@ -75,6 +77,9 @@ class EventJournal:
 
     async def flush(self) -> None:
         await self.inner.flush()
+        if self._end is not None and self._hub is not None:
+            phase, self._end = self._end, None
+            self._publish("end", phase, None)
 
     def close(self) -> None:
         self.inner.close()
