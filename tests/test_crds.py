@@ -56,8 +56,14 @@ spec:
     threshold: {type: number, default: 100}
     channel: {type: string, enum: ["#orders", "#sales"], default: "#orders"}
   triggers:
-    - webhook: {path: /orders, secretRef: {name: shop-webhook}, dedupeHeader: X-Delivery}
-    - event: {subject: shop.orders.created, stream: SHOP, integration: shop-nats}
+    - webhook:
+        path: /orders
+        auth: {hmac: {preset: github}}
+        secretRef: {name: shop-webhook, key: secret}
+        deliveryId: {header: X-Delivery}
+        inputs: {orderId: "${ body.order.id }"}
+        response: {mode: sync, timeout: 10s, output: total, statusCode: 201}
+    - nats: {subject: shop.orders.created, stream: SHOP, consumer: orders, integration: shop-nats}
   steps:
     - id: fetch
       name: Fetch the order
