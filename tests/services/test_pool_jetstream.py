@@ -320,3 +320,69 @@ async def test_after_the_maximum_deliveries_the_run_fails_and_goes_to_the_dead_l
     finally:
         await launcher.aclose()
         await nc.close()
+
+
+def test_runs_start_queues_a_pool_run_that_a_worker_runs(
+    postgres_db: servers.Postgres,
+    nats_server: servers.Nats,
+    settings: jetstream.Settings,
+    processes: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+    autoflow_cli: Any,
+) -> None:
+    manifest = tmp_path / "hello.yaml"
+    manifest.write_text(
+        "apiVersion: autoflow.dev/v1alpha1\n"
+        "kind: Workflow\n"
+        "metadata: {name: hello}\n"
+        "spec:\n"
+        "  runtime: {mode: pool}\n"
+        "  inputs: {n: {type: integer}}\n"
+        "  steps:\n"
+        "    - {id: twice, uses: core.set, with: {values: {value: '${ inputs.n * 2 }'}}}\n"
+        "  outputs: {twice: '${ steps.twice.output.value }'}\n"
+    )
+    job_mode = tmp_path / "job.yaml"
+    job_mode.write_text(manifest.read_text().replace("mode: pool", "mode: job"))
+    migrated = autoflow_cli("store", "migrate", "--store", postgres_db.dsn)
+    assert migrated.returncode == 0, migrated.stderr
+    processes.append(
+        start_worker(nats_server.url, postgres_db.dsn, settings, tmp_path / "worker.log")
+    )
+    env = {
+        "AUTOFLOW_POOL_STREAM": settings.stream,
+        "AUTOFLOW_POOL_SUBJECT": settings.subject,
+        "AUTOFLOW_POOL_CONSUMER": settings.consumer,
+        "AUTOFLOW_POOL_DEAD_STREAM": settings.dead_stream,
+        "AUTOFLOW_POOL_DEAD_SUBJECT": settings.dead_subject,
+        "AUTOFLOW_POOL_EVENTS": settings.events_prefix,
+        "AUTOFLOW_NATS_URL": nats_url_of(nats_server),
+        "AUTOFLOW_STORE_URL": postgres_db.dsn,
+    }
+    done = autoflow_cli(
+        "runs",
+        "start",
+        "shop/hello",
+        "-f",
+        str(manifest),
+        "-i",
+        "n=21",
+        "--wait",
+        "30s",
+        "-o",
+        "json",
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr + (tmp_path / "worker.log").read_text()
+    body = json.loads(done.stdout)
+    assert (body["phase"], body["outputs"]) == ("Succeeded", {"twice": 42})
+    shown = autoflow_cli("runs", "show", body["runId"], env=env)
+    assert "hello: Succeeded" in shown.stdout and "by manual" in shown.stdout
+    refused = autoflow_cli("runs", "start", "shop/hello", "-f", str(job_mode), "-i", "n=1", env=env)
+    assert refused.returncode != 0 and "runtime.mode job" in refused.stderr
+    bad = autoflow_cli("runs", "start", "shop/hello", "-f", str(manifest), "-i", "n=x", env=env)
+    assert bad.returncode != 0 and "n" in bad.stderr and "Workflow/hello" in bad.stderr
+
+
+def nats_url_of(server: servers.Nats) -> str:
+    return server.url
