@@ -45,6 +45,11 @@ COMMANDS = "list|show|stats|export|purge|erase|audit|versions|spec|start"
 def register(sub: Subcommands) -> None:
     """Adds ``runs`` and ``store`` to the ``autoflow`` subcommands."""
     p = args_mod.command(sub, "runs", "run history in the run store: list, show, stats, purge")
+    # Also before the subcommand (autoflow runs --store URL list); a dest of its own, as a
+    # subcommand's default would overwrite it.
+    p.add_argument(
+        "--store", dest="runs_store", metavar="URL", help=f"the run store (default: ${ENV_URL})"
+    )
     rsub = p.add_subparsers(dest="runs_command", metavar=COMMANDS)
 
     ls = args_mod.command(rsub, "list", "runs, newest first, a page at a time")
@@ -201,7 +206,7 @@ def main(args: argparse.Namespace) -> int:
         usage = f"usage: autoflow runs {COMMANDS} (--help for more)"
         print(usage, file=sys.stderr)
         return 2
-    url = args.store or os.environ.get(ENV_URL)
+    url = args.store or getattr(args, "runs_store", None) or os.environ.get(ENV_URL)
     if not url:
         raise errors.AutoflowError(f"no run store: pass --store URL or set {ENV_URL}")
     if command is None:

@@ -79,6 +79,15 @@ class InProcessLauncher(recording.RecordingLauncher):
             log.info("resuming %d unfinished run(s)", len(found))
         return len(found)
 
+    async def adopt_pending(self) -> int:
+        """Takes up runs recorded Pending by someone else (``autoflow runs start`` on this
+        store) that are not running here; returns how many."""
+        page = await self.store.list_runs(store.RunFilter(phase="Pending"), limit=500)
+        fresh = [r.run_id for r in page.runs if r.run_id not in self._tasks]
+        for run_id in reversed(fresh):  # oldest first
+            self._submit(run_id)
+        return len(fresh)
+
     async def aclose(self, grace: float = 5.0) -> None:
         """Stops: runs in flight get ``grace`` seconds to finish their steps, then are
         interrupted (recorded so far; the next ``start`` resumes them)."""
