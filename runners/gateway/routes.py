@@ -119,6 +119,11 @@ class RouteTable:
     def find(self, namespace: str, path: str) -> Route | None:
         return self._by_path.get((namespace, path))
 
+    def workflow(self, namespace: str, name: str) -> workflow.Workflow | None:
+        """The Workflow of served routes (what a launcher needs to start its runs)."""
+        routes = self._by_workflow.get((namespace, name))
+        return routes[0].workflow if routes else None
+
     def routes(self) -> list[Route]:
         return sorted(self._by_path.values(), key=lambda r: r.url_path)
 

@@ -5,6 +5,7 @@ or mounted at ``/hooks`` (it reads the full request path)::
 
     POST /hooks/<namespace><path>
       route = source.table.find(namespace, path)               404 no webhook here
+      pool-only gateway (cluster) and a job-mode Workflow      409
       method in route.trigger.methods                          405 (Allow: ...)
       body = read at most maxBodyBytes, streamed               413
       verifier(secret).verify(body, headers, now)              401 (503: secret missing)
@@ -48,8 +49,8 @@ log = logging.getLogger("autoflow.gateway")
 
 REQUESTS = prometheus_client.Counter(
     "autoflow_webhook_requests",
-    "Webhook requests by outcome: started, duplicate, sync, not_found, method, too_large, "
-    "unauthorized, bad_request, unavailable, error",
+    "Webhook requests by outcome: started, duplicate, sync, not_found, not_pool, method, "
+    "too_large, unauthorized, bad_request, unavailable",
     ["outcome"],
 )
 DEDUPE_HITS = prometheus_client.Counter(
@@ -116,6 +117,10 @@ class Gateway:
         if route is None:
             raise _Refusal(404, "no webhook at this path", "not_found")
         hook = route.trigger
+        runtime = route.workflow.spec.runtime
+        if self.settings.pool_only and (runtime is None or runtime.mode != "pool"):
+            reason = "this Workflow runs in job mode; webhooks start pool runs (runtime.mode: pool)"
+            raise _Refusal(409, reason, "not_pool")
         if request.method not in hook.methods:
             raise _Refusal(405, "method not allowed", "method", Allow=", ".join(hook.methods))
         body = await _read_body(request, hook.max_body_bytes)
