@@ -85,3 +85,7 @@ schema refuses one with a password), which runners do not get.
   value: {{ .Values.store.url | quote }}
 {{- end }}
 {{- end }}
+
+{{- define "autoflow.gatewayName" -}}
+{{- printf "%s-gateway" (include "autoflow.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
