@@ -406,3 +406,46 @@ async def test_mounted_at_hooks_it_serves_the_same_paths(tmp_path: Path) -> None
         assert answer.json()["status"] == "http://t/hooks/-/runs/shop/run-1"
         assert (await c.post("/hooks/shop/closed")).status_code == 404
     assert [dict(r.inputs) for r in recorder.requests] == [{"orderId": "M-1"}]
+
+
+async def test_a_pool_only_gateway_refuses_job_mode_workflows_and_counts_outcomes(
+    tmp_path: Path,
+) -> None:
+    import prometheus_client
+
+    from autoflow.runners.gateway import settings as settings_mod
+
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    job = _workflow("jobby", [{"webhook": {"auth": {"none": True}}}])
+    pooled = _workflow("pooled", [{"webhook": {"auth": {"none": True}}}], runtime={"mode": "pool"})
+    for doc in (job, pooled):
+        (folder / f"{doc['metadata']['name']}.yaml").write_text(yaml.safe_dump(doc))
+    source = sources.DirectorySource(folder, env={})
+
+    class Recorder:
+        async def launch(self, request: pool.RunRequest) -> pool.Started:
+            return pool.Started("run-1", False)
+
+        async def wait(self, run_id: str, timeout: float) -> pool.Outcome | None:
+            return None
+
+    def count(outcome: str) -> float:
+        value = prometheus_client.REGISTRY.get_sample_value(
+            "autoflow_webhook_requests_total", {"outcome": outcome}
+        )
+        return value or 0.0
+
+    before = {o: count(o) for o in ("not_pool", "started", "not_found")}
+    app = server.create_app(source, Recorder(), None, settings_mod.Settings(pool_only=True))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        refused = await c.post("/hooks/shop/jobby", json={"orderId": "J-1"})
+        assert refused.status_code == 409
+        assert "job mode" in refused.json()["error"]
+        assert (await c.post("/hooks/shop/pooled", json={"orderId": "P-1"})).status_code == 202
+        assert (await c.post("/hooks/shop/none", json={})).status_code == 404
+        health = await c.get("/hooks/-/healthz")
+        assert health.json() == {"routes": 2}
+    assert count("not_pool") == before["not_pool"] + 1
+    assert count("started") == before["started"] + 1
+    assert count("not_found") == before["not_found"] + 1
