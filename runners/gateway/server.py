@@ -87,7 +87,9 @@ class Gateway:
         self.launcher = launcher
         self.store = store
         self.settings = settings
-        self._verifiers: dict[tuple[str, str | None], auth.Verifier] = {}
+        # By route object (kept, so its id is not reused) and secret: a changed Workflow or a
+        # rotated secret makes a new verifier.
+        self._verifiers: dict[tuple[int, str | None], tuple[routes.Route, auth.Verifier]] = {}
 
     async def handle(self, request: requests.Request) -> responses.Response:
         try:
@@ -97,7 +99,7 @@ class Gateway:
             log.info(
                 "webhook %s %s refused: %s %s",
                 request.method,
-                request.url.path,
+                request.scope["path"],
                 refusal.status,
                 refusal.reason,
             )
@@ -106,7 +108,7 @@ class Gateway:
             )
 
     async def _handle(self, request: requests.Request) -> responses.Response:
-        path = request.url.path
+        path: str = request.scope["path"]
         parts = path.split("/", 3)  # "", "hooks", namespace, rest
         if len(parts) < 4 or parts[1] != routes.PREFIX.strip("/"):
             raise _Refusal(404, "no webhook at this path", "not_found")
@@ -123,15 +125,17 @@ class Gateway:
             raise _Refusal(409, reason, "not_pool")
         if request.method not in hook.methods:
             raise _Refusal(405, "method not allowed", "method", Allow=", ".join(hook.methods))
-        body = await _read_body(request, hook.max_body_bytes)
-        headers = {k.lower(): v for k, v in request.headers.items()}
+        # ASGI header names are lower case already; latin-1 as Starlette decodes them.
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+        body = await _read_body(request, hook.max_body_bytes, headers.get("content-length"))
         verifier = await self._verifier(route)
         try:
             verifier.verify(body, headers, time.time())
         except auth.Refused as exc:
             raise _Refusal(exc.status, exc.reason, "unauthorized") from None
         parsed = _parse_body(body, headers.get("content-type", ""))
-        query = {k: v for k, v in urllib.parse.parse_qsl(request.url.query)}
+        raw_query = request.scope.get("query_string", b"").decode("latin-1")
+        query = dict(reversed(urllib.parse.parse_qsl(raw_query)))  # the first value of each
         scope = {"body": parsed, "headers": headers, "query": query}
         inputs = _inputs(route, scope)
         delivery = _delivery_id(route, scope, parsed)
@@ -195,8 +199,9 @@ class Gateway:
                     sources.secret_env_name(ref.name, ref.key),
                 )
                 raise _Refusal(503, "the webhook's secret is not available", "unavailable")
-        cache_key = (route.key + repr(route.trigger.auth.dump()), secret)
-        verifier = self._verifiers.get(cache_key)
+        cache_key = (id(route), secret)
+        cached = self._verifiers.get(cache_key)
+        verifier = cached[1] if cached is not None and cached[0] is route else None
         if verifier is None:
             try:
                 verifier = auth.verifier_for(route.trigger.auth, secret)
@@ -205,7 +210,7 @@ class Gateway:
                 raise _Refusal(503, "the webhook's secret is not usable", "unavailable") from None
             if len(self._verifiers) >= _VERIFIERS_KEPT:
                 self._verifiers.clear()
-            self._verifiers[cache_key] = verifier
+            self._verifiers[cache_key] = (route, verifier)
         return verifier
 
     def _status_url(self, request: requests.Request, namespace: str, run_id: str) -> str:
@@ -236,8 +241,7 @@ class Gateway:
         raise _Refusal(404, "no webhook at this path", "not_found")
 
 
-async def _read_body(request: requests.Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def _read_body(request: requests.Request, limit: int, declared: str | None) -> bytes:
     if declared is not None:
         try:
             if int(declared) > limit:
