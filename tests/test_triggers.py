@@ -130,3 +130,13 @@ def test_a_mapping_renders_from_the_request() -> None:
     with pytest.raises(errors.ExpressionEvalError) as missing:
         mapping.render({**scope, "body": {}})
     assert missing.value.where.field == "inputs.orderId"
+
+
+def test_admission_refuses_with_the_same_trigger_problems() -> None:
+    from autoflow.operator import webhook as admission
+
+    doc = manifest({"webhook": {**GITHUB, "response": {"mode": "sync", "output": "totl"}}})
+    found = admission.problems_of(doc)
+    assert [f"{p.where.field}: {p.message}" for p in found] == [
+        "triggers[0].webhook.response.output: unknown output 'totl' (outputs: total)"
+    ]
