@@ -35,6 +35,7 @@ from autoflow.runners.pool import inprocess
 
 GITHUB_SECRET = "gh-webhook-secret"
 TOKEN = "t0k3n-for-bearer"
+STRIPE_SECRET = "whsec_stripe_endpoint_secret"
 WHSEC = "whsec_" + base64.b64encode(b"k" * 32).decode()
 
 
@@ -101,6 +102,19 @@ WORKFLOWS = [
         ],
     ),
     _workflow(
+        "stripe",
+        [
+            {
+                "webhook": {
+                    "path": "/stripe",
+                    "auth": {"hmac": {"preset": "stripe"}},
+                    "secretRef": {"name": "stripe"},
+                    "inputs": {"orderId": "${ body.data.object.id }"},
+                }
+            }
+        ],
+    ),
+    _workflow(
         "open",
         [{"webhook": {"path": "/open", "auth": {"none": True}}}],
     ),
@@ -132,7 +146,12 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     folder.mkdir()
     for doc in WORKFLOWS:
         (folder / f"{doc['metadata']['name']}.yaml").write_text(yaml.safe_dump(doc))
-    secrets = {"gh": {"secret": GITHUB_SECRET}, "sw": {"secret": WHSEC}, "api": {"token": TOKEN}}
+    secrets = {
+        "gh": {"secret": GITHUB_SECRET},
+        "sw": {"secret": WHSEC},
+        "api": {"token": TOKEN},
+        "stripe": {"secret": STRIPE_SECRET},
+    }
     source = sources.DirectorySource(folder, secrets=secrets, env={})
     flows = {(r.namespace, r.name): r.workflow for r in source.table.routes()}
 
@@ -381,7 +400,7 @@ async def test_mounted_at_hooks_it_serves_the_same_paths(tmp_path: Path) -> None
 
     folder = tmp_path / "flows"
     folder.mkdir()
-    (folder / "open.yaml").write_text(yaml.safe_dump(WORKFLOWS[3]))
+    (folder / "open.yaml").write_text(yaml.safe_dump(WORKFLOWS[-1]))
     source = sources.DirectorySource(folder, env={})
 
     class Recorder:
@@ -449,3 +468,38 @@ async def test_a_pool_only_gateway_refuses_job_mode_workflows_and_counts_outcome
     assert count("not_pool") == before["not_pool"] + 1
     assert count("started") == before["started"] + 1
     assert count("not_found") == before["not_found"] + 1
+
+
+def stripe_headers(body: bytes, at: float | None = None) -> dict[str, str]:
+    stamp = int(time.time() if at is None else at)
+    v1 = hmac.new(STRIPE_SECRET.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return {"Stripe-Signature": f"t={stamp},v1={v1}", "Content-Type": "application/json"}
+
+
+async def test_stripe_retries_of_one_event_make_one_run_and_bad_inputs_get_400(
+    served: Served,
+) -> None:
+    event = {"id": "evt_1", "type": "charge.failed", "data": {"object": {"id": "ch_9"}}}
+    body = json.dumps(event).encode()
+    first = await served.http.post("/hooks/shop/stripe", content=body, headers=stripe_headers(body))
+    retry_body = json.dumps(event, indent=1).encode()  # Stripe re-sends, freshly signed
+    retry = await served.http.post(
+        "/hooks/shop/stripe",
+        content=retry_body,
+        headers=stripe_headers(retry_body, time.time() + 5),
+    )
+    assert first.status_code == retry.status_code == 202
+    assert retry.json() == {**first.json(), "duplicate": True}
+    late = await served.http.post(
+        "/hooks/shop/stripe", content=body, headers=stripe_headers(body, time.time() - 600)
+    )
+    assert late.json() == {"error": "timestamp outside the replay window"}
+    wrong = json.dumps({"id": "evt_2", "data": {"object": {"id": ["not", "text"]}}}).encode()
+    answer = await served.http.post(
+        "/hooks/shop/stripe", content=wrong, headers=stripe_headers(wrong)
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"].startswith("inputs: ")
+    assert "orderId" in answer.json()["error"]
+    await served.launcher.wait(first.json()["runId"], 20)
+    assert [r.run_id for r in await served.runs()] == [first.json()["runId"]]
