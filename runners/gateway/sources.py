@@ -204,7 +204,10 @@ class KubeSource:
             data = None
             if obj is not None:
                 raw = obj.get("data") or {}
-                data = {k: base64.b64decode(v).decode() for k, v in raw.items()}
+                data = {}
+                for key, value in raw.items():
+                    with contextlib.suppress(ValueError):  # not base64 or not UTF-8: unusable
+                        data[key] = base64.b64decode(value).decode()
             cached = (now, data)
             self._secrets[(namespace, ref.name)] = cached
         values = cached[1]
