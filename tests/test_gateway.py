@@ -115,6 +115,11 @@ WORKFLOWS = [
         ],
     ),
     _workflow(
+        "broken",
+        [{"webhook": {"auth": {"none": True}, "response": {"mode": "sync", "timeout": "20s"}}}],
+        steps=[{"id": "no", "uses": "core.fail", "with": {"message": "out of stock"}}],
+    ),
+    _workflow(
         "open",
         [{"webhook": {"path": "/open", "auth": {"none": True}}}],
     ),
@@ -503,3 +508,13 @@ async def test_stripe_retries_of_one_event_make_one_run_and_bad_inputs_get_400(
     assert "orderId" in answer.json()["error"]
     await served.launcher.wait(first.json()["runId"], 20)
     assert [r.run_id for r in await served.runs()] == [first.json()["runId"]]
+
+
+async def test_a_sync_webhook_of_a_failing_run_answers_500_with_the_error(served: Served) -> None:
+    answer = await served.http.post("/hooks/shop/broken", json={"orderId": "F-1"})
+    assert answer.status_code == 500, answer.text
+    failed = answer.json()
+    assert failed["phase"] == "Failed"
+    assert "out of stock" in failed["error"]
+    run = await served.store.get_run(failed["runId"])
+    assert run is not None and run.summary.phase == "Failed"
