@@ -370,7 +370,17 @@ async def test_nothing_of_a_body_signature_or_secret_is_logged(
     await served.http.post("/hooks/shop/github", content=body, headers=headers)
     bad = {**headers, "X-Hub-Signature-256": "sha256=" + "0" * 64}
     await served.http.post("/hooks/shop/github", content=body, headers=bad)
+    # Refused inputs: the answer may quote the sender's value, the log must not.
+    wrong = json.dumps({"order": {"id": ["SECRET-ORDER-BODY"]}}).encode()
+    refused = await served.http.post(
+        "/hooks/shop/github", content=wrong, headers=github_headers(wrong, "d-2")
+    )
+    assert refused.status_code == 400
+    assert "SECRET-ORDER-BODY" in refused.text
+    missing = json.dumps({"order": {"SECRET-ORDER-BODY": 1}}).encode()
+    await served.http.post("/hooks/shop/github", content=missing, headers=github_headers(missing))
     text = caplog.text
+    assert "inputs refused by the Workflow" in text
     assert "/hooks/shop/github" in text  # it does log the requests
     for secret in ("SECRET-ORDER-BODY", GITHUB_SECRET, headers["X-Hub-Signature-256"][7:]):
         assert secret not in text

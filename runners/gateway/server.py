@@ -68,9 +68,15 @@ _VERIFIERS_KEPT = 1024
 
 
 class _Refusal(Exception):
-    def __init__(self, status: int, reason: str, outcome: str, **headers: str) -> None:
+    """``reason`` goes to the sender; ``logged`` (default: the reason) to the log, and must
+    hold nothing of the request (a reason about inputs may quote the sender's values)."""
+
+    def __init__(
+        self, status: int, reason: str, outcome: str, logged: str | None = None, **headers: str
+    ) -> None:
         super().__init__(reason)
         self.status, self.reason, self.outcome, self.headers = status, reason, outcome, headers
+        self.logged = reason if logged is None else logged
 
 
 class Gateway:
@@ -101,7 +107,7 @@ class Gateway:
                 request.method,
                 request.scope["path"],
                 refusal.status,
-                refusal.reason,
+                refusal.logged,
             )
             return responses.JSONResponse(
                 {"error": refusal.reason}, refusal.status, headers=refusal.headers or None
@@ -150,7 +156,9 @@ class Gateway:
         try:
             started = await self.launcher.launch(request_)
         except errors.InputError as exc:
-            raise _Refusal(400, f"inputs: {exc.message}", "bad_request") from None
+            raise _Refusal(
+                400, f"inputs: {exc.message}", "bad_request", "inputs refused by the Workflow"
+            ) from None
         except Exception:
             log.exception("webhook %s: could not start a run of %s", path, route.name)
             raise _Refusal(503, "could not start the run; try again", "unavailable") from None
@@ -289,9 +297,8 @@ def _inputs(route: routes.Route, scope: Mapping[str, Any]) -> dict[str, Any]:
         return route.inputs.render(scope)
     except errors.ExpressionEvalError as exc:
         field = exc.where.field or "inputs"
-        raise _Refusal(
-            400, f"cannot map the request to inputs ({field}): {exc.message}", "bad_request"
-        ) from None
+        reason = f"cannot map the request to inputs ({field})"
+        raise _Refusal(400, f"{reason}: {exc.message}", "bad_request", reason) from None
 
 
 def _delivery_id(route: routes.Route, scope: Mapping[str, Any], body: Any) -> str | None:
