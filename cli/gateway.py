@@ -102,7 +102,8 @@ async def _serve(args: argparse.Namespace) -> int:
     closing: list[Any] = []
     try:
         source, workflows = _source(args, settings, closing)
-        launcher = await _launcher(args, st, source, workflows, closing)
+        files = _workspace(args)
+        launcher = await _launcher(args, st, files, workflows, closing)
         app = server.create_app(source, launcher, st, settings)
         await source.start()
         if isinstance(source, sources.KubeSource):
@@ -120,6 +121,9 @@ async def _serve(args: argparse.Namespace) -> int:
         print(
             f"autoflow gateway: {base} (Workflows of {where}, store {st.display_url})", flush=True
         )
+        if isinstance(source, sources.DirectorySource):
+            reloading = asyncio.create_task(_reload(source, files))
+            closing.append(_canceller(reloading))
         config = uvicorn.Config(app, lifespan="off", log_level="warning")
         await uvicorn.Server(config).serve(sockets=[sock])
     finally:
@@ -151,8 +155,21 @@ def _source(args: argparse.Namespace, settings: Any, closing: list[Any]) -> tupl
     return kube_source, kube_source.table.workflow
 
 
+def _workspace(args: argparse.Namespace) -> Any:
+    """The folder's files (Workflows and Integrations), or None in a cluster."""
+    if args.dir is None:
+        return None
+    from autoflow.runners.local import run as local_run
+    from autoflow.runners.pool import workspace
+
+    secrets = local_run.read_secrets_file(args.secrets) if args.secrets else None
+    ws = workspace.Workspace(args.dir, secrets=secrets)
+    ws.refresh()
+    return ws
+
+
 async def _launcher(
-    args: argparse.Namespace, st: Any, source: Any, workflows: Any, closing: list[Any]
+    args: argparse.Namespace, st: Any, files: Any, workflows: Any, closing: list[Any]
 ) -> Any:
     nats_url = args.nats or os.environ.get(ENV_NATS)
     if nats_url:
@@ -166,17 +183,13 @@ async def _launcher(
         closing.append(launcher.aclose)
         return launcher
     from autoflow.runners.access import limits
-    from autoflow.runners.local import run as local_run
-    from autoflow.runners.pool import inprocess, workspace
+    from autoflow.runners.pool import inprocess
 
-    secrets = local_run.read_secrets_file(args.secrets) if args.secrets else None
-    ws = workspace.Workspace(args.dir, secrets=secrets)
-    ws.refresh()
     limiter = limits.from_env(os.environ)
     local = inprocess.InProcessLauncher(
         st,
         workflows,
-        ws.provider,
+        files.provider,
         concurrency=args.concurrency,
         environ=os.environ,
         limiter=limiter,
@@ -184,6 +197,25 @@ async def _launcher(
     await local.start()
     closing.append(local.aclose)
     return local
+
+
+async def _reload(source: Any, files: Any) -> None:
+    """A folder's files changed, were added or went: read them again (as autoflow serve);
+    the routes and the Integrations runs use both follow."""
+    import asyncio
+
+    while True:
+        await asyncio.sleep(1.0)
+        if files.refresh():
+            source.load()
+            print(f"workflows reloaded: {len(source.table.routes())} webhook(s)", flush=True)
+
+
+def _canceller(task: Any) -> Any:
+    async def cancel() -> None:
+        task.cancel()
+
+    return cancel
 
 
 def _closer(sock: Any) -> Any:

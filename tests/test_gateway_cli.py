@@ -46,7 +46,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def gateway(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "orders.yaml").write_text(ORDERS)
@@ -67,14 +67,16 @@ def gateway(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             break
         time.sleep(0.05)
     assert found, log.read_text()
-    yield found.group(1), flows
+    yield found.group(1), flows, log
     proc.terminate()
     proc.wait(15)
     assert SECRET not in log.read_text()
 
 
-def test_gateway_serves_a_folder_and_runs_land_in_its_store(gateway: tuple[str, Path]) -> None:
-    base, flows = gateway
+def test_gateway_serves_a_folder_and_runs_land_in_its_store(
+    gateway: tuple[str, Path, Path],
+) -> None:
+    base, flows, _ = gateway
     body = json.dumps({"id": "A-7"}).encode()
     signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     headers = {
@@ -117,3 +119,19 @@ def test_in_a_cluster_it_needs_a_store_and_nats() -> None:
         timeout=60,
     )
     assert "no NATS server: pass --nats URL or set AUTOFLOW_NATS_URL" in result.stderr
+
+
+def test_a_workflow_file_added_while_it_runs_is_served(gateway: tuple[str, Path, Path]) -> None:
+    base, flows, log = gateway
+    (flows / "refunds.yaml").write_text(
+        ORDERS.replace("name: orders", "name: refunds").replace(
+            "auth: {hmac: {preset: github}}\n        secretRef: {name: shop-hook}",
+            "auth: {none: true}",
+        )
+    )
+    deadline = time.monotonic() + 20
+    while "workflows reloaded" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    answer = httpx.post(f"{base}/hooks/shop/refunds", json={"id": "R-1"}, timeout=30)
+    assert (answer.status_code, answer.json()) == (200, "order R-1"), answer.text
