@@ -1,10 +1,11 @@
 """``autoflow gateway``: the webhook gateway (``runners.gateway``) on uvicorn.
 
 In a cluster (no ``--dir``): Workflows are watched in ``--namespace`` (repeatable; all when
-none) with read-only access, webhook secrets read from the Secrets their ``secretRef`` names,
+none) with read access, webhook secrets read from the Secrets their ``secretRef`` names,
 and runs recorded in the run store (``--store`` / ``AUTOFLOW_STORE_URL``) and queued on NATS
-JetStream (``--nats`` / ``AUTOFLOW_NATS_URL``) for ``autoflow worker`` processes. Only
-Workflows with ``runtime.mode: pool`` are served there.
+JetStream (``--nats`` / ``AUTOFLOW_NATS_URL``) for ``autoflow worker`` processes when the
+Workflow's ``runtime.mode`` is ``pool``; a ``job``-mode Workflow's webhook creates a
+WorkflowRun (named from the delivery id, so a redelivery finds it) for the operator.
 
 Locally (``--dir DIR``): the Workflows in DIR's YAML files, secrets from
 ``AUTOFLOW_SECRET_<NAME>_<KEY>`` or ``--secrets``, runs executed in this process (or queued on
@@ -91,8 +92,6 @@ async def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = settings_mod.Settings()
-    if args.dir is None:
-        settings.pool_only = True
     metrics_port = args.metrics_port
     if metrics_port:
         import prometheus_client
@@ -104,6 +103,13 @@ async def _serve(args: argparse.Namespace) -> int:
         source, workflows = _source(args, settings, closing)
         files = _workspace(args)
         launcher = await _launcher(args, st, files, workflows, closing)
+        if isinstance(source, sources.KubeSource):
+            from autoflow.runners.gateway import jobs
+
+            # Job-mode Workflows: a WorkflowRun each, run by the operator.
+            launcher = jobs.ModeLauncher(
+                launcher, jobs.WorkflowRunLauncher(source.client), workflows
+            )
         app = server.create_app(source, launcher, st, settings)
         await source.start()
         if isinstance(source, sources.KubeSource):

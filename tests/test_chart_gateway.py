@@ -105,7 +105,7 @@ def test_watch_namespaces_and_secret_names_narrow_the_gateway() -> None:
         ("RoleBinding", "autoflow-gateway", "billing"),
         ("RoleBinding", "autoflow-gateway", "shop"),
     ]
-    secrets_rule = one(objs, "ClusterRole", "autoflow-gateway")["rules"][1]
+    secrets_rule = one(objs, "ClusterRole", "autoflow-gateway")["rules"][2]
     assert secrets_rule == {
         "apiGroups": [""],
         "resources": ["secrets"],

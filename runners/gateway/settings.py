@@ -7,9 +7,9 @@
   whatever its ``response.timeout`` says
 - ``AUTOFLOW_GATEWAY_NAMESPACES`` (all): comma-separated namespaces whose Workflows are served
 - ``AUTOFLOW_GATEWAY_SECRET_TTL_SECONDS`` (30): how long a Secret read is reused
-- ``AUTOFLOW_GATEWAY_POOL_ONLY`` (false; ``autoflow gateway`` in a cluster: true): serve only
-  Workflows whose ``runtime.mode`` is ``pool``; a webhook of a ``job``-mode Workflow is
-  answered 409 (the gateway starts runs through the runner pool, not as WorkflowRuns)
+- ``AUTOFLOW_GATEWAY_POOL_ONLY`` (false): serve only Workflows whose ``runtime.mode`` is
+  ``pool``; a webhook of a ``job``-mode Workflow is answered 409 instead of creating a
+  WorkflowRun (for a gateway without permission to create runs)
 - ``AUTOFLOW_GATEWAY_METRICS_PORT`` (9090): Prometheus metrics port of ``autoflow gateway``
 """
 

@@ -198,3 +198,64 @@ def _poster(base: str) -> Callable[[str, dict[str, Any]], Awaitable[int]]:
         return answer.status_code
 
     return post
+
+
+async def test_a_job_mode_webhook_creates_one_workflowrun_per_delivery(
+    apiserver: kube.APIServer, bound: str
+) -> None:
+    from autoflow.runners.gateway import jobs
+
+    namespace = bound
+    job_mode = orders(namespace)
+    job_mode["spec"]["runtime"] = {"mode": "job"}
+    apiserver.apply(job_mode)
+    apiserver.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "shop-hook", "namespace": namespace},
+            "stringData": {"secret": SECRET},
+        }
+    )
+    async with kube_client.Client.from_config(str(apiserver.kubeconfig("nobody"))) as client:
+        source = sources.KubeSource(client, [namespace], retry_seconds=0.2)
+        launcher = jobs.ModeLauncher(
+            Recorder(), jobs.WorkflowRunLauncher(client), source.table.workflow
+        )
+        app = server.create_app(source, launcher)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        serving = asyncio.create_task(uv.serve(sockets=[sock]))
+        try:
+            await asyncio.wait_for(source.synced.wait(), 15)
+            host, port = sock.getsockname()
+            base = f"http://{host}:{port}"
+            body = json.dumps({"orderId": "J-1"}).encode()
+            digest = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+            headers = {
+                "X-Hub-Signature-256": f"sha256={digest}",
+                "X-GitHub-Delivery": "delivery-77",
+                "Content-Type": "application/json",
+            }
+            async with httpx.AsyncClient() as http:
+                first = await http.post(
+                    f"{base}/hooks/{namespace}/orders", content=body, headers=headers
+                )
+                again = await http.post(
+                    f"{base}/hooks/{namespace}/orders", content=body, headers=headers
+                )
+            assert first.status_code == again.status_code == 202, first.text
+            run_id = first.json()["runId"]
+            assert again.json() == {**first.json(), "duplicate": True}
+        finally:
+            uv.should_exit = True
+            await serving
+            sock.close()
+    runs = apiserver.request(
+        "GET", apiserver.path("autoflow.dev/v1alpha1", "WorkflowRun", namespace)
+    )
+    items = runs["items"]
+    assert [r["metadata"]["name"] for r in items] == [run_id]
+    assert items[0]["spec"] == {"workflowRef": {"name": "orders"}, "inputs": {"orderId": "J-1"}}
+    assert items[0]["metadata"]["annotations"]["autoflow.dev/trigger"] == "webhook"
