@@ -4,8 +4,9 @@ The ClusterRole is bound in one namespace to a service account with no other per
 way the chart binds it with ``gateway.watchNamespaces``. As that account the gateway's own
 ``KubeSource`` watches the Workflows there into its route table (a new Workflow, a changed
 path and a deleted Workflow show up without a restart) and reads the webhook Secret its
-``secretRef`` names, and a signed request over loopback HTTP starts a run; everything else is
-refused: listing or watching Secrets, Workflows of another namespace, writing anything.
+``secretRef`` names, and a signed request over loopback HTTP starts a run (a job-mode
+Workflow's: one WorkflowRun, also when the delivery comes again); everything else is refused:
+listing or watching Secrets, Workflows of another namespace, changing Workflows.
 """
 
 from __future__ import annotations
