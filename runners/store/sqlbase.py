@@ -30,7 +30,7 @@ from typing import Any
 
 import autoflow
 from autoflow.runners import store
-from autoflow.runners.store import records, sql
+from autoflow.runners.store import deliveries, records, sql
 
 
 class SqlStore(store.Store):
@@ -117,6 +117,59 @@ class SqlStore(store.Store):
         return store.StoreUnavailable(
             f"cannot write to the run store at {self.display_url}: {type(exc).__name__}: {reason}"
         )
+
+    # -- starting runs (store/deliveries.py) -----------------------------------------------
+
+    async def start_run(
+        self,
+        *,
+        run_id: str,
+        workflow: str,
+        namespace: str,
+        spec: Mapping[str, Any] | None,
+        inputs: Mapping[str, Any],
+        trigger: str,
+        started_by: str,
+        dedupe_key: str | None = None,
+        subject: str | None = None,
+        spec_hash: str = "",
+    ) -> tuple[str, bool]:
+        hashed = None
+        if subject is not None and str(subject).strip():
+            if not self.subject_key:
+                raise store.StoreError(
+                    f"run {run_id!r} names a data subject, but the run store has no key to "
+                    f"hash it with: set {store.SUBJECT_KEY_ENV}"
+                )
+            hashed = records.subject_hash(subject, self.subject_key)
+        statements, delivery, run = deliveries.start_statements(
+            run_id=run_id,
+            workflow=workflow,
+            namespace=namespace,
+            spec_hash=spec_hash,
+            spec=spec,
+            inputs=inputs,
+            trigger=trigger,
+            started_by=started_by,
+            dedupe_key=dedupe_key,
+            subject_hash=hashed,
+            max_payload=self.max_payload,
+        )
+        counts = await self._transaction(statements)
+        if counts[run] == 1:
+            return run_id, False
+        if delivery is not None and counts[delivery] == 0:
+            found = await self._fetch(deliveries.FIRST_RUN, [dedupe_key])
+            return (str(found[0][0]) if found else run_id), True
+        return run_id, True  # this run id exists already (a starter's deterministic id)
+
+    async def claim_run(self, run_id: str) -> str | None:
+        await self._transaction([(deliveries.CLAIM, [run_id])])
+        rows = await self._fetch(deliveries.PHASE, [run_id])
+        return str(rows[0][0]) if rows else None
+
+    async def unended(self) -> list[str]:
+        return [str(r[0]) for r in await self._fetch(deliveries.UNSTARTED, [])]
 
     # -- reads --------------------------------------------------------------------------------
 

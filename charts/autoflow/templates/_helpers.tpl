@@ -26,6 +26,10 @@
 {{- printf "%s-runner" (include "autoflow.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- define "autoflow.workerName" -}}
+{{- printf "%s-worker" (include "autoflow.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "autoflow.metricsName" -}}
 {{- printf "%s-operator-metrics" (include "autoflow.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -94,4 +98,8 @@ schema refuses one with a password), which runners do not get.
   value: {{ .key | quote }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{- define "autoflow.gatewayName" -}}
+{{- printf "%s-gateway" (include "autoflow.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
