@@ -536,8 +536,12 @@ class StoreContract:
         assert (listed.phase, listed.trigger, listed.namespace) == ("Pending", "webhook", "team")
         assert await st.unended() == ["p1"]
         assert await st.get_spec(digest) == SPEC
-        assert await st.claim_run("p1") == "Running"
-        assert await st.claim_run("p1") == "Running"  # a second worker leaves it so
+        claimed = await st.claim_run("p1")
+        assert claimed is not None and claimed == await st.journal("p1")
+        assert [r["t"] for r in claimed] == ["run"]  # Running now: no end in its journal
+        assert claimed[0]["inputs"] == {"n": 7} and claimed[0]["specHash"] == digest
+        assert (await st.list_runs()).runs[0].phase == "Running"
+        assert await st.claim_run("p1") == claimed  # a second worker leaves it so
         assert await st.claim_run("nope") is None
         jr = await store_journal.StoreJournal.load(st, "p1")
         result = await probe.run(compiled, journal=jr, run_id="p1")

@@ -166,9 +166,9 @@ class Executor:
         """Runs (or resumes, or reads the result of) the run; None: no such run. Raises
         ``engine.RunInterrupted`` when ``interrupt`` stopped it (its steps so far are
         recorded; running it again resumes)."""
-        if await self.store.claim_run(run_id) is None:
+        records = await self.store.claim_run(run_id)
+        if records is None:
             return None
-        records = await self.store.journal(run_id)
         state = journal_mod.replay(records)
         if state.header is None:
             return None

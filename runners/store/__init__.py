@@ -449,9 +449,10 @@ class Store(abc.ABC):
         ``spec_hash`` (``engine.spec_hash`` of its plan, which a resume checks)."""
 
     @abc.abstractmethod
-    async def claim_run(self, run_id: str) -> str | None:
-        """Pending → Running before the engine starts it; returns the phase it now has
-        (None: no such run). A run Running already stays so (a worker resuming it)."""
+    async def claim_run(self, run_id: str) -> list[dict[str, Any]] | None:
+        """Pending → Running before the engine starts it; returns the run's journal as
+        ``journal`` does (None: no such run). A run Running already stays so (a worker
+        resuming it); an ended one is returned with its end."""
 
     @abc.abstractmethod
     async def unended(self) -> list[str]:

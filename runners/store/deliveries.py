@@ -48,7 +48,6 @@ INSERT_RUN = (
 )
 FIRST_RUN = "SELECT run_id FROM autoflow_deliveries WHERE dedupe_key = ?"
 CLAIM = f"UPDATE autoflow_runs SET phase = 'Running' WHERE run_id = ? AND phase = '{PENDING}'"
-PHASE = "SELECT phase FROM autoflow_runs WHERE run_id = ?"
 UNSTARTED = (
     f"SELECT run_id FROM autoflow_runs WHERE phase IN ('{PENDING}', 'Running') "
     "AND trigger <> 'cli' ORDER BY started_at, run_id"
