@@ -442,11 +442,13 @@ class Store(abc.ABC):
         dedupe_key: str | None = None,
         subject: str | None = None,
         spec_hash: str = "",
+        phase: str = "Pending",
     ) -> tuple[str, bool]:
         """Records a run (phase ``Pending``) before anything runs it, with a delivery row
         for ``dedupe_key`` in the same transaction. A key seen before: (the first run's id,
         True), nothing written. ``spec`` (the Workflow's ``spec.dump()``) is stored under
-        ``spec_hash`` (``engine.spec_hash`` of its plan, which a resume checks)."""
+        ``spec_hash`` (``engine.spec_hash`` of its plan, which a resume checks). ``phase``
+        ``Running``: the caller executes it at once, without ``claim_run``."""
 
     @abc.abstractmethod
     async def claim_run(self, run_id: str) -> list[dict[str, Any]] | None:

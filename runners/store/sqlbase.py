@@ -132,7 +132,10 @@ class SqlStore(store.Store):
         dedupe_key: str | None = None,
         subject: str | None = None,
         spec_hash: str = "",
+        phase: str = deliveries.PENDING,
     ) -> tuple[str, bool]:
+        if phase not in (deliveries.PENDING, "Running"):
+            raise store.StoreError(f"a run starts Pending or Running, not {phase!r}")
         hashed = None
         if subject is not None and str(subject).strip():
             if not self.subject_key:
@@ -153,6 +156,7 @@ class SqlStore(store.Store):
             dedupe_key=dedupe_key,
             subject_hash=hashed,
             max_payload=self.max_payload,
+            phase=phase,
         )
         counts = await self._transaction(statements)
         if counts[run] == 1:
