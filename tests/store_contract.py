@@ -566,6 +566,16 @@ class StoreContract:
         page = await st.list_runs()
         assert sorted(r.run_id for r in page.runs) == ["first", "free", "third"]
 
+    async def test_a_run_executed_at_once_is_recorded_running_and_needs_no_claim(
+        self, st: store.Store
+    ) -> None:
+        assert await self._start(st, "now", "hook:n", phase="Running") == ("now", False)
+        assert (await st.list_runs()).runs[0].phase == "Running"
+        assert await st.unended() == ["now"]  # resumed after a crash like any other
+        assert [r["t"] for r in await st.journal("now")] == ["run"]
+        with pytest.raises(store.StoreError, match="Pending or Running"):
+            await self._start(st, "bad", None, phase="Succeeded")
+
     async def test_concurrent_starts_with_one_key_leave_one_run(self, st: store.Store) -> None:
         results = await asyncio.gather(
             *(self._start(st, f"c{n:02}", f"hook:{n % 5}") for n in range(50))
