@@ -147,3 +147,18 @@ def test_serve_prints_trigger_urls_runs_started_runs_and_keeps_their_history(
         "json",
     )
     assert json.loads(bye.stdout)["outputs"] == {"text": "hello world"}, bye.stderr
+
+
+def test_a_webhook_through_serve_becomes_a_run_in_its_history(
+    serve: Served, tmp_path: Path
+) -> None:
+    if "(no gateway in this Autoflow)" in serve.text():
+        pytest.fail("this Autoflow has no webhook gateway (runners.gateway) to serve /hooks")
+    answer = httpx.post(f"{serve.base}/hooks/default/hello", json={"name": "bob"}, timeout=20)
+    assert answer.status_code == 200, answer.text
+    url = f"sqlite:///{tmp_path}/flows/.autoflow/runs.db"
+    listed = cli("runs", "--store", url, "list", "-o", "json")
+    runs = json.loads(listed.stdout)["runs"]
+    assert [(r["phase"], r["trigger"]) for r in runs] == [("Succeeded", "webhook")]
+    shown = cli("runs", "--store", url, "show", runs[0]["runId"], "-o", "json")
+    assert json.loads(shown.stdout)["outputs"] == {"text": "hello bob"}
