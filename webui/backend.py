@@ -218,14 +218,34 @@ class Backend(abc.ABC):
     async def delete_workflow(self, person: Person, namespace: str, name: str) -> None: ...
 
     @abc.abstractmethod
-    async def integration_types(self, person: Person, namespace: str) -> dict[str, str | None]:
-        """The namespace's Integrations: name to connector type (for validation)."""
+    async def integration_types(
+        self, person: Person, namespace: str
+    ) -> dict[str, str | None] | None:
+        """The namespace's Integrations: name to connector type (for validation); None when
+        the person may not list them (a step naming one is then not checked)."""
 
     # Runs.
     @abc.abstractmethod
     async def check_runs_access(self, person: Person, namespace: str, verb: str) -> None:
         """Raise ``kube.Forbidden`` unless the person may ``verb`` (get, list, create,
         update) the namespace's runs: history in the store is shown under the same rule."""
+
+    async def runs_page(
+        self,
+        person: Person,
+        namespace: str,
+        query: RunQuery,
+        *,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first, from the run store."""
+        await self.check_runs_access(person, namespace, "list")
+        return await self.views.runs_page(namespace, query, limit=limit, cursor=cursor)
+
+    async def run_detail(self, person: Person, namespace: str, run_id: str) -> dict[str, Any]:
+        await self.check_runs_access(person, namespace, "get")
+        return detail_json(await self.views.run_detail(namespace, run_id))
 
     @abc.abstractmethod
     async def start_run(

@@ -291,7 +291,7 @@ class WorkspaceBackend(backend.Backend):
 
     async def integration_types(
         self, person: backend.Person, namespace: str
-    ) -> dict[str, str | None]:
+    ) -> dict[str, str | None] | None:
         types: dict[str, str | None] = {}
         for f in self._of_kind("Integration"):
             spec = f.data.get("spec")

@@ -46,16 +46,14 @@ async def list_runs(
     limit: Annotated[int, fastapi.Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, fastapi.Query(max_length=500)] = None,
 ) -> dict[str, Any]:
-    await be.check_runs_access(me, namespace, "list")
     query = backend_mod.RunQuery(workflow, phase, trigger, since, until, q)
-    items, nxt = await be.views.runs_page(namespace, query, limit=limit, cursor=cursor)
+    items, nxt = await be.runs_page(me, namespace, query, limit=limit, cursor=cursor)
     return {"items": items, "next": nxt}
 
 
 @router.get(RUNS + "/{run_id}", response_model=models.RunDetail, responses=INVALID)
 async def get_run(namespace: str, run_id: str, me: deps.Me, be: deps.Backend) -> dict[str, Any]:
-    await be.check_runs_access(me, namespace, "get")
-    return backend_mod.detail_json(await be.views.run_detail(namespace, run_id))
+    return await be.run_detail(me, namespace, run_id)
 
 
 @router.post(
@@ -70,9 +68,8 @@ async def cancel_run(namespace: str, run_id: str, me: deps.Me, be: deps.Backend)
     RUNS + "/{run_id}/rerun", status_code=201, response_model=models.RunId, responses=INVALID
 )
 async def rerun(namespace: str, run_id: str, me: deps.Me, be: deps.Backend) -> dict[str, Any]:
-    await be.check_runs_access(me, namespace, "get")
-    detail = await be.views.run_detail(namespace, run_id)
-    new = await be.start_run(me, namespace, detail.summary.workflow, detail.inputs or {})
+    detail = await be.run_detail(me, namespace, run_id)
+    new = await be.start_run(me, namespace, detail["workflow"], detail.get("inputs") or {})
     return {"runId": new}
 
 
