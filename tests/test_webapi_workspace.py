@@ -293,9 +293,7 @@ async def test_sse_delivers_every_transition_in_order_and_resumes(
     api, _, _ = setup
     await api.send("POST", "namespaces/default/workflows", json={"yaml": SLOW})
     # The namespace stream from its first event (Last-Event-ID 0), however late it connects.
-    listener = asyncio.ensure_future(
-        read_events(api.client, "namespaces/default/events", 4, "0")
-    )
+    listener = asyncio.ensure_future(read_events(api.client, "namespaces/default/events", 4, "0"))
     r = await api.send("POST", "namespaces/default/workflows/slow/runs", json={})
     run_id = r.json()["runId"]
     seen = await asyncio.wait_for(listener, 10)
