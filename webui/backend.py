@@ -196,6 +196,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def list_workflows(self, person: Person, namespace: str) -> list[dict[str, Any]]: ...
 
+    async def workflow_names(self, person: Person, namespace: str) -> list[str]:
+        """The namespace's Workflows by name (what the dashboard's figures are about)."""
+        return [str(w["name"]) for w in await self.list_workflows(person, namespace)]
+
     @abc.abstractmethod
     async def get_workflow(self, person: Person, namespace: str, name: str) -> dict[str, Any]:
         """``{name, namespace, yaml, resourceVersion, ready, spec, changedBy}``"""

@@ -220,6 +220,10 @@ class WorkspaceBackend(backend.Backend):
             items.append({**view, **runs[f.name]})
         return items
 
+    async def workflow_names(self, person: backend.Person, namespace: str) -> list[str]:
+        self._namespace(namespace)
+        return [f.name for f in self._of_kind("Workflow")]
+
     async def get_workflow(
         self, person: backend.Person, namespace: str, name: str
     ) -> dict[str, Any]:
