@@ -39,12 +39,17 @@ if TYPE_CHECKING:
 ENV_URL = "AUTOFLOW_STORE_URL"
 ENV_DAYS = "AUTOFLOW_STORE_RETENTION_DAYS"
 ENV_MAX_RUNS = "AUTOFLOW_STORE_RETENTION_MAX_RUNS"
-COMMANDS = "list|show|stats|export|purge|erase|audit|versions|spec"
+COMMANDS = "list|show|stats|export|purge|erase|audit|versions|spec|start"
 
 
 def register(sub: Subcommands) -> None:
     """Adds ``runs`` and ``store`` to the ``autoflow`` subcommands."""
     p = args_mod.command(sub, "runs", "run history in the run store: list, show, stats, purge")
+    # Also before the subcommand (autoflow runs --store URL list); a dest of its own, as a
+    # subcommand's default would overwrite it.
+    p.add_argument(
+        "--store", dest="runs_store", metavar="URL", help=f"the run store (default: ${ENV_URL})"
+    )
     rsub = p.add_subparsers(dest="runs_command", metavar=COMMANDS)
 
     ls = args_mod.command(rsub, "list", "runs, newest first, a page at a time")
@@ -119,6 +124,37 @@ def register(sub: Subcommands) -> None:
     spec.add_argument("ref", metavar="RUN|HASH", help="a run's id or a spec hash")
     args_mod.output(spec, "yaml", "json")
 
+    start = args_mod.command(
+        rsub, "start", "start a pool run of a workflow (queued for workers, or autoflow serve)"
+    )
+    _store_arg(start)
+    start.add_argument("target", metavar="NAMESPACE/WORKFLOW", help="the Workflow to run")
+    start.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an input, converted to its declared type (may be repeated)",
+    )
+    start.add_argument(
+        "--file",
+        "-f",
+        metavar="FILE",
+        help="read the Workflow from this manifest (default: from Kubernetes)",
+    )
+    start.add_argument("--kubeconfig", help="read the Workflow with this kubeconfig")
+    start.add_argument(
+        "--nats",
+        metavar="URL",
+        help="queue the run on this NATS JetStream for autoflow worker (default: "
+        "$AUTOFLOW_NATS_URL; unset: only recorded, for autoflow serve to pick up)",
+    )
+    start.add_argument(
+        "--wait", metavar="DURATION", help="wait up to this long for the run's end (30s, 5m)"
+    )
+    args_mod.output(start, "table", "json")
+
     p = args_mod.command(sub, "store", "the run store's schema: migrate")
     ssub = p.add_subparsers(dest="store_command", metavar="migrate|version")
     mig = args_mod.command(ssub, "migrate", "bring the store's schema to this Autoflow's version")
@@ -164,12 +200,13 @@ def main(args: argparse.Namespace) -> int:
         "audit": _audit,
         "versions": _versions,
         "spec": _spec,
+        "start": _start,
     }.get(getattr(args, "runs_command", None) or "")
     if args.command == "runs" and command is None:
         usage = f"usage: autoflow runs {COMMANDS} (--help for more)"
         print(usage, file=sys.stderr)
         return 2
-    url = args.store or os.environ.get(ENV_URL)
+    url = args.store or getattr(args, "runs_store", None) or os.environ.get(ENV_URL)
     if not url:
         raise errors.AutoflowError(f"no run store: pass --store URL or set {ENV_URL}")
     if command is None:
@@ -581,3 +618,115 @@ def _table(out: TextIO, header: list[str], rows: list[list[str]], empty: str = "
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+# -- starting a pool run ----------------------------------------------------------------------
+
+
+async def _start(st: Any, args: argparse.Namespace, out: TextIO) -> int:
+    """``runs start NS/WF``: records the run (and queues it on JetStream with ``--nats``)."""
+    from autoflow.crds import errors, meta
+    from autoflow.runners.definitions import inputs as inputs_mod
+    from autoflow.runners.pool import RunRequest
+
+    namespace, sep, name = args.target.partition("/")
+    if not sep or not namespace or not name:
+        raise errors.InputError(f"runs start takes NAMESPACE/WORKFLOW; got {args.target!r}")
+    wait = None
+    if args.wait:
+        try:
+            wait = meta.parse_duration(args.wait)
+        except ValueError as exc:
+            raise errors.InputError(f"--wait: {exc}") from None
+    wf = await _find_workflow(args, namespace, name)
+    raw: dict[str, Any] = {}
+    for item in args.input:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise errors.InputError(f"--input takes NAME=VALUE; got {item!r}")
+        raw[key] = value
+    values = inputs_mod.resolve(wf.spec.inputs, raw, errors.Where(resource=wf.ref), from_text=True)
+    request = RunRequest(namespace, name, values, "manual", os.environ.get("USER", "") or "cli")
+    nats_url = args.nats or os.environ.get("AUTOFLOW_NATS_URL")
+    mode = wf.spec.runtime.mode if wf.spec.runtime is not None else "job"
+    if nats_url and mode != "pool":
+        raise errors.InputError(
+            f"{wf.ref} runs in runtime.mode job: start it with kubectl create (a WorkflowRun), "
+            "or set runtime.mode: pool"
+        )
+    outcome = None
+    if nats_url:
+        from autoflow.runners.pool import jetstream
+
+        nc = await jetstream.connect(nats_url, name="autoflow-runs-start")
+        launcher = jetstream.JetStreamLauncher(
+            st, lambda ns, n: wf, nc, settings=jetstream.Settings.from_env(os.environ)
+        )
+        try:
+            await launcher.start()
+            started = await launcher.launch(request)
+            if wait is not None:
+                outcome = await launcher.wait(started.run_id, wait)
+        finally:
+            await launcher.aclose()
+            await nc.drain()
+    else:
+        from autoflow.runners.pool import recording
+
+        class _RecordOnly(recording.RecordingLauncher):
+            async def _hand_off(self, run_id: str, request: RunRequest) -> None:
+                return None  # autoflow serve takes up Pending runs of its store
+
+        started = await _RecordOnly(st, lambda ns, n: wf).launch(request)
+        if wait is not None:
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                run = await st.get_run(started.run_id)
+                if run is not None and run.summary.phase in ("Succeeded", "Failed", "Cancelled"):
+                    from autoflow.runners.pool import Outcome
+
+                    outputs = run.outputs if isinstance(run.outputs, dict) else {}
+                    outcome = Outcome(
+                        run.summary.run_id, run.summary.phase, outputs, run.summary.error
+                    )
+                    break
+                await asyncio.sleep(0.2)
+    if args.output == "json":
+        body: dict[str, Any] = {"runId": started.run_id, "duplicate": started.duplicate}
+        if outcome is not None:
+            body.update(phase=outcome.phase, outputs=dict(outcome.outputs), error=outcome.error)
+        json.dump(body, out, indent=2, default=str)
+        out.write("\n")
+    else:
+        out.write(f"run {started.run_id} of {namespace}/{name} started\n")
+        if outcome is not None:
+            out.write(f"{outcome.phase}" + (f": {outcome.error}" if outcome.error else "") + "\n")
+            if outcome.outputs:
+                json.dump(dict(outcome.outputs), out, indent=2, default=str)
+                out.write("\n")
+        elif wait is not None:
+            out.write(f"not ended within {args.wait}: autoflow runs show {started.run_id}\n")
+    if outcome is not None and outcome.phase != "Succeeded":
+        return 1
+    return 0
+
+
+async def _find_workflow(args: argparse.Namespace, namespace: str, name: str) -> Any:
+    from autoflow.crds import errors, workflow
+
+    if args.file:
+        from autoflow.runners.definitions import loader
+
+        for res in loader.load_file(args.file):
+            if isinstance(res, workflow.Workflow) and res.metadata.name == name:
+                if not res.metadata.namespace:
+                    res.metadata.namespace = namespace
+                return res
+        raise errors.ManifestError(f"no Workflow {name!r} in {args.file}")
+    from autoflow.runners import kube
+
+    async with kube.Client.from_config(args.kubeconfig) as client:
+        found = await client.get_or_none(kube.paths.workflow(namespace, name))
+    if found is None:
+        raise errors.AutoflowError(f"no Workflow {namespace}/{name} in the cluster")
+    return workflow.Workflow.model_validate(found)

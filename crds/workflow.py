@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 
-from autoflow.crds import meta
+from autoflow.crds import meta, webhook
 
 STEP_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
 USES_PATTERN = r"^[a-z][a-z0-9_-]*\.[A-Za-z][A-Za-z0-9_]*$"
@@ -156,20 +156,9 @@ StepList = Annotated[
 ]
 
 
-class WebhookTrigger(meta.Model):
-    """Start a run on an authenticated HTTP POST to the gateway."""
-
-    path: str | None = pydantic.Field(default=None, max_length=253)
-    secret_ref: meta.LocalObjectReference | None = None
-    dedupe_header: str | None = pydantic.Field(default=None, max_length=253)
-
-
-class EventTrigger(meta.Model):
-    """Start a run for each message on a NATS subject (JetStream durable consumer)."""
-
-    subject: str = pydantic.Field(max_length=253)
-    stream: str | None = pydantic.Field(default=None, max_length=253)
-    integration: meta.Name | None = None
+# The trigger types live in crds/webhook.py; their names are part of this module's API too.
+WebhookTrigger = webhook.WebhookTrigger
+NatsTrigger = webhook.NatsTrigger
 
 
 class Trigger(meta.Model):
@@ -179,15 +168,21 @@ class Trigger(meta.Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "has(self.webhook) != has(self.event)",
-                    "message": "a trigger sets exactly one of webhook or event",
+                    "rule": "has(self.webhook) != has(self.nats)",
+                    "message": "a trigger sets exactly one of webhook or nats",
                 }
             ]
         }
     )
 
     webhook: WebhookTrigger | None = None
-    event: EventTrigger | None = None
+    nats: NatsTrigger | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _exactly_one(self) -> Trigger:
+        if (self.webhook is None) == (self.nats is None):
+            raise ValueError("a trigger sets exactly one of webhook or nats")
+        return self
 
 
 class Toleration(meta.Model):
@@ -211,9 +206,11 @@ class ResourceRequirements(meta.Model):
 
 
 class Runtime(meta.Model):
-    """Where runs of this workflow execute: one Job per run, or the shared runner pool."""
+    """Where runs of this workflow execute: ``job``, one Job per WorkflowRun; ``pool``, the
+    shared runner pool (``autoflow worker`` processes fed by a JetStream work queue; no
+    WorkflowRun objects, the history is in the run store)."""
 
-    executor: Literal["Job", "Pool"] = "Job"
+    mode: Literal["job", "pool"] = "job"
     image: str | None = pydantic.Field(default=None, max_length=512)
     service_account_name: meta.Name | None = None
     resources: ResourceRequirements | None = None

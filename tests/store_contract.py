@@ -508,6 +508,96 @@ class StoreContract:
         assert run is not None
         assert [s.output for s in run.steps] == [0, 1, 2, 3, 4]
 
+    # -- starting runs (the runner pool) ------------------------------------------------------
+
+    async def _start(self, st: store.Store, run_id: str, key: str | None, **kw: Any) -> Any:
+        return await st.start_run(
+            run_id=run_id,
+            workflow=kw.pop("workflow", "wf"),
+            namespace="team",
+            spec=kw.pop("spec", None),
+            inputs=kw.pop("inputs", {"n": 1}),
+            trigger="webhook",
+            started_by="webhook:/hooks/team/wf",
+            dedupe_key=key,
+            **kw,
+        )
+
+    async def test_a_started_run_is_pending_then_runs_from_its_recorded_inputs(
+        self, st: store.Store, probe: Any
+    ) -> None:
+        compiled = probe.compile(SPEC)
+        digest = engine.spec_hash(compiled)
+        started = await self._start(
+            st, "p1", "hook:d1", inputs={"n": 7}, spec=SPEC, spec_hash=digest
+        )
+        assert started == ("p1", False)
+        (listed,) = (await st.list_runs()).runs
+        assert (listed.phase, listed.trigger, listed.namespace) == ("Pending", "webhook", "team")
+        assert await st.unended() == ["p1"]
+        assert await st.get_spec(digest) == SPEC
+        claimed = await st.claim_run("p1")
+        assert claimed is not None and claimed == await st.journal("p1")
+        assert [r["t"] for r in claimed] == ["run"]  # Running now: no end in its journal
+        assert claimed[0]["inputs"] == {"n": 7} and claimed[0]["specHash"] == digest
+        assert (await st.list_runs()).runs[0].phase == "Running"
+        assert await st.claim_run("p1") == claimed  # a second worker leaves it so
+        assert await st.claim_run("nope") is None
+        jr = await store_journal.StoreJournal.load(st, "p1")
+        result = await probe.run(compiled, journal=jr, run_id="p1")
+        await jr.aclose()
+        assert result.succeeded and result.outputs == {"d": [7, 8, "c", [10, 20, 30]]}
+        run = await st.get_run("p1")
+        assert run is not None and run.summary.phase == "Succeeded"
+        assert run.summary.trigger == "webhook" and run.inputs == {"n": 7}
+        assert await st.unended() == []
+        (s,) = await st.stats(since=time.time() - 60, until=time.time() + 60)
+        assert (s.runs.count, s.runs.succeeded) == (1, 1)
+        assert s.buckets and sum(n for _, n in s.buckets) == 1  # started once, not twice
+
+    async def test_a_redelivery_answers_with_the_first_run_and_writes_nothing(
+        self, st: store.Store
+    ) -> None:
+        assert await self._start(st, "first", "hook:d1") == ("first", False)
+        assert await self._start(st, "second", "hook:d1") == ("first", True)
+        assert await self._start(st, "third", "hook:d2") == ("third", False)
+        assert await self._start(st, "free", None) == ("free", False)
+        assert await self._start(st, "free", None) == ("free", True)  # a deterministic id
+        page = await st.list_runs()
+        assert sorted(r.run_id for r in page.runs) == ["first", "free", "third"]
+
+    async def test_a_run_executed_at_once_is_recorded_running_and_needs_no_claim(
+        self, st: store.Store
+    ) -> None:
+        assert await self._start(st, "now", "hook:n", phase="Running") == ("now", False)
+        assert (await st.list_runs()).runs[0].phase == "Running"
+        assert await st.unended() == ["now"]  # resumed after a crash like any other
+        assert [r["t"] for r in await st.journal("now")] == ["run"]
+        with pytest.raises(store.StoreError, match="Pending or Running"):
+            await self._start(st, "bad", None, phase="Succeeded")
+
+    async def test_concurrent_starts_with_one_key_leave_one_run(self, st: store.Store) -> None:
+        results = await asyncio.gather(
+            *(self._start(st, f"c{n:02}", f"hook:{n % 5}") for n in range(50))
+        )
+        firsts = {r[0] for r in results if not r[1]}
+        assert len(firsts) == 5
+        assert sum(1 for r in results if r[1]) == 45
+        by_key: dict[int, set[str]] = {}
+        for n, (run_id, _) in enumerate(results):
+            by_key.setdefault(n % 5, set()).add(run_id)
+        assert all(len(ids) == 1 for ids in by_key.values())
+        page = await st.list_runs(limit=100)
+        assert sorted(r.run_id for r in page.runs) == sorted(firsts)
+
+    async def test_a_started_run_with_a_subject_stores_only_its_hash(
+        self, st: store.Store, raw_sql: Callable[[str], list[tuple[Any, ...]]]
+    ) -> None:
+        await self._start(st, "s1", None, subject="ann@example.com")
+        rows = raw_sql("SELECT subject FROM autoflow_runs WHERE run_id = 's1'")
+        assert rows[0][0] == records.subject_hash("ann@example.com", KEY)
+        assert await st.erase("ann@example.com") == 1
+
     # -- schema -------------------------------------------------------------------------------
 
     async def test_a_store_migrated_by_a_newer_autoflow_is_refused_naming_the_version(

@@ -56,8 +56,14 @@ spec:
     threshold: {type: number, default: 100}
     channel: {type: string, enum: ["#orders", "#sales"], default: "#orders"}
   triggers:
-    - webhook: {path: /orders, secretRef: {name: shop-webhook}, dedupeHeader: X-Delivery}
-    - event: {subject: shop.orders.created, stream: SHOP, integration: shop-nats}
+    - webhook:
+        path: /orders
+        auth: {hmac: {preset: github}}
+        secretRef: {name: shop-webhook, key: secret}
+        deliveryId: {header: X-Delivery}
+        inputs: {orderId: "${ body.order.id }"}
+        response: {mode: sync, timeout: 10s, output: total, statusCode: 201}
+    - nats: {subject: shop.orders.created, stream: SHOP, consumer: orders, integration: shop-nats}
   steps:
     - id: fetch
       name: Fetch the order
@@ -107,7 +113,7 @@ spec:
   retry: {maxAttempts: 2}
   concurrency: {maxRuns: 10, policy: Queue}
   runtime:
-    executor: Job
+    mode: job
     image: ghcr.io/example/autoflow:1.0
     serviceAccountName: autoflow-runner
     resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 256Mi}}

@@ -24,7 +24,7 @@ from typing import Any
 
 from autoflow.connectors import registry as registry_mod
 from autoflow.crds import errors, integration, workflow
-from autoflow.runners.definitions import documents, integration_checks, loader, plan
+from autoflow.runners.definitions import documents, integration_checks, loader, plan, triggers
 
 _SECTIONS = ("steps", "onError", "finally")
 
@@ -62,6 +62,7 @@ def check_manifest(
             plan.compile_workflow(resource, registry, where=where)
         except errors.ValidationError as exc:
             found += exc.problems
+        found += triggers.trigger_problems(resource, where.replace(resource=resource.ref))
         found += integration_checks.integration_problems(
             resource, integrations or {}, where, require_all=require_all, missing=missing
         )

@@ -426,6 +426,41 @@ class Store(abc.ABC):
     async def versions(self, workflow: str, *, namespace: str = "") -> list[Version]:
         """The specs a workflow's stored runs ran, newest last run first."""
 
+    # -- starting runs (the runner pool: ``store/deliveries.py``) ---------------------------
+
+    @abc.abstractmethod
+    async def start_run(
+        self,
+        *,
+        run_id: str,
+        workflow: str,
+        namespace: str,
+        spec: Mapping[str, Any] | None,
+        inputs: Mapping[str, Any],
+        trigger: str,
+        started_by: str,
+        dedupe_key: str | None = None,
+        subject: str | None = None,
+        spec_hash: str = "",
+        phase: str = "Pending",
+    ) -> tuple[str, bool]:
+        """Records a run (phase ``Pending``) before anything runs it, with a delivery row
+        for ``dedupe_key`` in the same transaction. A key seen before: (the first run's id,
+        True), nothing written. ``spec`` (the Workflow's ``spec.dump()``) is stored under
+        ``spec_hash`` (``engine.spec_hash`` of its plan, which a resume checks). ``phase``
+        ``Running``: the caller executes it at once, without ``claim_run``."""
+
+    @abc.abstractmethod
+    async def claim_run(self, run_id: str) -> list[dict[str, Any]] | None:
+        """Pending → Running before the engine starts it; returns the run's journal as
+        ``journal`` does (None: no such run). A run Running already stays so (a worker
+        resuming it); an ended one is returned with its end."""
+
+    @abc.abstractmethod
+    async def unended(self) -> list[str]:
+        """Runs Pending or Running that a runner pool owns (not ``autoflow run``'s), oldest
+        first: what a launcher resumes when it starts."""
+
     @abc.abstractmethod
     async def schema_version(self) -> int: ...
 

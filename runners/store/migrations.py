@@ -155,6 +155,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
         rebuild_rollups=True,
     ),
+    Migration(
+        4,
+        "deliveries: one run per webhook or event delivery (the runner pool's de-duplication)",
+        (
+            # dedupe_key: the starter's (trigger key, delivery id); run_id: the first
+            # delivery's run, which every redelivery answers with.
+            """CREATE TABLE autoflow_deliveries (
+                dedupe_key TEXT PRIMARY KEY,
+                run_id TEXT NOT NULL,
+                at DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE INDEX autoflow_deliveries_at ON autoflow_deliveries (at)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -29,7 +29,7 @@ from typing import Any
 
 import autoflow
 from autoflow.runners import store
-from autoflow.runners.store import records, sql
+from autoflow.runners.store import deliveries, records, sql
 
 
 class SqlStore(store.Store):
@@ -116,6 +116,66 @@ class SqlStore(store.Store):
         return store.StoreUnavailable(
             f"cannot write to the run store at {self.display_url}: {type(exc).__name__}: {reason}"
         )
+
+    # -- starting runs (store/deliveries.py) -----------------------------------------------
+
+    async def start_run(
+        self,
+        *,
+        run_id: str,
+        workflow: str,
+        namespace: str,
+        spec: Mapping[str, Any] | None,
+        inputs: Mapping[str, Any],
+        trigger: str,
+        started_by: str,
+        dedupe_key: str | None = None,
+        subject: str | None = None,
+        spec_hash: str = "",
+        phase: str = deliveries.PENDING,
+    ) -> tuple[str, bool]:
+        if phase not in (deliveries.PENDING, "Running"):
+            raise store.StoreError(f"a run starts Pending or Running, not {phase!r}")
+        hashed = None
+        if subject is not None and str(subject).strip():
+            if not self.subject_key:
+                raise store.StoreError(
+                    f"run {run_id!r} names a data subject, but the run store has no key to "
+                    f"hash it with: set {store.SUBJECT_KEY_ENV}"
+                )
+            hashed = records.subject_hash(subject, self.subject_key)
+        statements, delivery, run = deliveries.start_statements(
+            run_id=run_id,
+            workflow=workflow,
+            namespace=namespace,
+            spec_hash=spec_hash,
+            spec=spec,
+            inputs=inputs,
+            trigger=trigger,
+            started_by=started_by,
+            dedupe_key=dedupe_key,
+            subject_hash=hashed,
+            max_payload=self.max_payload,
+            phase=phase,
+        )
+        counts = await self._transaction(statements)
+        if counts[run] == 1:
+            return run_id, False
+        if delivery is not None and counts[delivery] == 0:
+            found = await self._fetch(deliveries.FIRST_RUN, [dedupe_key])
+            return (str(found[0][0]) if found else run_id), True
+        return run_id, True  # this run id exists already (a starter's deterministic id)
+
+    async def claim_run(self, run_id: str) -> list[dict[str, Any]] | None:
+        (claimed,) = await self._transaction([(deliveries.CLAIM, [run_id])])
+        if claimed:  # it was Pending: nothing of it ran yet, its row is the whole journal
+            run = await self._fetch(sql.JOURNAL_RUN, [run_id])
+            return records.to_journal(run[0], [], [], []) if run else None
+        found = await self.journal(run_id)
+        return found or None
+
+    async def unended(self) -> list[str]:
+        return [str(r[0]) for r in await self._fetch(deliveries.UNSTARTED, [])]
 
     # -- reads --------------------------------------------------------------------------------
 

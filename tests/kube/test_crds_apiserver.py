@@ -119,8 +119,17 @@ def test_every_field_of_a_rich_workflow_is_kept(apiserver: kube.APIServer, names
     spec = manifest["spec"]
     spec["inputs"]["orders"]["enum"] = [{"any": ["shape", 1, None]}, "plain"]
     spec["triggers"] = [
-        {"webhook": {"path": "/orders", "secretRef": {"name": "hook"}, "dedupeHeader": "X-Id"}},
-        {"event": {"subject": "shop.orders", "stream": "SHOP", "integration": "shop-nats"}},
+        {
+            "webhook": {
+                "path": "/orders",
+                "auth": {"hmac": {"preset": "stripe"}},
+                "secretRef": {"name": "hook", "key": "signingSecret"},
+                "deliveryId": {"expression": "${ body.id }"},
+                "inputs": {"orders": "${ body.data.object }"},
+                "response": {"mode": "sync", "timeout": "5s"},
+            }
+        },
+        {"nats": {"subject": "shop.orders.>", "stream": "SHOP", "integration": "shop-nats"}},
     ]
     spec["steps"][0].update(
         ui={"x": 240.5, "y": -80},
@@ -140,7 +149,7 @@ def test_every_field_of_a_rich_workflow_is_kept(apiserver: kube.APIServer, names
         retry={"maxAttempts": 2},
         concurrency={"maxRuns": 10, "policy": "Queue"},
         runtime={
-            "executor": "Job",
+            "mode": "job",
             "image": "ghcr.io/example/autoflow:1.0",
             "serviceAccountName": "autoflow-runner",
             "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}},
@@ -180,8 +189,9 @@ def _drop_steps(spec: dict[str, Any]) -> None:
 
 
 FETCH = {"id": "fetch", "uses": "http.request"}
-WEBHOOK = {"path": "/orders"}
-EVENT = {"subject": "shop.orders"}
+WEBHOOK = {"path": "/orders", "auth": {"none": True}}
+NATS = {"subject": "shop.orders"}
+SECRET = {"secretRef": {"name": "hook"}}
 NO_FOREACH_CEL = (
     "the CRD cannot say it: `foreach` is untyped (preserve-unknown-fields), so CEL cannot see "
     "it; only the pydantic model (autoflow validate, the operator) refuses this step"
@@ -200,14 +210,29 @@ INVALID = [
         _step(needs=["fetch"]), ["spec.steps[0]", "a step cannot need itself"], id="needs-itself"
     ),
     pytest.param(
-        _spec(triggers=[{"webhook": WEBHOOK, "event": EVENT}]),
-        ["spec.triggers[0]", "a trigger sets exactly one of webhook or event"],
-        id="trigger-webhook-and-event",
+        _spec(triggers=[{"webhook": WEBHOOK, "nats": NATS}]),
+        ["spec.triggers[0]", "a trigger sets exactly one of webhook or nats"],
+        id="trigger-webhook-and-nats",
     ),
     pytest.param(
         _spec(triggers=[{}]),
-        ["spec.triggers[0]", "a trigger sets exactly one of webhook or event"],
+        ["spec.triggers[0]", "a trigger sets exactly one of webhook or nats"],
         id="trigger-empty",
+    ),
+    pytest.param(
+        _spec(triggers=[{"webhook": {"auth": {"bearer": {}, "none": True}}}]),
+        ["spec.triggers[0].webhook.auth", "auth sets exactly one of"],
+        id="webhook-two-auth-schemes",
+    ),
+    pytest.param(
+        _spec(triggers=[{"webhook": {"auth": {"standardWebhooks": {}}}}]),
+        ["spec.triggers[0].webhook", "this auth scheme needs a secretRef"],
+        id="webhook-signature-without-secret",
+    ),
+    pytest.param(
+        _spec(triggers=[{"webhook": {"auth": {"hmac": {"algorithm": "sha256"}}, **SECRET}}]),
+        ["spec.triggers[0].webhook.auth.hmac", "hmac needs a header"],
+        id="hmac-without-header",
     ),
     pytest.param(
         _step(concurrency=4),

@@ -26,6 +26,10 @@
 {{- printf "%s-runner" (include "autoflow.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- define "autoflow.workerName" -}}
+{{- printf "%s-worker" (include "autoflow.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "autoflow.metricsName" -}}
 {{- printf "%s-operator-metrics" (include "autoflow.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}

@@ -1,0 +1,211 @@
+"""Where the gateway's routes and webhook secrets come from: files here, or the cluster.
+
+A source owns a ``RouteTable`` (``table``) and answers ``secret(namespace, ref)``; the app
+calls ``start()`` when it starts serving and ``stop()`` at the end::
+
+    DirectorySource(dir)        Workflows in dir/*.yaml (namespace: metadata.namespace, else
+                                "default"); secrets from AUTOFLOW_SECRET_<NAME>_<KEY> or a
+                                secrets file {<name>: {<key>: value}}, as ``autoflow run``
+                                reads an Integration's
+    KubeSource(client, [ns])    a watch of Workflows in the namespaces (all: []) keeps the
+                                table current; Secrets read with ``get`` when a request needs
+                                one, kept ``secret_ttl`` seconds. Read-only (config/rbac/
+                                gateway.yaml)
+
+A secret's value is never logged; a missing one is logged by Secret name and key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import pydantic
+
+from autoflow.crds import errors, webhook, workflow
+from autoflow.runners.definitions import loader
+from autoflow.runners.gateway import routes as routes_mod
+from autoflow.runners.kube import client as kube_client
+from autoflow.runners.kube import errors as kube_errors
+from autoflow.runners.kube import paths
+
+log = logging.getLogger("autoflow.gateway")
+
+SECRET_ENV_PREFIX = "AUTOFLOW_SECRET_"
+DEFAULT_NAMESPACE = "default"
+
+
+class RoutesSource(Protocol):
+    table: routes_mod.RouteTable
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def secret(self, namespace: str, ref: webhook.SecretKeyRef) -> str | None: ...
+
+
+def secret_env_name(name: str, key: str) -> str:
+    """``AUTOFLOW_SECRET_<NAME>_<KEY>``, the spelling ``autoflow run`` uses for Integrations."""
+    return SECRET_ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", f"{name}_{key}").upper()
+
+
+class DirectorySource:
+    """Workflows from YAML files in a directory; secrets from the environment or a file."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        secrets: Mapping[str, Mapping[str, str]] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.table = routes_mod.RouteTable()
+        self._secrets = secrets or {}
+        self._env = os.environ if env is None else env
+        self.problems: list[str] = []
+        self.load()
+
+    def load(self) -> None:
+        """Read every Workflow again; a file that does not load is reported and skipped."""
+        found: list[tuple[workflow.Workflow, str]] = []
+        self.problems = []
+        for path in sorted(self.directory.glob("*.y*ml")):
+            try:
+                resources = loader.load_file(path)
+            except errors.ManifestError as exc:
+                self.problems.append(str(exc))
+                log.warning("%s", exc)
+                continue
+            for res in resources:
+                if isinstance(res, workflow.Workflow):
+                    found.append((res, res.metadata.namespace or DEFAULT_NAMESPACE))
+        self.table.replace_all(found)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def secret(self, namespace: str, ref: webhook.SecretKeyRef) -> str | None:
+        value = (self._secrets.get(ref.name) or {}).get(ref.key)
+        if value is None:
+            value = self._env.get(secret_env_name(ref.name, ref.key))
+        return value
+
+
+class KubeSource:
+    """Workflows watched in the cluster; Secrets read when a request needs them."""
+
+    def __init__(
+        self,
+        client: kube_client.Client,
+        namespaces: Sequence[str] = (),
+        *,
+        secret_ttl: float = 30.0,
+        retry_seconds: float = 5.0,
+    ) -> None:
+        self.client = client
+        self.namespaces = list(namespaces) or [""]
+        self.table = routes_mod.RouteTable()
+        self.secret_ttl = secret_ttl
+        self.retry_seconds = retry_seconds
+        self._secrets: dict[tuple[str, str], tuple[float, dict[str, str] | None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.synced = asyncio.Event()
+        self._synced_namespaces: set[str] = set()
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._watch(ns)) for ns in self.namespaces]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _watch(self, namespace: str) -> None:
+        url = paths.workflow(namespace) if namespace else paths.path(paths.AUTOFLOW, "workflows")
+        while True:
+            try:
+                listed = await self.client.get(url)
+                seen: set[tuple[str, str]] = set()
+                for obj in listed.get("items", []):
+                    seen.add(self._apply("ADDED", obj))
+                for ns, name in self._known(namespace) - seen:
+                    self.table.remove(ns, name)
+                self._synced_namespaces.add(namespace)
+                if len(self._synced_namespaces) == len(self.namespaces):
+                    self.synced.set()
+                version = (listed.get("metadata") or {}).get("resourceVersion")
+                while True:
+                    async for kind, obj in self.client.watch(url, version):
+                        if kind == "ERROR":
+                            raise kube_errors.Gone(410, "Gone", "the watch ended with an error")
+                        version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                        if kind != "BOOKMARK":
+                            self._apply(kind, obj)
+            except asyncio.CancelledError:
+                raise
+            except kube_errors.Gone:
+                continue  # list again from now
+            except Exception as exc:  # the API server away, RBAC refused: try again later
+                log.warning(
+                    "watching Workflows%s: %s", f" in {namespace}" if namespace else "", exc
+                )
+                await asyncio.sleep(self.retry_seconds)
+
+    def _known(self, namespace: str) -> set[tuple[str, str]]:
+        return {
+            (r.namespace, r.name)
+            for r in self.table.routes()
+            if not namespace or r.namespace == namespace
+        }
+
+    def _apply(self, kind: str, obj: Mapping[str, object]) -> tuple[str, str]:
+        metadata = obj.get("metadata")
+        meta_ = metadata if isinstance(metadata, dict) else {}
+        namespace, name = str(meta_.get("namespace") or ""), str(meta_.get("name") or "")
+        if kind == "DELETED":
+            self.table.remove(namespace, name)
+            return namespace, name
+        try:
+            wf = workflow.Workflow.model_validate(
+                {k: v for k, v in obj.items() if k in ("apiVersion", "kind", "metadata", "spec")}
+            )
+        except pydantic.ValidationError:
+            log.warning("Workflow %s/%s is not valid; its webhooks are not served", namespace, name)
+            self.table.remove(namespace, name)
+            return namespace, name
+        self.table.put(wf, namespace)
+        return namespace, name
+
+    async def secret(self, namespace: str, ref: webhook.SecretKeyRef) -> str | None:
+        now = time.monotonic()
+        cached = self._secrets.get((namespace, ref.name))
+        if cached is None or now - cached[0] > self.secret_ttl:
+            try:
+                obj = await self.client.get_or_none(paths.secret(namespace, ref.name))
+            except kube_errors.ApiError as exc:
+                log.warning("reading Secret %s/%s: %s", namespace, ref.name, exc.message)
+                obj = None
+            data = None
+            if obj is not None:
+                raw = obj.get("data") or {}
+                data = {k: base64.b64decode(v).decode() for k, v in raw.items()}
+            cached = (now, data)
+            self._secrets[(namespace, ref.name)] = cached
+        values = cached[1]
+        return None if values is None else values.get(ref.key)

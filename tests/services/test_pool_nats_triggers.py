@@ -1,0 +1,93 @@
+"""NATS event triggers against a real JetStream: a message becomes a run, once.
+
+The Workflow's ``nats`` trigger maps the message to inputs; the in-process launcher (what
+``autoflow serve`` runs) records and executes the run in a SQLite store. A message delivered
+again with the same delivery id starts no second run; a message whose inputs are refused
+starts none and is not redelivered forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.js.api
+import servers
+
+from autoflow.crds import workflow
+from autoflow.runners import store
+from autoflow.runners.pool import inprocess, nats_triggers
+
+
+async def test_messages_on_a_trigger_subject_start_runs_once_per_delivery_id(
+    nats_server: servers.Nats, tmp_path: Path
+) -> None:
+    tag = os.urandom(3).hex()
+    subject = f"orders{tag}.created"
+    wf = workflow.Workflow.model_validate(
+        {
+            "kind": "Workflow",
+            "metadata": {"name": "on-order", "namespace": "shop"},
+            "spec": {
+                "inputs": {"order": {"type": "string"}, "total": {"type": "number"}},
+                "triggers": [
+                    {
+                        "nats": {
+                            "subject": subject,
+                            "inputs": {"order": "${ body.id }", "total": "${ body.total }"},
+                            "deliveryId": {"expression": "${ body.id }"},
+                        }
+                    }
+                ],
+                "steps": [{"id": "log", "uses": "core.log", "with": {"message": "${ inputs }"}}],
+                "outputs": {"order": "${ inputs.order }"},
+            },
+        }
+    )
+    st = await store.open_store(f"sqlite:///{tmp_path}/runs.db")
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await js.add_stream(nats.js.api.StreamConfig(name=f"ORDERS{tag}", subjects=[f"orders{tag}.>"]))
+    launcher = inprocess.InProcessLauncher(st, lambda ns, name: wf, lambda ns: None)
+    consumers = nats_triggers.NatsTriggers(nc, launcher)
+    consumers.sync([wf])
+    assert consumers.consumers == ["autoflow-shop-on-order"]
+    try:
+        for body in (
+            {"id": "o-1", "total": 10.5},
+            {"id": "o-2", "total": 3},
+            {"id": "o-1", "total": 10.5},  # the sender delivered o-1 again
+            {"id": "o-3", "total": "lots"},  # refused: total is not a number
+        ):
+            await js.publish(subject, json.dumps(body).encode())
+
+        async def runs() -> list[Any]:
+            page = await st.list_runs(store.RunFilter(workflow="on-order", phase="Succeeded"))
+            return list(page.runs)
+
+        deadline = time.monotonic() + 20
+        while len(await runs()) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # time for a wrong second o-1 run to appear
+        found = await runs()
+        assert len(found) == 2
+        assert {r.trigger for r in found} == {"nats"}
+        assert {r.started_by for r in found} == {f"nats:{subject}"}
+        details = [await st.get_run(r.run_id) for r in found]
+        assert sorted(d.outputs["order"] for d in details if d) == ["o-1", "o-2"]
+        assert sorted(d.inputs["total"] for d in details if d) == [3, 10.5]
+        # Every message was acked or terminated: nothing waits for redelivery.
+        info = await js.consumer_info(f"ORDERS{tag}", "autoflow-shop-on-order")
+        assert info.num_ack_pending == 0 and info.num_pending == 0
+        consumers.sync([])  # the trigger went: its consumer stops
+        assert consumers.consumers == []
+    finally:
+        await consumers.aclose()
+        await launcher.aclose()
+        await nc.close()
+        await st.aclose()
