@@ -351,3 +351,48 @@ async def test_connector_catalogue_has_schemas(setup: tuple[Api, str, Any]) -> N
     request = next(a for a in http["actions"] if a["name"] == "request")
     assert "url" in request["inputSchema"]["properties"]
     assert "token" in http["integration"]["secretKeys"] or http["integration"]["secretKeys"]
+
+
+async def test_under_autoflow_serves_launcher(tmp_path: pathlib.Path) -> None:
+    """``autoflow serve`` mounts the API over its own in-process launcher and event hub
+    (runners.pool): runs start, stream their transitions and cancel through it."""
+    from autoflow.runners import store as store_mod
+    from autoflow.runners.pool import inprocess
+    from autoflow.runners.pool import workspace as pool_workspace
+    from autoflow.webui.api import Settings
+
+    (tmp_path / "slow.yaml").write_text(SLOW)
+    ws = pool_workspace.Workspace(str(tmp_path))
+    ws.refresh()
+    st = await store_mod.open_store(f"sqlite:///{tmp_path / 'runs.db'}")
+    launcher = inprocess.InProcessLauncher(st, ws.workflow, ws.provider)
+    await launcher.start()
+    be = workspace.WorkspaceBackend(tmp_path, st, launcher=launcher, events=launcher.hub)
+    token = auth.TokenAuth()
+    app = create_app(be, Settings(authenticator=token))
+    headers = {"Authorization": f"Bearer {token.token}"}
+    try:
+        async with webapi_server.serve(app) as base, httpx.AsyncClient(
+            base_url=base + "/", headers=headers
+        ) as c:
+            api = Api(c, "")
+            listener = asyncio.ensure_future(
+                read_events(c, "namespaces/default/events", 5, str(launcher.hub.last_id))
+            )
+            r = await api.send("POST", "namespaces/default/workflows/slow/runs", json={})
+            assert r.status_code == 201, r.text
+            run_id = r.json()["runId"]
+            seen = await asyncio.wait_for(listener, 15)
+            kinds = [(e["kind"], e.get("step"), e["phase"]) for _, e in seen]
+            assert ("step", "a", "Succeeded") in kinds and kinds[-1] == ("step", "wait", "Running")
+            await wait_phase(api, run_id, "Running")
+            for _ in range(100):  # the engine run exists once the task has started
+                cancel = await api.send("POST", f"namespaces/default/runs/{run_id}/cancel")
+                if cancel.status_code == 202:
+                    break
+                await asyncio.sleep(0.05)
+            assert cancel.status_code == 202, cancel.text
+            await wait_phase(api, run_id, "Cancelled")
+    finally:
+        await launcher.aclose()
+        await st.aclose()
