@@ -30,7 +30,8 @@ import httpx
 import uvicorn
 from starlette import applications, responses, routing
 
-from autoflow.webui import live, workspace
+from autoflow.runners.pool import events
+from autoflow.webui import workspace
 from autoflow.webui.api import Settings, auth, create_app
 
 TOKEN = "bench-token"
@@ -122,7 +123,7 @@ async def main(args: argparse.Namespace) -> None:
     await fill(be, args.runs)
     print(f"filled {args.runs} runs in {time.perf_counter() - t:.1f}s", file=sys.stderr)
     api = create_app(be, Settings(authenticator=auth.TokenAuth(TOKEN)))
-    hub = live.RunEvents()
+    hub = events.RunEvents()
 
     async def bare_json(request: Any) -> responses.Response:
         return responses.Response(body, media_type="application/json")
@@ -231,7 +232,7 @@ async def main(args: argparse.Namespace) -> None:
 
         async def bare_trigger() -> None:
             hub.publish(
-                runId="x",
+                run_id="x",
                 namespace="default",
                 workflow="ping",
                 kind="step",

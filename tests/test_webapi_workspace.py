@@ -372,9 +372,10 @@ async def test_under_autoflow_serves_launcher(tmp_path: pathlib.Path) -> None:
     app = create_app(be, Settings(authenticator=token))
     headers = {"Authorization": f"Bearer {token.token}"}
     try:
-        async with webapi_server.serve(app) as base, httpx.AsyncClient(
-            base_url=base + "/", headers=headers
-        ) as c:
+        async with (
+            webapi_server.serve(app) as base,
+            httpx.AsyncClient(base_url=base + "/", headers=headers) as c,
+        ):
             api = Api(c, "")
             listener = asyncio.ensure_future(
                 read_events(c, "namespaces/default/events", 5, str(launcher.hub.last_id))

@@ -12,7 +12,7 @@ This is ``autoflow serve DIR`` and ``autoflow webui --dir DIR``: no cluster, one
 A file's ``resourceVersion`` is a hash of its bytes: an update naming another one is refused
 with 409, so two editors (or an editor and a text editor on the file) cannot overwrite each
 other silently. Runs go through ``LocalLauncher`` (or any launcher with its methods) and
-publish their step transitions to ``live.RunEvents`` for the SSE streams.
+publish their step transitions to ``runners.pool.events.RunEvents`` for the SSE streams.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from autoflow.runners.access import probe, redact
 from autoflow.runners.definitions import documents, loader
 from autoflow.runners.local import run as local
 from autoflow.runners.pool import RunRequest
-from autoflow.webui import backend, live, local_runs
+from autoflow.runners.pool import events as events_mod
+from autoflow.webui import backend, local_runs
 
 NAMESPACE = "default"
 STATE_DIR = ".autoflow"
@@ -66,7 +67,7 @@ class WorkspaceBackend(backend.Backend):
         *,
         user: str | None = None,
         launcher: Any = None,
-        events: live.RunEvents | None = None,
+        events: events_mod.RunEvents | None = None,
     ) -> None:
         self.dir = pathlib.Path(directory)
         self.state = self.dir / STATE_DIR
@@ -74,7 +75,7 @@ class WorkspaceBackend(backend.Backend):
         self.store = store
         self.views = backend.StoreViews(store)
         self.user = user or os.environ.get("USER") or "workspace"
-        self.events_hub = events or live.RunEvents()
+        self.events_hub = events or events_mod.RunEvents()
         self.launcher = launcher or local_runs.LocalLauncher(
             store, self._workflow_model, self._integrations_for, self.events_hub
         )
