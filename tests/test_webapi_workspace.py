@@ -15,6 +15,7 @@ import httpserver
 import httpx
 import pytest
 import webapi_server
+import yaml
 
 from autoflow.webui import workspace
 from autoflow.webui.api import auth, create_app
@@ -397,3 +398,55 @@ async def test_under_autoflow_serves_launcher(tmp_path: pathlib.Path) -> None:
     finally:
         await launcher.aclose()
         await st.aclose()
+
+
+async def test_oauth2_connect_stores_the_tokens_and_never_shows_them(
+    setup: tuple[Api, str, workspace.WorkspaceBackend],
+) -> None:
+    """The connect flow against a local OAuth2 server (tests/oauth_server.py: RFC 6749
+    4.1 with RFC 7636 PKCE): start, the provider's redirect back, tokens into the secrets."""
+    import oauth_server
+
+    api, _, be = setup
+    with httpserver.serve() as server:
+        provider = oauth_server.AuthServer(server)
+        body = {
+            "name": "crm",
+            "spec": {
+                "type": "http",
+                "settings": {"baseUrl": server.url("/api"), "auth": "oauth2"},
+                "oauth2": {
+                    "grantType": "authorization_code",
+                    "tokenUrl": provider.token_url,
+                    "authorizeUrl": provider.authorize_url,
+                    "clientId": oauth_server.CLIENT_ID,
+                    "scopes": ["api"],
+                },
+            },
+            "secrets": {"clientSecret": oauth_server.CLIENT_SECRET},
+        }
+        made = await api.send("POST", "namespaces/default/integrations", json=body)
+        assert made.status_code == 201, made.text
+        start = await api.get("namespaces/default/integrations/crm/oauth/start")
+        assert start.status_code == 200, start.text
+        async with httpx.AsyncClient() as browser:
+            consent = await browser.get(start.json()["authorizationUrl"])
+        assert consent.status_code == 302
+        back = consent.headers["location"]
+        done = await api.get(back)
+        assert done.status_code == 200, done.text
+        assert provider.grants == ["authorization_code"]
+        replay = await api.get(back)
+        assert replay.status_code == 422
+        stored = yaml.safe_load((be.state / "secrets.yaml").read_text())["crm"]
+        assert stored["accessToken"].startswith("at-") and stored["refreshToken"]
+        listed = await api.get("namespaces/default/integrations")
+        keys = listed.json()["items"][0]["secretKeys"]
+        assert {"accessToken", "refreshToken", "clientSecret"} <= set(keys)
+        for response in (made, start, done, listed):
+            for value in (
+                stored["accessToken"],
+                stored["refreshToken"],
+                oauth_server.CLIENT_SECRET,
+            ):
+                assert value not in response.text
