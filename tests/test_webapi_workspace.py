@@ -450,3 +450,16 @@ async def test_oauth2_connect_stores_the_tokens_and_never_shows_them(
                 oauth_server.CLIENT_SECRET,
             ):
                 assert value not in response.text
+
+
+async def test_a_file_edited_by_hand_into_an_invalid_workflow_is_shown_not_ready(
+    setup: tuple[Api, str, workspace.WorkspaceBackend],
+) -> None:
+    api, _, be = setup
+    (be.dir / "hello.yaml").write_text(HELLO.replace("core.set", "core.nope"))
+    (item,) = (await api.get("namespaces/default/workflows")).json()["items"]
+    assert item["ready"]["status"] == "False" and item["ready"]["reason"] == "Invalid"
+    assert "step 'greet'" in item["ready"]["message"]
+    (be.dir / "hello.yaml").write_text(HELLO)
+    (item,) = (await api.get("namespaces/default/workflows")).json()["items"]
+    assert item["ready"]["status"] == "True"

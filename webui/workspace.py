@@ -37,7 +37,7 @@ from autoflow.runners.definitions import documents, loader
 from autoflow.runners.local import run as local
 from autoflow.runners.pool import RunRequest
 from autoflow.runners.pool import events as events_mod
-from autoflow.webui import backend, local_runs
+from autoflow.webui import backend, local_runs, texts
 
 NAMESPACE = "default"
 STATE_DIR = ".autoflow"
@@ -80,6 +80,7 @@ class WorkspaceBackend(backend.Backend):
             store, self._workflow_model, self._integrations_for, self.events_hub
         )
         self._health: dict[str, dict[str, Any]] = {}
+        self._checked: dict[tuple[pathlib.Path, str], dict[str, Any]] = {}
         self._lock = asyncio.Lock()
         self._cache: dict[pathlib.Path, tuple[float, int, list[_File]]] = {}
 
@@ -191,6 +192,26 @@ class WorkspaceBackend(backend.Backend):
     async def namespaces(self, person: backend.Person) -> list[str]:
         return [NAMESPACE]
 
+    def _ready(self, f: _File) -> dict[str, Any]:
+        """The Workflow's Ready condition as the operator would judge it: its text checked as
+        ``autoflow validate`` checks it (cached per file version)."""
+        key = (f.path, version_of(f.raw))
+        found = self._checked.get(key)
+        if found is None:
+            types = {
+                g.name: (g.data.get("spec") or {}).get("type") for g in self._of_kind("Integration")
+            }
+            _, problems = texts.check_workflow(f.raw.decode("utf-8"), integrations=types)
+            if problems and f.single:
+                first = problems[0]
+                found = {"status": "False", "reason": "Invalid", "message": str(first)}
+                if len(problems) > 1:
+                    found["message"] += f" (and {len(problems) - 1} more)"
+            else:
+                found = {"status": "True", "reason": "Valid", "message": ""}
+            self._checked[key] = found
+        return found
+
     def _view(self, f: _File) -> dict[str, Any]:
         spec = f.data.get("spec") if isinstance(f.data.get("spec"), dict) else {}
         assert isinstance(spec, dict)
@@ -200,7 +221,7 @@ class WorkspaceBackend(backend.Backend):
             "namespace": NAMESPACE,
             "yaml": f.raw.decode("utf-8"),
             "resourceVersion": version_of(f.raw),
-            "ready": {"status": "True", "reason": "Valid", "message": ""},
+            "ready": self._ready(f),
             "spec": spec,
             "changedBy": annotations.get(backend.CHANGED_BY)
             if isinstance(annotations, dict)
