@@ -141,12 +141,20 @@ class StoreViews:
         day = {
             name: sum(n for start, n in s.buckets if start >= day_start) for name, s in week.items()
         }
+        # The newest runs of the namespace name most workflows' last run in one query; only
+        # the quiet ones are looked up one by one.
+        recent = await self.store.list_runs(store_mod.RunFilter(namespace=namespace), limit=200)
+        latest: dict[str, store_mod.RunSummary] = {}
+        for run in recent.runs:
+            latest.setdefault(run.workflow, run)
         out: dict[str, dict[str, Any]] = {}
         for name in names:
-            page = await self.store.list_runs(
-                store_mod.RunFilter(workflow=name, namespace=namespace), limit=1
-            )
-            last = page.runs[0] if page.runs else None
+            last = latest.get(name)
+            if last is None and recent.next_cursor is not None:
+                page = await self.store.list_runs(
+                    store_mod.RunFilter(workflow=name, namespace=namespace), limit=1
+                )
+                last = page.runs[0] if page.runs else None
             figures = week.get(name)
             out[name] = {
                 "lastRun": None
