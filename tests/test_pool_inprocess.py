@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Probe, make_workflow
+from engine_probe import Probe, make_workflow
 
 from autoflow.crds import errors, workflow
 from autoflow.runners import store
