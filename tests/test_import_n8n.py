@@ -125,6 +125,11 @@ def test_placeholders_stop_the_run_and_keep_the_code_beside_them() -> None:
     # are named in the report.
     notes = result.report.notes
     assert any("ai_languageModel" in n for n in notes)
+    # n8n's AI nodes point to the ai connector.
+    agent = next(e for e in result.report.entries if e.node == "AI Agent")
+    assert agent.todo is not None
+    assert "ai.classify" in agent.todo and "docs/ai.md" in agent.todo
+    assert "rewrite it with the ai connector" in steps["aIAgent"]["with"]["message"]
     assert (
         "sticky note 'Sticky Note' left out: '## Read me This workflow shows what cannot "
         "be imported.'" in notes

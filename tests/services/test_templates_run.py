@@ -17,7 +17,7 @@ import psycopg
 import redis as redis_lib
 import servers
 from n8n_import import run_manifests
-from saas import hubspot, jira, mailchimp, stripe, trello
+from saas import hubspot, jira, mailchimp, openai_api, stripe, trello
 
 from autoflow.runners import engine
 
@@ -152,16 +152,22 @@ def test_failed_payment_dunning(
 
 
 def test_support_triage(
-    tmp_path: Path, server: httpserver.Server, smtp_server: servers.SmtpServer
+    tmp_path: Path, server: httpserver.Server, saas: Any, smtp_server: servers.SmtpServer
 ) -> None:
+    """The ticket is classified by ai.classify against ``tests/saas/openai_api.py`` (OpenAI's
+    Chat Completions API with strict structured outputs), scripted to answer each label; the
+    label routes the ticket, and an unsure answer goes to a person instead."""
+    model = saas(openai_api.OpenAI)
     tracker = jira.Jira(server, project="SUP")
     kwargs: dict[str, Any] = {
         "settings": {
+            "gpt": {"baseUrl": model.base_url, "model": "gpt-test"},
             "chat": _slack(server),
             "tracker": {"baseUrl": server.base_url, "site": "acme"},
             "mail": _smtp(smtp_server),
         },
         "secrets": {
+            "gpt": {"apiKey": openai_api.API_KEY},
             "chat": {"token": SLACK_TOKEN},
             "tracker": {"email": jira.EMAIL, "apiToken": jira.API_TOKEN},
         },
@@ -172,20 +178,48 @@ def test_support_triage(
         "subject": "Checkout",
         "text": "I get an Error 500",
     }
+    model.answer({"label": "bug", "confidence": 0.93, "reason": "an error on checkout"})
     bug = _run("support-triage", tmp_path, inputs={"ticket": ticket}, **kwargs)
     assert bug.phase == "Succeeded", bug.error
-    assert bug.outputs == {"category": "bug"}
+    assert bug.outputs == {"category": "bug", "confidence": 0.93}
+    asked = model.script.bodies[0]
+    schema = asked["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["label"]["enum"] == ["outage", "bug", "billing", "question"]
+    assert "I get an Error 500" in asked["messages"][-1]["content"]
     assert tracker.issues[0]["fields"]["summary"] == "Checkout (ticket T-1)"
+    assert server.calls("/api/chat.postMessage") == 0
     [ack] = smtp_server.messages
     assert ack["To"] == "ada@example.com" and "filed as 'bug'" in ack.get_content()
+
     smtp_server.clear()
+    model.answer({"label": "billing", "confidence": 0.88, "reason": "asks for a refund"})
     billing = {**ticket, "id": "T-2", "text": "Where is my refund?"}
     done = _run("support-triage", tmp_path, inputs={"ticket": billing}, **kwargs)
-    assert done.outputs == {"category": "billing"}
+    assert done.outputs == {"category": "billing", "confidence": 0.88}
     assert sorted(m["To"] for m in smtp_server.messages) == [
         "ada@example.com",
         "billing@example.com",
     ]
+
+    smtp_server.clear()
+    model.answer({"label": "outage", "confidence": 0.97, "reason": "the site is down"})
+    down = {**ticket, "id": "T-3", "subject": "Site down", "text": "Nothing loads."}
+    paged = _run("support-triage", tmp_path, inputs={"ticket": down}, **kwargs)
+    assert paged.outputs == {"category": "outage", "confidence": 0.97}
+    page = server.last("/api/chat.postMessage").json()
+    assert page["channel"] == "#on-call" and "ticket T-3" in page["text"]
+
+    smtp_server.clear()
+    model.answer({"label": "outage", "confidence": 0.35, "reason": "maybe slow, maybe down"})
+    vague = {**ticket, "id": "T-4", "subject": "Slow", "text": "Things feel sluggish today."}
+    unsure = _run("support-triage", tmp_path, inputs={"ticket": vague}, **kwargs)
+    assert unsure.outputs == {"category": "unsure", "confidence": 0.35}
+    asked_human = server.last("/api/chat.postMessage").json()
+    assert asked_human["channel"] == "#support-triage"
+    assert "ticket T-4" in asked_human["text"] and "'outage' at 0.35" in asked_human["text"]
+    assert server.calls("/api/chat.postMessage") == 2  # one page (T-3), one ask (T-4)
+    [ack] = smtp_server.messages  # only the acknowledgement: no bug, no billing mail
+    assert ack["To"] == "ada@example.com"
     assert len(tracker.issues) == 1 and tracker.violations == []
 
 

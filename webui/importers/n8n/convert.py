@@ -39,6 +39,7 @@ MERGE = BASE + "merge"
 BATCHES = BASE + "splitInBatches"
 RESPOND = BASE + "respondToWebhook"
 NOOP = BASE + "noOp"
+LANGCHAIN = "@n8n/n8n-nodes-langchain."
 CODE_TYPES = {
     BASE + "code": "jsCode",
     BASE + "function": "functionCode",
@@ -490,6 +491,13 @@ class Converter:
                 code=str(code),
             )
         mapper = services.MAPPERS.get(kind) or catalog.MAPPERS.get(kind)
+        if mapper is None and kind.startswith(LANGCHAIN):
+            return nodes.placeholder(
+                node,
+                f"n8n's AI node {kind.split('.')[-1]} (LangChain) is not translated",
+                "rewrite it with the ai connector (ai.chat, ai.extract, ai.classify, "
+                "ai.summarize) and an openai or anthropic Integration (docs/ai.md)",
+            )
         if mapper is None:
             short = kind.split(".")[-1]
             return nodes.placeholder(
