@@ -115,7 +115,7 @@ async def _serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         note = "api/auth/login"
-    api = create_app(backend, Settings(authenticator=authenticator), extra_routers=_extra())
+    api = create_app(backend, Settings(authenticator=authenticator))
     app = applications.Starlette(routes=[routing.Mount("/api", app=api)])
     if isinstance(authenticator, auth.TokenAuth):
         # The printed URL opens the front end at /: the token becomes the cookie there too.
@@ -147,23 +147,3 @@ async def _serve(args: argparse.Namespace) -> int:
     finally:
         await backend.aclose()
     return 0
-
-
-def _extra() -> list[Any]:
-    """The assistant's and the n8n importer's routers, when this Autoflow has them."""
-    import importlib
-
-    found = []
-    for module in ("autoflow.webui.assistant.routes", "autoflow.webui.importers.routes"):
-        try:
-            routes = importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
-        router = getattr(routes, "router", None)
-        try:
-            made = router() if callable(router) else router
-        except TypeError:  # a router that needs what this command cannot give
-            continue
-        if made is not None:
-            found.append(made)
-    return found

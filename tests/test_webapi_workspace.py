@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpserver
@@ -16,6 +16,7 @@ import httpx
 import pytest
 import webapi_server
 import yaml
+from saas import openai_api
 
 from autoflow.webui import workspace
 from autoflow.webui.api import auth, create_app
@@ -463,3 +464,44 @@ async def test_a_file_edited_by_hand_into_an_invalid_workflow_is_shown_not_ready
     (be.dir / "hello.yaml").write_text(HELLO)
     (item,) = (await api.get("namespaces/default/workflows")).json()["items"]
     assert item["ready"]["status"] == "True"
+
+
+async def test_the_assistant_and_the_importer_need_sign_in_and_see_the_workspace(
+    setup: tuple[Api, str, workspace.WorkspaceBackend],
+    saas: Callable[[type[Any]], Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The assistant spends the provider's tokens and the importer parses uploads: both are
+    the signed-in person's only. The assistant is told the workspace's Integrations (names
+    and types). The model is tests/saas/openai_api.py (OpenAI Chat Completions)."""
+    api, _, be = setup
+    service = saas(openai_api.OpenAI)
+    monkeypatch.setenv("AUTOFLOW_AI_PROVIDER", "openai")
+    monkeypatch.setenv("OPENAI_API_KEY", openai_api.API_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", service.base_url)
+    (be.dir / "chat.yaml").write_text(
+        "apiVersion: autoflow.dev/v1alpha1\nkind: Integration\nmetadata: {name: chat}\n"
+        "spec: {type: slack}\n"
+    )
+    export = (pathlib.Path(__file__).parent / "n8n_corpus" / "github-jira.json").read_text()
+    async with httpx.AsyncClient(base_url=str(api.client.base_url)) as stranger:
+        for path, body in [
+            ("assistant/draft", {"prompt": "post to slack", "namespace": "default"}),
+            ("assistant/explain", {"yaml": HELLO}),
+            ("import/n8n", {"json": export}),
+        ]:
+            assert (await stranger.post(path, json=body)).status_code == 401, path
+    assert service.script.bodies == []
+
+    service.answer("It greets someone.")
+    r = await api.send("POST", "assistant/explain", json={"yaml": HELLO})
+    assert r.status_code == 200 and r.json()["text"] == "It greets someone."
+    service.answer(*["not a workflow"] * 4)
+    r = await api.send(
+        "POST", "assistant/draft", json={"prompt": "post to slack", "namespace": "default"}
+    )
+    assert r.status_code == 200 and r.json()["valid"] is False
+    assert "chat (type slack)" in json.dumps(service.script.bodies[1])
+    imported = await api.send("POST", "import/n8n", json={"json": export})
+    assert imported.status_code == 200, imported.text
+    assert "kind: Workflow" in imported.json()["yaml"]

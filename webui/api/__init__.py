@@ -13,8 +13,12 @@ beside the gateway and the front end; every path it builds is relative to its mo
     ...  /namespaces/{ns}/integrations  routes/integrations.py
     GET  /connectors, /schemas, /namespaces/{ns}/schedules, /namespaces/{ns}/stats
 
-``extra_routers`` are included as they are (the assistant's and the n8n importer's
-routers); they may depend on ``deps.person`` and ``deps.backend`` like the built-in ones.
+    POST /assistant/draft, /assistant/explain   the AI assistant (webui.assistant.routes)
+    POST /import/n8n                    the n8n importer (webui.importers.routes)
+
+The assistant and the importer are served to signed-in people only (``deps.person`` runs
+before each of their routes); the assistant sees the Integrations the person may list in the
+namespace (names and types, never a secret). ``extra_routers`` are included as they are.
 """
 
 from __future__ import annotations
@@ -65,6 +69,24 @@ def create_app(
     extra = authenticator.router()
     if extra is not None:
         app.include_router(extra)
-    for router in extra_routers:
+    for router in (*faces_routers(), *extra_routers):
         app.include_router(router)
     return app
+
+
+def faces_routers() -> list[fastapi.APIRouter]:
+    """The assistant's and the importer's routes, behind the web API's sign-in."""
+    from autoflow.webui.assistant import routes as assistant_routes
+    from autoflow.webui.importers import routes as import_routes
+
+    signed_in = [fastapi.Depends(deps.person)]
+
+    async def visible_integrations(request: fastapi.Request, namespace: str) -> dict[str, str]:
+        person = deps.person(request)
+        found = await deps.backend(request).integration_types(person, namespace)
+        return {name: kind for name, kind in (found or {}).items() if kind}
+
+    return [
+        assistant_routes.router(integrations_for=visible_integrations, dependencies=signed_in),
+        import_routes.router(dependencies=signed_in),
+    ]

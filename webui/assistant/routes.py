@@ -17,7 +17,7 @@ cannot be used answers 502, a request that cannot be, 422, as problem details (R
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import fastapi
@@ -32,6 +32,8 @@ from autoflow.webui.assistant import draft as draft_mod
 
 ClientFactory = Callable[[], llm.Client]
 IntegrationsSource = Callable[[str], Mapping[str, str]]
+# The web API's: the Integrations the signed-in person may see in a namespace.
+RequestIntegrations = Callable[[fastapi.Request, str], Awaitable[Mapping[str, str]]]
 
 
 class _Body(pydantic.BaseModel):
@@ -67,6 +69,7 @@ def router(
     *,
     client: ClientFactory | None = None,
     integrations: IntegrationsSource | None = None,
+    integrations_for: RequestIntegrations | None = None,
     registry: registry_mod.Registry | None = None,
     repairs: int = draft_mod.DEFAULT_REPAIRS,
     dependencies: Sequence[Any] = (),
@@ -89,8 +92,10 @@ def router(
         return llm.client(llm.config_from_env(chosen))
 
     @routes.post("/draft", response_model=None)
-    async def draft(body: DraftRequest) -> Any:
+    async def draft(body: DraftRequest, request: fastapi.Request) -> Any:
         known = dict(integrations(body.namespace)) if integrations else {}
+        if integrations_for is not None:
+            known.update(await integrations_for(request, body.namespace))
         try:
             made = await draft_mod.draft(
                 model(),
