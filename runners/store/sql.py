@@ -432,6 +432,9 @@ def delete_runs(
     statements += [
         (f"DELETE FROM {table} WHERE run_id IN ({ids})", list(params)) for table in _CHILDREN
     ]
+    # A delivery's row names its run: it goes with it (a redelivery after the purge starts
+    # a new run rather than answering with one that is gone).
+    statements.append((f"DELETE FROM autoflow_deliveries WHERE run_id IN ({ids})", list(params)))
     statements.append((f"DELETE FROM autoflow_runs{chosen}", list(params)))
     return statements
 
@@ -524,6 +527,14 @@ NEWEST_PER_WORKFLOW = (
 NTH_NEWEST_FINISHED = (
     "SELECT started_at, run_id FROM autoflow_runs WHERE namespace = ? AND workflow = ? "
     "AND phase <> 'Running' ORDER BY started_at DESC, run_id DESC LIMIT 1 OFFSET ?"
+)
+ACTIVITY = (
+    "SELECT r.namespace, r.workflow, r.run_id, r.phase, r.started_at, n.runs, n.failed "
+    "FROM autoflow_runs r JOIN (SELECT namespace, workflow, max(started_at) AS newest, "
+    "count(*) AS runs, sum(CASE WHEN phase = 'Failed' THEN 1 ELSE 0 END) AS failed "
+    "FROM autoflow_runs WHERE started_at >= ? GROUP BY namespace, workflow) n "
+    "ON r.namespace = n.namespace AND r.workflow = n.workflow AND r.started_at = n.newest "
+    "WHERE r.started_at >= ?"
 )
 AUDIT = "SELECT at, action, actor, what, count FROM autoflow_audit ORDER BY at DESC LIMIT ?"
 GET_SPEC = "SELECT spec, workflow FROM autoflow_specs WHERE spec_hash = ?"

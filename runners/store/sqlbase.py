@@ -398,6 +398,20 @@ class SqlStore(store.Store):
             groups.append((chosen, params, audit))
         return await self._delete(groups) if groups else 0
 
+    async def activity(self, since: float) -> list[store.Activity]:
+        found: dict[tuple[str, str], store.Activity] = {}
+        for ns, wf, run_id, phase, at, runs, failed in await self._fetch(
+            sql.ACTIVITY, [since, since]
+        ):
+            key = (str(ns), str(wf))
+            old = found.get(key)
+            if old is not None and old.last_run >= str(run_id):
+                continue  # two newest runs started at the same moment: the greater id
+            found[key] = store.Activity(
+                key[0], key[1], int(runs), int(failed or 0), str(run_id), str(phase), float(at)
+            )
+        return [found[k] for k in sorted(found)]
+
     async def audit(self, *, limit: int = 100) -> list[store.AuditRecord]:
         rows = await self._fetch(sql.AUDIT, [limit])
         return [store.AuditRecord(float(a), b, c, d, int(n)) for a, b, c, d, n in rows]
