@@ -226,12 +226,14 @@ async def _follow(source: Any, events: Any) -> None:
     import asyncio
 
     seen = -1
+    shown: list[str] = []
     while True:
         if source.version != seen:
             seen = source.version
             events.sync(source.workflows())
-            if events.consumers:
-                print(f"nats triggers: {', '.join(events.consumers)}", flush=True)
+            if events.consumers != shown:
+                shown = events.consumers
+                print(f"nats triggers: {', '.join(shown) or 'none'}", flush=True)
         await asyncio.sleep(1.0)
 
 
