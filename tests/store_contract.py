@@ -729,6 +729,22 @@ class StoreContract:
         assert await self._start(st, "again", "hook:d1") == ("again", False)
         assert await self._start(st, "dup", "hook:d2") == ("kept", True)
 
+    async def test_a_queued_pending_run_is_neither_purged_nor_counted_as_finished(
+        self, st: store.Store
+    ) -> None:
+        now = time.time()
+        assert await self._start(st, "queued", "hook:q1") == ("queued", False)
+        await st.record("done", finished("done", at=now, namespace="team"))
+        later = now + 86400
+        assert await st.purge(store.RunFilter(until=later)) == 1  # "done" only
+        await st.record("done2", finished("done2", at=now, namespace="team"))
+        assert await st.purge_expired(default=store.Retention(days=0), now=later) == 1
+        assert [r.run_id for r in (await st.list_runs()).runs] == ["queued"]
+        assert await st.claim_run("queued") is not None  # a worker still finds its run
+        # The purges rebuilt the rollups of the hour: a queued run is not a finished one.
+        stats = await st.stats(since=now - 3600, until=now + 3600)
+        assert [s.runs.count for s in stats] == []
+
     async def test_activity_counts_each_workflows_runs_and_failures_since_a_moment(
         self, st: store.Store
     ) -> None:

@@ -389,9 +389,8 @@ class SqlStore(store.Store):
             if not clauses:
                 continue
             chosen = (
-                " WHERE namespace = ? AND workflow = ? AND phase <> 'Running' AND ("
-                + " OR ".join(clauses)
-                + ")"
+                " WHERE namespace = ? AND workflow = ? "
+                "AND phase NOT IN ('Running', 'Pending') AND (" + " OR ".join(clauses) + ")"
             )
             where = f"runs of {wf}" + (f" in {namespace}" if namespace else "")
             audit = self._audit("purge-expired", actor, f"{where} {policy.describe()}", False)
