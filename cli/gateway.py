@@ -11,6 +11,13 @@ Locally (``--dir DIR``): the Workflows in DIR's YAML files, secrets from
 ``AUTOFLOW_SECRET_<NAME>_<KEY>`` or ``--secrets``, runs executed in this process (or queued on
 JetStream with ``--nats``) into ``--store`` (default ``DIR/.autoflow/runs.db``). ``autoflow
 serve`` is the same plus the web UI; this command is the gateway alone.
+
+With NATS (``--nats`` / ``AUTOFLOW_NATS_URL``), in both modes the gateway also hosts the
+Workflows' ``nats`` event triggers (``runners.pool.nats_triggers``): a durable JetStream
+consumer per trigger, started and stopped as Workflows appear, change and go, each message
+entering the same launch path as a webhook (pool: the store and the work queue; job: a
+WorkflowRun). One consumer per trigger is shared by every gateway replica, so a message starts
+one run whichever replica takes it.
 """
 
 from __future__ import annotations
@@ -102,7 +109,7 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         source, workflows = _source(args, settings, closing)
         files = _workspace(args)
-        launcher = await _launcher(args, st, files, workflows, closing)
+        launcher, nc = await _launcher(args, st, files, workflows, closing)
         if isinstance(source, sources.KubeSource):
             from autoflow.runners.gateway import jobs
 
@@ -130,6 +137,13 @@ async def _serve(args: argparse.Namespace) -> int:
         if isinstance(source, sources.DirectorySource):
             reloading = asyncio.create_task(_reload(source, files))
             closing.append(_canceller(reloading))
+        if nc is not None:
+            from autoflow.runners.pool import nats_triggers
+
+            events = nats_triggers.NatsTriggers(nc, launcher)
+            following = asyncio.create_task(_follow(source, events))
+            closing.append(events.aclose)
+            closing.append(_canceller(following))
         config = uvicorn.Config(app, lifespan="off", log_level="warning")
         await uvicorn.Server(config).serve(sockets=[sock])
     finally:
@@ -150,7 +164,7 @@ def _source(args: argparse.Namespace, settings: Any, closing: list[Any]) -> tupl
         secrets = local_run.read_secrets_file(args.secrets) if args.secrets else None
         source = sources.DirectorySource(args.dir, secrets=secrets)
         closing.append(source.stop)
-        return source, source.table.workflow
+        return source, source.workflow
     from autoflow.runners import kube
 
     client = kube.Client.from_config(args.kubeconfig)
@@ -158,7 +172,7 @@ def _source(args: argparse.Namespace, settings: Any, closing: list[Any]) -> tupl
     namespaces = args.namespace or settings.namespace_list()
     kube_source = sources.KubeSource(client, namespaces, secret_ttl=settings.secret_ttl_seconds)
     closing.append(kube_source.stop)
-    return kube_source, kube_source.table.workflow
+    return kube_source, kube_source.workflow
 
 
 def _workspace(args: argparse.Namespace) -> Any:
@@ -176,7 +190,8 @@ def _workspace(args: argparse.Namespace) -> Any:
 
 async def _launcher(
     args: argparse.Namespace, st: Any, files: Any, workflows: Any, closing: list[Any]
-) -> Any:
+) -> tuple[Any, Any]:
+    """The launcher, and the NATS connection when runs are queued on JetStream (else None)."""
     nats_url = args.nats or os.environ.get(ENV_NATS)
     if nats_url:
         from autoflow.runners.pool import jetstream
@@ -187,7 +202,7 @@ async def _launcher(
         launcher: Any = jetstream.JetStreamLauncher(st, workflows, nc, settings=settings)
         await launcher.start()
         closing.append(launcher.aclose)
-        return launcher
+        return launcher, nc
     from autoflow.runners.access import limits
     from autoflow.runners.pool import inprocess
 
@@ -202,7 +217,24 @@ async def _launcher(
     )
     await local.start()
     closing.append(local.aclose)
-    return local
+    return local, None
+
+
+async def _follow(source: Any, events: Any) -> None:
+    """Keep the ``nats`` triggers' consumers those of the source's Workflows, now and as
+    they change (checked every second; a sync without a change starts or stops nothing)."""
+    import asyncio
+
+    seen = -1
+    shown: list[str] = []
+    while True:
+        if source.version != seen:
+            seen = source.version
+            events.sync(source.workflows())
+            if events.consumers != shown:
+                shown = events.consumers
+                print(f"nats triggers: {', '.join(shown) or 'none'}", flush=True)
+        await asyncio.sleep(1.0)
 
 
 async def _reload(source: Any, files: Any) -> None:

@@ -304,6 +304,11 @@ class WorkflowStatus(meta.Model):
     runs_total: int = 0
     runs_succeeded: int = 0
     runs_failed: int = 0
+    # Pool-mode Workflows (no WorkflowRun objects): written by the operator from the run
+    # store every few seconds, only when a figure changed. ``lastRun`` is then a run id.
+    last_run_time: str | None = pydantic.Field(default=None, max_length=64)
+    runs_last_hour: int | None = None
+    failures_last_hour: int | None = None
 
 
 class Workflow(meta.Resource):

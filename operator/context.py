@@ -18,7 +18,7 @@ import asyncio
 import dataclasses
 from typing import Any
 
-from autoflow.operator import admission, archive, retention
+from autoflow.operator import admission, archive, pool_status, retention
 from autoflow.operator import settings as settings_mod
 from autoflow.operator import sweeper as sweeper_mod
 from autoflow.runners import kube
@@ -49,6 +49,8 @@ class Context:
     archiver: archive.Archiver | None = None
     # Purges expired runs from that store periodically; None: no store, or no purge.
     retainer: retention.Retainer | None = None
+    # Writes pool-mode Workflows' run counters from that store; None: no store, or off.
+    pool_status: pool_status.PoolStatus | None = None
 
     def __post_init__(self) -> None:
         self.probing = asyncio.Semaphore(self.settings.probe_concurrency)

@@ -44,6 +44,7 @@ from autoflow.operator import (
     events,
     history,
     metrics,
+    pool_status,
     posting,
     retention,
     runs,
@@ -100,6 +101,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     ctx = Context(config, client, sweeper_mod.Sweeper(client, archiver), archiver=archiver)
     if archiver is not None and config.store_purge_interval_seconds > 0:
         ctx.retainer = retention.Retainer(client, archiver.store, config)
+    if archiver is not None and config.store_status_interval_seconds > 0:
+        ctx.pool_status = pool_status.PoolStatus(client, archiver.store, config)
     ctx.admissions = admission.Admissions(
         client,
         functools.partial(_transition, ctx),
@@ -112,6 +115,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     ctx.sweeper.start()
     if ctx.retainer is not None:
         ctx.retainer.start()
+    if ctx.pool_status is not None:
+        ctx.pool_status.start()
 
 
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
@@ -120,6 +125,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await ctx.sweeper.stop()
     if ctx.retainer is not None:
         await ctx.retainer.stop()
+    if ctx.pool_status is not None:
+        await ctx.pool_status.stop()
     if ctx.archiver is not None:
         await ctx.archiver.store.aclose()
     await ctx.client.aclose()

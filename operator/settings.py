@@ -83,6 +83,8 @@ class Settings(pydantic_settings.BaseSettings):
     store_retention_days: float | None = pydantic.Field(default=None, gt=0)
     store_retention_max_runs: int | None = pydantic.Field(default=None, ge=1)
     store_purge_interval_seconds: float = pydantic.Field(default=3600.0, ge=0)
+    # pool-mode Workflows' status counters from the store (operator/pool_status.py); 0: off
+    store_status_interval_seconds: float = pydantic.Field(default=30.0, ge=0)
     archive_concurrency: int = pydantic.Field(default=4, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     webhook_port: int = 0

@@ -702,6 +702,78 @@ class StoreContract:
         page = await st.list_runs()
         assert sorted(r.run_id for r in page.runs) == ["first", "free", "third"]
 
+    async def test_a_purged_or_erased_run_takes_its_delivery_rows_with_it(
+        self, st: store.Store, raw_sql: Callable[[str], list[tuple[Any, ...]]]
+    ) -> None:
+        def deliveries() -> set[str]:
+            return {str(r[0]) for r in raw_sql("SELECT run_id FROM autoflow_deliveries")}
+
+        assert await self._start(st, "named", "hook:d1") == ("named", False)
+        assert await self._start(st, "kept", "hook:d2") == ("kept", False)
+        assert await self._start(st, "ann", "hook:d3", subject="ann@mail.test") == ("ann", False)
+        assert await self._start(st, "old", "hook:d4") == ("old", False)
+        assert await st.claim_run("old") is not None
+        assert await st.claim_run("kept") is not None  # Running: no purge takes it
+        end = {"t": "end", "phase": "Succeeded", "outputs": None, "error": None}
+        await st.record("old", [{**end, "at": time.time()}])
+        assert deliveries() == {"named", "kept", "ann", "old"}
+
+        assert await st.purge(store.RunFilter(run_id="named")) == 1
+        assert await st.erase("ann@mail.test") == 1
+        assert deliveries() == {"kept", "old"}
+        expired = await st.purge_expired(default=store.Retention(days=0), now=time.time() + 60)
+        assert expired == 1  # "old" (ended); "kept" is still Running
+        assert deliveries() == {"kept"}
+        # A redelivery after its run went starts a new run; one whose run is kept answers
+        # with it.
+        assert await self._start(st, "again", "hook:d1") == ("again", False)
+        assert await self._start(st, "dup", "hook:d2") == ("kept", True)
+
+    async def test_a_queued_pending_run_is_neither_purged_nor_counted_as_finished(
+        self, st: store.Store
+    ) -> None:
+        now = time.time()
+        assert await self._start(st, "queued", "hook:q1") == ("queued", False)
+        await st.record("done", finished("done", at=now, namespace="team"))
+        later = now + 86400
+        assert await st.purge(store.RunFilter(until=later)) == 1  # "done" only
+        await st.record("done2", finished("done2", at=now, namespace="team"))
+        assert await st.purge_expired(default=store.Retention(days=0), now=later) == 1
+        assert [r.run_id for r in (await st.list_runs()).runs] == ["queued"]
+        assert await st.claim_run("queued") is not None  # a worker still finds its run
+        # The purges rebuilt the rollups of the hour: a queued run is not a finished one.
+        stats = await st.stats(since=now - 3600, until=now + 3600)
+        assert [s.runs.count for s in stats] == []
+
+    async def test_activity_counts_each_workflows_runs_and_failures_since_a_moment(
+        self, st: store.Store
+    ) -> None:
+        await st.record("before", finished("before", workflow="orders", at=900, phase="Failed"))
+        await st.record("o1", finished("o1", workflow="orders", at=1000, namespace="shop"))
+        await st.record(
+            "o2", finished("o2", workflow="orders", at=1010, phase="Failed", namespace="shop")
+        )
+        await st.record("o3", [header("o3", "orders", at=1020, namespace="shop")])
+        await st.record("x1", finished("x1", workflow="orders", at=1005, namespace="other"))
+        await st.record("i1", finished("i1", workflow="invoices", at=1001, phase="Failed"))
+        await st.record("i2", finished("i2", workflow="invoices", at=1001))  # a tie: greater id
+
+        got = await st.activity(1000)
+        assert [(a.namespace, a.workflow) for a in got] == [
+            ("", "invoices"),
+            ("other", "orders"),
+            ("shop", "orders"),
+        ]
+        invoices, other, shop = got
+        assert (shop.runs, shop.failed, shop.last_run, shop.last_phase) == (
+            3, 1, "o3", "Running",
+        )  # fmt: skip
+        assert shop.last_started_at == 1020
+        assert (other.runs, other.failed, other.last_run) == (1, 0, "x1")
+        assert (invoices.runs, invoices.failed, invoices.last_run) == (2, 1, "i2")
+        assert await st.activity(2000) == []
+        assert [a.runs for a in await st.activity(0) if a.namespace == ""] == [2, 1]
+
     async def test_a_run_executed_at_once_is_recorded_running_and_needs_no_claim(
         self, st: store.Store
     ) -> None:

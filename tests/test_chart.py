@@ -479,6 +479,7 @@ def test_the_subject_key_comes_from_a_secret_for_the_operator_and_its_runners() 
         "subjectKey": {"existingSecret": "autoflow-subjects", "key": "hmac"},
         "retention": {"days": 90},
         "purgeIntervalSeconds": 600,
+        "statusIntervalSeconds": 5,
     }
     store_env, (_migrate,) = _store_parts(helm_template({"store": keyed}))
     assert store_env[3:] == [
@@ -493,6 +494,7 @@ def test_the_subject_key_comes_from_a_secret_for_the_operator_and_its_runners() 
         {"name": "AUTOFLOW_STORE_SUBJECT_KEY_SECRET_KEY", "value": "hmac"},
         {"name": "AUTOFLOW_STORE_RETENTION_DAYS", "value": "90"},
         {"name": "AUTOFLOW_STORE_PURGE_INTERVAL_SECONDS", "value": "600"},
+        {"name": "AUTOFLOW_STORE_STATUS_INTERVAL_SECONDS", "value": "5"},
     ]
     # No store, no key: nothing about the store at all.
     alone = {"subjectKey": {"existingSecret": "autoflow-subjects"}}

@@ -31,6 +31,7 @@ from typing import Protocol
 import pydantic
 
 from autoflow.crds import errors, webhook, workflow
+from autoflow.crds.workflow import Workflow
 from autoflow.runners.definitions import loader
 from autoflow.runners.gateway import routes as routes_mod
 from autoflow.runners.kube import client as kube_client
@@ -45,6 +46,12 @@ DEFAULT_NAMESPACE = "default"
 
 class RoutesSource(Protocol):
     table: routes_mod.RouteTable
+    # Bumped whenever a Workflow appeared, changed or went (event triggers follow it).
+    version: int
+
+    def workflow(self, namespace: str, name: str) -> Workflow | None: ...
+
+    def workflows(self) -> list[Workflow]: ...
 
     async def start(self) -> None: ...
 
@@ -73,7 +80,17 @@ class DirectorySource:
         self._secrets = secrets or {}
         self._env = os.environ if env is None else env
         self.problems: list[str] = []
+        self._workflows: dict[tuple[str, str], Workflow] = {}
+        self.version = 0
         self.load()
+
+    def workflow(self, namespace: str, name: str) -> Workflow | None:
+        """Any Workflow of the folder (with a webhook or not), by namespace and name."""
+        return self._workflows.get((namespace, name))
+
+    def workflows(self) -> list[Workflow]:
+        """Every Workflow, its ``metadata.namespace`` filled in."""
+        return list(self._workflows.values())
 
     def load(self) -> None:
         """Read every Workflow again; a file that does not load is reported and skipped."""
@@ -90,6 +107,14 @@ class DirectorySource:
                 if isinstance(res, workflow.Workflow):
                     found.append((res, res.metadata.namespace or DEFAULT_NAMESPACE))
         self.table.replace_all(found)
+        self._workflows = {}
+        for res, ns in found:
+            if res.metadata.namespace != ns:
+                res = res.model_copy(
+                    update={"metadata": res.metadata.model_copy(update={"namespace": ns})}
+                )
+            self._workflows[(ns, res.metadata.name or "")] = res
+        self.version += 1
 
     async def start(self) -> None:
         return None
@@ -124,6 +149,15 @@ class KubeSource:
         self._tasks: list[asyncio.Task[None]] = []
         self.synced = asyncio.Event()
         self._synced_namespaces: set[str] = set()
+        self._workflows: dict[tuple[str, str], Workflow] = {}
+        self.version = 0
+
+    def workflow(self, namespace: str, name: str) -> Workflow | None:
+        """Any watched Workflow (with a webhook or not), by namespace and name."""
+        return self._workflows.get((namespace, name))
+
+    def workflows(self) -> list[Workflow]:
+        return list(self._workflows.values())
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._watch(ns)) for ns in self.namespaces]
@@ -146,6 +180,10 @@ class KubeSource:
                     seen.add(self._apply("ADDED", obj))
                 for ns, name in self._known(namespace) - seen:
                     self.table.remove(ns, name)
+                for key in [k for k in self._workflows if not namespace or k[0] == namespace]:
+                    if key not in seen:
+                        del self._workflows[key]
+                        self.version += 1
                 self._synced_namespaces.add(namespace)
                 if len(self._synced_namespaces) == len(self.namespaces):
                     self.synced.set()
@@ -180,6 +218,8 @@ class KubeSource:
         namespace, name = str(meta_.get("namespace") or ""), str(meta_.get("name") or "")
         if kind == "DELETED":
             self.table.remove(namespace, name)
+            if self._workflows.pop((namespace, name), None) is not None:
+                self.version += 1
             return namespace, name
         try:
             wf = workflow.Workflow.model_validate(
@@ -188,8 +228,13 @@ class KubeSource:
         except pydantic.ValidationError:
             log.warning("Workflow %s/%s is not valid; its webhooks are not served", namespace, name)
             self.table.remove(namespace, name)
+            if self._workflows.pop((namespace, name), None) is not None:
+                self.version += 1
             return namespace, name
         self.table.put(wf, namespace)
+        if self._workflows.get((namespace, name)) != wf:
+            self._workflows[(namespace, name)] = wf
+            self.version += 1
         return namespace, name
 
     async def secret(self, namespace: str, ref: webhook.SecretKeyRef) -> str | None:

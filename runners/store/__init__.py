@@ -266,6 +266,20 @@ class WorkflowStats:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Activity:
+    """A workflow's runs started since a moment (``Store.activity``): how many, how many
+    ended Failed, and the newest of them (its id, phase and start time)."""
+
+    namespace: str
+    workflow: str
+    runs: int
+    failed: int
+    last_run: str
+    last_phase: str
+    last_started_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Retention:
     """How long finished runs are kept: ``days`` after they started, at most ``max_runs``
     of a workflow (the newest); None is no limit. The Workflow's ``spec.retention``."""
@@ -387,6 +401,12 @@ class Store(abc.ABC):
     ) -> list[WorkflowStats]:
         """Per workflow (and per step) over runs started in [since, until); ``bucket`` is
         the width in seconds of the runs-per-time series."""
+
+    @abc.abstractmethod
+    async def activity(self, since: float) -> list[Activity]:
+        """Per (namespace, workflow) with a run started at or after ``since``: the count of
+        those runs, of those Failed, and the newest of them; sorted by namespace, workflow.
+        Reads only the window (the start-time index), so a short one is cheap."""
 
     @abc.abstractmethod
     async def purge(self, where: RunFilter, *, actor: str = "") -> int:

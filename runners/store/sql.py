@@ -306,7 +306,7 @@ def stats_rows(since: float, until: float, workflow: str | None) -> tuple[str, l
     window, params = _window(since, until, workflow, "")
     sql = (
         "SELECT workflow, phase, duration_ms FROM autoflow_runs "
-        f"WHERE {window} AND phase <> 'Running'"
+        f"WHERE {window} AND phase NOT IN ('Running', 'Pending')"
     )
     return sql, params
 
@@ -399,7 +399,11 @@ def purge_where(f: RunFilter) -> tuple[str, list[Any]]:
     pull the journal from under a live run."""
     text, params = where(f)
     if not f.run_id:
-        text += " AND phase <> 'Running'" if text else " WHERE phase <> 'Running'"
+        text += (
+            " AND phase NOT IN ('Running', 'Pending')"
+            if text
+            else " WHERE phase NOT IN ('Running', 'Pending')"
+        )
     return text, params
 
 
@@ -432,6 +436,9 @@ def delete_runs(
     statements += [
         (f"DELETE FROM {table} WHERE run_id IN ({ids})", list(params)) for table in _CHILDREN
     ]
+    # A delivery's row names its run: it goes with it (a redelivery after the purge starts
+    # a new run rather than answering with one that is gone).
+    statements.append((f"DELETE FROM autoflow_deliveries WHERE run_id IN ({ids})", list(params)))
     statements.append((f"DELETE FROM autoflow_runs{chosen}", list(params)))
     return statements
 
@@ -470,7 +477,7 @@ def rebuild(floor: str, *, daily: bool = True) -> list[tuple[str, list[Any]]]:
             f"{_ROLLUP} SELECT r.workflow, '', d.hour, {bucket_case('r.duration_ms')}, "
             f"count(*), {ok.format(p='r.')}, {failed.format(p='r.')} "
             f"FROM autoflow_runs r {_in_dirty_hour('r', 'started_at', floor)} "
-            "WHERE r.phase <> 'Running' GROUP BY 1, 2, 3, 4",
+            "WHERE r.phase NOT IN ('Running', 'Pending') GROUP BY 1, 2, 3, 4",
             [],
         ),
         (
@@ -523,7 +530,15 @@ NEWEST_PER_WORKFLOW = (
 )
 NTH_NEWEST_FINISHED = (
     "SELECT started_at, run_id FROM autoflow_runs WHERE namespace = ? AND workflow = ? "
-    "AND phase <> 'Running' ORDER BY started_at DESC, run_id DESC LIMIT 1 OFFSET ?"
+    "AND phase NOT IN ('Running', 'Pending') ORDER BY started_at DESC, run_id DESC LIMIT 1 OFFSET ?"
+)
+ACTIVITY = (
+    "SELECT r.namespace, r.workflow, r.run_id, r.phase, r.started_at, n.runs, n.failed "
+    "FROM autoflow_runs r JOIN (SELECT namespace, workflow, max(started_at) AS newest, "
+    "count(*) AS runs, sum(CASE WHEN phase = 'Failed' THEN 1 ELSE 0 END) AS failed "
+    "FROM autoflow_runs WHERE started_at >= ? GROUP BY namespace, workflow) n "
+    "ON r.namespace = n.namespace AND r.workflow = n.workflow AND r.started_at = n.newest "
+    "WHERE r.started_at >= ?"
 )
 AUDIT = "SELECT at, action, actor, what, count FROM autoflow_audit ORDER BY at DESC LIMIT ?"
 GET_SPEC = "SELECT spec, workflow FROM autoflow_specs WHERE spec_hash = ?"

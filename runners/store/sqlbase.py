@@ -389,14 +389,27 @@ class SqlStore(store.Store):
             if not clauses:
                 continue
             chosen = (
-                " WHERE namespace = ? AND workflow = ? AND phase <> 'Running' AND ("
-                + " OR ".join(clauses)
-                + ")"
+                " WHERE namespace = ? AND workflow = ? "
+                "AND phase NOT IN ('Running', 'Pending') AND (" + " OR ".join(clauses) + ")"
             )
             where = f"runs of {wf}" + (f" in {namespace}" if namespace else "")
             audit = self._audit("purge-expired", actor, f"{where} {policy.describe()}", False)
             groups.append((chosen, params, audit))
         return await self._delete(groups) if groups else 0
+
+    async def activity(self, since: float) -> list[store.Activity]:
+        found: dict[tuple[str, str], store.Activity] = {}
+        for ns, wf, run_id, phase, at, runs, failed in await self._fetch(
+            sql.ACTIVITY, [since, since]
+        ):
+            key = (str(ns), str(wf))
+            old = found.get(key)
+            if old is not None and old.last_run >= str(run_id):
+                continue  # two newest runs started at the same moment: the greater id
+            found[key] = store.Activity(
+                key[0], key[1], int(runs), int(failed or 0), str(run_id), str(phase), float(at)
+            )
+        return [found[k] for k in sorted(found)]
 
     async def audit(self, *, limit: int = 100) -> list[store.AuditRecord]:
         rows = await self._fetch(sql.AUDIT, [limit])

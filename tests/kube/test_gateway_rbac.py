@@ -260,3 +260,39 @@ async def test_a_job_mode_webhook_creates_one_workflowrun_per_delivery(
     assert [r["metadata"]["name"] for r in items] == [run_id]
     assert items[0]["spec"] == {"workflowRef": {"name": "orders"}, "inputs": {"orderId": "J-1"}}
     assert items[0]["metadata"]["annotations"]["autoflow.dev/trigger"] == "webhook"
+
+
+async def test_the_gateway_watches_workflows_with_only_event_triggers_for_its_nats_consumers(
+    apiserver: kube.APIServer, bound: str
+) -> None:
+    """``autoflow gateway --nats`` syncs its ``nats`` trigger consumers from
+    ``source.workflows()`` whenever ``source.version`` moves: a Workflow without a webhook
+    is there too, and goes when it is deleted."""
+    namespace = bound
+    events = {
+        "apiVersion": "autoflow.dev/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": "on-order", "namespace": namespace},
+        "spec": {
+            "runtime": {"mode": "pool"},
+            "triggers": [{"nats": {"subject": "orders.created"}}],
+            "steps": [{"id": "log", "uses": "core.log", "with": {"message": "hi"}}],
+        },
+    }
+    async with kube_client.Client.from_config(str(apiserver.kubeconfig("nobody"))) as client:
+        source = sources.KubeSource(client, [namespace], retry_seconds=0.2)
+        await source.start()
+        try:
+            await asyncio.wait_for(source.synced.wait(), 15)
+            before = source.version
+            apiserver.apply(events)
+            await eventually(lambda: source.workflow(namespace, "on-order") is not None)
+            assert source.version > before
+            (wf,) = source.workflows()
+            assert wf.metadata.namespace == namespace
+            assert [t.nats.subject for t in wf.spec.triggers if t.nats] == ["orders.created"]
+            assert source.table.routes() == []  # no webhook: nothing served over HTTP
+            apiserver.delete(events)
+            await eventually(lambda: source.workflows() == [])
+        finally:
+            await source.stop()
