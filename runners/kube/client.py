@@ -12,7 +12,7 @@ import asyncio
 import json
 import os
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -41,17 +41,21 @@ class Client:
         verify: ssl.SSLContext | bool = True,
         cert: tuple[str, str] | None = None,
         timeout: float = 30.0,
+        headers: Sequence[tuple[str, str]] = (),
     ) -> None:
-        headers = {"Accept": "application/json", "User-Agent": "autoflow"}
+        # ``headers``: sent with every request; a name may repeat (Impersonate-Group).
+        pairs = [("Accept", "application/json"), ("User-Agent", "autoflow")]
         if token:
-            headers["Authorization"] = f"Bearer {token}"
+            pairs.append(("Authorization", f"Bearer {token}"))
+        default = httpx.Headers([*pairs, *headers])
+        self._connection = (server, token, verify, cert, timeout)
         self.server = server.rstrip("/")
         # Requests wait here rather than in httpcore's pool, whose queue handling costs
         # CPU per queued request on every assignment (an operator may have hundreds waiting).
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self._http = httpx.AsyncClient(
             base_url=self.server,
-            headers=headers,
+            headers=default,
             verify=verify,
             cert=cert,
             timeout=httpx.Timeout(timeout, connect=10.0),
@@ -90,6 +94,16 @@ class Client:
         if cert and isinstance(verify, ssl.SSLContext):
             verify.load_cert_chain(*cert)
         return cls(cfg.host, token=token, verify=verify, cert=cert)
+
+    def impersonating(self, user: str, groups: Sequence[str] = ()) -> Client:
+        """A new client, on the same connection settings, whose every request is made as
+        ``user`` in ``groups`` (``Impersonate-User``/``Impersonate-Group``): the API server
+        authorises it as that person; this client's own identity needs only ``impersonate``."""
+        server, token, verify, cert, timeout = self._connection
+        headers = [("Impersonate-User", user), *(("Impersonate-Group", g) for g in groups)]
+        return Client(
+            server, token=token, verify=verify, cert=cert, timeout=timeout, headers=headers
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -1,0 +1,353 @@
+"""The web API over the workspace backend, through real HTTP on loopback (uvicorn + httpx):
+what a person using the UI on their laptop relies on.
+
+The app is mounted at /api under a root app, as ``autoflow serve`` mounts it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpserver
+import httpx
+import pytest
+import webapi_server
+
+from autoflow.webui import workspace
+from autoflow.webui.api import auth, create_app
+
+HELLO = """\
+# A greeting, kept as written: comments and all.
+apiVersion: autoflow.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: hello
+spec:
+  description: Says hello
+  inputs:
+    who: {type: string, default: world}
+  steps:
+    - id: greet
+      uses: core.set
+      with:
+        values: {text: "hello ${ inputs.who }"}
+  outputs:
+    text: ${ steps.greet.output.text }
+"""
+
+FLAKY = """\
+apiVersion: autoflow.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: flaky
+spec:
+  inputs:
+    url: {type: string, required: true}
+  steps:
+    - id: first
+      uses: core.set
+      with: {values: {n: 1}}
+    - id: call
+      uses: http.request
+      retry: {maxAttempts: 1}
+      with: {url: "${ inputs.url }"}
+"""
+
+SLOW = """\
+apiVersion: autoflow.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: slow
+spec:
+  steps:
+    - id: a
+      uses: core.set
+      with: {values: {x: 1}}
+    - id: wait
+      uses: core.delay
+      with: {duration: 30s}
+"""
+
+
+class Api:
+    """An httpx client signed in the way the browser is: token link, cookie, CSRF header."""
+
+    def __init__(self, client: httpx.AsyncClient, csrf: str) -> None:
+        self.client, self.csrf = client, csrf
+
+    async def get(self, path: str, **kw: Any) -> httpx.Response:
+        return await self.client.get(path, **kw)
+
+    async def send(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        headers = {"X-CSRF-Token": self.csrf, **kw.pop("headers", {})}
+        return await self.client.request(method, path, headers=headers, **kw)
+
+
+@pytest.fixture
+async def setup(
+    tmp_path: pathlib.Path,
+) -> AsyncIterator[tuple[Api, str, workspace.WorkspaceBackend]]:
+    be = await workspace.WorkspaceBackend.open(tmp_path, user="ann")
+    token = auth.TokenAuth(user="ann")
+    from autoflow.webui.api import Settings
+
+    app = create_app(be, Settings(authenticator=token))
+    async with webapi_server.serve(app) as base, httpx.AsyncClient(base_url=base + "/") as c:
+        # The printed link: ?token= sets the cookie and redirects to the URL without it.
+        first = await c.get("session", params={"token": token.token})
+        assert first.status_code == 303
+        assert "token" not in first.headers["location"]
+        session = (await c.get("session")).json()
+        yield Api(c, session["csrfToken"]), token.token, be
+    await be.aclose()
+
+
+async def wait_phase(api: Api, run_id: str, *phases: str) -> dict[str, Any]:
+    for _ in range(400):
+        r = await api.get(f"namespaces/default/runs/{run_id}")
+        if r.status_code == 200 and r.json()["phase"] in phases:
+            return dict(r.json())
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"run {run_id} never reached {phases}: {r.text}")
+
+
+async def test_session_needs_the_token(setup: tuple[Api, str, Any]) -> None:
+    api, token, _ = setup
+    base = str(api.client.base_url)
+    async with httpx.AsyncClient(base_url=base) as stranger:
+        r = await stranger.get("session")
+        assert r.status_code == 401
+        assert r.headers["content-type"] == "application/problem+json"
+        assert (await stranger.get("session", params={"token": "wrong"})).status_code == 401
+        bearer = await stranger.get("session", headers={"Authorization": f"Bearer {token}"})
+        assert bearer.status_code == 200
+    session = (await api.get("session")).json()
+    assert session["mode"] == "workspace" and session["namespaces"] == ["default"]
+    assert session["user"] == "ann"
+
+
+async def test_workflow_text_is_kept_as_saved_and_edits_conflict(
+    setup: tuple[Api, str, workspace.WorkspaceBackend],
+) -> None:
+    api, _, be = setup
+    r = await api.send("POST", "namespaces/default/workflows", json={"yaml": HELLO})
+    assert r.status_code == 201, r.text
+    etag = r.headers["etag"]
+    assert (be.dir / "hello.yaml").read_text() == HELLO
+    got = await api.get("namespaces/default/workflows/hello")
+    assert got.json()["yaml"] == HELLO and got.headers["etag"] == etag
+    again = await api.send("POST", "namespaces/default/workflows", json={"yaml": HELLO})
+    assert again.status_code == 409
+
+    edited = HELLO.replace("Says hello", "Says hello nicely")
+    ok = await api.send(
+        "PUT",
+        "namespaces/default/workflows/hello",
+        json={"yaml": edited},
+        headers={"If-Match": etag},
+    )
+    assert ok.status_code == 200 and ok.headers["etag"] != etag
+    # A second editor still holding the first version is refused, nothing written.
+    stale = await api.send(
+        "PUT",
+        "namespaces/default/workflows/hello",
+        json={"yaml": HELLO},
+        headers={"If-Match": etag},
+    )
+    assert stale.status_code == 409
+    assert "changed since it was read" in stale.json()["detail"]
+    assert (be.dir / "hello.yaml").read_text() == edited
+
+    listed = (await api.get("namespaces/default/workflows")).json()["items"]
+    assert [(w["name"], w["description"], w["lastRun"]) for w in listed] == [
+        ("hello", "Says hello nicely", None)
+    ]
+    assert (await api.send("DELETE", "namespaces/default/workflows/hello")).status_code == 204
+    assert (await api.get("namespaces/default/workflows/hello")).status_code == 404
+    audit = (be.state / "audit.log").read_text().splitlines()
+    assert [json.loads(line)["action"] for line in audit] == ["created", "changed", "deleted"]
+    assert all(json.loads(line)["user"] == "ann" for line in audit)
+
+
+async def test_an_invalid_text_is_refused_with_every_problem(
+    setup: tuple[Api, str, workspace.WorkspaceBackend],
+) -> None:
+    api, _, be = setup
+    bad = HELLO.replace("core.set", "core.nope").replace("${ steps.greet", "${ steps.greet. ")
+    r = await api.send("POST", "namespaces/default/workflows", json={"yaml": bad})
+    assert r.status_code == 422
+    body = r.json()
+    assert body["status"] == 422 and body["type"].endswith("/invalid")
+    problems = body["problems"]
+    assert len(problems) == 2, problems
+    assert problems[0]["step"] == "greet" and "has no action 'nope'" in problems[0]["message"]
+    assert problems[1]["field"] == "outputs.text"
+    assert all(p["line"] for p in problems)
+    assert problems[0]["path"] == "Workflow/hello, step 'greet', field 'uses'"
+    assert not (be.dir / "hello.yaml").exists()
+    syntax = await api.send("POST", "validate", json={"yaml": "a: [1\n"})
+    assert (
+        syntax.json()["valid"] is False and "YAML syntax" in syntax.json()["problems"][0]["message"]
+    )
+
+
+async def test_unsafe_methods_need_the_csrf_token(setup: tuple[Api, str, Any]) -> None:
+    api, _, _ = setup
+    r = await api.client.post("namespaces/default/workflows", json={"yaml": HELLO})
+    assert r.status_code == 403 and r.json()["type"].endswith("/csrf")
+    wrong = await api.client.post(
+        "namespaces/default/workflows", json={"yaml": HELLO}, headers={"X-CSRF-Token": "x"}
+    )
+    assert wrong.status_code == 403
+
+
+async def test_runs_start_list_and_show_steps_with_who_started_them(
+    setup: tuple[Api, str, Any],
+) -> None:
+    api, _, _ = setup
+    await api.send("POST", "namespaces/default/workflows", json={"yaml": HELLO})
+    ids = []
+    for who in ("a", "b", "c"):
+        r = await api.send(
+            "POST", "namespaces/default/workflows/hello/runs", json={"inputs": {"who": who}}
+        )
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["runId"])
+    for run_id in ids:
+        await wait_phase(api, run_id, "Succeeded")
+    detail = (await api.get(f"namespaces/default/runs/{ids[1]}")).json()
+    assert detail["outputs"] == {"text": "hello b"} and detail["startedBy"] == "ann"
+    assert [(s["step"], s["phase"]) for s in detail["steps"]] == [("greet", "Succeeded")]
+    first = (await api.get("namespaces/default/runs", params={"limit": 2})).json()
+    assert len(first["items"]) == 2 and first["next"]
+    rest = (
+        await api.get("namespaces/default/runs", params={"limit": 2, "cursor": first["next"]})
+    ).json()
+    assert {r["runId"] for r in first["items"] + rest["items"]} == set(ids)
+    listed = (await api.get("namespaces/default/workflows")).json()["items"][0]
+    assert listed["successRatio"] == 1.0 and listed["runs24h"] == 3
+    assert listed["lastRun"]["phase"] == "Succeeded"
+    stats = (await api.get("namespaces/default/stats", params={"window": "24h"})).json()
+    assert stats["runs"] == 3 and stats["succeeded"] == 3
+    bad = await api.send(
+        "POST", "namespaces/default/workflows/hello/runs", json={"inputs": {"who": 5, "x": 1}}
+    )
+    assert bad.status_code == 422 and bad.json()["problems"]
+
+
+async def test_retry_reuses_finished_steps_and_rerun_starts_over(
+    setup: tuple[Api, str, Any],
+) -> None:
+    api, _, _ = setup
+    await api.send("POST", "namespaces/default/workflows", json={"yaml": FLAKY})
+    with httpserver.serve() as server:
+        server.queue("/x", httpserver.Reply(400), httpserver.Reply.with_json({"ok": True}))
+        r = await api.send(
+            "POST",
+            "namespaces/default/workflows/flaky/runs",
+            json={"inputs": {"url": server.url("/x")}},
+        )
+        failed = await wait_phase(api, r.json()["runId"], "Failed")
+        assert [s["phase"] for s in failed["steps"]] == ["Succeeded", "Failed"]
+        retried = await api.send("POST", f"namespaces/default/runs/{failed['runId']}/retry")
+        assert retried.status_code == 201
+        done = await wait_phase(api, retried.json()["runId"], "Succeeded")
+        assert done["trigger"] == "retry"
+        steps = {s["step"]: s for s in done["steps"]}
+        # The finished step was taken over, not run again: same times as in the failed run.
+        assert steps["first"]["startedAt"] == failed["steps"][0]["startedAt"]
+        assert server.calls("/x") == 2
+        again = await api.send("POST", f"namespaces/default/runs/{done['runId']}/retry")
+        assert again.status_code == 409
+        server.route("/x", httpserver.Reply.with_json({"ok": True}))
+        rerun = await api.send("POST", f"namespaces/default/runs/{failed['runId']}/rerun")
+        fresh = await wait_phase(api, rerun.json()["runId"], "Succeeded")
+        assert fresh["steps"][0]["startedAt"] != failed["steps"][0]["startedAt"]
+
+
+async def read_events(
+    client: httpx.AsyncClient, path: str, count: int, last_id: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    headers = {"Last-Event-ID": last_id} if last_id else {}
+    found: list[tuple[str, dict[str, Any]]] = []
+    async with client.stream("GET", path, headers=headers, timeout=10) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        event_id = ""
+        async for line in response.aiter_lines():
+            if line.startswith("id: "):
+                event_id = line[4:]
+            elif line.startswith("data: "):
+                found.append((event_id, json.loads(line[6:])))
+                if len(found) == count:
+                    break
+    return found
+
+
+async def test_sse_delivers_every_transition_in_order_and_resumes(
+    setup: tuple[Api, str, Any],
+) -> None:
+    api, _, _ = setup
+    await api.send("POST", "namespaces/default/workflows", json={"yaml": SLOW})
+    # The namespace stream from its first event (Last-Event-ID 0), however late it connects.
+    listener = asyncio.ensure_future(read_events(api.client, "namespaces/default/events", 4, "0"))
+    r = await api.send("POST", "namespaces/default/workflows/slow/runs", json={})
+    run_id = r.json()["runId"]
+    seen = await asyncio.wait_for(listener, 10)
+    assert [(e["kind"], e.get("step"), e["phase"]) for _, e in seen] == [
+        ("run", None, "Running"),
+        ("step", "a", "Running"),
+        ("step", "a", "Succeeded"),
+        ("step", "wait", "Running"),
+    ]
+    assert all(e["runId"] == run_id for _, e in seen)
+    # The connection dropped after the second event: resuming from it loses nothing.
+    resumed = asyncio.ensure_future(
+        read_events(api.client, f"namespaces/default/runs/{run_id}/events", 3, seen[1][0])
+    )
+    await asyncio.sleep(0.3)
+    assert (await api.send("POST", f"namespaces/default/runs/{run_id}/cancel")).status_code == 202
+    tail = await asyncio.wait_for(resumed, 10)
+    assert [(e["kind"], e.get("step"), e["phase"]) for _, e in tail] == [
+        ("step", "a", "Succeeded"),
+        ("step", "wait", "Running"),
+        ("end", None, "Cancelled"),
+    ]
+    ids = [int(i) for i, _ in seen + tail]
+    assert ids[2:4] == ids[4:6]
+    await wait_phase(api, run_id, "Cancelled")
+
+
+async def test_integration_secrets_are_write_only(
+    setup: tuple[Api, str, workspace.WorkspaceBackend],
+) -> None:
+    api, _, be = setup
+    secret = "s3cr3t-value-never-shown"
+    body = {
+        "name": "shop",
+        "spec": {"type": "http", "settings": {"baseUrl": "http://127.0.0.1:9", "auth": "bearer"}},
+        "secrets": {"token": secret},
+    }
+    created = await api.send("POST", "namespaces/default/integrations", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["secretKeys"] == ["token"]
+    tested = await api.send("POST", "namespaces/default/integrations/shop/test")
+    assert tested.status_code == 200
+    listed = await api.get("namespaces/default/integrations")
+    assert listed.json()["items"][0]["health"]["reason"] == tested.json()["reason"]
+    for response in (created, tested, listed):
+        assert secret not in response.text
+    assert (be.state / "secrets.yaml").stat().st_mode & 0o077 == 0
+    assert secret not in (be.dir / "shop.integration.yaml").read_text()
+
+
+async def test_connector_catalogue_has_schemas(setup: tuple[Api, str, Any]) -> None:
+    api, _, _ = setup
+    catalogue = (await api.get("connectors")).json()
+    http = next(c for c in catalogue if c["type"] == "http")
+    request = next(a for a in http["actions"] if a["name"] == "request")
+    assert "url" in request["inputSchema"]["properties"]
+    assert "token" in http["integration"]["secretKeys"] or http["integration"]["secretKeys"]
