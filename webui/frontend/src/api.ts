@@ -5,6 +5,9 @@ export interface Problem {
   path?: string;
   line?: number | null;
   message: string;
+  resource?: string | null;
+  step?: string | null;
+  field?: string | null;
 }
 
 export class ApiError extends Error {
@@ -91,7 +94,7 @@ export interface WorkflowSummary {
   namespace: string;
   description?: string;
   ready?: Ready;
-  lastRun?: { runId: string; phase: string; startedAt: string } | null;
+  lastRun?: { runId: string; phase: string; startedAt: number | string } | null;
   successRatio?: number | null;
   runs24h?: number;
   triggers?: unknown[];
@@ -112,8 +115,8 @@ export interface RunSummary {
   phase: string;
   trigger?: string;
   startedBy?: string;
-  startedAt?: string;
-  finishedAt?: string | null;
+  startedAt?: number | string | null;
+  finishedAt?: number | string | null;
   durationMs?: number | null;
   error?: string | null;
 }
@@ -121,8 +124,8 @@ export interface StepRecord {
   step: string;
   phase: string;
   attempts?: number;
-  startedAt?: string;
-  finishedAt?: string | null;
+  startedAt?: number | string | null;
+  finishedAt?: number | string | null;
   durationMs?: number | null;
   output?: unknown;
   error?: string | null;
@@ -143,7 +146,8 @@ export interface ConnectorInfo {
   type: string;
   description?: string;
   actions: ActionInfo[];
-  integration?: { settingsSchema?: Record<string, unknown>; secretKeys?: string[] } | null;
+  /** secretKeys: key → what it is */
+  integration?: { settingsSchema?: Record<string, unknown>; secretKeys?: Record<string, string> } | null;
 }
 export interface RunEvent {
   id: number;
@@ -153,7 +157,7 @@ export interface RunEvent {
   kind: "run" | "step" | "end";
   step?: string;
   phase: string;
-  at: string;
+  at: number | string;
 }
 
 export const nsPath = (ns: string): string => `/namespaces/${encodeURIComponent(ns)}`;

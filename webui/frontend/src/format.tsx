@@ -1,7 +1,14 @@
-export function ago(iso?: string | null): string {
-  if (!iso) return "—";
-  const t = Date.parse(iso);
-  if (Number.isNaN(t)) return iso;
+/** A time as the API gives it: epoch seconds (or an ISO string). */
+export function toMillis(at?: number | string | null): number | null {
+  if (at === null || at === undefined || at === "") return null;
+  if (typeof at === "number") return at * 1000;
+  const t = Date.parse(at);
+  return Number.isNaN(t) ? null : t;
+}
+
+export function ago(at?: number | string | null): string {
+  const t = toMillis(at);
+  if (t === null) return "—";
   const s = Math.round((Date.now() - t) / 1000);
   if (s < 60) return `${Math.max(s, 0)} s ago`;
   if (s < 3600) return `${Math.round(s / 60)} min ago`;

@@ -13,6 +13,7 @@ const StepForm = lazy(() => import("../components/StepForm"));
 
 /** Which step a problem names: `steps[2]`, `/spec/steps/2`, or `step "id"` in the message. */
 export function problemStep(p: Problem, g: wd.Graph): string | null {
+  if (p.step && g.steps.some((s) => s.id === p.step)) return p.step;
   const path = p.path ?? "";
   const m = /steps(?:\[|\/|\.)(\d+)/.exec(path);
   if (m && g.steps[Number(m[1])]) return g.steps[Number(m[1])].id;

@@ -4,24 +4,28 @@ import { get, nsPath } from "../api";
 import { duration, percent } from "../format";
 import { href } from "../router";
 
-interface Bucket {
-  at?: string;
-  start?: string;
-  total?: number;
-  runs?: number;
-  succeeded?: number;
-  failed?: number;
+interface Figures {
+  count: number;
+  succeeded: number;
+  failed: number;
+  successRatio: number | null;
+  p50Ms: number | null;
+  p95Ms: number | null;
+}
+interface WorkflowStats extends Figures {
+  workflow: string;
+  steps?: Record<string, Figures>;
+  buckets?: { start: number; runs: number }[];
 }
 interface Stats {
-  window?: string;
-  buckets?: Bucket[];
-  total?: number;
-  succeeded?: number;
-  failed?: number;
-  successRatio?: number | null;
-  p95Ms?: number | null;
-  p95DurationMs?: number | null;
-  failingWorkflows?: { workflow?: string; name?: string; failed?: number; failures?: number }[];
+  window: string;
+  since: number;
+  until: number;
+  runs: number;
+  succeeded: number;
+  failed: number;
+  successRatio: number | null;
+  workflows: WorkflowStats[];
 }
 
 export function DashboardPage({ namespace }: { namespace: string }) {
@@ -32,8 +36,13 @@ export function DashboardPage({ namespace }: { namespace: string }) {
     refetchInterval: 10000,
   });
   const s = stats.data;
-  const buckets = s?.buckets ?? [];
-  const max = Math.max(1, ...buckets.map((b) => b.total ?? b.runs ?? 0));
+  // runs per bucket over all workflows
+  const perBucket = new Map<number, number>();
+  for (const w of s?.workflows ?? []) for (const b of w.buckets ?? []) perBucket.set(b.start, (perBucket.get(b.start) ?? 0) + b.runs);
+  const buckets = [...perBucket.entries()].sort((a, b) => a[0] - b[0]);
+  const max = Math.max(1, ...buckets.map(([, n]) => n));
+  const p95 = Math.max(-1, ...(s?.workflows ?? []).map((w) => w.p95Ms ?? -1));
+  const failing = (s?.workflows ?? []).filter((w) => w.failed > 0).sort((a, b) => b.failed - a.failed);
   return (
     <section className="pad">
       <div className="row between">
@@ -52,46 +61,53 @@ export function DashboardPage({ namespace }: { namespace: string }) {
         <>
           <div className="tiles">
             <div className="tile">
-              <div className="tile-value" data-testid="stat-total">{s.total ?? buckets.reduce((a, b) => a + (b.total ?? b.runs ?? 0), 0)}</div>
-              <div className="muted">runs</div>
+              <div className="tile-value" data-testid="stat-total">{s.runs}</div>
+              <div className="muted">finished runs</div>
             </div>
             <div className="tile">
               <div className="tile-value" data-testid="stat-success">{percent(s.successRatio)}</div>
               <div className="muted">succeeded</div>
             </div>
             <div className="tile">
-              <div className="tile-value" data-testid="stat-p95">{duration(s.p95Ms ?? s.p95DurationMs)}</div>
-              <div className="muted">p95 duration</div>
+              <div className="tile-value" data-testid="stat-p95">{p95 < 0 ? "—" : duration(p95)}</div>
+              <div className="muted">p95 duration (slowest workflow)</div>
             </div>
           </div>
-          <h2>Runs per bucket</h2>
-          <div className="bars" role="img" aria-label="Runs per bucket">
-            {buckets.map((b, i) => {
-              const total = b.total ?? b.runs ?? 0;
-              const failed = b.failed ?? 0;
-              return (
-                <div key={i} className="bar" title={`${b.at ?? b.start ?? ""}: ${total} runs, ${failed} failed`}>
-                  <div className="bar-ok" style={{ height: `${((total - failed) / max) * 100}%` }} />
-                  <div className="bar-failed" style={{ height: `${(failed / max) * 100}%` }} />
-                </div>
-              );
-            })}
+          <h2>Runs per {window === "24h" ? "hour" : "day"}</h2>
+          <div className="bars" role="img" aria-label={`Runs per ${window === "24h" ? "hour" : "day"}`}>
+            {buckets.map(([start, n]) => (
+              <div key={start} className="bar" title={`${new Date(start * 1000).toLocaleString()}: ${n} runs`}>
+                <div className="bar-ok" style={{ height: `${(n / max) * 100}%` }} />
+              </div>
+            ))}
           </div>
-          {(s.failingWorkflows ?? []).length > 0 && (
-            <>
-              <h2>Failing workflows</h2>
-              <ul>
-                {s.failingWorkflows!.map((w, i) => {
-                  const n = w.workflow ?? w.name ?? "";
-                  return (
-                    <li key={i}>
-                      <a href={href("workflows", namespace, n)}>{n}</a>: {w.failed ?? w.failures} failed
-                    </li>
-                  );
-                })}
-              </ul>
-            </>
-          )}
+          <h2>Workflows</h2>
+          <table className="table" aria-label="Workflow figures">
+            <thead>
+              <tr>
+                <th>Workflow</th>
+                <th>Runs</th>
+                <th>Failed</th>
+                <th>Success</th>
+                <th>p50</th>
+                <th>p95</th>
+              </tr>
+            </thead>
+            <tbody>
+              {[...failing, ...s.workflows.filter((w) => w.failed === 0)].map((w) => (
+                <tr key={w.workflow}>
+                  <td>
+                    <a href={href("workflows", namespace, w.workflow)}>{w.workflow}</a>
+                  </td>
+                  <td>{w.count}</td>
+                  <td className={w.failed ? "error-text" : ""}>{w.failed}</td>
+                  <td>{percent(w.successRatio)}</td>
+                  <td>{duration(w.p50Ms)}</td>
+                  <td>{duration(w.p95Ms)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
         </>
       )}
     </section>

@@ -5,16 +5,24 @@ import { ago } from "../format";
 
 const StepForm = lazy(() => import("../components/StepForm"));
 
+interface Health {
+  ready: boolean;
+  reason?: string;
+  message?: string;
+  checkedAt?: number | null;
+}
 interface Integration {
   name: string;
   namespace?: string;
-  type: string;
-  description?: string;
-  settings?: Record<string, unknown>;
-  /** names of the secret keys that have a value (never the values) */
+  type?: string | null;
+  /** the Integration's spec: type, description, settings, rateLimit, ... */
+  spec: { type?: string; description?: string; settings?: Record<string, unknown>; [k: string]: unknown };
+  /** names of the stored secret keys (never their values) */
   secretKeys?: string[];
-  health?: { status?: string; message?: string; checkedAt?: string } | null;
+  health?: Health | null;
 }
+
+const healthText = (h?: Health | null): string => (!h ? "not checked" : h.ready ? "Healthy" : h.reason || "Unhealthy");
 
 export function IntegrationsPage({ namespace }: { namespace: string }) {
   const list = useQuery({
@@ -27,12 +35,8 @@ export function IntegrationsPage({ namespace }: { namespace: string }) {
   const test = async (name: string) => {
     setTested((t) => ({ ...t, [name]: "testing…" }));
     try {
-      const r = await api<{ ok?: boolean; status?: string; message?: string }>(
-        `${nsPath(namespace)}/integrations/${encodeURIComponent(name)}/test`,
-        { method: "POST" },
-      );
-      const ok = r.data.ok ?? r.data.status === "Healthy";
-      setTested((t) => ({ ...t, [name]: `${ok ? "OK" : "Failed"}${r.data.message ? `: ${r.data.message}` : ""}` }));
+      const r = await api<Health>(`${nsPath(namespace)}/integrations/${encodeURIComponent(name)}/test`, { method: "POST" });
+      setTested((t) => ({ ...t, [name]: `${r.data.ready ? "OK" : "Failed"}${r.data.message ? `: ${r.data.message}` : ""}` }));
     } catch (e) {
       setTested((t) => ({ ...t, [name]: `Failed: ${(e as Error).message}` }));
     }
@@ -63,9 +67,11 @@ export function IntegrationsPage({ namespace }: { namespace: string }) {
             {list.data.items.map((i) => (
               <tr key={i.name}>
                 <td>{i.name}</td>
-                <td>{i.type}</td>
+                <td>{i.type ?? i.spec.type}</td>
                 <td title={i.health?.message ?? ""}>
-                  <span className={`ready ready-${String(i.health?.status ?? "unknown").toLowerCase()}`}>{i.health?.status ?? "unknown"}</span>{" "}
+                  <span className={`ready ready-${i.health ? (i.health.ready ? "true" : "false") : "unknown"}`} data-testid={`health-${i.name}`}>
+                    {healthText(i.health)}
+                  </span>{" "}
                   <span className="muted small">{i.health?.checkedAt ? ago(i.health.checkedAt) : ""}</span>
                   {tested[i.name] && (
                     <div className="small" role="status">
@@ -75,8 +81,12 @@ export function IntegrationsPage({ namespace }: { namespace: string }) {
                 </td>
                 <td>{(i.secretKeys ?? []).join(", ") || "—"}</td>
                 <td className="row">
-                  <button onClick={() => test(i.name)}>Test now</button>
-                  <button onClick={() => setEditing(i)}>Edit</button>
+                  <button onClick={() => test(i.name)} aria-label={`Test ${i.name} now`}>
+                    Test now
+                  </button>
+                  <button onClick={() => setEditing(i)} aria-label={`Edit ${i.name}`}>
+                    Edit
+                  </button>
                 </td>
               </tr>
             ))}
@@ -101,8 +111,9 @@ function IntegrationForm(props: { namespace: string; existing: Integration | nul
   const connectors = useQuery({ queryKey: ["connectors"], queryFn: () => get<ConnectorInfo[]>("/connectors"), staleTime: Infinity });
   const kinds = (connectors.data ?? []).filter((c) => c.integration);
   const [name, setName] = useState(props.existing?.name ?? "");
-  const [type, setType] = useState(props.existing?.type ?? "");
-  const [settings, setSettings] = useState<Record<string, unknown>>(props.existing?.settings ?? {});
+  const [type, setType] = useState(props.existing?.spec.type ?? props.existing?.type ?? "");
+  const [description, setDescription] = useState(props.existing?.spec.description ?? "");
+  const [settings, setSettings] = useState<Record<string, unknown>>(props.existing?.spec.settings ?? {});
   // write-only: the form never shows a stored secret, only what is typed now
   const [secrets, setSecrets] = useState<Record<string, string>>({});
   const [error, setError] = useState<string | null>(null);
@@ -111,7 +122,10 @@ function IntegrationForm(props: { namespace: string; existing: Integration | nul
     e.preventDefault();
     setError(null);
     const typed = Object.fromEntries(Object.entries(secrets).filter(([, v]) => v !== ""));
-    const body = { name, type, settings, secrets: typed };
+    const spec: Record<string, unknown> = { ...(props.existing?.spec ?? {}), type, settings };
+    if (description) spec.description = description;
+    else delete spec.description;
+    const body = { name, spec, secrets: typed };
     try {
       if (props.existing) {
         await api(`${nsPath(props.namespace)}/integrations/${encodeURIComponent(props.existing.name)}`, { method: "PUT", body });
@@ -140,6 +154,9 @@ function IntegrationForm(props: { namespace: string; existing: Integration | nul
           ))}
         </select>
       </label>
+      <label>
+        Description <input value={description} onChange={(e) => setDescription(e.target.value)} />
+      </label>
       {kind?.integration?.settingsSchema && (
         <fieldset>
           <legend>Settings</legend>
@@ -148,12 +165,12 @@ function IntegrationForm(props: { namespace: string; existing: Integration | nul
           </Suspense>
         </fieldset>
       )}
-      {(kind?.integration?.secretKeys ?? []).length > 0 && (
+      {Object.keys(kind?.integration?.secretKeys ?? {}).length > 0 && (
         <fieldset>
           <legend>Secrets (write-only)</legend>
-          {kind!.integration!.secretKeys!.map((k) => (
+          {Object.entries(kind!.integration!.secretKeys!).map(([k, help]) => (
             <label key={k}>
-              {k}{" "}
+              {k} <span className="muted small">{help}</span>{" "}
               <input
                 type="password"
                 autoComplete="new-password"
