@@ -124,6 +124,7 @@ export function Canvas(props: CanvasProps) {
           deleteKeyCode={editable ? ["Delete", "Backspace"] : null}
           onlyRenderVisibleElements={graph.steps.length > 100}
           fitView
+          fitViewOptions={{ maxZoom: 1 }}
           minZoom={0.1}
           proOptions={{ hideAttribution: true }}
         >

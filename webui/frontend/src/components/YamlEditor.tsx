@@ -22,6 +22,8 @@ export default function YamlEditor({ value, onChange }: { value: string; onChang
       ],
     });
     view.current = v;
+    // the whole text for tests and tools (CodeMirror renders only the visible lines)
+    (host.current as HTMLDivElement & { yamlText?: () => string }).yamlText = () => v.state.doc.toString();
     return () => v.destroy();
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);

@@ -173,6 +173,8 @@ function IntegrationForm(props: { namespace: string; existing: Integration | nul
               {k} <span className="muted small">{help}</span>{" "}
               <input
                 type="password"
+                aria-label={`Secret ${k}`}
+                title={help}
                 autoComplete="new-password"
                 placeholder={props.existing?.secretKeys?.includes(k) ? "set — type to replace" : ""}
                 value={secrets[k] ?? ""}
