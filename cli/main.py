@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # Modules of ``autoflow.cli`` that register their own subcommands (see ``_parser``).
-PLUGGED: tuple[str, ...] = ("worker", "serve")
+PLUGGED: tuple[str, ...] = ("worker", "serve", "webui")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -356,13 +356,19 @@ class ClusterBackend(backend.Backend):
     ) -> AsyncIterator[dict[str, Any]]:
         client = self.as_person(person)
         url = kube.paths.run(namespace)
-        known: dict[str, dict[str, str]] = {}
-        listing = await client.request("GET", url)
-        for obj in listing.get("items", []):
-            known[obj["metadata"]["name"]] = _phases(obj)
+        listing: dict[str, Any] = {}
+        if after is not None and after // EVENTS_PER_VERSION > 1:
+            # The runs as they were just before the last event seen: the watch from there
+            # replays every change after it (within etcd's compaction window).
+            version = str(after // EVENTS_PER_VERSION - 1)
+            with contextlib.suppress(kube.Gone, kube.Invalid):
+                listing = await client.request(
+                    "GET", f"{url}?resourceVersion={version}&resourceVersionMatch=Exact"
+                )
+        if not listing:
+            listing = await client.request("GET", url)
+        known = {o["metadata"]["name"]: _phases(o) for o in listing.get("items", [])}
         version = str(listing["metadata"]["resourceVersion"])
-        if after is not None and after // EVENTS_PER_VERSION > 0:
-            version = str(after // EVENTS_PER_VERSION)
         while True:
             async for kind, obj in client.watch(url, resource_version=version):
                 if kind == "ERROR":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import os
 import pathlib
 import time
@@ -321,7 +322,15 @@ class WorkspaceBackend(backend.Backend):
         detail = await self.views.run_detail(namespace, run_id)
         if detail.summary.phase not in ("Running", "Pending"):
             raise backend.conflict("run", run_id, f"is {detail.summary.phase} already")
-        if not self.launcher.cancel(run_id):
+        cancel = getattr(self.launcher, "cancel", None)
+        if cancel is not None:
+            cancelled = bool(cancel(run_id))
+        else:  # runners.pool's InProcessLauncher: its executor holds the engine runs
+            run = getattr(getattr(self.launcher, "executor", None), "runs", {}).get(run_id)
+            cancelled = run is not None
+            if run is not None:
+                run.cancel()
+        if not cancelled:
             raise backend.conflict("run", run_id, "is not running in this process")
 
     async def retry_run(self, person: backend.Person, namespace: str, run_id: str) -> str:
@@ -338,6 +347,10 @@ class WorkspaceBackend(backend.Backend):
                 run_id,
                 "ran an earlier version of the Workflow; its steps' outputs "
                 "cannot be reused: rerun it instead",
+            )
+        if "reuse" not in inspect.signature(self.launcher.launch).parameters:
+            raise backend.conflict(
+                "run", run_id, "this server's launcher cannot reuse finished steps; rerun it"
             )
         request = RunRequest(namespace, name, detail.inputs or {}, "retry", person.user)
         started = await self.launcher.launch(request, reuse=reused)

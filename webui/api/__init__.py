@@ -53,7 +53,7 @@ def create_app(
         version="v1alpha1",
         description="Workflows, runs, integrations and live status of Autoflow, acting as "
         "the signed-in person. Errors are RFC 9457 problem details.",
-        responses={401: {"model": models.ProblemDetails, "description": "Not signed in"}},
+        responses={401: models.problem_response("Not signed in")},
     )
     app.state.autoflow = deps.Context(backend=backend, auth=authenticator)
     problems.install(app)

@@ -33,6 +33,17 @@ class ProblemDetails(Model):
     problems: list[Problem] = []
 
 
+def problem_response(description: str) -> dict[str, Any]:
+    """An error answer in the OpenAPI document: problem details (RFC 9457)."""
+    return {
+        "model": ProblemDetails,
+        "description": description,
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
+        },
+    }
+
+
 class Session(Model):
     user: str
     groups: list[str] = []

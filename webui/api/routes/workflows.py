@@ -18,10 +18,15 @@ from autoflow.webui.api import deps, models, problems
 router = fastapi.APIRouter(tags=["workflows"])
 NS = "/namespaces/{namespace}/workflows"
 INVALID: dict[int | str, dict[str, Any]] = {
-    422: {"model": models.ProblemDetails, "description": "Every problem of the text"},
-    409: {"model": models.ProblemDetails, "description": "Exists, or changed since read"},
-    403: {"model": models.ProblemDetails, "description": "Not allowed"},
-    404: {"model": models.ProblemDetails, "description": "Not found"},
+    status: models.problem_response(text)
+    for status, text in (
+        (400, "Bad request"),
+        (403, "Not allowed"),
+        (404, "Not found"),
+        (409, "Exists, or changed since read"),
+        (422, "Every problem of the text or request"),
+        (503, "Kubernetes or the run store cannot be reached"),
+    )
 }
 
 

@@ -1,0 +1,307 @@
+"""The web API's cluster backend against the real API server: every call is made as the
+signed-in person (impersonation), so Kubernetes RBAC decides.
+
+Two people sign in through the local OIDC provider (tests/oidc_server.py): Ann may edit
+namespace A (a RoleBinding of autoflow-editor to her user), Bob may only read namespace B
+(autoflow-viewer bound to his group ``team-b``: Impersonate-Group carries it). The web API
+itself runs as a ServiceAccount that may only impersonate (config/rbac/webui.yaml). Each
+sees and does exactly what RBAC allows and gets 403 otherwise; no secret value appears in
+any response of the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import pathlib
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import apiserver as apiserver_mod
+import httpserver
+import httpx
+import oidc_server
+import pytest
+import webapi_server
+import yaml
+from webapi_signin import csrf, settings, sign_in
+
+from autoflow.runners import kube as kube_client
+from autoflow.runners import store
+from autoflow.webui import cluster
+from autoflow.webui.api import Settings, create_app, oidc
+
+RBAC = apiserver_mod.REPO / "config" / "rbac" / "webui.yaml"
+WEBUI = "nobody"  # the test identity standing in for the autoflow-webui ServiceAccount
+SECRET_VALUE = "tok-7Yh3Kd9Wq2Lp5Xn8"
+
+FLOW = """\
+# Ann's flow
+apiVersion: autoflow.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: orders
+spec:
+  steps:
+    - id: hello
+      uses: core.log
+      with: {message: hi}
+"""
+
+
+def _binding(namespace: str, role: str, kind: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {
+            "name": f"{role}-{name}".replace("@", "-").replace(".", "-"),
+            "namespace": namespace,
+        },
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name}],
+    }
+
+
+@pytest.fixture
+def two_namespaces(apiserver: apiserver_mod.APIServer, namespace: str) -> Iterator[tuple[str, str]]:
+    other = f"{namespace[:50]}-b"
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}}
+    apiserver.apply(ns)
+    apiserver.apply(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "autoflow-system"}}
+    )
+    apiserver.apply([d for d in yaml.safe_load_all(RBAC.read_text()) if d])
+    sa = apiserver.identities[WEBUI].user.split(":")
+    apiserver.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "autoflow-webui-impersonate-test"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "autoflow-webui-impersonate",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": sa[3], "namespace": sa[2]}],
+        }
+    )
+    for plural in ("workflows", "workflowruns", "integrations", "schedules"):
+        # A new CRD's storage answers 429 for a while: wait here, as a cluster's would be.
+        apiserver.request("GET", f"/apis/autoflow.dev/v1alpha1/{plural}")
+    apiserver.apply(_binding(namespace, "autoflow-editor", "User", "ann@example.com"))
+    apiserver.apply(_binding(other, "autoflow-viewer", "Group", "team-b"))
+    yield namespace, other
+    with contextlib.suppress(apiserver_mod.APIError):
+        apiserver.delete(ns)
+
+
+@pytest.fixture
+def provider() -> Iterator[oidc_server.OidcProvider]:
+    with httpserver.serve() as server:
+        yield oidc_server.OidcProvider(server)
+
+
+class Person:
+    def __init__(self, client: httpx.AsyncClient, token: str, seen: list[str]) -> None:
+        self.client, self.token, self.seen = client, token, seen
+
+    async def __call__(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        headers = {"X-CSRF-Token": self.token} if method != "GET" else {}
+        headers.update(kw.pop("headers", {}))
+        r = await self.client.request(method, path, headers=headers, **kw)
+        self.seen.append(r.text)
+        return r
+
+
+@pytest.fixture
+async def people(
+    apiserver: apiserver_mod.APIServer,
+    two_namespaces: tuple[str, str],
+    provider: oidc_server.OidcProvider,
+    tmp_path: pathlib.Path,
+) -> AsyncIterator[tuple[Person, Person, list[str]]]:
+    a, b = two_namespaces
+    identity = apiserver.identities[WEBUI]
+    client = kube_client.Client(
+        apiserver.url,
+        token=identity.token,
+        verify=ssl.create_default_context(cafile=str(apiserver.ca_file)),
+    )
+    runs = await store.open_store(f"sqlite:///{tmp_path / 'runs.db'}")
+    backend = cluster.ClusterBackend(client, runs, namespaces=[a, b])
+    auth = oidc.OidcAuth(settings(provider))
+    app = create_app(backend, Settings(authenticator=auth))
+    seen: list[str] = []
+    async with (
+        webapi_server.serve(app) as base,
+        httpx.AsyncClient(base_url=base + "/", timeout=30) as ann_http,
+        httpx.AsyncClient(base_url=base + "/", timeout=30) as bob_http,
+    ):
+        await sign_in(ann_http, provider, "ann@example.com", ["team-a"])
+        await sign_in(bob_http, provider, "bob@example.com", ["team-b"])
+        ann = Person(ann_http, await csrf(ann_http), seen)
+        bob = Person(bob_http, await csrf(bob_http), seen)
+        yield ann, bob, seen
+    await backend.aclose()
+    await client.aclose()
+
+
+async def test_each_person_sees_and_does_what_rbac_allows(
+    apiserver: apiserver_mod.APIServer,
+    two_namespaces: tuple[str, str],
+    people: tuple[Person, Person, list[str]],
+) -> None:
+    a, b = two_namespaces
+    ann, bob, seen = people
+    # The web API's own identity can do nothing but impersonate.
+    with pytest.raises(apiserver_mod.APIError) as refused:
+        apiserver.request(
+            "GET", f"/apis/autoflow.dev/v1alpha1/namespaces/{a}/workflows", user=WEBUI
+        )
+    assert refused.value.code == 403
+
+    assert (await ann("GET", "session")).json()["namespaces"] == [a]
+    assert (await bob("GET", "session")).json()["namespaces"] == [b]
+
+    # Workflows: Ann writes in A, exactly the text she sent; Bob may not even read A.
+    made = await ann("POST", f"namespaces/{a}/workflows", json={"yaml": FLOW})
+    assert made.status_code == 201, made.text
+    got = await ann("GET", f"namespaces/{a}/workflows/orders")
+    assert got.json()["yaml"] == FLOW and got.json()["changedBy"] == "ann@example.com"
+    stored = apiserver.request(
+        "GET", f"/apis/autoflow.dev/v1alpha1/namespaces/{a}/workflows/orders"
+    )
+    assert stored["metadata"]["annotations"]["autoflow.dev/changed-by"] == "ann@example.com"
+    assert (await bob("GET", f"namespaces/{a}/workflows")).status_code == 403
+    assert (await bob("GET", f"namespaces/{a}/workflows/orders")).status_code == 403
+    stale = await ann(
+        "PUT",
+        f"namespaces/{a}/workflows/orders",
+        json={"yaml": FLOW.replace("hi", "ho")},
+        headers={"If-Match": '"1"'},
+    )
+    assert stale.status_code == 409
+    ok = await ann(
+        "PUT",
+        f"namespaces/{a}/workflows/orders",
+        json={"yaml": FLOW.replace("hi", "ho")},
+        headers={"If-Match": got.headers["etag"]},
+    )
+    assert ok.status_code == 200, ok.text
+
+    # Namespace B: Bob (through his group) reads, and is refused every write.
+    apiserver.apply({**yaml.safe_load(FLOW), "metadata": {"name": "orders", "namespace": b}})
+    listed = await bob("GET", f"namespaces/{b}/workflows")
+    assert [w["name"] for w in listed.json()["items"]] == ["orders"]
+    refused_write = await bob("POST", f"namespaces/{b}/workflows", json={"yaml": FLOW})
+    assert refused_write.status_code == 403
+    assert "bob@example.com" in refused_write.json()["detail"]
+    assert (await bob("DELETE", f"namespaces/{b}/workflows/orders")).status_code == 403
+    assert (await bob("POST", f"namespaces/{b}/workflows/orders/runs", json={})).status_code == 403
+    assert (await ann("GET", f"namespaces/{b}/workflows")).status_code == 403
+
+    # Runs: Ann starts one in A as herself; run history follows the same rules.
+    started = await ann("POST", f"namespaces/{a}/workflows/orders/runs", json={"inputs": {}})
+    assert started.status_code == 201, started.text
+    run_id = started.json()["runId"]
+    run = apiserver.request(
+        "GET", f"/apis/autoflow.dev/v1alpha1/namespaces/{a}/workflowruns/{run_id}"
+    )
+    assert run["metadata"]["annotations"]["autoflow.dev/started-by"] == "ann@example.com"
+    page = await ann("GET", f"namespaces/{a}/runs")
+    assert [r["runId"] for r in page.json()["items"]] == [run_id]
+    assert page.json()["items"][0]["startedBy"] == "ann@example.com"
+    assert (await ann("GET", f"namespaces/{a}/runs/{run_id}")).status_code == 200
+    assert (await bob("GET", f"namespaces/{a}/runs")).status_code == 403
+    assert (await bob("GET", f"namespaces/{a}/runs/{run_id}")).status_code == 403
+    assert (await bob("GET", f"namespaces/{b}/runs")).status_code == 200
+    assert (await bob("GET", f"namespaces/{a}/stats")).status_code == 403
+    cancel = await ann("POST", f"namespaces/{a}/runs/{run_id}/cancel")
+    assert cancel.status_code == 202
+
+    # Integrations: the secret value goes into a Secret and never comes back.
+    body = {
+        "name": "shop",
+        "spec": {"type": "http", "settings": {"baseUrl": "http://127.0.0.1:9", "auth": "bearer"}},
+        "secrets": {"token": SECRET_VALUE},
+    }
+    made_i = await ann("POST", f"namespaces/{a}/integrations", json=body)
+    assert made_i.status_code == 201, made_i.text
+    assert made_i.json()["secretKeys"] == ["token"]
+    assert (await ann("POST", f"namespaces/{a}/integrations/shop/test")).status_code == 200
+    assert (await ann("GET", f"namespaces/{a}/integrations")).status_code == 200
+    assert (await bob("GET", f"namespaces/{a}/integrations")).status_code == 403
+    assert (await bob("POST", f"namespaces/{b}/integrations", json=body)).status_code == 403
+    assert (await bob("GET", f"namespaces/{b}/integrations")).status_code == 200
+    assert (await bob("GET", f"namespaces/{b}/schedules")).status_code == 200
+
+    assert (await ann("DELETE", f"namespaces/{a}/workflows/orders")).status_code == 204
+    # Not one response of the whole session held the secret value or a provider token.
+    for text in seen:
+        assert SECRET_VALUE not in text
+        assert "eyJ" not in text
+
+
+async def test_live_status_follows_the_workflowrun_and_resumes(
+    apiserver: apiserver_mod.APIServer,
+    two_namespaces: tuple[str, str],
+    people: tuple[Person, Person, list[str]],
+) -> None:
+    a, _ = two_namespaces
+    ann, bob, _ = people
+    apiserver.apply({**yaml.safe_load(FLOW), "metadata": {"name": "orders", "namespace": a}})
+    started = await ann("POST", f"namespaces/{a}/workflows/orders/runs", json={})
+    run_id = started.json()["runId"]
+    obj = {
+        "apiVersion": "autoflow.dev/v1alpha1",
+        "kind": "WorkflowRun",
+        "metadata": {"name": run_id, "namespace": a},
+    }
+
+    async def read(count: int, last: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        headers = {"Last-Event-ID": last} if last else {}
+        found: list[tuple[str, dict[str, Any]]] = []
+        async with ann.client.stream(
+            "GET", f"namespaces/{a}/runs/{run_id}/events", headers=headers
+        ) as response:
+            assert response.status_code == 200
+            event_id = ""
+            async for line in response.aiter_lines():
+                if line.startswith("id: "):
+                    event_id = line[4:]
+                elif line.startswith("data: "):
+                    found.append((event_id, json.loads(line[6:])))
+                    if len(found) == count:
+                        return found
+        return found
+
+    def status(phase: str, steps: list[dict[str, Any]]) -> None:
+        apiserver.merge_patch(
+            obj, {"status": {"phase": phase, "steps": steps}}, subresource="status"
+        )
+
+    listener = asyncio.ensure_future(read(3))
+    await asyncio.sleep(1.0)
+    await asyncio.to_thread(status, "Running", [{"id": "hello", "phase": "Running"}])
+    await asyncio.to_thread(status, "Running", [{"id": "hello", "phase": "Succeeded"}])
+    first = await asyncio.wait_for(listener, 20)
+    assert [(e["kind"], e.get("step"), e["phase"]) for _, e in first] == [
+        ("run", None, "Running"),
+        ("step", "hello", "Running"),
+        ("step", "hello", "Succeeded"),
+    ]
+    # Reconnect after the first event: the rest comes again, then what happened meanwhile.
+    resumed = asyncio.ensure_future(read(3, first[0][0]))
+    await asyncio.sleep(1.0)
+    await asyncio.to_thread(status, "Succeeded", [{"id": "hello", "phase": "Succeeded"}])
+    tail = await asyncio.wait_for(resumed, 20)
+    assert [(e["kind"], e.get("step"), e["phase"]) for _, e in tail] == [
+        ("step", "hello", "Running"),
+        ("step", "hello", "Succeeded"),
+        ("end", None, "Succeeded"),
+    ]
+    assert [i for i, _ in tail[:2]] == [i for i, _ in first[1:]]
+    stream = await bob.client.get(f"namespaces/{a}/runs/{run_id}/events")
+    assert stream.status_code == 403
