@@ -536,8 +536,12 @@ class StoreContract:
         assert (listed.phase, listed.trigger, listed.namespace) == ("Pending", "webhook", "team")
         assert await st.unended() == ["p1"]
         assert await st.get_spec(digest) == SPEC
-        assert await st.claim_run("p1") == "Running"
-        assert await st.claim_run("p1") == "Running"  # a second worker leaves it so
+        claimed = await st.claim_run("p1")
+        assert claimed is not None and claimed == await st.journal("p1")
+        assert [r["t"] for r in claimed] == ["run"]  # Running now: no end in its journal
+        assert claimed[0]["inputs"] == {"n": 7} and claimed[0]["specHash"] == digest
+        assert (await st.list_runs()).runs[0].phase == "Running"
+        assert await st.claim_run("p1") == claimed  # a second worker leaves it so
         assert await st.claim_run("nope") is None
         jr = await store_journal.StoreJournal.load(st, "p1")
         result = await probe.run(compiled, journal=jr, run_id="p1")
@@ -561,6 +565,16 @@ class StoreContract:
         assert await self._start(st, "free", None) == ("free", True)  # a deterministic id
         page = await st.list_runs()
         assert sorted(r.run_id for r in page.runs) == ["first", "free", "third"]
+
+    async def test_a_run_executed_at_once_is_recorded_running_and_needs_no_claim(
+        self, st: store.Store
+    ) -> None:
+        assert await self._start(st, "now", "hook:n", phase="Running") == ("now", False)
+        assert (await st.list_runs()).runs[0].phase == "Running"
+        assert await st.unended() == ["now"]  # resumed after a crash like any other
+        assert [r["t"] for r in await st.journal("now")] == ["run"]
+        with pytest.raises(store.StoreError, match="Pending or Running"):
+            await self._start(st, "bad", None, phase="Succeeded")
 
     async def test_concurrent_starts_with_one_key_leave_one_run(self, st: store.Store) -> None:
         results = await asyncio.gather(

@@ -162,13 +162,17 @@ class Executor:
             [{"t": "end", "phase": "Failed", "outputs": None, "error": reason, "at": time.time()}],
         )
 
-    async def execute(self, run_id: str) -> Outcome | None:
+    async def execute(
+        self, run_id: str, records: list[dict[str, Any]] | None = None
+    ) -> Outcome | None:
         """Runs (or resumes, or reads the result of) the run; None: no such run. Raises
         ``engine.RunInterrupted`` when ``interrupt`` stopped it (its steps so far are
-        recorded; running it again resumes)."""
-        if await self.store.claim_run(run_id) is None:
+        recorded; running it again resumes). ``records``: the journal of a run the caller
+        recorded Running itself (no claim, nothing to read)."""
+        if records is None:
+            records = await self.store.claim_run(run_id)
+        if records is None:
             return None
-        records = await self.store.journal(run_id)
         state = journal_mod.replay(records)
         if state.header is None:
             return None

@@ -107,6 +107,9 @@ class InProcessLauncher(recording.RecordingLauncher):
 
     # -- Launcher ---------------------------------------------------------------------------
 
+    def _start_phase(self) -> str:
+        return "Running" if len(self._tasks) < self.concurrency else "Pending"
+
     def _compiled_plan(self, compiled: plan_mod.Plan) -> None:
         self.executor.remember(compiled)
 
@@ -150,8 +153,11 @@ class InProcessLauncher(recording.RecordingLauncher):
     async def _run(self, run_id: str) -> None:
         try:
             async with self._slots:
+                header = self._fresh.pop(run_id, None)
                 try:
-                    outcome = await self.executor.execute(run_id)
+                    outcome = await self.executor.execute(
+                        run_id, [header] if header is not None else None
+                    )
                 except engine.RunInterrupted:
                     return  # shutting down: resumed by the next start
                 except Exception as exc:  # a bug or the store gone: say so, keep serving
@@ -161,6 +167,7 @@ class InProcessLauncher(recording.RecordingLauncher):
                 self._ended(outcome)
         finally:
             self._tasks.pop(run_id, None)
+            self._fresh.pop(run_id, None)
 
     def _ended(self, outcome: Outcome) -> None:
         self._outcomes[outcome.run_id] = outcome

@@ -12,6 +12,7 @@ process (``inprocess``) or a message on a JetStream work queue (``jetstream``).
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -44,6 +45,7 @@ class RecordingLauncher(abc.ABC):
         self.hub = hub if hub is not None else events.RunEvents()
         self.registry = registry
         self._compiled: dict[tuple[str, str], tuple[workflow.Workflow, plan_mod.Plan]] = {}
+        self._fresh: dict[str, dict[str, Any]] = {}  # headers of runs recorded Running
         self._closing = False
 
     def compile(self, wf: workflow.Workflow) -> plan_mod.Plan:
@@ -77,6 +79,7 @@ class RecordingLauncher(abc.ABC):
         values = inputs_mod.resolve(wf.spec.inputs, dict(request.inputs), where)
         subject = data_subject(wf, values, where) if wf.spec.data_subject else None
         run_id = request.run_id or local_run.new_run_id(request.workflow)
+        phase = self._start_phase()
         first, duplicate = await self.store.start_run(
             run_id=run_id,
             workflow=request.workflow,
@@ -88,9 +91,22 @@ class RecordingLauncher(abc.ABC):
             started_by=request.started_by,
             dedupe_key=request.dedupe_key,
             subject=subject,
+            phase=phase,
         )
         if duplicate:
             return Started(first, True)
+        if phase == "Running":  # executed here at once: its journal is this header
+            self._fresh[run_id] = {
+                "t": "run",
+                "runId": run_id,
+                "workflow": request.workflow,
+                "namespace": request.namespace,
+                "specHash": engine.spec_hash(compiled),
+                "trigger": request.trigger,
+                "startedBy": request.started_by,
+                "inputs": values,
+                "startedAt": time.time(),
+            }
         self.hub.publish(
             run_id=run_id,
             namespace=request.namespace,
@@ -100,6 +116,11 @@ class RecordingLauncher(abc.ABC):
         )
         await self._hand_off(run_id, request)
         return Started(run_id, False)
+
+    def _start_phase(self) -> str:
+        """``Running`` when this launcher executes the run at once in this process (it
+        keeps the header in ``_fresh`` and needs no claim), else ``Pending``."""
+        return "Pending"
 
     @abc.abstractmethod
     async def _hand_off(self, run_id: str, request: RunRequest) -> None:

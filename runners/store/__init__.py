@@ -442,16 +442,19 @@ class Store(abc.ABC):
         dedupe_key: str | None = None,
         subject: str | None = None,
         spec_hash: str = "",
+        phase: str = "Pending",
     ) -> tuple[str, bool]:
         """Records a run (phase ``Pending``) before anything runs it, with a delivery row
         for ``dedupe_key`` in the same transaction. A key seen before: (the first run's id,
         True), nothing written. ``spec`` (the Workflow's ``spec.dump()``) is stored under
-        ``spec_hash`` (``engine.spec_hash`` of its plan, which a resume checks)."""
+        ``spec_hash`` (``engine.spec_hash`` of its plan, which a resume checks). ``phase``
+        ``Running``: the caller executes it at once, without ``claim_run``."""
 
     @abc.abstractmethod
-    async def claim_run(self, run_id: str) -> str | None:
-        """Pending → Running before the engine starts it; returns the phase it now has
-        (None: no such run). A run Running already stays so (a worker resuming it)."""
+    async def claim_run(self, run_id: str) -> list[dict[str, Any]] | None:
+        """Pending → Running before the engine starts it; returns the run's journal as
+        ``journal`` does (None: no such run). A run Running already stays so (a worker
+        resuming it); an ended one is returned with its end."""
 
     @abc.abstractmethod
     async def unended(self) -> list[str]:

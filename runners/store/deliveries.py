@@ -11,7 +11,8 @@ own header, written later, adds nothing again: its run row exists).
 
 ``claim_run`` turns ``Pending`` into ``Running`` right before the engine starts (a journal
 with a Pending row would read as ended); a run already Running (a worker resuming another
-worker's run) stays so.
+worker's run) stays so. A launcher that executes the run at once in its own process records
+it ``Running`` straight away (``phase``) and needs no claim.
 """
 
 from __future__ import annotations
@@ -43,12 +44,11 @@ ROLLUP_START = (
 INSERT_RUN = (
     "INSERT INTO autoflow_runs (run_id, workflow, namespace, spec_hash, trigger, "
     "started_by, phase, started_at, inputs, subject) "
-    f"SELECT ?, ?, ?, ?, ?, ?, '{PENDING}', ?, ?, ? WHERE {{ours}} "
+    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {ours} "
     "ON CONFLICT (run_id) DO NOTHING"
 )
 FIRST_RUN = "SELECT run_id FROM autoflow_deliveries WHERE dedupe_key = ?"
 CLAIM = f"UPDATE autoflow_runs SET phase = 'Running' WHERE run_id = ? AND phase = '{PENDING}'"
-PHASE = "SELECT phase FROM autoflow_runs WHERE run_id = ?"
 UNSTARTED = (
     f"SELECT run_id FROM autoflow_runs WHERE phase IN ('{PENDING}', 'Running') "
     "AND trigger <> 'cli' ORDER BY started_at, run_id"
@@ -69,6 +69,7 @@ def start_statements(
     subject_hash: str | None,
     max_payload: int,
     now: float | None = None,
+    phase: str = PENDING,
 ) -> tuple[list[tuple[str, list[Any]]], int | None, int]:
     """The statements of one start, the index of the delivery insert (None: no key) and
     the index of the run insert (their row counts say what happened)."""
@@ -100,6 +101,7 @@ def start_statements(
                 spec_hash,
                 trigger,
                 started_by,
+                phase,
                 at,
                 records.payload(dict(inputs), max_payload),
                 subject_hash,

@@ -132,7 +132,10 @@ class SqlStore(store.Store):
         dedupe_key: str | None = None,
         subject: str | None = None,
         spec_hash: str = "",
+        phase: str = deliveries.PENDING,
     ) -> tuple[str, bool]:
+        if phase not in (deliveries.PENDING, "Running"):
+            raise store.StoreError(f"a run starts Pending or Running, not {phase!r}")
         hashed = None
         if subject is not None and str(subject).strip():
             if not self.subject_key:
@@ -153,6 +156,7 @@ class SqlStore(store.Store):
             dedupe_key=dedupe_key,
             subject_hash=hashed,
             max_payload=self.max_payload,
+            phase=phase,
         )
         counts = await self._transaction(statements)
         if counts[run] == 1:
@@ -162,10 +166,13 @@ class SqlStore(store.Store):
             return (str(found[0][0]) if found else run_id), True
         return run_id, True  # this run id exists already (a starter's deterministic id)
 
-    async def claim_run(self, run_id: str) -> str | None:
-        await self._transaction([(deliveries.CLAIM, [run_id])])
-        rows = await self._fetch(deliveries.PHASE, [run_id])
-        return str(rows[0][0]) if rows else None
+    async def claim_run(self, run_id: str) -> list[dict[str, Any]] | None:
+        (claimed,) = await self._transaction([(deliveries.CLAIM, [run_id])])
+        if claimed:  # it was Pending: nothing of it ran yet, its row is the whole journal
+            run = await self._fetch(sql.JOURNAL_RUN, [run_id])
+            return records.to_journal(run[0], [], [], []) if run else None
+        found = await self.journal(run_id)
+        return found or None
 
     async def unended(self) -> list[str]:
         return [str(r[0]) for r in await self._fetch(deliveries.UNSTARTED, [])]
