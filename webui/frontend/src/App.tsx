@@ -1,6 +1,6 @@
 import { useQuery } from "@tanstack/react-query";
 import { lazy, Suspense } from "react";
-import { loadSession, type Session } from "./api";
+import { ApiError, loadSession, type Session } from "./api";
 import { href, useRoute } from "./router";
 import { WorkflowsPage } from "./pages/Workflows";
 import { RunsPage } from "./pages/Runs";
@@ -28,7 +28,12 @@ export function App() {
       <main className="pad" role="alert">
         <h1>Autoflow</h1>
         <p>Cannot reach the web API: {String(session.error.message)}</p>
-        <p>Open the URL with the access token that <code>autoflow serve</code> printed.</p>
+        {session.error instanceof ApiError && session.error.status === 401 ? (
+          <p>
+            In a workspace, open the link with the access token that <code>autoflow serve</code> printed. In the
+            cluster, <a href="api/auth/login">sign in</a>.
+          </p>
+        ) : null}
       </main>
     );
   const s: Session = session.data;
