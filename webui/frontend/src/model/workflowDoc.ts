@@ -62,9 +62,13 @@ function stepMaps(doc: Document): YAMLMap[] {
   return seq.items.filter((i): i is YAMLMap => isMap(i));
 }
 
+/** During `edit`: each step an operation is about to change, with its rendering before. */
+let touched: Map<YAMLMap, string> | null = null;
+
 function stepMap(doc: Document, id: string): YAMLMap {
   const m = stepMaps(doc).find((s) => s.get("id") === id);
   if (!m) throw new Error(`no step ${id}`);
+  if (touched && !touched.has(m)) touched.set(m, renderStep(m));
   return m;
 }
 
@@ -320,15 +324,22 @@ function indentRest(block: string, col: number): string {
 }
 
 /** The text with only the changed steps rewritten, or null when the change is not step-local. */
-function splice(text: string, doc: WorkflowDoc, before: Map<YAMLMap, string>, outside: string): string | null {
+function splice(
+  text: string,
+  doc: WorkflowDoc,
+  originals: YAMLMap[],
+  changed: Map<YAMLMap, string>,
+  outside: string,
+): string | null {
   const seq = stepsSeq(doc);
-  if (!seq || seq.flow || before.size === 0) return null;
+  if (!seq || seq.flow || originals.length === 0) return null;
   if (outsideSteps(doc) !== outside) return null;
   const now = seq.items.filter((i): i is YAMLMap => isMap(i));
-  const kept = now.filter((n) => before.has(n));
-  const originals = [...before.keys()];
+  const before = new Set(originals);
+  const keptSet = new Set(now.filter((n) => before.has(n)));
+  const kept = [...keptSet];
   // original steps must keep their order and new ones come after them
-  const order = originals.filter((n) => kept.includes(n));
+  const order = originals.filter((n) => keptSet.has(n));
   if (order.some((n, i) => kept[i] !== n)) return null;
   const firstNew = now.findIndex((n) => !before.has(n));
   if (firstNew >= 0 && now.slice(firstNew).some((n) => before.has(n))) return null;
@@ -337,12 +348,13 @@ function splice(text: string, doc: WorkflowDoc, before: Map<YAMLMap, string>, ou
   for (const n of originals) {
     const [start, , end] = n.range!;
     const col = start - lineStart(text, start);
-    if (!kept.includes(n)) {
+    if (!keptSet.has(n)) {
       edits.push({ from: lineStart(text, start), to: end, text: "" });
       continue;
     }
+    if (!changed.has(n)) continue;
     const rendered = renderStep(n);
-    if (rendered === before.get(n)) continue;
+    if (rendered === changed.get(n)) continue;
     let out = indentRest(rendered, col);
     if (!text.slice(start, end).endsWith("\n")) out = out.replace(/\n$/, "");
     edits.push({ from: start, to: end, text: out });
@@ -366,10 +378,18 @@ function splice(text: string, doc: WorkflowDoc, before: Map<YAMLMap, string>, ou
   return out;
 }
 
+/** The document printed without its steps (swapped out for the print, then back). */
 function outsideSteps(doc: WorkflowDoc): string {
-  const copy = doc.clone();
-  if (copy.hasIn(["spec", "steps"])) copy.setIn(["spec", "steps"], []);
-  return copy.toString(TO_STRING);
+  const spec = doc.getIn(["spec"], true);
+  const pair = isMap(spec) ? spec.items.find((p) => isScalar(p.key) && p.key.value === "steps") : undefined;
+  if (!pair) return doc.toString(TO_STRING);
+  const value = pair.value;
+  pair.value = new YAMLSeq();
+  try {
+    return doc.toString(TO_STRING);
+  } finally {
+    pair.value = value;
+  }
 }
 
 /**
@@ -379,10 +399,16 @@ function outsideSteps(doc: WorkflowDoc): string {
 export function edit(text: string, change: (doc: WorkflowDoc) => void): string {
   const doc = parse(text);
   if (doc.errors.length) throw new Error(doc.errors[0].message);
-  const before = new Map<YAMLMap, string>(stepMaps(doc).map((n) => [n, renderStep(n)]));
+  const originals = stepMaps(doc);
   const outside = outsideSteps(doc);
-  change(doc);
-  const spliced = splice(text, doc, before, outside);
+  const changed = new Map<YAMLMap, string>();
+  touched = changed;
+  try {
+    change(doc);
+  } finally {
+    touched = null;
+  }
+  const spliced = splice(text, doc, originals, changed, outside);
   if (spliced !== null) return spliced;
   // `steps: []` becomes a block sequence once it has an item
   const seq = stepsSeq(doc);
