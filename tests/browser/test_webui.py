@@ -231,3 +231,20 @@ def test_an_integration_is_created_and_tested_without_its_secret_coming_back(
     assert json.loads(listed.text())["items"][0]["secretKeys"] == ["token"]
     files = [p for p in workspace.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     assert [p.relative_to(workspace).as_posix() for p in files] == [".autoflow/secrets.yaml"]
+
+
+def test_save_refused_shows_the_problem_at_its_step(page: Page, workspace: Path) -> None:
+    page.get_by_role("link", name="New workflow").click()
+    page.get_by_label("Workflow name").fill("unfinished")
+    page.get_by_role("button", name="Add core.log").click()
+    step_panel(page, "log").get_by_label("Message").fill("fine")
+    page.get_by_role("button", name="Add core.delay").click()  # its duration left out
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("alert").first).to_contain_text("Not saved")
+    expect(page.get_by_test_id("step-delay")).to_contain_text("1 problem")
+    expect(page.get_by_test_id("step-log")).not_to_contain_text("problem")
+    page.get_by_test_id("step-delay").click()
+    expect(step_panel(page, "delay").get_by_role("list", name="Step problems")).to_contain_text(
+        "duration"
+    )
+    assert not list(workspace.glob("*.yaml"))
