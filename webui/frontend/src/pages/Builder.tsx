@@ -1,5 +1,5 @@
 import { useQuery, useQueryClient } from "@tanstack/react-query";
-import { lazy, Suspense, useCallback, useMemo, useState } from "react";
+import { lazy, Suspense, useCallback, useMemo, useRef, useState } from "react";
 import { api, ApiError, get, nsPath, type ConnectorInfo, type Problem, type WorkflowDetail } from "../api";
 import { Canvas } from "../components/Canvas";
 import { elkLayout } from "../components/layout";
@@ -8,6 +8,7 @@ import { navigate } from "../router";
 import { AssistantPanel } from "./Assistant";
 import { RunDialog } from "./RunDialog";
 
+const EMPTY: wd.Graph = { name: "", steps: [], edges: [], inputs: {} };
 const YamlEditor = lazy(() => import("../components/YamlEditor"));
 const StepForm = lazy(() => import("../components/StepForm"));
 
@@ -67,9 +68,9 @@ function Builder(props: { namespace: string; name: string | null; initialText: s
     const errors = wd.parseErrors(doc);
     return errors.length ? { errors, graph: null } : { errors, graph: wd.graphOf(doc) };
   }, [text]);
-  const [lastGood, setLastGood] = useState<wd.Graph>(() => wd.graphOf(wd.parse(props.initialText)));
-  const graph = parsed.graph ?? lastGood;
-  if (parsed.graph && parsed.graph !== lastGood) setLastGood(parsed.graph);
+  const lastGood = useRef<wd.Graph>(EMPTY);
+  if (parsed.graph) lastGood.current = parsed.graph;
+  const graph = parsed.graph ?? lastGood.current;
 
   const problemsByStep = useMemo(() => {
     const m = new Map<string, number>();
