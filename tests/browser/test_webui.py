@@ -248,3 +248,48 @@ def test_save_refused_shows_the_problem_at_its_step(page: Page, workspace: Path)
         "duration"
     )
     assert not list(workspace.glob("*.yaml"))
+
+
+QUICK = """\
+apiVersion: autoflow.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: quick
+spec:
+  steps:
+    - id: only
+      uses: core.log
+      with: {message: hi}
+---
+apiVersion: autoflow.dev/v1alpha1
+kind: Schedule
+metadata:
+  name: quick-nightly
+spec:
+  cron: "0 3 * * *"
+  timezone: Europe/Berlin
+  workflowRef: {name: quick}
+"""
+
+
+def test_dashboard_counts_runs_and_schedules_are_listed(
+    page: Page, workspace: Path, screenshot: Shot
+) -> None:
+    (workspace / "quick.yaml").write_text(QUICK)
+    page.reload()
+    page.get_by_role("link", name="quick", exact=True).click()
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_role("button", name="Start run").click()
+    expect(page.get_by_test_id("run-phase")).to_have_text("Succeeded", timeout=10_000)
+
+    page.get_by_role("link", name="Dashboard").click()
+    expect(page.get_by_test_id("stat-total")).to_have_text("1")
+    expect(page.get_by_test_id("stat-success")).to_have_text("100 %")
+    expect(page.get_by_role("table", name="Workflow figures")).to_contain_text("quick")
+    screenshot(page, "dashboard")
+
+    page.get_by_role("link", name="Schedules").click()
+    table = page.get_by_role("table", name="Schedules")
+    expect(table).to_contain_text("quick-nightly")
+    expect(table).to_contain_text("Europe/Berlin")
+    expect(table).to_contain_text("0 3 * * *")

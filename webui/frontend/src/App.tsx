@@ -7,6 +7,7 @@ import { RunsPage } from "./pages/Runs";
 import { RunPage } from "./pages/Run";
 import { IntegrationsPage } from "./pages/Integrations";
 import { DashboardPage } from "./pages/Dashboard";
+import { SchedulesPage } from "./pages/Schedules";
 
 const BuilderPage = lazy(() => import("./pages/Builder"));
 const ImportPage = lazy(() => import("./pages/Import"));
@@ -15,6 +16,7 @@ const NAV: [string, string][] = [
   ["workflows", "Workflows"],
   ["runs", "Runs"],
   ["integrations", "Integrations"],
+  ["schedules", "Schedules"],
   ["dashboard", "Dashboard"],
   ["import", "Import n8n"],
 ];
@@ -68,6 +70,8 @@ export function App() {
             <RunsPage namespace={ns} />
           ) : page === "integrations" ? (
             <IntegrationsPage namespace={ns} />
+          ) : page === "schedules" ? (
+            <SchedulesPage namespace={ns} />
           ) : page === "dashboard" ? (
             <DashboardPage namespace={ns} />
           ) : page === "import" ? (
