@@ -410,6 +410,21 @@ function StepPanel(props: {
         Timeout{" "}
         <input defaultValue={typeof step.timeout === "string" ? step.timeout : ""} onBlur={(e) => field("timeout", e.target.value)} placeholder="30s" />
       </label>
+      <label>
+        Retry attempts{" "}
+        <input
+          type="number"
+          min={1}
+          max={100}
+          defaultValue={(step.retry as { maxAttempts?: number } | undefined)?.maxAttempts ?? ""}
+          onBlur={(e) => {
+            const n = Number(e.target.value);
+            const rest = (step.retry ?? {}) as Record<string, unknown>;
+            field("retry", e.target.value && n >= 1 ? { ...rest, maxAttempts: n } : undefined);
+          }}
+          placeholder="no retries"
+        />
+      </label>
       <label className="check">
         <input type="checkbox" checked={!!step.continueOnError} onChange={(e) => field("continueOnError", e.target.checked || undefined)} /> Continue on error
       </label>
