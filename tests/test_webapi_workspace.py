@@ -15,6 +15,7 @@ import httpserver
 import httpx
 import pytest
 import webapi_server
+import yaml
 
 from autoflow.webui import workspace
 from autoflow.webui.api import auth, create_app
@@ -351,3 +352,114 @@ async def test_connector_catalogue_has_schemas(setup: tuple[Api, str, Any]) -> N
     request = next(a for a in http["actions"] if a["name"] == "request")
     assert "url" in request["inputSchema"]["properties"]
     assert "token" in http["integration"]["secretKeys"] or http["integration"]["secretKeys"]
+
+
+async def test_under_autoflow_serves_launcher(tmp_path: pathlib.Path) -> None:
+    """``autoflow serve`` mounts the API over its own in-process launcher and event hub
+    (runners.pool): runs start, stream their transitions and cancel through it."""
+    from autoflow.runners import store as store_mod
+    from autoflow.runners.pool import inprocess
+    from autoflow.runners.pool import workspace as pool_workspace
+    from autoflow.webui.api import Settings
+
+    (tmp_path / "slow.yaml").write_text(SLOW)
+    ws = pool_workspace.Workspace(str(tmp_path))
+    ws.refresh()
+    st = await store_mod.open_store(f"sqlite:///{tmp_path / 'runs.db'}")
+    launcher = inprocess.InProcessLauncher(st, ws.workflow, ws.provider)
+    await launcher.start()
+    be = workspace.WorkspaceBackend(tmp_path, st, launcher=launcher, events=launcher.hub)
+    token = auth.TokenAuth()
+    app = create_app(be, Settings(authenticator=token))
+    headers = {"Authorization": f"Bearer {token.token}"}
+    try:
+        async with (
+            webapi_server.serve(app) as base,
+            httpx.AsyncClient(base_url=base + "/", headers=headers) as c,
+        ):
+            api = Api(c, "")
+            listener = asyncio.ensure_future(
+                read_events(c, "namespaces/default/events", 5, str(launcher.hub.last_id))
+            )
+            r = await api.send("POST", "namespaces/default/workflows/slow/runs", json={})
+            assert r.status_code == 201, r.text
+            run_id = r.json()["runId"]
+            seen = await asyncio.wait_for(listener, 15)
+            kinds = [(e["kind"], e.get("step"), e["phase"]) for _, e in seen]
+            assert ("step", "a", "Succeeded") in kinds and kinds[-1] == ("step", "wait", "Running")
+            await wait_phase(api, run_id, "Running")
+            for _ in range(100):  # the engine run exists once the task has started
+                cancel = await api.send("POST", f"namespaces/default/runs/{run_id}/cancel")
+                if cancel.status_code == 202:
+                    break
+                await asyncio.sleep(0.05)
+            assert cancel.status_code == 202, cancel.text
+            await wait_phase(api, run_id, "Cancelled")
+    finally:
+        await launcher.aclose()
+        await st.aclose()
+
+
+async def test_oauth2_connect_stores_the_tokens_and_never_shows_them(
+    setup: tuple[Api, str, workspace.WorkspaceBackend],
+) -> None:
+    """The connect flow against a local OAuth2 server (tests/oauth_server.py: RFC 6749
+    4.1 with RFC 7636 PKCE): start, the provider's redirect back, tokens into the secrets."""
+    import oauth_server
+
+    api, _, be = setup
+    with httpserver.serve() as server:
+        provider = oauth_server.AuthServer(server)
+        body = {
+            "name": "crm",
+            "spec": {
+                "type": "http",
+                "settings": {"baseUrl": server.url("/api"), "auth": "oauth2"},
+                "oauth2": {
+                    "grantType": "authorization_code",
+                    "tokenUrl": provider.token_url,
+                    "authorizeUrl": provider.authorize_url,
+                    "clientId": oauth_server.CLIENT_ID,
+                    "scopes": ["api"],
+                },
+            },
+            "secrets": {"clientSecret": oauth_server.CLIENT_SECRET},
+        }
+        made = await api.send("POST", "namespaces/default/integrations", json=body)
+        assert made.status_code == 201, made.text
+        start = await api.get("namespaces/default/integrations/crm/oauth/start")
+        assert start.status_code == 200, start.text
+        async with httpx.AsyncClient() as browser:
+            consent = await browser.get(start.json()["authorizationUrl"])
+        assert consent.status_code == 302
+        back = consent.headers["location"]
+        done = await api.get(back)
+        assert done.status_code == 200, done.text
+        assert provider.grants == ["authorization_code"]
+        replay = await api.get(back)
+        assert replay.status_code == 422
+        stored = yaml.safe_load((be.state / "secrets.yaml").read_text())["crm"]
+        assert stored["accessToken"].startswith("at-") and stored["refreshToken"]
+        listed = await api.get("namespaces/default/integrations")
+        keys = listed.json()["items"][0]["secretKeys"]
+        assert {"accessToken", "refreshToken", "clientSecret"} <= set(keys)
+        for response in (made, start, done, listed):
+            for value in (
+                stored["accessToken"],
+                stored["refreshToken"],
+                oauth_server.CLIENT_SECRET,
+            ):
+                assert value not in response.text
+
+
+async def test_a_file_edited_by_hand_into_an_invalid_workflow_is_shown_not_ready(
+    setup: tuple[Api, str, workspace.WorkspaceBackend],
+) -> None:
+    api, _, be = setup
+    (be.dir / "hello.yaml").write_text(HELLO.replace("core.set", "core.nope"))
+    (item,) = (await api.get("namespaces/default/workflows")).json()["items"]
+    assert item["ready"]["status"] == "False" and item["ready"]["reason"] == "Invalid"
+    assert "step 'greet'" in item["ready"]["message"]
+    (be.dir / "hello.yaml").write_text(HELLO)
+    (item,) = (await api.get("namespaces/default/workflows")).json()["items"]
+    assert item["ready"]["status"] == "True"

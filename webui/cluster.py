@@ -201,6 +201,10 @@ class ClusterBackend(backend.Backend):
             )
         return items
 
+    async def workflow_names(self, person: backend.Person, namespace: str) -> list[str]:
+        found = await self.as_person(person).list(kube.paths.workflow(namespace))
+        return [str(o["metadata"]["name"]) for o in found]
+
     async def get_workflow(
         self, person: backend.Person, namespace: str, name: str
     ) -> dict[str, Any]:

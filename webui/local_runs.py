@@ -8,7 +8,7 @@ run is an asyncio task through the engine, journaled into the run store::
         ─ the run header (and, for a retry, the reused steps' records) written to the store
         ─ engine.Run(journal=StoreJournal over those records) as a task: a resume, so the
           engine starts after the reused steps
-        ─ Observer ─► RunEvents (run, step, end)
+        ─ Observer ─► runners.pool.events.RunEvents (run, step, end)
 
 Until ``runners.pool.inprocess.InProcessLauncher`` is merged this is the workspace's only
 executor; the web API only relies on the contract, so either can sit behind it.
@@ -31,9 +31,8 @@ from autoflow.runners.access import limits
 from autoflow.runners.definitions import inputs as inputs_mod
 from autoflow.runners.definitions import plan as plan_mod
 from autoflow.runners.local import run as local
-from autoflow.runners.pool import Outcome, RunRequest, Started
+from autoflow.runners.pool import Outcome, RunRequest, Started, events
 from autoflow.runners.store import journal as store_journal
-from autoflow.webui import live
 
 log = logging.getLogger("autoflow.webui")
 
@@ -48,14 +47,24 @@ def new_run_id(workflow_name: str) -> str:
 
 
 class _Observer(engine.Observer):
-    def __init__(self, events: live.RunEvents, base: dict[str, Any]) -> None:
-        self.events, self.base = events, base
+    def __init__(self, hub: events.RunEvents, run_id: str, namespace: str, workflow: str) -> None:
+        self.hub, self.run_id, self.namespace, self.workflow = hub, run_id, namespace, workflow
+
+    def publish(self, kind: str, phase: str, step: str | None = None) -> None:
+        self.hub.publish(
+            run_id=self.run_id,
+            namespace=self.namespace,
+            workflow=self.workflow,
+            kind=kind,
+            phase=phase,
+            step=step,
+        )
 
     def step_started(self, step: str, attempt: int) -> None:
-        self.events.publish(**self.base, kind="step", step=step, phase="Running", attempt=attempt)
+        self.publish("step", "Running", step)
 
     def step_finished(self, result: engine.StepResult) -> None:
-        self.events.publish(**self.base, kind="step", step=result.id, phase=result.phase)
+        self.publish("step", result.phase, result.id)
 
 
 class LocalLauncher:
@@ -67,14 +76,14 @@ class LocalLauncher:
         store: store_mod.Store,
         workflows: WorkflowSource,
         integrations: IntegrationSource,
-        events: live.RunEvents,
+        hub: events.RunEvents,
         *,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.workflows = workflows
         self.integrations = integrations
-        self.events = events
+        self.hub = hub
         self.env = dict(os.environ if env is None else env)
         self.limiter = limits.LocalLimiter()
         self._runs: dict[str, engine.Run] = {}
@@ -106,27 +115,27 @@ class LocalLauncher:
         await self.store.record(run_id, records)
         items, secrets = self.integrations(request.namespace)
         journal = store_journal.StoreJournal(self.store, run_id=run_id, records=records)
-        base = {"runId": run_id, "namespace": request.namespace, "workflow": plan.name}
+        observer = _Observer(self.hub, run_id, request.namespace, plan.name)
         run = engine.Run(
             plan,
             run_id=run_id,
             inputs=values,
             journal=journal,
             integrations=local.LocalIntegrations(items, secrets, env={}),
-            observer=_Observer(self.events, base),
+            observer=observer,
             env=local.expression_env(wf, self.env),
             run_info={"namespace": request.namespace},
             limiter=self.limiter,
         )
         self._runs[run_id] = run
-        self.events.publish(**base, kind="run", phase="Running")
+        observer.publish("run", "Running")
         self._tasks[run_id] = asyncio.get_running_loop().create_task(
-            self._execute(run, journal, base)
+            self._execute(run, journal, observer)
         )
         return Started(run_id, False)
 
     async def _execute(
-        self, run: engine.Run, journal: store_journal.StoreJournal, base: dict[str, Any]
+        self, run: engine.Run, journal: store_journal.StoreJournal, observer: _Observer
     ) -> engine.RunResult | None:
         try:
             result = await run.execute()
@@ -134,12 +143,12 @@ class LocalLauncher:
             return None
         except Exception:
             log.exception("run failed outside the engine", extra={"run_id": run.run_id})
-            self.events.publish(**base, kind="end", phase="Failed")
+            observer.publish("end", "Failed")
             return None
         finally:
             await journal.aclose()
             self._runs.pop(run.run_id, None)
-        self.events.publish(**base, kind="end", phase=result.phase, error=result.error)
+        observer.publish("end", result.phase)
         return result
 
     def running(self, run_id: str) -> bool:

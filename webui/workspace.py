@@ -12,7 +12,7 @@ This is ``autoflow serve DIR`` and ``autoflow webui --dir DIR``: no cluster, one
 A file's ``resourceVersion`` is a hash of its bytes: an update naming another one is refused
 with 409, so two editors (or an editor and a text editor on the file) cannot overwrite each
 other silently. Runs go through ``LocalLauncher`` (or any launcher with its methods) and
-publish their step transitions to ``live.RunEvents`` for the SSE streams.
+publish their step transitions to ``runners.pool.events.RunEvents`` for the SSE streams.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from autoflow.runners.access import probe, redact
 from autoflow.runners.definitions import documents, loader
 from autoflow.runners.local import run as local
 from autoflow.runners.pool import RunRequest
-from autoflow.webui import backend, live, local_runs
+from autoflow.runners.pool import events as events_mod
+from autoflow.webui import backend, local_runs, texts
 
 NAMESPACE = "default"
 STATE_DIR = ".autoflow"
@@ -66,7 +67,7 @@ class WorkspaceBackend(backend.Backend):
         *,
         user: str | None = None,
         launcher: Any = None,
-        events: live.RunEvents | None = None,
+        events: events_mod.RunEvents | None = None,
     ) -> None:
         self.dir = pathlib.Path(directory)
         self.state = self.dir / STATE_DIR
@@ -74,11 +75,12 @@ class WorkspaceBackend(backend.Backend):
         self.store = store
         self.views = backend.StoreViews(store)
         self.user = user or os.environ.get("USER") or "workspace"
-        self.events_hub = events or live.RunEvents()
+        self.events_hub = events or events_mod.RunEvents()
         self.launcher = launcher or local_runs.LocalLauncher(
             store, self._workflow_model, self._integrations_for, self.events_hub
         )
         self._health: dict[str, dict[str, Any]] = {}
+        self._checked: dict[tuple[pathlib.Path, str], dict[str, Any]] = {}
         self._lock = asyncio.Lock()
         self._cache: dict[pathlib.Path, tuple[float, int, list[_File]]] = {}
 
@@ -190,6 +192,26 @@ class WorkspaceBackend(backend.Backend):
     async def namespaces(self, person: backend.Person) -> list[str]:
         return [NAMESPACE]
 
+    def _ready(self, f: _File) -> dict[str, Any]:
+        """The Workflow's Ready condition as the operator would judge it: its text checked as
+        ``autoflow validate`` checks it (cached per file version)."""
+        key = (f.path, version_of(f.raw))
+        found = self._checked.get(key)
+        if found is None:
+            types = {
+                g.name: (g.data.get("spec") or {}).get("type") for g in self._of_kind("Integration")
+            }
+            _, problems = texts.check_workflow(f.raw.decode("utf-8"), integrations=types)
+            if problems and f.single:
+                first = problems[0]
+                found = {"status": "False", "reason": "Invalid", "message": str(first)}
+                if len(problems) > 1:
+                    found["message"] += f" (and {len(problems) - 1} more)"
+            else:
+                found = {"status": "True", "reason": "Valid", "message": ""}
+            self._checked[key] = found
+        return found
+
     def _view(self, f: _File) -> dict[str, Any]:
         spec = f.data.get("spec") if isinstance(f.data.get("spec"), dict) else {}
         assert isinstance(spec, dict)
@@ -199,7 +221,7 @@ class WorkspaceBackend(backend.Backend):
             "namespace": NAMESPACE,
             "yaml": f.raw.decode("utf-8"),
             "resourceVersion": version_of(f.raw),
-            "ready": {"status": "True", "reason": "Valid", "message": ""},
+            "ready": self._ready(f),
             "spec": spec,
             "changedBy": annotations.get(backend.CHANGED_BY)
             if isinstance(annotations, dict)
@@ -219,6 +241,10 @@ class WorkspaceBackend(backend.Backend):
                 view.pop(key)
             items.append({**view, **runs[f.name]})
         return items
+
+    async def workflow_names(self, person: backend.Person, namespace: str) -> list[str]:
+        self._namespace(namespace)
+        return [f.name for f in self._of_kind("Workflow")]
 
     async def get_workflow(
         self, person: backend.Person, namespace: str, name: str

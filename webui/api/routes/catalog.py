@@ -89,5 +89,5 @@ async def stats(
     window: Annotated[str, fastapi.Query(pattern="^(24h|7d|30d)$")] = "24h",
 ) -> dict[str, Any]:
     await be.check_runs_access(me, namespace, "list")
-    names = [w["name"] for w in await be.list_workflows(me, namespace)]
+    names = await be.workflow_names(me, namespace)
     return await be.views.stats(names, window)
