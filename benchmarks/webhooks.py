@@ -113,11 +113,30 @@ def wait_for_line(
     raise RuntimeError(f"{marker!r} never appeared:\n{log.read_text()[-3000:]}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def role(proc: subprocess.Popen[bytes]) -> str:
+    argv = [str(a) for a in proc.args] if isinstance(proc.args, list) else [str(proc.args)]
+    for name in ("worker", "serve", "--gateway-server", "--baseline-server"):
+        if name in argv:
+            return name.strip("-").replace("-server", "")
+    return str(proc.pid)
+
+
 @contextlib.contextmanager
 def stopping(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
     try:
         yield
     finally:
+        used = ", ".join(f"{role(p)} {cpu_seconds(p.pid):.1f}" for p in procs)
+        print(f"  CPU seconds used: {used}")
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -167,7 +186,7 @@ def serve_gateway(directory: str, store_url: str, nats_url: str, port_file: str)
         ws = workspace.Workspace(directory)
         ws.refresh()
         nc = await jetstream.connect(nats_url, name="bench-gateway")
-        launcher = jetstream.JetStreamLauncher(st, ws.workflow, nc)
+        launcher = jetstream.JetStreamLauncher(st, ws.workflow, nc, relay_all=False)
         await launcher.start()
         source = gateway_sources.DirectorySource(directory)
         await source.start()

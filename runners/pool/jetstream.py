@@ -27,8 +27,9 @@ letters. A worker stopped by SIGTERM interrupts its runs (steps in flight get a 
 period) and naks their messages, so other workers take them up at once.
 
 Run events (every step transition) are published on core NATS subjects
-``autoflow.events.<namespace>`` by the workers; a launcher relays them into its own
-``RunEvents`` hub, which is also how ``wait`` learns a run has ended.
+``autoflow.events.<namespace>.<kind>`` (kind: run, step, end) by the workers; a launcher
+relays them into its own ``RunEvents`` hub, which is also how ``wait`` learns a run has
+ended (``relay_all=False``: only the ends, for a launcher nobody follows runs through).
 """
 
 from __future__ import annotations
@@ -122,8 +123,8 @@ async def ensure_streams(js: Any, settings: Settings) -> None:
             await js.add_consumer(settings.stream, consumer)
 
 
-def _event_subject(settings: Settings, namespace: str) -> str:
-    return f"{settings.events_prefix}.{namespace or '_'}"
+def _event_subject(settings: Settings, namespace: str, kind: str) -> str:
+    return f"{settings.events_prefix}.{namespace or '_'}.{kind}"
 
 
 class JetStreamLauncher(recording.RecordingLauncher):
@@ -138,8 +139,10 @@ class JetStreamLauncher(recording.RecordingLauncher):
         settings: Settings | None = None,
         hub: events.RunEvents | None = None,
         registry: registry_mod.Registry | None = None,
+        relay_all: bool = True,
     ) -> None:
         super().__init__(store_, workflows, hub=hub, registry=registry)
+        self.relay_all = relay_all  # False: only run ends reach the hub (enough for wait)
         self.nc = nc
         self.js = nc.jetstream()
         self.settings = settings or Settings()
@@ -148,7 +151,11 @@ class JetStreamLauncher(recording.RecordingLauncher):
 
     async def start(self) -> None:
         await ensure_streams(self.js, self.settings)
-        self._sub = await self.nc.subscribe(f"{self.settings.events_prefix}.>", cb=self._relay)
+        # Only the ends when nobody follows runs here (a gateway): a quarter of the messages.
+        kinds = ">" if self.relay_all else "*.end"
+        self._sub = await self.nc.subscribe(
+            f"{self.settings.events_prefix}.{kinds}", cb=self._relay
+        )
 
     async def aclose(self) -> None:
         self._closing = True
@@ -262,7 +269,7 @@ class NatsEvents(events.RunEvents):
                 body = {k: v for k, v in event.items() if k != "id"}
                 try:
                     await self._nc.publish(
-                        _event_subject(self._settings, event["namespace"]),
+                        _event_subject(self._settings, event["namespace"], event["kind"]),
                         json.dumps(body, separators=(",", ":")).encode(),
                     )
                 except nats.errors.Error:

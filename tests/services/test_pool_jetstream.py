@@ -10,6 +10,7 @@ maximum deliveries the run ends Failed with the reason and its message is dead-l
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -386,3 +387,47 @@ def test_runs_start_queues_a_pool_run_that_a_worker_runs(
 
 def nats_url_of(server: servers.Nats) -> str:
     return server.url
+
+
+async def test_a_worker_stopped_with_sigterm_hands_its_run_to_another_at_once(
+    pg_store: store.Store,
+    postgres_db: servers.Postgres,
+    nats_server: servers.Nats,
+    settings: jetstream.Settings,
+    server: httpserver.Server,
+    processes: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    # An ack wait far beyond the test's patience: only the stopped worker's nak can bring
+    # the run to the second worker in time.
+    patient = dataclasses.replace(settings, ack_wait=120.0)
+    server.route("/a", httpserver.Reply.with_json({"ok": "a"}))
+    server.route("/c", httpserver.Reply.with_json({"ok": "c"}))
+    wf = make("ship", three_steps(server))
+    nc = await nats.connect(nats_server.url)
+    launcher = jetstream.JetStreamLauncher(pg_store, lambda ns, name: wf, nc, settings=patient)
+    await launcher.start()
+    log = tmp_path / "workers.log"
+    try:
+        first = start_worker(nats_server.url, postgres_db.dsn, patient, log, "--grace", "0s")
+        processes.append(first)
+        started = await launcher.launch(
+            RunRequest("shop", "ship", {"order": "o-3"}, "webhook", "test")
+        )
+
+        async def in_b() -> bool:
+            run = await pg_store.get_run(started.run_id)
+            return run is not None and any(
+                s.step == "b" and s.phase == "Running" for s in run.steps
+            )
+
+        await until(in_b)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(20) == 0, log.read_text()
+        processes.append(start_worker(nats_server.url, postgres_db.dsn, patient, log))
+        outcome = await launcher.wait(started.run_id, 30)
+        assert outcome is not None and outcome.phase == "Succeeded", log.read_text()
+        assert server.calls("/a") == 1 and server.calls("/c") == 1
+    finally:
+        await launcher.aclose()
+        await nc.close()
