@@ -293,3 +293,39 @@ def test_dashboard_counts_runs_and_schedules_are_listed(
     expect(table).to_contain_text("quick-nightly")
     expect(table).to_contain_text("Europe/Berlin")
     expect(table).to_contain_text("0 3 * * *")
+
+
+TYPED = """\
+apiVersion: autoflow.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: typed
+spec:
+  steps:
+    - id: first
+      uses: core.log
+      with: {message: one}
+    - id: second
+      uses: core.log
+      with: {message: two}
+"""
+
+
+def test_yaml_typed_by_hand_shows_on_the_canvas_and_saves_as_typed(
+    page: Page, workspace: Path
+) -> None:
+    page.get_by_role("link", name="New workflow").click()
+    page.get_by_role("tab", name="YAML").click()
+    editor = page.locator(".cm-content")
+    editor.click()
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Delete")
+    editor.fill(TYPED)
+    assert yaml_tab_text(page) == TYPED
+    page.get_by_role("tab", name="Canvas").click()
+    expect(page.locator(".react-flow__node")).to_have_count(2)
+    expect(page.locator(".react-flow__edge")).to_have_count(1)  # second waits for first
+    expect(page.get_by_label("Workflow name")).to_have_value("typed")
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url(re.compile(r"#/workflows/default/typed$"))
+    assert workflow_file(workspace, "typed").read_text() == TYPED
