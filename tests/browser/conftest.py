@@ -11,7 +11,7 @@ how to get them.
   subprocess (the real web API, run store, in-process runs and built UI on loopback);
   ``workspace_url`` is the printed UI link with its access token
 - ``page``: a Playwright page at 1280x800, signed in to that workspace (the token link opened
-  once); a JavaScript error on the page fails the test
+  once); a JavaScript error or a console error of the app fails the test
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -108,12 +108,21 @@ def workspace_url(workspace: Path, browser: Browser) -> Iterator[str]:
             proc.wait()
 
 
+def _app_error(message: ConsoleMessage) -> bool:
+    """A console error of the app's own. The browser also logs every 4xx answer ("Failed to
+    load resource"), which the UI shows as it should (a 422 of a refused save)."""
+    return message.type == "error" and not message.text.startswith(
+        "Failed to load resource: the server responded with a status of 4"
+    )
+
+
 @pytest.fixture
 def page(browser: Browser, workspace_url: str) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     p = context.new_page()
     errors: list[str] = []
     p.on("pageerror", lambda e: errors.append(str(e)))
+    p.on("console", lambda m: errors.append(f"console: {m.text}") if _app_error(m) else None)
     p.goto(workspace_url)
     p.get_by_role("heading", name="Workflows").wait_for()
     yield p
