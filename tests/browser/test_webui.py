@@ -329,3 +329,17 @@ def test_yaml_typed_by_hand_shows_on_the_canvas_and_saves_as_typed(
     page.get_by_role("button", name="Save").click()
     page.wait_for_url(re.compile(r"#/workflows/default/typed$"))
     assert workflow_file(workspace, "typed").read_text() == TYPED
+
+
+def test_saving_over_a_change_made_meanwhile_is_refused(page: Page, workspace: Path) -> None:
+    path = workspace / "greet.yaml"
+    path.write_text(COMMENTED)
+    page.reload()
+    page.get_by_role("link", name="greet").click()
+    page.get_by_test_id("step-bye").click()
+    step_panel(page, "bye").get_by_label("Message").fill("mine")
+    theirs = COMMENTED.replace("message: bye", "message: theirs")
+    path.write_text(theirs)  # someone else saves first
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("alert").first).to_contain_text("someone changed this Workflow")
+    assert path.read_text() == theirs
