@@ -343,3 +343,14 @@ def test_saving_over_a_change_made_meanwhile_is_refused(page: Page, workspace: P
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("alert").first).to_contain_text("someone changed this Workflow")
     assert path.read_text() == theirs
+
+
+def test_an_action_dragged_from_the_palette_becomes_a_step(page: Page, workspace: Path) -> None:
+    page.get_by_role("link", name="New workflow").click()
+    page.get_by_role("button", name="Add core.noop").drag_to(
+        page.locator(".react-flow__pane"), target_position={"x": 400, "y": 300}
+    )
+    node = page.locator('.react-flow__node[data-id="noop"]')
+    expect(node).to_be_visible()
+    text = yaml_tab_text(page)
+    assert "    - id: noop\n      uses: core.noop\n      needs: []\n      ui: {x: " in text

@@ -5,7 +5,9 @@ import {
   MarkerType,
   Position,
   ReactFlow,
+  ReactFlowProvider,
   applyNodeChanges,
+  useReactFlow,
   type Connection,
   type Edge,
   type Node,
@@ -73,6 +75,15 @@ function toNodes(g: Graph, problems: Map<string, number> | undefined, selected: 
 }
 
 export function Canvas(props: CanvasProps) {
+  return (
+    <ReactFlowProvider>
+      <CanvasInner {...props} />
+    </ReactFlowProvider>
+  );
+}
+
+function CanvasInner(props: CanvasProps) {
+  const flow = useReactFlow();
   const { graph, editable, problems, selected } = props;
   const [nodes, setNodes] = useState<StepNodeT[]>(() => toNodes(graph, problems, selected));
   useEffect(() => setNodes(toNodes(graph, problems, selected)), [graph, problems, selected]);
@@ -104,8 +115,8 @@ export function Canvas(props: CanvasProps) {
           const uses = e.dataTransfer.getData("application/x-autoflow-action");
           if (!uses || !onDropAction) return;
           e.preventDefault();
-          const rect = (e.currentTarget as HTMLElement).getBoundingClientRect();
-          onDropAction(uses, { x: e.clientX - rect.left, y: e.clientY - rect.top });
+          const p = flow.screenToFlowPosition({ x: e.clientX, y: e.clientY });
+          onDropAction(uses, { x: p.x - 100, y: p.y - 32 });
         }}
       >
         <ReactFlow
