@@ -283,7 +283,8 @@ def test_dashboard_counts_runs_and_schedules_are_listed(
     expect(page.get_by_test_id("run-phase")).to_have_text("Succeeded", timeout=10_000)
 
     page.get_by_role("link", name="Dashboard").click()
-    expect(page.get_by_test_id("stat-total")).to_have_text("1")
+    # the figures refresh every 10 s: a run's end may be announced before the store has it
+    expect(page.get_by_test_id("stat-total")).to_have_text("1", timeout=15_000)
     expect(page.get_by_test_id("stat-success")).to_have_text("100 %")
     expect(page.get_by_role("table", name="Workflow figures")).to_contain_text("quick")
     screenshot(page, "dashboard")
