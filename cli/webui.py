@@ -123,7 +123,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
         app.add_middleware(BaseHTTPMiddleware, dispatch=authenticator.middleware)
     try:
-        from autoflow.webui import static  # type: ignore[attr-defined]
+        from autoflow.webui import static
 
         static.mount(app)
     except ImportError:

@@ -18,3 +18,11 @@ fi
 PYTHONWARNINGS="ignore:Editable installation" \
     .venv/bin/python -m pip install --quiet -e '.[test]'
 echo "ready: .venv/bin/autoflow --help" >&2
+# The web UI's front end (webui/frontend, npm) built into webui/dist, which the package ships.
+# Only when npm is there, and only what is out of date: `npm ci` when the lockfile changed,
+# the build when a source is newer than the last build. AUTOFLOW_SKIP_UI=1 leaves it out.
+if [[ -z ${AUTOFLOW_SKIP_UI:-} ]] && command -v npm >/dev/null 2>&1; then
+    bash hack/ui.sh build
+elif [[ -z ${AUTOFLOW_SKIP_UI:-} ]]; then
+    echo "npm not found: the web UI is not built (webui/frontend; see docs/webui-guide.md)" >&2
+fi

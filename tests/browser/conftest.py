@@ -1,0 +1,142 @@
+"""Fixtures of the browser tier: the real ``autoflow serve`` and headless Chromium.
+
+Every test in this folder is marked ``browser``. Chromium is Debian's ``chromium`` package
+(``/usr/bin/chromium``, installed by ``hack/browser.sh``) driven by Playwright through
+``executable_path`` (Playwright's own browser download is not used). The front end must be
+built (``bash hack/ui.sh build``; ``hack/setup.sh`` does it when npm is there). Without
+Chromium or the build the tests fail in CI (``CI=true``) and are skipped elsewhere, saying
+how to get them.
+
+- ``workspace``: a temporary folder of Workflows served by ``autoflow serve DIR --port 0`` as a
+  subprocess (the real web API, run store, in-process runs and built UI on loopback);
+  ``workspace_url`` is the printed UI link with its access token
+- ``page``: a Playwright page at 1280x800, signed in to that workspace (the token link opened
+  once); a JavaScript error or a console error of the app fails the test
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+CHROMIUM = os.environ.get("AUTOFLOW_CHROMIUM", "/usr/bin/chromium")
+DIST = REPO / "webui" / "dist" / "index.html"
+SCREENSHOTS = REPO / "docs" / "images" / "webui"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.browser)
+
+
+def _is_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def _required(ok: bool, message: str) -> None:
+    if ok:
+        return
+    if _is_ci():
+        pytest.fail(f"CI needs the browser tier: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+# Module scope, not session: Playwright's sync API keeps an event loop running while it is
+# open, and the asyncio tests of other modules cannot start theirs beside it.
+@pytest.fixture(scope="module")
+def playwright_session() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_session: Playwright) -> Iterator[Browser]:
+    found = shutil.which(CHROMIUM) or (CHROMIUM if os.access(CHROMIUM, os.X_OK) else None)
+    _required(found is not None, f"no Chromium at {CHROMIUM}: run bash hack/browser.sh")
+    _required(DIST.is_file(), "the web UI is not built: run bash hack/ui.sh build (needs npm)")
+    b = playwright_session.chromium.launch(
+        executable_path=found, args=["--no-sandbox", "--disable-dev-shm-usage"]
+    )
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Path]:
+    """The folder ``autoflow serve`` serves; the process lives for the test."""
+    d = tmp_path / "ws"
+    d.mkdir()
+    yield d
+
+
+@pytest.fixture
+def workspace_url(workspace: Path, browser: Browser) -> Iterator[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOFLOW_")}
+    cmd = [sys.executable, "-P", "-m", "autoflow.cli.main", "serve", str(workspace)]
+    cmd += ["--host", "127.0.0.1", "--port", "0"]
+    log = workspace.parent / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    try:
+        url = None
+        deadline = time.monotonic() + 30
+        while url is None and time.monotonic() < deadline and proc.poll() is None:
+            m = re.search(r"web UI\s+(\S+)", log.read_text())
+            url = m.group(1) if m else None
+            time.sleep(0.05)
+        if url is None:
+            pytest.fail(f"autoflow serve did not print the UI URL:\n{log.read_text()}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _app_error(message: ConsoleMessage) -> bool:
+    """A console error of the app's own. The browser also logs every 4xx answer ("Failed to
+    load resource"), which the UI shows as it should (a 422 of a refused save)."""
+    return message.type == "error" and not message.text.startswith(
+        "Failed to load resource: the server responded with a status of 4"
+    )
+
+
+@pytest.fixture
+def page(browser: Browser, workspace_url: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    p = context.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    p.on("console", lambda m: errors.append(f"console: {m.text}") if _app_error(m) else None)
+    p.goto(workspace_url)
+    p.get_by_role("heading", name="Workflows").wait_for()
+    yield p
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+def screenshot() -> Callable[[Page, str], None]:
+    """``screenshot(page, name)``: docs/images/webui/NAME.png, when AUTOFLOW_SCREENSHOTS=1."""
+
+    def take(page: Page, name: str) -> None:
+        if os.environ.get("AUTOFLOW_SCREENSHOTS"):
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+    return take
