@@ -75,7 +75,10 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     thread.join(10)
 
 
-SKIP = ("/events", "/oauth/")  # streams that never end; a redirect flow of its own
+# Streams that never end; a redirect flow of its own; the assistant, whose every answer comes
+# from a model provider (its 502 is documented; tests/test_assistant.py and
+# tests/test_webapi_workspace.py drive it against the OpenAI contract server).
+SKIP = ("/events", "/oauth/", "/assistant/")
 
 
 def test_no_5xx_and_every_response_matches_the_document(api_schema: Any) -> None:

@@ -41,7 +41,16 @@ def router(dependencies: Sequence[Any] = ()) -> fastapi.APIRouter:
     apply to each route: the web API passes the one that requires a signed-in person."""
     api = fastapi.APIRouter(tags=["import"], dependencies=list(dependencies))
 
-    @api.post("/import/n8n", response_model=ImportResponse)
+    @api.post(
+        "/import/n8n",
+        response_model=ImportResponse,
+        responses={
+            422: {
+                "description": "Not an n8n workflow export (problem details, RFC 9457)",
+                "content": {"application/problem+json": {}},
+            }
+        },
+    )
     def import_n8n(request: ImportRequest) -> Any:
         from autoflow.webui.importers import n8n
 
