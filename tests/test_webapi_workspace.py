@@ -295,20 +295,21 @@ async def test_sse_delivers_every_transition_in_order_and_resumes(
     api, _, _ = setup
     await api.send("POST", "namespaces/default/workflows", json={"yaml": SLOW})
     # The namespace stream from its first event (Last-Event-ID 0), however late it connects.
-    listener = asyncio.ensure_future(read_events(api.client, "namespaces/default/events", 4, "0"))
+    listener = asyncio.ensure_future(read_events(api.client, "namespaces/default/events", 5, "0"))
     r = await api.send("POST", "namespaces/default/workflows/slow/runs", json={})
     run_id = r.json()["runId"]
     seen = await asyncio.wait_for(listener, 10)
     assert [(e["kind"], e.get("step"), e["phase"]) for _, e in seen] == [
+        ("run", None, "Pending"),
         ("run", None, "Running"),
         ("step", "a", "Running"),
         ("step", "a", "Succeeded"),
         ("step", "wait", "Running"),
     ]
     assert all(e["runId"] == run_id for _, e in seen)
-    # The connection dropped after the second event: resuming from it loses nothing.
+    # The connection dropped after step a started: resuming from it loses nothing.
     resumed = asyncio.ensure_future(
-        read_events(api.client, f"namespaces/default/runs/{run_id}/events", 3, seen[1][0])
+        read_events(api.client, f"namespaces/default/runs/{run_id}/events", 3, seen[2][0])
     )
     await asyncio.sleep(0.3)
     assert (await api.send("POST", f"namespaces/default/runs/{run_id}/cancel")).status_code == 202
@@ -319,7 +320,7 @@ async def test_sse_delivers_every_transition_in_order_and_resumes(
         ("end", None, "Cancelled"),
     ]
     ids = [int(i) for i, _ in seen + tail]
-    assert ids[2:4] == ids[4:6]
+    assert ids[3:5] == ids[5:7]
     await wait_phase(api, run_id, "Cancelled")
 
 

@@ -11,15 +11,15 @@ This is ``autoflow serve DIR`` and ``autoflow webui --dir DIR``: no cluster, one
 
 A file's ``resourceVersion`` is a hash of its bytes: an update naming another one is refused
 with 409, so two editors (or an editor and a text editor on the file) cannot overwrite each
-other silently. Runs go through ``LocalLauncher`` (or any launcher with its methods) and
-publish their step transitions to ``runners.pool.events.RunEvents`` for the SSE streams.
+other silently. Runs go through ``runners.pool``'s ``InProcessLauncher`` (``autoflow serve``
+passes its own) and publish their step transitions to ``runners.pool.events.RunEvents`` for
+the SSE streams; a retry records the reused steps as the new run's own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import os
 import pathlib
 import time
@@ -35,9 +35,9 @@ from autoflow.runners.access import integrations as access
 from autoflow.runners.access import probe, redact
 from autoflow.runners.definitions import documents, loader
 from autoflow.runners.local import run as local
-from autoflow.runners.pool import RunRequest
+from autoflow.runners.pool import RunRequest, inprocess
 from autoflow.runners.pool import events as events_mod
-from autoflow.webui import backend, local_runs, texts
+from autoflow.webui import backend, texts
 
 NAMESPACE = "default"
 STATE_DIR = ".autoflow"
@@ -66,7 +66,7 @@ class WorkspaceBackend(backend.Backend):
         store: store_mod.Store,
         *,
         user: str | None = None,
-        launcher: Any = None,
+        launcher: inprocess.InProcessLauncher | None = None,
         events: events_mod.RunEvents | None = None,
     ) -> None:
         self.dir = pathlib.Path(directory)
@@ -76,8 +76,8 @@ class WorkspaceBackend(backend.Backend):
         self.views = backend.StoreViews(store)
         self.user = user or os.environ.get("USER") or "workspace"
         self.events_hub = events or events_mod.RunEvents()
-        self.launcher = launcher or local_runs.LocalLauncher(
-            store, self._workflow_model, self._integrations_for, self.events_hub
+        self.launcher = launcher or inprocess.InProcessLauncher(
+            store, self._workflow_model, self._integration_provider, hub=self.events_hub
         )
         self._health: dict[str, dict[str, Any]] = {}
         self._checked: dict[tuple[pathlib.Path, str], dict[str, Any]] = {}
@@ -89,12 +89,13 @@ class WorkspaceBackend(backend.Backend):
         state = pathlib.Path(directory) / STATE_DIR
         state.mkdir(parents=True, exist_ok=True)
         store = await store_mod.open_store(f"sqlite:///{(state / 'runs.db').resolve()}")
-        return cls(directory, store, **kwargs)
+        made = cls(directory, store, **kwargs)
+        if "launcher" not in kwargs:  # ours: it resumes the runs a stopped process left
+            await made.launcher.start()
+        return made
 
     async def aclose(self) -> None:
-        aclose = getattr(self.launcher, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await self.launcher.aclose()
         await self.store.aclose()
 
     # -- the directory ---------------------------------------------------------------------
@@ -176,10 +177,8 @@ class WorkspaceBackend(backend.Backend):
             yaml.safe_dump({k: dict(v) for k, v in values.items()}, out, sort_keys=True)
         os.replace(tmp, path)
 
-    def _integrations_for(
-        self, namespace: str
-    ) -> tuple[list[integration.Integration], dict[str, dict[str, str]]]:
-        return self._integration_models(), self._secrets()
+    def _integration_provider(self, namespace: str) -> local.LocalIntegrations:
+        return local.LocalIntegrations(self._integration_models(), self._secrets(), env={})
 
     def _write(self, path: pathlib.Path, text: str) -> None:
         tmp = path.with_name(f".{path.name}.tmp")
@@ -348,15 +347,7 @@ class WorkspaceBackend(backend.Backend):
         detail = await self.views.run_detail(namespace, run_id)
         if detail.summary.phase not in ("Running", "Pending"):
             raise backend.conflict("run", run_id, f"is {detail.summary.phase} already")
-        cancel = getattr(self.launcher, "cancel", None)
-        if cancel is not None:
-            cancelled = bool(cancel(run_id))
-        else:  # runners.pool's InProcessLauncher: its executor holds the engine runs
-            run = getattr(getattr(self.launcher, "executor", None), "runs", {}).get(run_id)
-            cancelled = run is not None
-            if run is not None:
-                run.cancel()
-        if not cancelled:
+        if not self.launcher.cancel(run_id):
             raise backend.conflict("run", run_id, "is not running in this process")
 
     async def retry_run(self, person: backend.Person, namespace: str, run_id: str) -> str:
@@ -373,10 +364,6 @@ class WorkspaceBackend(backend.Backend):
                 run_id,
                 "ran an earlier version of the Workflow; its steps' outputs "
                 "cannot be reused: rerun it instead",
-            )
-        if "reuse" not in inspect.signature(self.launcher.launch).parameters:
-            raise backend.conflict(
-                "run", run_id, "this server's launcher cannot reuse finished steps; rerun it"
             )
         request = RunRequest(namespace, name, detail.inputs or {}, "retry", person.user)
         started = await self.launcher.launch(request, reuse=reused)

@@ -116,6 +116,14 @@ class InProcessLauncher(recording.RecordingLauncher):
     async def _hand_off(self, run_id: str, request: RunRequest) -> None:
         self._submit(run_id)
 
+    def cancel(self, run_id: str) -> bool:
+        """Cancels a run executing in this process; False when it is not running here."""
+        run = self.executor.runs.get(run_id)
+        if run is None:
+            return False
+        run.cancel()
+        return True
+
     async def wait(self, run_id: str, timeout: float) -> Outcome | None:
         known = self._outcomes.get(run_id)
         if known is not None:
@@ -153,11 +161,8 @@ class InProcessLauncher(recording.RecordingLauncher):
     async def _run(self, run_id: str) -> None:
         try:
             async with self._slots:
-                header = self._fresh.pop(run_id, None)
                 try:
-                    outcome = await self.executor.execute(
-                        run_id, [header] if header is not None else None
-                    )
+                    outcome = await self.executor.execute(run_id, self._fresh.pop(run_id, None))
                 except engine.RunInterrupted:
                     return  # shutting down: resumed by the next start
                 except Exception as exc:  # a bug or the store gone: say so, keep serving

@@ -40,7 +40,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import nats
@@ -164,8 +164,8 @@ class JetStreamLauncher(recording.RecordingLauncher):
                 await self._sub.unsubscribe()
         self.hub.close()
 
-    async def launch(self, request: RunRequest) -> Any:
-        started = await super().launch(request)
+    async def launch(self, request: RunRequest, *, reuse: Sequence[Mapping[str, Any]] = ()) -> Any:
+        started = await super().launch(request, reuse=reuse)
         if started.duplicate:
             # The first delivery may have been recorded and then failed to queue.
             rows = await self.store.list_runs(

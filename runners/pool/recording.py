@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from autoflow.connectors import registry as registry_mod
 from autoflow.crds import errors, workflow
-from autoflow.runners import engine, expressions, store
+from autoflow.runners import engine, store
 from autoflow.runners.definitions import inputs as inputs_mod
 from autoflow.runners.definitions import plan as plan_mod
 from autoflow.runners.local import run as local_run
@@ -45,7 +45,8 @@ class RecordingLauncher(abc.ABC):
         self.hub = hub if hub is not None else events.RunEvents()
         self.registry = registry
         self._compiled: dict[tuple[str, str], tuple[workflow.Workflow, plan_mod.Plan]] = {}
-        self._fresh: dict[str, dict[str, Any]] = {}  # headers of runs recorded Running
+        # Journals (the header, then any reused steps) of runs recorded Running here.
+        self._fresh: dict[str, list[dict[str, Any]]] = {}
         self._closing = False
 
     def compile(self, wf: workflow.Workflow) -> plan_mod.Plan:
@@ -71,13 +72,18 @@ class RecordingLauncher(abc.ABC):
         self._compiled[(namespace, name)] = (wf, compiled)
         return wf, compiled
 
-    async def launch(self, request: RunRequest) -> Started:
+    async def launch(
+        self, request: RunRequest, *, reuse: Sequence[Mapping[str, Any]] = ()
+    ) -> Started:
+        """Records and hands off the run. ``reuse``: ``step`` journal records of an earlier
+        run of the same spec, recorded as this run's own, so it starts after them (a retry
+        from the failed step)."""
         if self._closing:
             raise store.StoreUnavailable("the launcher is shutting down")
         wf, compiled = self.plan(request.namespace, request.workflow)
         where = errors.Where(resource=wf.ref)
         values = inputs_mod.resolve(wf.spec.inputs, dict(request.inputs), where)
-        subject = data_subject(wf, values, where) if wf.spec.data_subject else None
+        subject = inputs_mod.data_subject(wf.spec, values, where)
         run_id = request.run_id or local_run.new_run_id(request.workflow)
         phase = self._start_phase()
         first, duplicate = await self.store.start_run(
@@ -95,8 +101,11 @@ class RecordingLauncher(abc.ABC):
         )
         if duplicate:
             return Started(first, True)
+        reused = [dict(r) for r in reuse]
+        if reused:
+            await self.store.record(run_id, reused)
         if phase == "Running":  # executed here at once: its journal is this header
-            self._fresh[run_id] = {
+            header = {
                 "t": "run",
                 "runId": run_id,
                 "workflow": request.workflow,
@@ -107,6 +116,7 @@ class RecordingLauncher(abc.ABC):
                 "inputs": values,
                 "startedAt": time.time(),
             }
+            self._fresh[run_id] = [header, *reused]
         self.hub.publish(
             run_id=run_id,
             namespace=request.namespace,
@@ -125,13 +135,3 @@ class RecordingLauncher(abc.ABC):
     @abc.abstractmethod
     async def _hand_off(self, run_id: str, request: RunRequest) -> None:
         """The recorded run goes to whatever executes it."""
-
-
-def data_subject(wf: workflow.Workflow, values: Mapping[str, Any], where: errors.Where) -> str:
-    """Whose personal data the run holds: the Workflow's ``dataSubject`` over the inputs."""
-    at = where.replace(field="dataSubject")
-    template = expressions.compile_template(wf.spec.data_subject, at)
-    subject = template.render({"inputs": dict(values)})
-    if not isinstance(subject, str) or not subject:
-        raise errors.InputError(f"dataSubject must give a non-empty text; got {subject!r}", at)
-    return subject

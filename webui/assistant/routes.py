@@ -65,6 +65,15 @@ def _problem(status: int, title: str, detail: str) -> responses.JSONResponse:
     )
 
 
+# What the document says of the answers that are not a draft (problem details, RFC 9457).
+_PROVIDER_FAILED = {
+    502: {
+        "description": "The model provider failed, or none is configured",
+        "content": {"application/problem+json": {}},
+    }
+}
+
+
 def router(
     *,
     client: ClientFactory | None = None,
@@ -91,7 +100,7 @@ def router(
         chosen: llm.Provider = "anthropic" if provider == "anthropic" else "openai"
         return llm.client(llm.config_from_env(chosen))
 
-    @routes.post("/draft", response_model=None)
+    @routes.post("/draft", response_model=None, responses=_PROVIDER_FAILED)
     async def draft(body: DraftRequest, request: fastapi.Request) -> Any:
         known = dict(integrations(body.namespace)) if integrations else {}
         if integrations_for is not None:
@@ -109,7 +118,14 @@ def router(
             return _problem(502, "The model provider failed", exc.message)
         return made.as_json()
 
-    @routes.post("/explain", response_model=None)
+    @routes.post(
+        "/explain",
+        response_model=None,
+        responses={
+            **_PROVIDER_FAILED,
+            422: {"description": "Not a Workflow", "content": {"application/problem+json": {}}},
+        },
+    )
     async def explain(body: ExplainRequest) -> Any:
         try:
             text, usage = await draft_mod.explain(model(), body.yaml)
