@@ -66,7 +66,7 @@ def _problem(status: int, title: str, detail: str) -> responses.JSONResponse:
 
 
 # What the document says of the answers that are not a draft (problem details, RFC 9457).
-_PROVIDER_FAILED = {
+_PROVIDER_FAILED: dict[int | str, dict[str, Any]] = {
     502: {
         "description": "The model provider failed, or none is configured",
         "content": {"application/problem+json": {}},
