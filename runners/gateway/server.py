@@ -44,6 +44,7 @@ from autoflow.runners import pool
 from autoflow.runners.definitions import triggers
 from autoflow.runners.gateway import auth, routes, sources
 from autoflow.runners.gateway import settings as settings_mod
+from autoflow.runners.local import run as local_run
 
 log = logging.getLogger("autoflow.gateway")
 
@@ -204,7 +205,7 @@ class Gateway:
                     route.url_path,
                     ref.name,
                     ref.key,
-                    sources.secret_env_name(ref.name, ref.key),
+                    local_run.secret_env_name(ref.name, ref.key),
                 )
                 raise _Refusal(503, "the webhook's secret is not available", "unavailable")
         cache_key = (id(route), secret)

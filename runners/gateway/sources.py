@@ -22,7 +22,6 @@ import base64
 import contextlib
 import logging
 import os
-import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,10 +36,10 @@ from autoflow.runners.gateway import routes as routes_mod
 from autoflow.runners.kube import client as kube_client
 from autoflow.runners.kube import errors as kube_errors
 from autoflow.runners.kube import paths
+from autoflow.runners.local import run as local_run
 
 log = logging.getLogger("autoflow.gateway")
 
-SECRET_ENV_PREFIX = "AUTOFLOW_SECRET_"
 DEFAULT_NAMESPACE = "default"
 
 
@@ -58,11 +57,6 @@ class RoutesSource(Protocol):
     async def stop(self) -> None: ...
 
     async def secret(self, namespace: str, ref: webhook.SecretKeyRef) -> str | None: ...
-
-
-def secret_env_name(name: str, key: str) -> str:
-    """``AUTOFLOW_SECRET_<NAME>_<KEY>``, the spelling ``autoflow run`` uses for Integrations."""
-    return SECRET_ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", f"{name}_{key}").upper()
 
 
 class DirectorySource:
@@ -125,7 +119,7 @@ class DirectorySource:
     async def secret(self, namespace: str, ref: webhook.SecretKeyRef) -> str | None:
         value = (self._secrets.get(ref.name) or {}).get(ref.key)
         if value is None:
-            value = self._env.get(secret_env_name(ref.name, ref.key))
+            value = self._env.get(local_run.secret_env_name(ref.name, ref.key))
         return value
 
 
