@@ -72,7 +72,19 @@ def _authlib() -> types.SimpleNamespace:
         httpx_client=httpx_client,
         rfc7636=rfc7636,
         parameters=parameters,
+        http=_client_http(),
     )
+
+
+def _client_http() -> types.ModuleType:
+    """The HTTP library authlib's clients are made of, for their exceptions: authlib runs on
+    httpx2 when it is installed (the openai, anthropic and FastAPI releases here pull it in)
+    and on httpx otherwise, and the two raise unrelated exception classes."""
+    try:
+        import httpx2 as http
+    except ImportError:  # pragma: no cover - depends on what else is installed
+        import httpx as http  # type: ignore[no-redef]
+    return http
 
 
 ACCESS_TOKEN = "accessToken"
@@ -294,8 +306,6 @@ class _TokenRequest:
         scope: bool = False,
         keep_refresh_token: str | None = None,
     ) -> Token:
-        import httpx
-
         authlib = _authlib()
         client = authlib.httpx_client.AsyncOAuth2Client(
             client_id=self.spec.client_id,
@@ -314,13 +324,13 @@ class _TokenRequest:
             raise
         except authlib.errors.AuthlibBaseError as exc:  # an OAuth2 error response (5.2)
             raise self._rejected(exc) from None
-        except httpx.HTTPStatusError as exc:
+        except authlib.http.HTTPStatusError as exc:
             raise errors.PermanentError(
                 f"integration {self.name!r}: the OAuth2 token endpoint answered HTTP "
                 f"{exc.response.status_code} without an OAuth2 error response",
                 self.where,
             ) from None
-        except httpx.TransportError as exc:
+        except authlib.http.TransportError as exc:
             detail = self.scrub.text(str(exc)) or "no detail"
             raise errors.RetryableError(
                 f"integration {self.name!r}: cannot reach the OAuth2 token endpoint "
