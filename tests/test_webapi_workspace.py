@@ -131,6 +131,21 @@ async def test_session_needs_the_token(setup: tuple[Api, str, Any]) -> None:
     assert session["user"] == "ann"
 
 
+async def test_an_unknown_path_or_method_is_a_problem_not_a_crash(
+    setup: tuple[Api, str, Any],
+) -> None:
+    """Starlette's routing errors get the same problem+json body as the API's own."""
+    api, _, _ = setup
+    unknown = await api.get("v9/namespaces/default/nothing")
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"] == "application/problem+json"
+    assert unknown.json()["status"] == 404
+    wrong = await api.send("PATCH", "session")
+    assert wrong.status_code == 405
+    assert wrong.json()["title"] == "Method Not Allowed"
+    assert "GET" in wrong.headers["allow"]
+
+
 async def test_workflow_text_is_kept_as_saved_and_edits_conflict(
     setup: tuple[Api, str, workspace.WorkspaceBackend],
 ) -> None:

@@ -131,8 +131,11 @@ def install(app: fastapi.FastAPI) -> None:
             problems=found,
         )
 
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
     async def on_http(request: fastapi.Request, exc: Exception) -> responses.JSONResponse:
-        assert isinstance(exc, fastapi.HTTPException)
+        # Starlette's own (an unknown path, a wrong method) as well as FastAPI's subclass.
+        assert isinstance(exc, StarletteHTTPException)
         return problem(
             exc.status_code,
             str(exc.detail),
@@ -144,6 +147,4 @@ def install(app: fastapi.FastAPI) -> None:
     app.add_exception_handler(errors.AutoflowError, on_autoflow)
     app.add_exception_handler(fastapi.exceptions.RequestValidationError, on_request_invalid)
     app.add_exception_handler(fastapi.HTTPException, on_http)
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
     app.add_exception_handler(StarletteHTTPException, on_http)
