@@ -103,7 +103,8 @@ async def _serve(args: argparse.Namespace, retention_interval: float) -> int:
     secrets = _secrets(args)
     ws = workspace.Workspace(args.directory, secrets=secrets)
     ws.refresh()
-    st = await store.open_store(_store_url(args))
+    state = os.path.join(os.path.abspath(args.directory), STATE_DIR)
+    st = await store.open_store(_store_url(args), subject_key=store.workspace_key(state))
     limiter = limits.from_env(os.environ)
     launcher = inprocess.InProcessLauncher(
         st,

@@ -806,6 +806,48 @@ class StoreContract:
         assert rows[0][0] == records.subject_hash("ann@example.com", KEY)
         assert await st.erase("ann@example.com") == 1
 
+    async def test_a_started_runs_secret_inputs_are_sealed_and_only_a_claim_opens_them(
+        self,
+        st: store.Store,
+        store_url: str,
+        raw_sql: Callable[[str], list[tuple[Any, ...]]],
+        tables: Callable[[], list[str]],
+    ) -> None:
+        """A runner pool's worker reads the inputs of the run it claims from the store, so a
+        secret one must be there, but never readable by a view, a dump or another key."""
+        token = "tok-5ecret-pool-value"
+        given = {"token": token, "channel": "#ops"}
+        await self._start(st, "sealed", None, inputs=given, secret_inputs=["token", "unset"])
+        detail = await st.get_run("sealed")
+        assert detail is not None
+        assert detail.inputs == {"token": {"redacted": True}, "channel": "#ops"}
+        for table in tables():
+            for row in raw_sql(f"SELECT * FROM {table}"):
+                assert token not in " ".join(str(v) for v in row), table
+        claimed = await st.claim_run("sealed")
+        assert claimed is not None and claimed[0]["inputs"] == given
+        assert "sealedInputs" not in claimed[0]
+        assert (await st.journal("sealed"))[0]["inputs"] == given  # a resume reads them too
+
+        other = await store.open_store(store_url, subject_key=b"another key")
+        keyless = await store.open_store(store_url, subject_key=b"")
+        try:
+            for wrong, why in ((other, "another key"), (keyless, "no key")):
+                (header, *_) = await wrong.journal("sealed")
+                assert header["inputs"] == {"token": {"redacted": True}, "channel": "#ops"}
+                assert header["sealedInputs"] == why
+            with pytest.raises(store.StoreError, match="AUTOFLOW_STORE_SUBJECT_KEY") as info:
+                await self._start(keyless, "refused", None, inputs=given, secret_inputs=["token"])
+            assert token not in str(info.value) and "token" in str(info.value)
+            assert await keyless.get_run("refused") is None
+            # without a secret value there is nothing to seal: no key needed
+            assert await self._start(
+                keyless, "plain", None, inputs={"channel": "#ops"}, secret_inputs=["token"]
+            ) == ("plain", False)
+        finally:
+            await other.aclose()
+            await keyless.aclose()
+
     # -- schema -------------------------------------------------------------------------------
 
     async def test_a_store_migrated_by_a_newer_autoflow_is_refused_naming_the_version(

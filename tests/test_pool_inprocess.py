@@ -142,6 +142,62 @@ async def test_a_launcher_stopped_mid_run_resumes_it_at_the_next_start(
     assert again.steps_called() == ["b"]
 
 
+async def test_a_resumed_run_gets_its_secret_input_back_and_no_view_ever_shows_it(
+    tmp_path: Path, probe: Probe
+) -> None:
+    """The store keeps a secret input sealed: a launcher that resumes the run opens it with
+    the same key; one without the key fails the run saying so, never runs it with the marker."""
+    secret = "pw-7Hq-never-shown"
+    spec = {
+        "inputs": {"password": {"type": "string", "secret": True}},
+        "steps": [
+            {"id": "a", "uses": "t.call", "with": {"value": 1, "sleep": 2}},
+            {"id": "b", "uses": "t.call", "with": {"value": "${ inputs.password }"}},
+        ],
+    }
+    url = f"sqlite:///{tmp_path}/runs.db"
+    st = await store.open_store(url, subject_key=b"k1")
+    launcher = launcher_for(st, probe, {"wf": spec})
+    started = await launcher.launch(RunRequest("shop", "wf", {"password": secret}, "api", "ann"))
+    while probe.steps_called() != ["a"]:
+        await asyncio.sleep(0.01)
+    await launcher.aclose(grace=0)
+    detail = await st.get_run(started.run_id)
+    assert detail is not None and detail.inputs == {"password": {"redacted": True}}
+    await st.aclose()
+    assert secret.encode() not in (tmp_path / "runs.db").read_bytes()
+
+    keyless = await store.open_store(url, subject_key=b"")
+    blind = Probe()
+    refused = launcher_for(keyless, blind, {"wf": spec})
+    await refused.start()
+    outcome = await refused.wait(started.run_id, 10)
+    assert outcome is not None and outcome.phase == "Failed"
+    assert "cannot open them (no key)" in str(outcome.error)
+    assert "AUTOFLOW_STORE_SUBJECT_KEY" in str(outcome.error)
+    assert blind.steps_called() == []
+    await refused.aclose()
+    await keyless.aclose()
+
+    # the same journal, resumed with the key (a fresh copy of the store before that failure)
+    st = await store.open_store(f"sqlite:///{tmp_path}/again.db", subject_key=b"k1")
+    probe2, probe3 = Probe(), Probe()
+    first = launcher_for(st, probe2, {"wf": spec})
+    again = await first.launch(RunRequest("shop", "wf", {"password": secret}, "api", "ann"))
+    while probe2.steps_called() != ["a"]:
+        await asyncio.sleep(0.01)
+    await first.aclose(grace=0)
+    resumed = launcher_for(st, probe3, {"wf": spec})
+    assert await resumed.start() == 1
+    outcome = await resumed.wait(again.run_id, 60)
+    assert outcome is not None and outcome.phase == "Succeeded", outcome
+    assert [c.value for c in probe3.calls if c.step == "b"] == [secret]
+    shown = await st.get_run(again.run_id)  # b's output is the value: the workflow said so
+    assert shown is not None and shown.inputs == {"password": {"redacted": True}}
+    await resumed.aclose()
+    await st.aclose()
+
+
 async def test_events_give_every_transition_in_order_and_replay_after_an_id(
     st: store.Store, probe: Probe
 ) -> None:

@@ -117,3 +117,17 @@ async def test_a_write_blocked_by_another_process_waits_and_the_run_does_not_go_
     assert detail is not None and detail.summary.phase == "Succeeded"
     blocker.close()
     await st.aclose()
+
+
+def test_a_workspace_key_is_made_once_readable_by_its_owner_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``autoflow serve`` needs no setup for runs with secret inputs or a data subject."""
+    monkeypatch.delenv(store.SUBJECT_KEY_ENV, raising=False)
+    state = tmp_path / ".autoflow"
+    key = store.workspace_key(state)
+    assert len(key) == 64
+    assert (state / "store.key").stat().st_mode & 0o777 == 0o600
+    assert store.workspace_key(state) == key  # the same on every start
+    monkeypatch.setenv(store.SUBJECT_KEY_ENV, "from-the-environment")
+    assert store.workspace_key(state) == b"from-the-environment"

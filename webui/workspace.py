@@ -88,7 +88,9 @@ class WorkspaceBackend(backend.Backend):
     async def open(cls, directory: str | os.PathLike[str], **kwargs: Any) -> WorkspaceBackend:
         state = pathlib.Path(directory) / STATE_DIR
         state.mkdir(parents=True, exist_ok=True)
-        store = await store_mod.open_store(f"sqlite:///{(state / 'runs.db').resolve()}")
+        store = await store_mod.open_store(
+            f"sqlite:///{(state / 'runs.db').resolve()}", subject_key=store_mod.workspace_key(state)
+        )
         made = cls(directory, store, **kwargs)
         if "launcher" not in kwargs:  # ours: it resumes the runs a stopped process left
             await made.launcher.start()

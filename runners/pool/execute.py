@@ -180,6 +180,14 @@ class Executor:
             return _outcome(run_id, state.end)
         header = state.header
         namespace = str(header.get("namespace") or "")
+        if header.get("sealedInputs"):
+            reason = (
+                f"run {run_id!r}: its secret inputs are sealed in the run store and this "
+                f"worker cannot open them ({header['sealedInputs']}): give every launcher and "
+                f"worker the same {store.SUBJECT_KEY_ENV}"
+            )
+            await self.fail(run_id, reason)
+            return Outcome(run_id, "Failed", {}, reason)
         try:
             compiled = await self.plan_for(header)
         except errors.AutoflowError as exc:

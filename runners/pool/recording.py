@@ -98,6 +98,7 @@ class RecordingLauncher(abc.ABC):
             dedupe_key=request.dedupe_key,
             subject=subject,
             phase=phase,
+            secret_inputs=inputs_mod.secret_names(wf.spec.inputs),
         )
         if duplicate:
             return Started(first, True)

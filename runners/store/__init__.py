@@ -342,6 +342,32 @@ def subject_key_from_env() -> bytes | None:
     return value.encode() if value else None
 
 
+def workspace_key(state_dir: str | os.PathLike[str]) -> bytes:
+    """The store key of a workspace (``autoflow serve``, ``autoflow webui --dir``):
+    ``SUBJECT_KEY_ENV`` when set, else ``store.key`` in its state folder, made once (random,
+    readable by its owner only) so runs that name a data subject or take secret inputs work
+    there without setting anything up."""
+    found = subject_key_from_env()
+    if found:
+        return found
+    import secrets
+
+    path = os.path.join(os.fspath(state_dir), "store.key")
+    try:
+        with open(path, "rb") as f:
+            key = f.read().strip()
+        if key:
+            return key
+    except FileNotFoundError:
+        pass
+    os.makedirs(os.fspath(state_dir), exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key + b"\n")
+    return key
+
+
 def encode_cursor(started_at: float, run_id: str) -> str:
     raw = json.dumps([started_at, run_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -464,12 +490,16 @@ class Store(abc.ABC):
         subject: str | None = None,
         spec_hash: str = "",
         phase: str = "Pending",
+        secret_inputs: Sequence[str] = (),
     ) -> tuple[str, bool]:
         """Records a run (phase ``Pending``) before anything runs it, with a delivery row
         for ``dedupe_key`` in the same transaction. A key seen before: (the first run's id,
         True), nothing written. ``spec`` (the Workflow's ``spec.dump()``) is stored under
         ``spec_hash`` (``engine.spec_hash`` of its plan, which a resume checks). ``phase``
-        ``Running``: the caller executes it at once, without ``claim_run``."""
+        ``Running``: the caller executes it at once, without ``claim_run``.
+        ``secret_inputs``: the inputs declared ``secret: true``; views see them redacted,
+        ``claim_run`` and ``journal`` give them back, sealed in between under a key derived
+        from the store's key (``SUBJECT_KEY_ENV``; without one such a run is refused)."""
 
     @abc.abstractmethod
     async def claim_run(self, run_id: str) -> list[dict[str, Any]] | None:

@@ -79,6 +79,68 @@ class SubjectKeyMissing(ValueError):
     """A run names a data subject, but the store has no key to hash it with."""
 
 
+# A run the runner pool starts is executed later, by whichever worker claims it, so its
+# secret inputs must be in the store for that worker; they are kept there sealed (Fernet:
+# AES-128-CBC + HMAC-SHA256) under a key derived from the store's key, in one field of the
+# stored inputs, beside the redaction markers that views show.
+SEALED = "$sealed"
+
+
+class SealedInputsUnreadable(ValueError):
+    """A run's secret inputs are sealed, and this store has no key (or another one)."""
+
+
+def _fernet(key: bytes) -> Any:
+    import base64
+
+    from cryptography import fernet
+
+    derived = hmac.new(key, b"autoflow: sealed run inputs", hashlib.sha256).digest()
+    return fernet.Fernet(base64.urlsafe_b64encode(derived))
+
+
+def seal_inputs(
+    values: Mapping[str, Any], secret: Iterable[str], key: bytes | None
+) -> dict[str, Any]:
+    """``values`` as stored for a run that is executed later: each of ``secret`` with a value
+    replaced by the redaction marker, and all of them sealed together under ``SEALED``.
+    Without ``key`` raises ``SubjectKeyMissing`` (nothing secret is stored in the clear)."""
+    hidden = {name: values[name] for name in secret if values.get(name) is not None}
+    if not hidden:
+        return dict(values)
+    if not key:
+        raise SubjectKeyMissing(sorted(hidden))
+    stored = inputs.redact(values, hidden)
+    text = json.dumps(hidden, separators=(",", ":"), default=str)
+    stored[SEALED] = _fernet(key).encrypt(text.encode()).decode()
+    return stored
+
+
+def unseal_inputs(values: Mapping[str, Any], key: bytes | None) -> dict[str, Any]:
+    """The run's inputs as given, the sealed secret ones opened; raises
+    ``SealedInputsUnreadable`` when they cannot be."""
+    token = values.get(SEALED)
+    if not isinstance(token, str):
+        return dict(values)
+    opened: dict[str, Any] = {k: v for k, v in values.items() if k != SEALED}
+    if not key:
+        raise SealedInputsUnreadable("no key")
+    from cryptography import fernet
+
+    try:
+        opened.update(json.loads(_fernet(key).decrypt(token.encode())))
+    except fernet.InvalidToken:
+        raise SealedInputsUnreadable("another key") from None
+    return opened
+
+
+def shown_inputs(values: Any) -> Any:
+    """The run's inputs as views show them: secret ones as the redaction marker only."""
+    if isinstance(values, Mapping) and SEALED in values:
+        return {k: v for k, v in values.items() if k != SEALED}
+    return values
+
+
 @dataclasses.dataclass(slots=True)
 class Rows:
     """Parameter tuples per write statement; column order as in ``sql.WRITES``."""

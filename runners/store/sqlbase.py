@@ -134,9 +134,19 @@ class SqlStore(store.Store):
         subject: str | None = None,
         spec_hash: str = "",
         phase: str = deliveries.PENDING,
+        secret_inputs: Sequence[str] = (),
     ) -> tuple[str, bool]:
         if phase not in (deliveries.PENDING, "Running"):
             raise store.StoreError(f"a run starts Pending or Running, not {phase!r}")
+        try:
+            stored = records.seal_inputs(inputs, secret_inputs, self.subject_key)
+        except records.SubjectKeyMissing as exc:
+            raise store.StoreError(
+                f"run {run_id!r} has secret inputs ({', '.join(exc.args[0])}) that a worker "
+                f"reads from the run store, but the store has no key to seal them with: set "
+                f"{store.SUBJECT_KEY_ENV} (the same on every launcher and worker; secret "
+                "inputs are never stored in the clear)"
+            ) from None
         hashed = None
         if subject is not None and str(subject).strip():
             if not self.subject_key:
@@ -151,7 +161,7 @@ class SqlStore(store.Store):
             namespace=namespace,
             spec_hash=spec_hash,
             spec=spec,
-            inputs=inputs,
+            inputs=stored,
             trigger=trigger,
             started_by=started_by,
             dedupe_key=dedupe_key,
@@ -171,9 +181,21 @@ class SqlStore(store.Store):
         (claimed,) = await self._transaction([(deliveries.CLAIM, [run_id])])
         if claimed:  # it was Pending: nothing of it ran yet, its row is the whole journal
             run = await self._fetch(sql.JOURNAL_RUN, [run_id])
-            return records.to_journal(run[0], [], [], []) if run else None
+            return self._opened(records.to_journal(run[0], [], [], [])) if run else None
         found = await self.journal(run_id)
         return found or None
+
+    def _opened(self, journal: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The journal with the header's sealed secret inputs opened; when this store cannot
+        open them they stay redacted and the header says why (``sealedInputs``)."""
+        if journal and journal[0].get("t") == "run" and journal[0].get("inputs"):
+            header = journal[0]
+            try:
+                header["inputs"] = records.unseal_inputs(header["inputs"], self.subject_key)
+            except records.SealedInputsUnreadable as exc:
+                header["inputs"] = records.shown_inputs(header["inputs"])
+                header["sealedInputs"] = str(exc)
+        return journal
 
     async def unended(self) -> list[str]:
         return [str(r[0]) for r in await self._fetch(deliveries.UNSTARTED, [])]
@@ -187,7 +209,7 @@ class SqlStore(store.Store):
         attempts = await self._fetch(sql.JOURNAL_ATTEMPTS, [run_id])
         items = await self._fetch(sql.JOURNAL_ITEMS, [run_id])
         steps = await self._fetch(sql.JOURNAL_STEPS, [run_id])
-        return records.to_journal(run[0], attempts, items, steps)
+        return self._opened(records.to_journal(run[0], attempts, items, steps))
 
     async def unfinished(
         self, workflow: str, *, namespace: str = "", trigger: str = ""
@@ -251,7 +273,10 @@ class SqlStore(store.Store):
         )
         summary = store.RunSummary(*row[:11])
         return store.RunDetail(
-            summary, records.load(row[11]), records.load(row[12]), steps + running
+            summary,
+            records.shown_inputs(records.load(row[11])),
+            records.load(row[12]),
+            steps + running,
         )
 
     async def stats(
