@@ -125,6 +125,7 @@ async def _serve(args: argparse.Namespace) -> int:
         sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((args.host, args.port))
+        sock.listen(2048)  # the printed URL takes connections at once; uvicorn serves them
         closing.append(_closer(sock))
         base = f"http://{args.host}:{sock.getsockname()[1]}"
         for route in source.table.routes():
@@ -137,13 +138,19 @@ async def _serve(args: argparse.Namespace) -> int:
         if isinstance(source, sources.DirectorySource):
             reloading = asyncio.create_task(_reload(source, files))
             closing.append(_canceller(reloading))
-        if nc is not None:
-            from autoflow.runners.pool import nats_triggers
+        # nats triggers: through the pool's NATS (--nats), or the nats Integration one names.
+        from autoflow.runners.pool import nats_triggers
 
-            events = nats_triggers.NatsTriggers(nc, launcher)
-            following = asyncio.create_task(_follow(source, events))
-            closing.append(events.aclose)
-            closing.append(_canceller(following))
+        if files is not None:
+            integrations = files.provider
+        else:
+            from autoflow.runners.job import integrations as kube_integrations
+
+            integrations = kube_integrations.per_namespace(source.client)
+        events = nats_triggers.NatsTriggers(nc, launcher, integrations=integrations)
+        following = asyncio.create_task(_follow(source, events))
+        closing.append(events.aclose)
+        closing.append(_canceller(following))
         config = uvicorn.Config(app, lifespan="off", log_level="warning")
         await uvicorn.Server(config).serve(sockets=[sock])
     finally:

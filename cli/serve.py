@@ -12,9 +12,10 @@ changes), the SQLite run store (default ``DIR/.autoflow/runs.db``; ``autoflow ru
 sqlite:///DIR/.autoflow/runs.db list`` reads it), the in-process launcher (runs execute here,
 ``--concurrency`` at a time, unfinished ones resumed at start; runs recorded by ``autoflow
 runs start`` on this store are taken up within a second), the store's retention (each
-Workflow's ``retention``, applied every ``--retention-interval``), and with ``--nats URL`` the
-Workflows' ``nats`` triggers. Credentials: ``AUTOFLOW_SECRET_<NAME>_<KEY>`` or ``--secrets``
-(default ``DIR/.autoflow/secrets.yaml`` when it exists). It prints each trigger's URL.
+Workflow's ``retention``, applied every ``--retention-interval``), and the Workflows' ``nats``
+triggers: through ``--nats URL``, or through the nats Integration a trigger names.
+Credentials: ``AUTOFLOW_SECRET_<NAME>_<KEY>`` or ``--secrets`` (default
+``DIR/.autoflow/secrets.yaml`` when it exists). It prints each trigger's URL.
 """
 
 from __future__ import annotations
@@ -138,14 +139,16 @@ async def _serve(args: argparse.Namespace, retention_interval: float) -> int:
     if static is not None and hasattr(static, "mount"):
         static.mount(app)
 
-    triggers = None
+    from autoflow.runners.pool import nats_triggers
+
     nc = None
     if args.nats:
-        from autoflow.runners.pool import jetstream, nats_triggers
+        from autoflow.runners.pool import jetstream
 
         nc = await jetstream.connect(args.nats, name="autoflow-serve")
-        triggers = nats_triggers.NatsTriggers(nc, launcher)
-        triggers.sync(ws.workflows.values())
+    # A trigger that names a nats Integration consumes through it, --nats or not.
+    triggers = nats_triggers.NatsTriggers(nc, launcher, integrations=ws.provider)
+    triggers.sync(ws.workflows.values())
 
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level="warning", lifespan="off"
@@ -174,8 +177,7 @@ async def _serve(args: argparse.Namespace, retention_interval: float) -> int:
                 if ws.refresh():
                     if gateway_source is not None:
                         gateway_source.load()
-                    if triggers is not None:
-                        triggers.sync(ws.workflows.values())
+                    triggers.sync(ws.workflows.values())
                     print(f"workflows reloaded: {len(ws.workflows)}", flush=True)
                 await launcher.adopt_pending()
                 if loop.time() - last_purge >= retention_interval:
@@ -194,8 +196,7 @@ async def _serve(args: argparse.Namespace, retention_interval: float) -> int:
         keeper.cancel()
         with contextlib.suppress(BaseException):
             await serving
-        if triggers is not None:
-            await triggers.aclose()
+        await triggers.aclose()
         if nc is not None:
             with contextlib.suppress(Exception):
                 await nc.drain()

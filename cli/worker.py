@@ -164,11 +164,4 @@ async def _integrations(
             "no Kubernetes access (%s): steps that name an Integration will fail", exc
         )
         return (lambda namespace: None), []
-    per_namespace: dict[str, kube_integrations.KubeIntegrations] = {}
-
-    def provider(namespace: str) -> kube_integrations.KubeIntegrations:
-        if namespace not in per_namespace:
-            per_namespace[namespace] = kube_integrations.KubeIntegrations(client, namespace)
-        return per_namespace[namespace]
-
-    return provider, [client.aclose]
+    return kube_integrations.per_namespace(client), [client.aclose]

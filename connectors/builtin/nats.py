@@ -51,7 +51,7 @@ import math
 import re
 import ssl
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Literal, TypeVar
 
 import nats
@@ -353,9 +353,15 @@ class Connection:
     """
 
     def __init__(
-        self, name: str, settings: Settings, auth: Mapping[str, Any], hide: list[str]
+        self,
+        name: str,
+        settings: Settings,
+        auth: Mapping[str, Any],
+        hide: list[str],
+        reconnect_attempts: int = RECONNECT_ATTEMPTS,
     ) -> None:
         self.name = name
+        self.reconnect_attempts = reconnect_attempts
         self.settings = settings
         self.timeout = meta.parse_duration(settings.timeout)
         self.label = ", ".join(_without_userinfo(s) for s in settings.servers)
@@ -393,7 +399,7 @@ class Connection:
             "servers": self.settings.servers,
             "name": self.settings.name,
             "connect_timeout": max(1, round(meta.parse_duration(self.settings.connect_timeout))),
-            "max_reconnect_attempts": RECONNECT_ATTEMPTS,
+            "max_reconnect_attempts": self.reconnect_attempts,
             "reconnect_time_wait": RECONNECT_WAIT,
             "error_cb": self._on_error,
             **self._auth,
@@ -582,7 +588,22 @@ async def probe(integration: sdk.IntegrationInfo) -> str:
     return f"NATS {version} at {_without_userinfo(url)} answered PING"
 
 
-def _new_connection(integration: sdk.IntegrationInfo) -> Connection:
+@contextlib.asynccontextmanager
+async def consumer_connection(
+    integration: sdk.IntegrationInfo,
+) -> AsyncIterator[nats_client.Client]:
+    """A long-lived connection with the Integration's settings and credentials, for an event
+    trigger that consumes from it (``triggers[].nats.integration``): connected as a step
+    connects, but it reconnects without end. Fails as a step does: ``RetryableError`` or
+    ``PermanentError``, naming the integration and never a credential."""
+    conn = _new_connection(integration, reconnect_attempts=-1)
+    async with sdk.probe_context(integration) as ctx, conn:
+        yield await conn.client(ctx)
+
+
+def _new_connection(
+    integration: sdk.IntegrationInfo, reconnect_attempts: int = RECONNECT_ATTEMPTS
+) -> Connection:
     name = integration.name
     settings = sdk.integration_settings(integration, Settings)
     auth: dict[str, Any] = {}
@@ -603,7 +624,7 @@ def _new_connection(integration: sdk.IntegrationInfo) -> Connection:
     elif creds := sdk.optional_secret(integration, "creds"):
         auth["user_credentials"] = nats_client.RawCredentials(creds)
         hide.extend(line for line in creds.splitlines() if len(line.strip()) >= 16)
-    return Connection(name, settings, auth, hide)
+    return Connection(name, settings, auth, hide, reconnect_attempts)
 
 
 def _without_userinfo(url: str) -> str:

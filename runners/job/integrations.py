@@ -22,7 +22,7 @@ import asyncio
 import base64
 import binascii
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pydantic
@@ -103,6 +103,18 @@ class _Entry:
     def __init__(self, value: Any) -> None:
         self.value = value
         self.at = time.monotonic()
+
+
+def per_namespace(client: kube.Client) -> Callable[[str], KubeIntegrations]:
+    """One provider per namespace, made when first asked for (a worker's, a gateway's)."""
+    made: dict[str, KubeIntegrations] = {}
+
+    def provider(namespace: str) -> KubeIntegrations:
+        if namespace not in made:
+            made[namespace] = KubeIntegrations(client, namespace)
+        return made[namespace]
+
+    return provider
 
 
 class KubeIntegrations:

@@ -13,6 +13,13 @@ ends: the run's own journal carries it from there). A message whose inputs are r
 clear error in the log naming the Workflow and the input) is terminated, not redelivered;
 a store that cannot be reached leaves it for redelivery.
 
+A trigger that names an ``integration`` (type ``nats``) consumes through its own connection,
+made from that Integration's settings and credentials in the Workflow's namespace as a
+``nats`` step's is (``connectors.builtin.nats.consumer_connection``), not the pool's: events
+can come from another NATS system or account. An Integration that is missing, of another
+type, or refused by the server is logged (naming it, never a credential) and tried again
+every ``INTEGRATION_RETRY`` seconds, so fixing it needs no restart.
+
 ``NatsTriggers.sync(workflows)`` starts consumers for triggers that appeared and stops those
 of triggers that went; ``autoflow serve --nats URL`` and the gateway call it as Workflows
 change.
@@ -25,7 +32,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import nats.errors
@@ -33,13 +40,17 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from autoflow.connectors import sdk
 from autoflow.crds import errors, webhook, workflow
-from autoflow.runners import store
+from autoflow.runners import engine, store
+from autoflow.runners.access import redact
 from autoflow.runners.definitions import triggers
 from autoflow.runners.pool import Launcher, RunRequest
 
 log = logging.getLogger("autoflow.pool")
 BATCH = 64
+INTEGRATION_RETRY = 5.0
+IntegrationsFor = Callable[[str], engine.IntegrationProvider | None]
 
 
 def consumer_name(namespace: str, name: str) -> str:
@@ -87,10 +98,20 @@ class _Consumer:
 
 
 class NatsTriggers:
-    def __init__(self, nc: NatsClient, launcher: Launcher) -> None:
+    """``nc``: the pool's NATS connection, for triggers that name no Integration (None: such
+    a trigger is logged and not started); ``integrations``: the Integration provider of a
+    namespace, for those that do."""
+
+    def __init__(
+        self,
+        nc: NatsClient | None,
+        launcher: Launcher,
+        integrations: IntegrationsFor | None = None,
+    ) -> None:
         self.nc = nc
-        self.js = nc.jetstream()
+        self.js = nc.jetstream() if nc is not None else None
         self.launcher = launcher
+        self.integrations = integrations
         self._consumers: dict[_Key, _Consumer] = {}
 
     @property
@@ -142,11 +163,60 @@ class NatsTriggers:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _consume(self, c: _Consumer) -> None:
+        name = c.trigger.integration
+        if name is None:
+            if self.js is None:
+                log.warning(
+                    "nats trigger %s of %s/%s not started: it names no integration and no "
+                    "NATS server was given (--nats)",
+                    c.key.subject,
+                    c.key.namespace,
+                    c.key.workflow,
+                )
+                return
+            await self._consume_on(c, self.js)
+            return
+        from autoflow.connectors.builtin import nats as nats_connector
+
+        while True:
+            try:
+                info = await self._integration(c.key.namespace, name)
+                async with nats_connector.consumer_connection(info) as nc:
+                    await self._consume_on(c, nc.jetstream())
+            except errors.AutoflowError as exc:
+                log.warning(
+                    "nats trigger %s of %s/%s cannot use integration %r (trying again in %g s): %s",
+                    c.key.subject,
+                    c.key.namespace,
+                    c.key.workflow,
+                    name,
+                    INTEGRATION_RETRY,
+                    exc.message,
+                )
+            await asyncio.sleep(INTEGRATION_RETRY)
+
+    async def _integration(self, namespace: str, name: str) -> sdk.IntegrationInfo:
+        where = errors.Where(resource=f"Integration/{name}")
+        provider = self.integrations(namespace) if self.integrations is not None else None
+        if provider is None:
+            raise errors.PermanentError(
+                f"integration {name!r}: no Integrations can be read here", where
+            )
+        info = await provider.get(name, redact.Redactor())
+        if info.type != "nats":
+            raise errors.InvalidSettingsError(
+                f"integration {name!r} is of type {info.type!r}; a nats trigger needs a "
+                "nats Integration",
+                where.replace(field="type"),
+            )
+        return info
+
+    async def _consume_on(self, c: _Consumer, js: Any) -> None:
         key = c.key
         while True:
             try:
-                stream = key.stream or await self.js.find_stream_name_by_subject(key.subject)
-                sub = await self.js.pull_subscribe(key.subject, durable=key.consumer, stream=stream)
+                stream = key.stream or await js.find_stream_name_by_subject(key.subject)
+                sub = await js.pull_subscribe(key.subject, durable=key.consumer, stream=stream)
                 break
             except (nats.errors.Error, nats.js.errors.Error) as exc:
                 log.warning(

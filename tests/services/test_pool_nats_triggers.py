@@ -19,8 +19,9 @@ import nats
 import nats.js.api
 import servers
 
-from autoflow.crds import workflow
+from autoflow.crds import integration, workflow
 from autoflow.runners import store
+from autoflow.runners.local import run as local_run
 from autoflow.runners.pool import inprocess, nats_triggers
 
 
@@ -90,4 +91,75 @@ async def test_messages_on_a_trigger_subject_start_runs_once_per_delivery_id(
         await consumers.aclose()
         await launcher.aclose()
         await nc.close()
+        await st.aclose()
+
+
+async def test_a_trigger_naming_an_integration_consumes_with_its_connection(
+    nats_factory: Any, tmp_path: Path, caplog: Any, monkeypatch: Any
+) -> None:
+    """Events from another NATS system: the trigger's Integration gives the servers and the
+    token; the pool has no NATS connection at all. A wrong Integration is logged (never its
+    token) and tried again, so fixing it needs no restart."""
+    token = "bus-t0ken-" + os.urandom(4).hex()
+    bus = nats_factory("--auth", token)
+    tag = os.urandom(3).hex()
+    subject = f"events{tag}.signup"
+    wf = workflow.Workflow.model_validate(
+        {
+            "kind": "Workflow",
+            "metadata": {"name": "on-signup", "namespace": "crm"},
+            "spec": {
+                "inputs": {"email": {"type": "string"}},
+                "triggers": [{"nats": {"subject": subject, "integration": "events-bus"}}],
+                "steps": [{"id": "log", "uses": "core.log", "with": {"message": "${ inputs }"}}],
+                "outputs": {"email": "${ inputs.email }"},
+            },
+        }
+    )
+
+    def nats_integration(kind: str) -> integration.Integration:
+        return integration.Integration.model_validate(
+            {
+                "kind": "Integration",
+                "metadata": {"name": "events-bus"},
+                "spec": {"type": kind, "settings": {"servers": bus.url}},
+            }
+        )
+
+    secrets = {"events-bus": {"token": token}}
+    current = [local_run.LocalIntegrations([nats_integration("http")], secrets)]
+    st = await store.open_store(f"sqlite:///{tmp_path}/runs.db")
+    launcher = inprocess.InProcessLauncher(st, lambda ns, name: wf, lambda ns: None)
+    consumers = nats_triggers.NatsTriggers(None, launcher, integrations=lambda ns: current[0])
+    admin = await nats.connect(bus.url, token=token)
+    js = admin.jetstream()
+    await js.add_stream(nats.js.api.StreamConfig(name=f"EV{tag}", subjects=[f"events{tag}.>"]))
+    monkeypatch.setattr(nats_triggers, "INTEGRATION_RETRY", 0.2)
+    try:
+        consumers.sync([wf])
+        deadline = time.monotonic() + 10
+        while "needs a nats Integration" not in caplog.text and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert "integration 'events-bus' is of type 'http'" in caplog.text
+        current[0] = local_run.LocalIntegrations([nats_integration("nats")], secrets)  # fixed
+        await js.publish(subject, json.dumps({"email": "ann@example.com"}).encode())
+
+        async def runs() -> list[Any]:
+            page = await st.list_runs(store.RunFilter(workflow="on-signup", phase="Succeeded"))
+            return list(page.runs)
+
+        deadline = time.monotonic() + 20
+        while not await runs() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        (run,) = await runs()
+        assert run.trigger == "nats" and run.namespace == "crm"
+        detail = await st.get_run(run.run_id)
+        assert detail is not None and detail.outputs == {"email": "ann@example.com"}
+        info = await js.consumer_info(f"EV{tag}", "autoflow-crm-on-signup")
+        assert info.num_ack_pending == 0 and info.num_pending == 0
+        assert token not in caplog.text
+    finally:
+        await consumers.aclose()
+        await launcher.aclose()
+        await admin.close()
         await st.aclose()
