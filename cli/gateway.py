@@ -107,8 +107,8 @@ async def _serve(args: argparse.Namespace) -> int:
     st = await store.open_store(_store_url(args))
     closing: list[Any] = []
     try:
-        source, workflows = _source(args, settings, closing)
         files = _workspace(args)
+        source, workflows = _source(args, settings, closing, files)
         launcher, nc = await _launcher(args, st, files, workflows, closing)
         if isinstance(source, sources.KubeSource):
             from autoflow.runners.gateway import jobs
@@ -161,15 +161,15 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _source(args: argparse.Namespace, settings: Any, closing: list[Any]) -> tuple[Any, Any]:
-    """The route source and the Workflow lookup the launcher uses."""
+def _source(
+    args: argparse.Namespace, settings: Any, closing: list[Any], files: Any
+) -> tuple[Any, Any]:
+    """The route source and the Workflow lookup the launcher uses (``files``: the folder's
+    workspace, or None in a cluster)."""
     from autoflow.runners.gateway import sources
 
-    if args.dir is not None:
-        from autoflow.runners.local import run as local_run
-
-        secrets = local_run.read_secrets_file(args.secrets) if args.secrets else None
-        source = sources.DirectorySource(args.dir, secrets=secrets)
+    if files is not None:
+        source = sources.DirectorySource(secrets=files.secrets, workspace=files)
         closing.append(source.stop)
         return source, source.workflow
     from autoflow.runners import kube
@@ -252,7 +252,7 @@ async def _reload(source: Any, files: Any) -> None:
     while True:
         await asyncio.sleep(1.0)
         if files.refresh():
-            source.load()
+            source.sync()
             print(f"workflows reloaded: {len(source.table.routes())} webhook(s)", flush=True)
 
 

@@ -123,7 +123,7 @@ async def _serve(args: argparse.Namespace, retention_interval: float) -> int:
     gateway_server = _optional("autoflow.runners.gateway.server")
     gateway_sources = _optional("autoflow.runners.gateway.sources")
     if gateway_server is not None and gateway_sources is not None:
-        gateway_source = gateway_sources.DirectorySource(args.directory, secrets=secrets)
+        gateway_source = gateway_sources.DirectorySource(secrets=ws.secrets, workspace=ws)
         await gateway_source.start()
         routes.append(
             routing.Mount("/hooks", app=gateway_server.create_app(gateway_source, launcher, st))
@@ -176,7 +176,7 @@ async def _serve(args: argparse.Namespace, retention_interval: float) -> int:
             try:
                 if ws.refresh():
                     if gateway_source is not None:
-                        gateway_source.load()
+                        gateway_source.sync()  # the files were read once, by ws.refresh
                     triggers.sync(ws.workflows.values())
                     print(f"workflows reloaded: {len(ws.workflows)}", flush=True)
                 await launcher.adopt_pending()

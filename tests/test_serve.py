@@ -162,3 +162,28 @@ def test_a_webhook_through_serve_becomes_a_run_in_its_history(
     assert [(r["phase"], r["trigger"]) for r in runs] == [("Succeeded", "webhook")]
     shown = cli("runs", "--store", url, "show", runs[0]["runId"], "-o", "json")
     assert json.loads(shown.stdout)["outputs"] == {"text": "hello bob"}
+
+
+def test_the_workspace_names_every_workflow_with_its_namespace_once(tmp_path: Path) -> None:
+    """Runs, events and the UI name a Workflow by namespace: one without metadata.namespace
+    is in `default` everywhere (a nats-triggered run was recorded with no namespace before);
+    the gateway's routes come from the same reading of the folder."""
+    from autoflow.runners.gateway import sources
+    from autoflow.runners.pool import workspace
+
+    (tmp_path / "a.yaml").write_text(
+        "apiVersion: autoflow.dev/v1alpha1\nkind: Workflow\nmetadata: {name: plain}\n"
+        "spec:\n  triggers: [{webhook: {auth: {none: true}}}]\n"
+        "  steps: [{id: s, uses: core.log, with: {message: hi}}]\n"
+    )
+    ws = workspace.Workspace(tmp_path)
+    assert ws.refresh()
+    (wf,) = ws.workflows.values()
+    assert wf.metadata.namespace == "default"
+    source = sources.DirectorySource(workspace=ws)
+    assert [r.namespace for r in source.table.routes()] == ["default"]
+    assert source.workflow("default", "plain") is wf
+    (tmp_path / "a.yaml").unlink()
+    assert ws.refresh()
+    source.sync()
+    assert source.table.routes() == [] and source.workflows() == []

@@ -24,19 +24,18 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Protocol
 
 import pydantic
 
-from autoflow.crds import errors, webhook, workflow
+from autoflow.crds import webhook, workflow
 from autoflow.crds.workflow import Workflow
-from autoflow.runners.definitions import loader
 from autoflow.runners.gateway import routes as routes_mod
 from autoflow.runners.kube import client as kube_client
 from autoflow.runners.kube import errors as kube_errors
 from autoflow.runners.kube import paths
 from autoflow.runners.local import run as local_run
+from autoflow.runners.pool import workspace as pool_workspace
 
 log = logging.getLogger("autoflow.gateway")
 
@@ -60,54 +59,52 @@ class RoutesSource(Protocol):
 
 
 class DirectorySource:
-    """Workflows from YAML files in a directory; secrets from the environment or a file."""
+    """The webhooks of a folder's Workflows (a ``runners.pool.workspace.Workspace``, shared
+    with ``autoflow serve``'s launcher when given); secrets from the environment or a file."""
 
     def __init__(
         self,
-        directory: str | os.PathLike[str],
+        directory: str | os.PathLike[str] | None = None,
         *,
         secrets: Mapping[str, Mapping[str, str]] | None = None,
         env: Mapping[str, str] | None = None,
+        workspace: pool_workspace.Workspace | None = None,
     ) -> None:
-        self.directory = Path(directory)
+        if workspace is None:
+            if directory is None:
+                raise TypeError("DirectorySource needs a directory or a workspace")
+            workspace = pool_workspace.Workspace(directory, secrets=secrets, env=env)
+            workspace.load()
+        self.workspace = workspace
+        self.directory = workspace.directory
         self.table = routes_mod.RouteTable()
         self._secrets = secrets or {}
         self._env = os.environ if env is None else env
-        self.problems: list[str] = []
-        self._workflows: dict[tuple[str, str], Workflow] = {}
         self.version = 0
-        self.load()
+        self.sync()
+
+    @property
+    def problems(self) -> list[str]:
+        return self.workspace.problems
 
     def workflow(self, namespace: str, name: str) -> Workflow | None:
         """Any Workflow of the folder (with a webhook or not), by namespace and name."""
-        return self._workflows.get((namespace, name))
+        return self.workspace.workflows.get((namespace, name))
 
     def workflows(self) -> list[Workflow]:
         """Every Workflow, its ``metadata.namespace`` filled in."""
-        return list(self._workflows.values())
+        return list(self.workspace.workflows.values())
 
     def load(self) -> None:
         """Read every Workflow again; a file that does not load is reported and skipped."""
-        found: list[tuple[workflow.Workflow, str]] = []
-        self.problems = []
-        for path in sorted(self.directory.glob("*.y*ml")):
-            try:
-                resources = loader.load_file(path)
-            except errors.ManifestError as exc:
-                self.problems.append(str(exc))
-                log.warning("%s", exc)
-                continue
-            for res in resources:
-                if isinstance(res, workflow.Workflow):
-                    found.append((res, res.metadata.namespace or DEFAULT_NAMESPACE))
-        self.table.replace_all(found)
-        self._workflows = {}
-        for res, ns in found:
-            if res.metadata.namespace != ns:
-                res = res.model_copy(
-                    update={"metadata": res.metadata.model_copy(update={"namespace": ns})}
-                )
-            self._workflows[(ns, res.metadata.name or "")] = res
+        self.workspace.load()
+        self.sync()
+
+    def sync(self) -> None:
+        """The routes of the workspace's Workflows as they are now (after its ``refresh``)."""
+        self.table.replace_all(
+            [(wf, wf.metadata.namespace or DEFAULT_NAMESPACE) for wf in self.workflows()]
+        )
         self.version += 1
 
     async def start(self) -> None:

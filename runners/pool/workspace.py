@@ -1,12 +1,12 @@
 """A local workspace for ``autoflow serve``: Workflows and Integrations as YAML files in a folder.
 
 ``Workspace(dir)`` reads ``dir/*.yaml`` and ``dir/*.yml`` (not sub-folders: ``.autoflow/``
-holds the run store) the way the gateway's ``DirectorySource`` does: a Workflow's namespace
-is its ``metadata.namespace``, else ``default``. ``refresh()`` reads the files again when one
-changed, was added or went (by name, size and modification time) and says whether anything
-did; a file that does not load is reported in ``problems`` and skipped, the others still
-serve. Integrations' secrets come from ``AUTOFLOW_SECRET_<INTEGRATION>_<KEY>`` or the
-secrets file, as for ``autoflow run``.
+holds the run store); the gateway's ``DirectorySource`` serves the webhooks of one. A
+Workflow's namespace is its ``metadata.namespace``, else ``default`` (filled in).
+``refresh()`` reads the files again when one changed, was added or went (by name, size and
+modification time) and says whether anything did; a file that does not load is reported in
+``problems`` and skipped, the others still serve. Integrations' secrets come from
+``AUTOFLOW_SECRET_<INTEGRATION>_<KEY>`` or the secrets file, as for ``autoflow run``.
 """
 
 from __future__ import annotations
@@ -83,6 +83,9 @@ class Workspace:
                     if key in flows:
                         problems.append(f"{path}: a second Workflow {ns}/{key[1]}; the first wins")
                         continue
+                    if res.metadata.namespace != ns:  # runs, events and the UI name it
+                        meta = res.metadata.model_copy(update={"namespace": ns})
+                        res = res.model_copy(update={"metadata": meta})
                     flows[key] = res
                 elif isinstance(res, integration.Integration):
                     found.append(res)
@@ -90,6 +93,11 @@ class Workspace:
             log.warning("%s", problem)
         self.workflows, self.integrations, self.problems = flows, found, problems
         self._provider = local_run.LocalIntegrations(found, self._secrets, self._env)
+
+    @property
+    def secrets(self) -> Mapping[str, Mapping[str, str]] | None:
+        """The secrets file's values (Integration or Secret name → key → value), if given."""
+        return self._secrets
 
     def workflow(self, namespace: str, name: str) -> workflow.Workflow | None:
         return self.workflows.get((namespace or DEFAULT_NAMESPACE, name))
