@@ -439,16 +439,29 @@ class Database:
             try:
                 async with self.pool.connection() as conn:
                     yield conn
+                return
             except psycopg_pool.PoolTimeout:
-                # The pool hides why it has no connection; one direct attempt says why.
-                conn = await psycopg.AsyncConnection.connect(self.conninfo)
-                await conn.close()
-                raise errors.RetryableError(
-                    f"integration {self.name!r}: no connection to PostgreSQL at {self.label} "
-                    f"came free within poolTimeout ({self.settings.pool_timeout}); all "
-                    f"{self.settings.max_connections} (maxConnections) were busy",
-                    errors.Where(step=ctx.step_id),
-                ) from None
+                pass
+            # The pool hides why it has no connection; one direct attempt says why (it
+            # raises the server's reason when the server is down or refuses us).
+            direct = await psycopg.AsyncConnection.connect(self.conninfo)
+            stats = self.pool.get_stats()
+            busy = stats.get("pool_size", 0) - stats.get("pool_available", 0)
+            if busy < self.settings.max_connections:
+                # Not busy: the pool is still waiting out its reconnect backoff after the
+                # server was gone. The server answers now: this step uses the direct
+                # connection (committed or rolled back as a pooled one); the pool refills
+                # on its own.
+                async with direct:
+                    yield direct
+                return
+            await direct.close()
+            raise errors.RetryableError(
+                f"integration {self.name!r}: no connection to PostgreSQL at {self.label} "
+                f"came free within poolTimeout ({self.settings.pool_timeout}); all "
+                f"{self.settings.max_connections} (maxConnections) were busy",
+                errors.Where(step=ctx.step_id),
+            )
 
     @contextlib.asynccontextmanager
     async def _errors(self, ctx: sdk.ActionContext) -> AsyncIterator[None]:

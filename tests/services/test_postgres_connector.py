@@ -518,8 +518,26 @@ async def test_a_server_that_goes_down_and_comes_back(
         await call_action("postgres.query", query, db)
     assert "integration 'db'" in caught.value.message
     pg.start_again()
-    # The same run's pool recovers: the retried step succeeds.
+    # The same run's pool recovers: the retried step succeeds at once, even while the pool
+    # still waits out its reconnect backoff (the step then takes a direct connection).
     assert (await call_action("postgres.query", query, db))["rows"] == [{"one": 1}]
+
+
+async def test_a_pool_whose_connections_are_all_busy_says_so(
+    call_action: CallAction,
+    postgres_factory: Callable[..., servers.Postgres],
+    make_integration: MakeIntegration,
+) -> None:
+    pg = postgres_factory()
+    settings = settings_of(pg, poolTimeout="1s", maxConnections=1)
+    db = make_integration("db", "postgres", settings, {"password": pg.password})
+    slow = asyncio.ensure_future(
+        call_action("postgres.query", {"sql": "SELECT pg_sleep(4) AS z"}, db, step="slow")
+    )
+    await asyncio.sleep(0.5)  # the slow step holds the one connection
+    with pytest.raises(errors.RetryableError, match=r"all 1 \(maxConnections\) were busy"):
+        await call_action("postgres.query", {"sql": "SELECT 1"}, db, step="other")
+    await slow
 
 
 async def test_too_many_connections_is_retryable(
