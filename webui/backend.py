@@ -113,16 +113,17 @@ class StoreViews:
             raise not_found("run", run_id, namespace)
         return detail
 
-    async def reusable_steps(self, namespace: str, run_id: str) -> tuple[str, list[dict[str, Any]]]:
-        """(the workflow, the ``step`` records of the run's succeeded steps) for a retry."""
+    async def retry_source(
+        self, namespace: str, run_id: str
+    ) -> tuple[store_mod.RunDetail, list[dict[str, Any]]]:
+        """A failed run and its journal, for a retry (``engine.journal.reusable`` picks the
+        steps it reuses); 409 unless the run failed."""
         detail = await self.run_detail(namespace, run_id)
         if detail.summary.phase != "Failed":
             raise conflict(
                 "run", run_id, f"is {detail.summary.phase}; only a failed run can be retried"
             )
-        records = await self.store.journal(run_id)
-        kept = [r for r in records if r.get("t") == "step" and r.get("phase") == "Succeeded"]
-        return detail.summary.workflow, kept
+        return detail, await self.store.journal(run_id)
 
     async def workflow_runs(
         self, namespace: str, names: Sequence[str]
