@@ -135,7 +135,7 @@ class StoreViews:
         week = {
             s.workflow: s
             for s in await self.store.stats(
-                since=now - WINDOWS[RATIO_WINDOW], until=now + 1, bucket=3600
+                since=now - WINDOWS[RATIO_WINDOW], until=now + 1, namespace=namespace, bucket=3600
             )
         }
         day_start = (now - 86400) // 3600 * 3600
@@ -166,13 +166,16 @@ class StoreViews:
             }
         return out
 
-    async def stats(self, names: Sequence[str], window: str) -> dict[str, Any]:
+    async def stats(self, namespace: str, names: Sequence[str], window: str) -> dict[str, Any]:
+        """The dashboard's figures: the namespace's runs of the Workflows ``names`` only."""
         if window not in WINDOWS:
             raise errors.InputError(f"window must be one of {', '.join(WINDOWS)}; got {window!r}")
         now = time.time()
         since = now - WINDOWS[window]
         bucket = 3600.0 if window == "24h" else 86400.0
-        found = await self.store.stats(since=since, until=now + 1, bucket=bucket)
+        found = await self.store.stats(
+            since=since, until=now + 1, namespace=namespace, bucket=bucket
+        )
         mine = [s for s in found if s.workflow in set(names)]
         count = sum(s.runs.count for s in mine)
         succeeded = sum(s.runs.succeeded for s in mine)

@@ -16,6 +16,7 @@ import contextlib
 import json
 import pathlib
 import ssl
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -434,3 +435,56 @@ async def test_a_failed_run_is_retried_from_its_failed_step_in_the_cluster(
             stale = await ann("POST", f"namespaces/{a}/runs/{first_id}/retry")
             assert stale.status_code == 409
             assert "rerun it instead" in stale.json()["detail"]
+
+
+async def test_dashboard_figures_are_per_namespace(
+    apiserver: apiserver_mod.APIServer,
+    two_namespaces: tuple[str, str],
+    people: tuple[Person, Person, list[str]],
+    tmp_path: pathlib.Path,
+) -> None:
+    """A Workflow "orders" in each namespace, with runs in the (real) run store: Bob, who may
+    read namespace B only, sees B's figures and none of A's; Ann sees A's; the two are never
+    summed into one "orders"."""
+    a, b = two_namespaces
+    ann, bob, _ = people
+    for ns in (a, b):
+        apiserver.apply({**yaml.safe_load(FLOW), "metadata": {"name": "orders", "namespace": ns}})
+    now = time.time()
+    history = await store.open_store(f"sqlite:///{tmp_path / 'webui-runs.db'}")
+    try:
+        # A: three runs, one failed; B: one run, succeeded.
+        for run_id, ns, phase in (
+            ("a-1", a, "Succeeded"),
+            ("a-2", a, "Failed"),
+            ("a-3", a, "Succeeded"),
+            ("b-1", b, "Succeeded"),
+        ):
+            at = now - 600
+            await history.record(
+                run_id,
+                [
+                    {"t": "run", "runId": run_id, "workflow": "orders", "namespace": ns,
+                     "trigger": "job", "specHash": "h", "inputs": {}, "startedAt": at},
+                    {"t": "end", "phase": phase, "outputs": None, "at": at + 1},
+                ],
+            )  # fmt: skip
+    finally:
+        await history.aclose()
+
+    seen_by_bob = await bob("GET", f"namespaces/{b}/stats", params={"window": "24h"})
+    assert seen_by_bob.status_code == 200, seen_by_bob.text
+    figures = seen_by_bob.json()
+    assert (figures["runs"], figures["succeeded"], figures["failed"]) == (1, 1, 0)
+    assert [(w["namespace"], w["workflow"], w["count"]) for w in figures["workflows"]] == [
+        (b, "orders", 1)
+    ]
+    seen_by_ann = (await ann("GET", f"namespaces/{a}/stats", params={"window": "7d"})).json()
+    assert (seen_by_ann["runs"], seen_by_ann["failed"]) == (3, 1)
+    assert [(w["namespace"], w["count"]) for w in seen_by_ann["workflows"]] == [(a, 3)]
+    assert (await bob("GET", f"namespaces/{a}/stats")).status_code == 403
+    # The workflow lists' figures are the namespace's too.
+    (listed,) = (await bob("GET", f"namespaces/{b}/workflows")).json()["items"]
+    assert (listed["runs24h"], listed["successRatio"]) == (1, 1.0)
+    (mine,) = (await ann("GET", f"namespaces/{a}/workflows")).json()["items"]
+    assert mine["runs24h"] == 3 and mine["successRatio"] == pytest.approx(2 / 3)
