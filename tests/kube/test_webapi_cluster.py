@@ -6,7 +6,9 @@ namespace A (a RoleBinding of autoflow-editor to her user), Bob may only read na
 (autoflow-viewer bound to his group ``team-b``: Impersonate-Group carries it). The web API
 itself runs as a ServiceAccount that may only impersonate (config/rbac/webui.yaml). Each
 sees and does exactly what RBAC allows and gets 403 otherwise; no secret value appears in
-any response of the session.
+any response of the session. Run history and the dashboard's figures come from a real run
+store (SQLite); a retry from the failed step runs through the operator and the test Job
+executor (executor.py) against a loopback HTTP server.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import apiserver as apiserver_mod
+import executor as executor_mod
 import httpserver
 import httpx
 import objects
 import oidc_server
+import operator_process
 import pytest
 import webapi_server
 import yaml
@@ -342,8 +346,8 @@ async def test_a_failed_run_is_retried_from_its_failed_step_in_the_cluster(
     apiserver: apiserver_mod.APIServer,
     two_namespaces: tuple[str, str],
     provider: oidc_server.OidcProvider,
-    operator: Any,
-    executor: Any,
+    operator: operator_process.Operator,
+    executor: executor_mod.NamespaceExecutor,
     store_url: str,
 ) -> None:
     """Job mode with the run store: a run fails at step 2 of 3 (the shop answers 500), the
