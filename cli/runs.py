@@ -179,6 +179,7 @@ def _filters(p: argparse.ArgumentParser) -> None:
 
 def _window(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workflow", help="only this workflow")
+    p.add_argument("--namespace", help="only this namespace's workflows")
     p.add_argument("--since", metavar="WHEN", default="24h", help="default: 24h ago")
     p.add_argument("--until", metavar="WHEN", help="default: now")
     p.add_argument("--bucket", default="1h", help="width of a runs-per-time bucket (1h, 1d)")
@@ -381,7 +382,13 @@ async def _stats_of(st: Any, args: argparse.Namespace) -> list[Any]:
     since = when(args.since) if args.since else 0.0
     until = when(args.until) or time.time() + 1
     return list(
-        await st.stats(since=since or 0.0, until=until, workflow=args.workflow, bucket=bucket)
+        await st.stats(
+            since=since or 0.0,
+            until=until,
+            namespace=args.namespace or None,
+            workflow=args.workflow,
+            bucket=bucket,
+        )
     )
 
 
@@ -396,7 +403,9 @@ async def _stats(st: Any, args: argparse.Namespace, out: TextIO) -> int:
         return 0
     rows = []
     for w in stats:
-        rows.append(_figure_row(w.workflow, w.runs))
+        rows.append(
+            _figure_row(f"{w.namespace}/{w.workflow}" if w.namespace else w.workflow, w.runs)
+        )
         rows += [_figure_row(f"  {name}", fig) for name, fig in w.steps.items()]
     _table(out, ["WORKFLOW / STEP", "RUNS", "OK", "FAILED", "SUCCESS", "P50", "P95"], rows)
     return 0
@@ -416,6 +425,7 @@ def _figure_row(name: str, fig: Any) -> list[str]:
 
 
 STATS_COLUMNS = [
+    "namespace",
     "workflow",
     "step",
     "count",
@@ -446,7 +456,7 @@ def _stats_csv(stats: Sequence[Any], out: TextIO) -> None:
     for w in stats:
         for step, fig in [("", w.runs), *w.steps.items()]:
             doc = fig.to_json()
-            writer.writerow([w.workflow, step, *(doc[k] for k in STATS_COLUMNS[2:])])
+            writer.writerow([w.namespace, w.workflow, step, *(doc[k] for k in STATS_COLUMNS[3:])])
 
 
 async def _export(st: Any, args: argparse.Namespace, out: TextIO) -> int:

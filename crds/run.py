@@ -16,10 +16,13 @@ from autoflow.crds import meta
 
 RunPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
 StepPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Skipped", "Cancelled"]
+# How the runner's error starts when it cannot honour ``spec.retryOf`` (reason RetryRefused).
+RETRY_REFUSED = "cannot retry run"
 
 
 class WorkflowRunSpec(meta.Model):
-    """Which workflow to run and with what inputs; set `cancel` to stop the run."""
+    """Which workflow to run and with what inputs; set `cancel` to stop the run; `retryOf`
+    makes it a retry of a failed run from its failed step."""
 
     model_config = pydantic.ConfigDict(
         json_schema_extra={
@@ -34,6 +37,12 @@ class WorkflowRunSpec(meta.Model):
                     " || (has(self.inputs) && self.inputs == oldSelf.inputs)",
                     "message": "inputs are immutable",
                     "fieldPath": ".inputs",
+                },
+                {
+                    "rule": "has(self.retryOf) == has(oldSelf.retryOf)"
+                    " && (!has(self.retryOf) || self.retryOf == oldSelf.retryOf)",
+                    "message": "retryOf is immutable",
+                    "fieldPath": ".retryOf",
                 },
                 {
                     # has(): the CRD applies no default, so an unset cancel is absent
@@ -53,6 +62,15 @@ class WorkflowRunSpec(meta.Model):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     cancel: bool = False
+    retry_of: str | None = pydantic.Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="Retry from the failed step: the run id (in the run store: the "
+        "WorkflowRun's uid) of a failed run of the same Workflow, with the same spec and "
+        "inputs, whose succeeded steps this run takes as done, with their outputs. Needs the "
+        "run store.",
+    )
 
 
 class StepStatus(meta.Model):

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from autoflow.crds import conditions, errors, meta, workflow
+from autoflow.crds import run as run_mod
 from autoflow.operator import settings as settings_mod
 from autoflow.runners.definitions import inputs as inputs_mod
 
@@ -370,6 +371,8 @@ def _result_reason(phase: str, error: str) -> str:
         return phase
     if error.startswith("the run timed out"):
         return "TimedOut"
+    if error.startswith(run_mod.RETRY_REFUSED):
+        return "RetryRefused"
     return "StepFailed"
 
 

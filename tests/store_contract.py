@@ -261,6 +261,53 @@ class StoreContract:
         (only,) = await st.stats(since=0, until=1e12, workflow="orders")
         assert only.runs.count == 11
 
+    async def test_stats_are_per_namespace_and_never_merge_workflows_of_one_name(
+        self, st: store.Store
+    ) -> None:
+        """Two namespaces each have a Workflow "orders": their figures stay apart in the
+        rollups (whole hours and days), in the raw rows (partial hours), after a purge, and
+        a namespace's stats hold nothing of the other's."""
+        base = store.DAY * 300
+        runs = {  # run id: (namespace, start, duration ms, phase)
+            "a1": ("a", base + 61, 10.0, "Succeeded"),
+            "a2": ("a", base + 3600 + 61, 20.0, "Failed"),
+            "a3": ("a", base + 86400 + 61, 30.0, "Succeeded"),
+            "b1": ("b", base + 125, 500.0, "Succeeded"),
+            "b2": ("b", base + 7200 + 125, 700.0, "Succeeded"),
+        }
+        for run_id, (ns, at, ms, phase) in runs.items():
+            recs = finished(run_id, workflow="orders", namespace=ns, at=at, ms=ms, phase=phase)
+            await st.record(run_id, recs)
+
+        def expect(ns: str, since: float, until: float) -> list[str]:
+            return sorted(r for r, (n, at, _, _) in runs.items() if n == ns and since <= at < until)
+
+        windows = [
+            (base, base + 2 * 86400, 86400.0),  # whole days: daily rollups
+            (base, base + 3 * 3600, 3600.0),  # whole hours: hourly rollups
+            (base + 100, base + 7200 + 200, 3600.0),  # partial hours: raw rows at the edges
+        ]
+        for since, until, bucket in windows:
+            both = await st.stats(since=since, until=until, bucket=bucket)
+            assert [(s.namespace, s.workflow) for s in both] == [("a", "orders"), ("b", "orders")]
+            for s in both:
+                mine = expect(s.namespace, since, until)
+                assert s.runs.count == len(mine) == s.steps["s"].count, (since, until)
+                assert s.runs.failed == sum(runs[r][3] == "Failed" for r in mine)
+                assert sum(n for _, n in s.buckets) == len(mine)
+                assert s.to_json()["namespace"] == s.namespace
+            for ns in ("a", "b"):
+                (only,) = await st.stats(since=since, until=until, namespace=ns, bucket=bucket)
+                assert only.namespace == ns and only.runs.count == len(expect(ns, since, until))
+                if ns == "b":  # b's durations alone: none of a's 10-30 ms
+                    assert only.runs.p50_ms == pytest.approx(500.0, rel=0.045)
+            assert await st.stats(since=since, until=until, namespace="c", bucket=bucket) == []
+        # A purge of one namespace's runs rebuilds its rollups and leaves the other's.
+        assert await st.purge(store.RunFilter(namespace="a", workflow="orders")) == 3
+        (left,) = await st.stats(since=base, until=base + 2 * 86400, bucket=86400)
+        assert (left.namespace, left.runs.count, left.steps["s"].count) == ("b", 2, 2)
+        assert await st.stats(since=base, until=base + 2 * 86400, namespace="a") == []
+
     # -- purge --------------------------------------------------------------------------------
 
     async def test_a_purge_without_a_filter_is_refused(self, st: store.Store) -> None:
@@ -865,6 +912,46 @@ class StoreContract:
         assert f"schema version {newer}" in message
         assert "use Autoflow 9.1.0 or newer" in message
         assert ":***@" in message or "sqlite" in message  # never the password
+
+    async def test_a_version_4_store_is_migrated_to_rollups_per_namespace(
+        self, store_url: str, raw_sql: Callable[[str], list[tuple[Any, ...]]]
+    ) -> None:
+        """Version 5 keys the rollups by namespace: a store whose rollups merged two
+        namespaces' Workflows of one name gets them apart, rebuilt from its rows."""
+        raw_sql(migrations.SCHEMA_TABLE)
+        for m in migrations.MIGRATIONS[:4]:
+            for statement in m.statements:
+                if not store_url.startswith("postgres"):
+                    statement = migrations.sqlite_dialect(statement)
+                raw_sql(statement)
+            raw_sql(
+                "INSERT INTO autoflow_schema (version, autoflow_version, applied_at) "
+                f"VALUES ({m.version}, '0.4.0', 0)"
+            )
+        at = 3600.0 * 10
+        for run_id, ns, ms in (("x1", "a", 100), ("x2", "a", 100), ("y1", "b", 900)):
+            raw_sql(
+                "INSERT INTO autoflow_runs (run_id, workflow, namespace, spec_hash, trigger, "
+                "started_by, phase, started_at, finished_at, duration_ms) VALUES "
+                f"('{run_id}', 'orders', '{ns}', 'h', 'job', '', 'Succeeded', {at}, "
+                f"{at + ms / 1000}, {ms})"
+            )
+        # What version 4 wrote for them: one row for both namespaces.
+        raw_sql(
+            "INSERT INTO autoflow_rollups (workflow, step, hour, bucket, count, succeeded, "
+            "failed) VALUES ('orders', '', 10, -1, 3, 0, 0)"
+        )
+        migrated = await store.open_store(store_url, migrate=True)
+        try:
+            assert await migrated.schema_version() == migrations.LATEST == 5
+            found = await migrated.stats(since=at, until=at + 86400 * 2, bucket=86400)
+            assert [(s.namespace, s.runs.count) for s in found] == [("a", 2), ("b", 1)]
+            hourly = await migrated.stats(since=at, until=at + 3600, namespace="b")
+            assert [(s.namespace, s.runs.count, s.buckets) for s in hourly] == [
+                ("b", 1, ((36000.0, 1),))
+            ]
+        finally:
+            await migrated.aclose()
 
     async def test_a_version_1_store_is_migrated_and_its_rollups_built_from_its_rows(
         self, store_url: str, raw_sql: Callable[[str], list[tuple[Any, ...]]]

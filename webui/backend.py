@@ -113,16 +113,17 @@ class StoreViews:
             raise not_found("run", run_id, namespace)
         return detail
 
-    async def reusable_steps(self, namespace: str, run_id: str) -> tuple[str, list[dict[str, Any]]]:
-        """(the workflow, the ``step`` records of the run's succeeded steps) for a retry."""
+    async def retry_source(
+        self, namespace: str, run_id: str
+    ) -> tuple[store_mod.RunDetail, list[dict[str, Any]]]:
+        """A failed run and its journal, for a retry (``engine.journal.reusable`` picks the
+        steps it reuses); 409 unless the run failed."""
         detail = await self.run_detail(namespace, run_id)
         if detail.summary.phase != "Failed":
             raise conflict(
                 "run", run_id, f"is {detail.summary.phase}; only a failed run can be retried"
             )
-        records = await self.store.journal(run_id)
-        kept = [r for r in records if r.get("t") == "step" and r.get("phase") == "Succeeded"]
-        return detail.summary.workflow, kept
+        return detail, await self.store.journal(run_id)
 
     async def workflow_runs(
         self, namespace: str, names: Sequence[str]
@@ -134,7 +135,7 @@ class StoreViews:
         week = {
             s.workflow: s
             for s in await self.store.stats(
-                since=now - WINDOWS[RATIO_WINDOW], until=now + 1, bucket=3600
+                since=now - WINDOWS[RATIO_WINDOW], until=now + 1, namespace=namespace, bucket=3600
             )
         }
         day_start = (now - 86400) // 3600 * 3600
@@ -165,13 +166,16 @@ class StoreViews:
             }
         return out
 
-    async def stats(self, names: Sequence[str], window: str) -> dict[str, Any]:
+    async def stats(self, namespace: str, names: Sequence[str], window: str) -> dict[str, Any]:
+        """The dashboard's figures: the namespace's runs of the Workflows ``names`` only."""
         if window not in WINDOWS:
             raise errors.InputError(f"window must be one of {', '.join(WINDOWS)}; got {window!r}")
         now = time.time()
         since = now - WINDOWS[window]
         bucket = 3600.0 if window == "24h" else 86400.0
-        found = await self.store.stats(since=since, until=now + 1, bucket=bucket)
+        found = await self.store.stats(
+            since=since, until=now + 1, namespace=namespace, bucket=bucket
+        )
         mine = [s for s in found if s.workflow in set(names)]
         count = sum(s.runs.count for s in mine)
         succeeded = sum(s.runs.succeeded for s in mine)

@@ -10,7 +10,9 @@ text is kept exactly as saved in its ``autoflow.dev/source`` annotation (shown w
 spec still matches it, else the object is shown as YAML), and ``autoflow.dev/changed-by``
 names who saved it last (the Kubernetes audit log has the rest). A run is started by
 creating a WorkflowRun as the person (the operator records who started it from the
-``autoflow.dev/started-by`` annotation and the audit log); cancelling sets ``spec.cancel``.
+``autoflow.dev/started-by`` annotation and the audit log); cancelling sets ``spec.cancel``;
+a retry from the failed step is a new WorkflowRun whose ``spec.retryOf`` names the failed
+run in the store, and its runner reuses that run's succeeded steps (``runners.job.retry``).
 Run history comes from the run store, shown to whoever may list the namespace's
 WorkflowRuns (a SelfSubjectAccessReview made as that person); runs not yet archived come
 from the WorkflowRuns themselves. Live status is a watch of the namespace's WorkflowRuns
@@ -31,12 +33,13 @@ from typing import Any
 
 import yaml
 
-from autoflow.crds import errors, integration, meta
-from autoflow.runners import kube
+from autoflow.crds import errors, integration, meta, workflow
+from autoflow.runners import engine, kube
 from autoflow.runners import store as store_mod
 from autoflow.runners.access import integrations as access
 from autoflow.runners.access import probe, redact
-from autoflow.runners.definitions import documents, loader
+from autoflow.runners.definitions import documents, loader, plan
+from autoflow.runners.definitions import inputs as inputs_mod
 from autoflow.webui import backend
 
 STARTED_BY = "autoflow.dev/started-by"
@@ -301,10 +304,50 @@ class ClusterBackend(backend.Backend):
         )
 
     async def retry_run(self, person: backend.Person, namespace: str, run_id: str) -> str:
-        raise errors.AutoflowError(
-            "retry from a failed step runs in the workspace and the runner pool; a Job-mode "
-            "run in the cluster is rerun instead (POST .../rerun)"
-        )
+        """A new WorkflowRun with ``spec.retryOf`` naming the failed run in the store (its
+        WorkflowRun's uid), created as the person; its runner reuses the succeeded steps.
+        ``run_id`` is the WorkflowRun's name while it exists, else its id in the store."""
+        client = self.as_person(person)
+        live = await client.get_or_none(kube.paths.run(namespace, run_id))
+        stored_id = str(live["metadata"]["uid"]) if live is not None else run_id
+        try:
+            detail, _ = await self.views.retry_source(namespace, stored_id)
+        except kube.NotFound:
+            if live is None:
+                raise
+            raise backend.conflict(
+                "run",
+                run_id,
+                "is not in the run store yet (a finished run is archived when "
+                "its runner stops): retry it in a moment",
+            ) from None
+        name = detail.summary.workflow
+        obj = await client.get(kube.paths.workflow(namespace, name))  # 404 names the Workflow
+        current = _spec_hash(namespace, name, obj.get("spec") or {})
+        if current != detail.summary.spec_hash:
+            raise backend.conflict(
+                "run",
+                run_id,
+                "ran an earlier version of the Workflow; its steps' outputs "
+                "cannot be reused: rerun it instead",
+            )
+        given = dict(((live or {}).get("spec") or {}).get("inputs") or detail.inputs or {})
+        if any(inputs_mod.is_redacted(v) for v in given.values()):
+            raise backend.conflict(
+                "run", run_id, "had secret inputs, which are not kept: start a new run instead"
+            )
+        body = {
+            "apiVersion": meta.API_VERSION,
+            "kind": "WorkflowRun",
+            "metadata": {
+                "generateName": f"{name[:50]}-",
+                "namespace": namespace,
+                "annotations": {STARTED_BY: person.user},
+            },
+            "spec": {"workflowRef": {"name": name}, "inputs": given, "retryOf": stored_id},
+        }
+        made = await client.create(kube.paths.run(namespace), body)
+        return str(made["metadata"]["name"])
 
     async def run_detail(
         self, person: backend.Person, namespace: str, run_id: str
@@ -577,6 +620,14 @@ class ClusterBackend(backend.Backend):
             }
             for o in found
         ]
+
+
+def _spec_hash(namespace: str, name: str, spec: Mapping[str, Any]) -> str:
+    """The hash a run of this Workflow spec records (as the Job runner computes it)."""
+    wf = workflow.Workflow.model_validate(
+        {"kind": "Workflow", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    )
+    return engine.spec_hash(plan.compile_workflow(wf))
 
 
 def _phases(obj: Mapping[str, Any]) -> dict[str, str]:

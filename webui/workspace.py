@@ -353,20 +353,22 @@ class WorkspaceBackend(backend.Backend):
             raise backend.conflict("run", run_id, "is not running in this process")
 
     async def retry_run(self, person: backend.Person, namespace: str, run_id: str) -> str:
-        name, reused = await self.views.reusable_steps(namespace, run_id)
-        detail = await self.views.run_detail(namespace, run_id)
+        detail, records = await self.views.retry_source(namespace, run_id)
+        name = detail.summary.workflow
         wf = self._workflow_model(namespace, name)
         from autoflow.runners import engine
         from autoflow.runners.definitions import plan as plan_mod
+        from autoflow.runners.engine import journal as journal_mod
 
-        current = engine.spec_hash(plan_mod.compile_workflow(wf))
-        if current != detail.summary.spec_hash:
+        compiled = plan_mod.compile_workflow(wf)
+        if engine.spec_hash(compiled) != detail.summary.spec_hash:
             raise backend.conflict(
                 "run",
                 run_id,
                 "ran an earlier version of the Workflow; its steps' outputs "
                 "cannot be reused: rerun it instead",
             )
+        reused = journal_mod.reusable(records, compiled.main.order)
         request = RunRequest(namespace, name, detail.inputs or {}, "retry", person.user)
         started = await self.launcher.launch(request, reuse=reused)
         return str(started.run_id)

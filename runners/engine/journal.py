@@ -331,3 +331,16 @@ def replay(records: list[dict[str, Any]]) -> Replay:
         elif kind == "end":
             state.end = rec
     return state
+
+
+def reusable(records: Iterable[dict[str, Any]], main: Iterable[str]) -> list[dict[str, Any]]:
+    """The ``step`` records of a failed run that a retry of it takes as done, in their order:
+    its succeeded ``main`` steps. A skipped step is decided again (it may have been skipped
+    because the failed step stopped the run); ``onError`` and ``finally`` steps run again at
+    the retry's own end."""
+    steps = set(main)
+    return [
+        dict(r)
+        for r in records
+        if r.get("t") == "step" and r.get("phase") == "Succeeded" and r.get("step") in steps
+    ]

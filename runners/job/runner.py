@@ -13,6 +13,12 @@ non-zero so the Job's next pod resumes after the last recorded step. Only the ru
 run is cancelled instead (the running main steps stop, ``finally`` runs, ``Cancelled`` is
 recorded) and the runner exits 0.
 
+A run with ``spec.retryOf`` is a retry from the failed step: its first pod journals the
+failed run's succeeded main steps (read from the run store) as its own before the engine
+starts, so the engine resumes after them (``runners.job.retry``); a retry that cannot be
+made (no store, another version of the Workflow, other inputs) is recorded as the run's
+failure, saying why.
+
 Its RBAC is small on purpose: get its WorkflowRun and patch ``workflowruns/status``, and get
 the Integrations its steps name and their Secrets (``runners.job.integrations``), by name.
 """
@@ -23,6 +29,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,7 +38,7 @@ from autoflow.runners import engine, expressions, kube
 from autoflow.runners.access import limits
 from autoflow.runners.definitions import inputs, plan
 from autoflow.runners.job import integrations as kube_integrations
-from autoflow.runners.job import journal, payloads
+from autoflow.runners.job import journal, payloads, retry
 from autoflow.runners.local import run as local
 
 ACCESS_WAIT_SECONDS = 20.0
@@ -166,6 +173,11 @@ async def _run_once(client: kube.Client, namespace: str, name: str) -> int | Non
         subject=inputs.data_subject(wf.spec, values, where) if in_store else None,
         secret_inputs=inputs.secret_names(wf.spec.inputs),
     )
+    retry_of = str(run["spec"].get("retryOf") or "")
+    if retry_of and not status.get("startedAt"):
+        # The first pod of a retry: its journal starts with the failed run's succeeded steps
+        # (a later pod resumes from the status like any run).
+        await _start_retry(run_journal, header, retry_of, namespace, values, compiled)
     execution = engine.Run(
         compiled,
         run_id=run_id,
@@ -198,6 +210,38 @@ async def _run_once(client: kube.Client, namespace: str, name: str) -> int | Non
         if isinstance(run_journal, payloads.Tee):
             await run_journal.aclose()
     return 0
+
+
+async def _start_retry(
+    run_journal: journal.StatusJournal | payloads.Tee,
+    header: dict[str, Any],
+    retry_of: str,
+    namespace: str,
+    values: dict[str, Any],
+    compiled: plan.Plan,
+) -> None:
+    """Journal the header and the reused steps, or the refusal as the run's failure."""
+    started = time.time()
+    try:
+        reused = await retry.reusable_steps(
+            os.environ,
+            retry_of,
+            namespace=namespace,
+            workflow=header["workflow"],
+            spec_hash=header["specHash"],
+            values=values,
+            main=list(compiled.main.order),
+        )
+    except retry.RetryRefused as exc:
+        log.warning("%s", exc.message)
+        end = {"t": "end", "phase": "Failed", "outputs": None, "error": exc.message}
+        records = [{**header, "startedAt": started}, {**end, "at": time.time()}]
+    else:
+        log.info("retry of run %s: %d finished steps reused", retry_of, len(reused))
+        records = [{**header, "startedAt": started}, *reused]
+    for record in records:
+        run_journal.append(record)
+    await run_journal.flush()
 
 
 async def main(target: str, kubeconfig: str | None = None) -> int:

@@ -251,14 +251,19 @@ class Figures:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class WorkflowStats:
+    """The figures of one Workflow: a name in a namespace (two namespaces' Workflows of one
+    name are two entries)."""
+
     workflow: str
     runs: Figures
     steps: dict[str, Figures]
     buckets: tuple[tuple[float, int], ...]  # (bucket start, runs started in it), oldest first
+    namespace: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "workflow": self.workflow,
+            "namespace": self.namespace,
             **self.runs.to_json(),
             "steps": {k: v.to_json() for k, v in self.steps.items()},
             "buckets": [{"start": s, "runs": n} for s, n in self.buckets],
@@ -423,10 +428,17 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def stats(
-        self, *, since: float, until: float, workflow: str | None = None, bucket: float = 3600
+        self,
+        *,
+        since: float,
+        until: float,
+        namespace: str | None = None,
+        workflow: str | None = None,
+        bucket: float = 3600,
     ) -> list[WorkflowStats]:
-        """Per workflow (and per step) over runs started in [since, until); ``bucket`` is
-        the width in seconds of the runs-per-time series."""
+        """Per (namespace, workflow) (and per step) over runs started in [since, until),
+        sorted by namespace and workflow; only ``namespace``'s when given (None: every
+        namespace's); ``bucket`` is the width in seconds of the runs-per-time series."""
 
     @abc.abstractmethod
     async def activity(self, since: float) -> list[Activity]:

@@ -37,7 +37,7 @@ INSERT_SPEC = (
     "VALUES (?, ?, ?, ?) ON CONFLICT (spec_hash) DO NOTHING"
 )
 ROLLUP_START = (
-    f"{sql._ROLLUP} SELECT ?, '', ?, {records.STARTED}, 1, 0, 0 "
+    f"{sql._ROLLUP} SELECT ?, ?, '', ?, {records.STARTED}, 1, 0, 0 "
     "WHERE NOT EXISTS (SELECT 1 FROM autoflow_runs WHERE run_id = ?) AND {ours} "
     f"{sql._ADD}"
 )
@@ -88,7 +88,7 @@ def start_statements(
     statements.append(
         (
             ROLLUP_START.format(ours=ours),
-            [workflow, math.floor(at / records.HOUR), run_id, *ours_params],
+            [namespace, workflow, math.floor(at / records.HOUR), run_id, *ours_params],
         )
     )
     statements.append(

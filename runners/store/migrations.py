@@ -21,7 +21,8 @@ class Migration:
     about: str
     statements: tuple[str, ...]
     # Then compute the rollups from the rows already there (``sql.rebuild_all``: the
-    # dialect's floor is the store's).
+    # dialect's floor is the store's). Only the last such migration of those pending does
+    # (``rebuild_at``): the statements are this release's, for the latest rollup tables.
     rebuild_rollups: bool = False
 
 
@@ -207,9 +208,63 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX autoflow_deliveries_at ON autoflow_deliveries (at)",
         ),
     ),
+    Migration(
+        5,
+        "rollups per namespace: two Workflows of one name in two namespaces are two rows",
+        (
+            # The key changes, so the tables are made again and refilled from the runs
+            # (``rebuild_rollups``); the namespace is the run's.
+            "DROP TABLE autoflow_rollups",
+            "DROP TABLE autoflow_rollups_daily",
+            "DROP TABLE autoflow_rollup_dirty",
+            """CREATE TABLE autoflow_rollups (
+                namespace TEXT NOT NULL,
+                workflow TEXT NOT NULL,
+                step TEXT NOT NULL,
+                hour BIGINT NOT NULL,
+                bucket INTEGER NOT NULL,
+                count INTEGER NOT NULL,
+                succeeded INTEGER NOT NULL,
+                failed INTEGER NOT NULL,
+                PRIMARY KEY (hour, namespace, workflow, step, bucket)
+            )"""
+            + SQLITE_CLUSTERED,
+            # As in version 3: namespace and workflow first, day last (sums in key order).
+            """CREATE TABLE autoflow_rollups_daily (
+                namespace TEXT NOT NULL,
+                workflow TEXT NOT NULL,
+                step TEXT NOT NULL,
+                day BIGINT NOT NULL,
+                bucket INTEGER NOT NULL,
+                count INTEGER NOT NULL,
+                succeeded INTEGER NOT NULL,
+                failed INTEGER NOT NULL,
+                PRIMARY KEY (namespace, workflow, step, bucket, day)
+            )"""
+            + SQLITE_CLUSTERED,
+            POSTGRES_ONLY
+            + "CREATE INDEX autoflow_rollups_daily_day ON autoflow_rollups_daily (day)",
+            """CREATE TABLE autoflow_rollup_dirty (
+                namespace TEXT NOT NULL,
+                workflow TEXT NOT NULL,
+                hour BIGINT NOT NULL,
+                PRIMARY KEY (namespace, workflow, hour)
+            )""",
+        ),
+        rebuild_rollups=True,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
+
+
+def rebuild_at(steps: list[Migration]) -> int | None:
+    """The version after which the rollups are rebuilt: the last of ``steps`` that asks.
+
+    ``sql.rebuild_all`` is written for the latest rollup tables; an earlier migration's
+    rollups would be replaced by the later one's anyway (version 5 re-keys them)."""
+    asking = [m.version for m in steps if m.rebuild_rollups]
+    return asking[-1] if asking else None
 
 
 def pending(current: int) -> list[Migration]:

@@ -178,10 +178,12 @@ async def _migrate(conn: psycopg.AsyncConnection[Any], where: str) -> None:
         current, by = await _version(conn)
         if current > migrations.LATEST:
             raise store.SchemaMismatch(migrations.too_new(where, current, by, autoflow.__version__))
-        for step in migrations.pending(current):
+        steps = migrations.pending(current)
+        rebuild_at = migrations.rebuild_at(steps)
+        for step in steps:
             for statement in step.statements:
                 await conn.execute(statement)
-            if step.rebuild_rollups:
+            if step.version == rebuild_at:
                 for statement, params in sql.rebuild_all(PostgresStore.floor):
                     await conn.execute(_pg(statement), params)
             await conn.execute(

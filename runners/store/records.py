@@ -167,7 +167,7 @@ class Rows:
     def dedupe(self) -> None:
         """One rollup row per run (or run and step) in a batch: every row of a statement
         runs before the guarded write it checks, so a repeat would count twice."""
-        self.rollup_starts = _first(self.rollup_starts, lambda r: r[2])
+        self.rollup_starts = _first(self.rollup_starts, lambda r: r[3])
         self.rollup_steps = _first(self.rollup_steps, lambda r: (r[4], r[0]))
         self.rollup_ends = _first(self.rollup_ends, lambda r: r[3])
 
@@ -250,12 +250,14 @@ def to_rows(
             if rec.get("spec") is not None and spec_hash:
                 spec = json.dumps(rec["spec"], separators=(",", ":"), default=str)
                 rows.specs.append((spec_hash, workflow, spec, run_started))
-            rows.rollup_starts.append((workflow, math.floor(run_started / HOUR), run_id))
+            namespace = str(rec.get("namespace") or "")
+            hour = math.floor(run_started / HOUR)
+            rows.rollup_starts.append((namespace, workflow, hour, run_id))
             rows.runs.append(
                 (
                     run_id,
                     workflow,
-                    str(rec.get("namespace") or ""),
+                    namespace,
                     spec_hash,
                     str(rec.get("trigger") or "manual"),
                     str(rec.get("startedBy") or ""),

@@ -5,8 +5,8 @@ literal ``?`` or ``%``). The one dialect difference, flooring a time into a buck
 ``floor`` parameter of the functions that need it (``{x}`` is the value). Filters are built
 by ``where`` from a ``RunFilter``.
 
-Rollups (``autoflow_rollups``): per workflow, step ("" for the run itself), hour of the
-run's start and duration bucket (``records.bucket``), how many finished, succeeded, failed;
+Rollups (``autoflow_rollups``): per namespace, workflow, step ("" for the run itself), hour of
+the run's start and duration bucket (``records.bucket``), how many finished, succeeded, failed;
 bucket -1 counts runs started. The write path adds to them only when a run or step first
 finishes (guarded by the run still being ``Running``, the step having no row yet), so a
 retried write adds nothing. A deletion marks the hours it touches in
@@ -22,23 +22,27 @@ from autoflow.runners.store import RunFilter, records
 
 HOUR = records.HOUR
 _ADD = (
-    "ON CONFLICT (hour, workflow, step, bucket) DO UPDATE SET "
+    "ON CONFLICT (hour, namespace, workflow, step, bucket) DO UPDATE SET "
     "count = autoflow_rollups.count + excluded.count, "
     "succeeded = autoflow_rollups.succeeded + excluded.succeeded, "
     "failed = autoflow_rollups.failed + excluded.failed"
 )
-_ROLLUP = "INSERT INTO autoflow_rollups (workflow, step, hour, bucket, count, succeeded, failed)"
+_ROLLUP = (
+    "INSERT INTO autoflow_rollups (namespace, workflow, step, hour, bucket, count, succeeded, "
+    "failed)"
+)
 # The daily grain (schema version 3): the same counts per day of the run's start, written
 # beside the hourly ones by the same guarded statements, rebuilt from them after a deletion.
 DAY = 24 * HOUR
 _ADD_DAILY = (
-    "ON CONFLICT (workflow, step, bucket, day) DO UPDATE SET "
+    "ON CONFLICT (namespace, workflow, step, bucket, day) DO UPDATE SET "
     "count = autoflow_rollups_daily.count + excluded.count, "
     "succeeded = autoflow_rollups_daily.succeeded + excluded.succeeded, "
     "failed = autoflow_rollups_daily.failed + excluded.failed"
 )
 _DAILY = (
-    "INSERT INTO autoflow_rollups_daily (workflow, step, day, bucket, count, succeeded, failed)"
+    "INSERT INTO autoflow_rollups_daily (namespace, workflow, step, day, bucket, count, "
+    "succeeded, failed)"
 )
 
 
@@ -71,7 +75,7 @@ def writes(floor: str) -> tuple[tuple[str, str], ...]:
         *(
             (
                 "rollup_starts",
-                f"{into} SELECT ?, '', {unit}, {records.STARTED}, 1, 0, 0 "
+                f"{into} SELECT ?, ?, '', {unit}, {records.STARTED}, 1, 0, 0 "
                 f"WHERE NOT EXISTS (SELECT 1 FROM autoflow_runs WHERE run_id = ?) {add}",
             )
             for into, add, unit in ((_ROLLUP, _ADD, "?"), (_DAILY, _ADD_DAILY, _HOUR_TO_DAY))
@@ -80,7 +84,8 @@ def writes(floor: str) -> tuple[tuple[str, str], ...]:
         *(
             (
                 "rollup_steps",
-                f"{into} SELECT r.workflow, ?, {grain('r.started_at', floor)}, ?, 1, ?, ? "
+                f"{into} SELECT r.namespace, r.workflow, ?, {grain('r.started_at', floor)}, ?, "
+                "1, ?, ? "
                 "FROM autoflow_runs r WHERE r.run_id = ? AND NOT EXISTS (SELECT 1 FROM "
                 f"autoflow_steps s WHERE s.run_id = r.run_id AND s.step = ?) {add}",
             )
@@ -90,8 +95,9 @@ def writes(floor: str) -> tuple[tuple[str, str], ...]:
         *(
             (
                 "rollup_ends",
-                f"{into} SELECT r.workflow, '', {grain('r.started_at', floor)}, "
-                f"{bucket_case('r.d')}, 1, r.ok, r.failed FROM (SELECT workflow, started_at, "
+                f"{into} SELECT r.namespace, r.workflow, '', {grain('r.started_at', floor)}, "
+                f"{bucket_case('r.d')}, 1, r.ok, r.failed FROM (SELECT namespace, workflow, "
+                "started_at, "
                 "? AS ok, ? AS failed, (? - started_at) * 1000 AS d FROM autoflow_runs "
                 f"WHERE run_id = ? AND phase = 'Running') r WHERE true {add}",
             )
@@ -108,7 +114,8 @@ def writes(floor: str) -> tuple[tuple[str, str], ...]:
 # The rows are ``records.Rows``'s; columns as the per-row statements take them.
 _PG_BATCH_SOURCES = {
     "rollup_starts": (
-        "unnest(?::text[], ?::bigint[], ?::text[]) AS v(workflow, hour, run_id)",
+        "unnest(?::text[], ?::text[], ?::bigint[], ?::text[]) "
+        "AS v(namespace, workflow, hour, run_id)",
         "NOT EXISTS (SELECT 1 FROM autoflow_runs r WHERE r.run_id = v.run_id)",
     ),
     "rollup_steps": (
@@ -123,7 +130,7 @@ _PG_BATCH_SOURCES = {
     ),
 }
 # Columns of the rows each statement takes (rollup_steps repeats the step: dropped here).
-PG_BATCH_COLUMNS = {"rollup_starts": 3, "rollup_steps": 5, "rollup_ends": 4}
+PG_BATCH_COLUMNS = {"rollup_starts": 4, "rollup_steps": 5, "rollup_ends": 4}
 
 
 @functools.lru_cache(maxsize=4)
@@ -137,15 +144,18 @@ def pg_batch_rollups(floor: str) -> dict[str, tuple[str, ...]]:
             of_run = (hour if grain == "hour" else day)("r.started_at", floor)
             if field == "rollup_starts":
                 unit = "v.hour" if grain == "hour" else "v.hour / 24"
-                what = f"v.workflow, '', {unit}, {records.STARTED}, count(*), 0, 0"
+                what = f"v.namespace, v.workflow, '', {unit}, {records.STARTED}, count(*), 0, 0"
             elif field == "rollup_steps":
-                what = f"r.workflow, v.step, {of_run}, v.bucket, count(*), sum(v.ok), sum(v.failed)"
+                what = (
+                    f"r.namespace, r.workflow, v.step, {of_run}, v.bucket, count(*), "
+                    "sum(v.ok), sum(v.failed)"
+                )
             else:
                 ms = "((v.at - r.started_at) * 1000)"
                 counts = "count(*), sum(v.ok), sum(v.failed)"
-                what = f"r.workflow, '', {of_run}, {bucket_case(ms)}, {counts}"
+                what = f"r.namespace, r.workflow, '', {of_run}, {bucket_case(ms)}, {counts}"
             statements.append(
-                f"{into} SELECT {what} FROM {source} WHERE {guard} GROUP BY 1, 2, 3, 4 {add}"
+                f"{into} SELECT {what} FROM {source} WHERE {guard} GROUP BY 1, 2, 3, 4, 5 {add}"
             )
         out[field] = tuple(statements)
     return out
@@ -291,50 +301,66 @@ def list_runs(f: RunFilter, limit: int, after: tuple[float, str] | None) -> tupl
     return sql, [*params, limit]
 
 
-def _window(since: float, until: float, workflow: str | None, p: str) -> tuple[str, list[Any]]:
+def _window(
+    since: float, until: float, namespace: str | None, workflow: str | None, p: str
+) -> tuple[str, list[Any]]:
     text = f"{p}started_at >= ? AND {p}started_at < ?"
     params: list[Any] = [since, until]
+    if namespace is not None:
+        text += f" AND {p}namespace = ?"
+        params.append(namespace)
     if workflow:
         text += f" AND {p}workflow = ?"
         params.append(workflow)
     return text, params
 
 
-def stats_rows(since: float, until: float, workflow: str | None) -> tuple[str, list[Any]]:
-    """Finished runs in the window as (workflow, phase, duration): figures computed by the
-    caller (SQLite has no percentile aggregate; sorting in Python beats window functions)."""
-    window, params = _window(since, until, workflow, "")
+def stats_rows(
+    since: float, until: float, namespace: str | None, workflow: str | None
+) -> tuple[str, list[Any]]:
+    """Finished runs in the window as (namespace, workflow, phase, duration): figures
+    computed by the caller (SQLite has no percentile aggregate; sorting in Python beats
+    window functions)."""
+    window, params = _window(since, until, namespace, workflow, "")
     sql = (
-        "SELECT workflow, phase, duration_ms FROM autoflow_runs "
+        "SELECT namespace, workflow, phase, duration_ms FROM autoflow_runs "
         f"WHERE {window} AND phase NOT IN ('Running', 'Pending')"
     )
     return sql, params
 
 
-def stats_step_rows(since: float, until: float, workflow: str | None) -> tuple[str, list[Any]]:
-    """Step executions of runs started in the window: (workflow, step, phase, duration)."""
-    window, params = _step_window(since, until, workflow)
+def stats_step_rows(
+    since: float, until: float, namespace: str | None, workflow: str | None
+) -> tuple[str, list[Any]]:
+    """Step executions of runs started in the window: (namespace, workflow, step, phase,
+    duration). Steps carry no namespace: it is their run's (by its key)."""
+    window, params = _window(since, until, None, workflow, "s.run_")
+    window = window.replace("s.run_workflow", "s.workflow")
+    if namespace is not None:
+        window += " AND r.namespace = ?"
+        params.append(namespace)
     sql = (
-        "SELECT workflow, step, phase, duration_ms FROM autoflow_steps "
-        f"WHERE {window} AND phase IN ('Succeeded', 'Failed', 'Cancelled')"
+        "SELECT r.namespace, s.workflow, s.step, s.phase, s.duration_ms FROM autoflow_steps s "
+        f"JOIN autoflow_runs r ON r.run_id = s.run_id WHERE {window} "
+        "AND s.phase IN ('Succeeded', 'Failed', 'Cancelled')"
     )
     return sql, params
 
 
-def _step_window(since: float, until: float, workflow: str | None) -> tuple[str, list[Any]]:
-    window, params = _window(since, until, workflow, "run_")
-    return window.replace("run_workflow", "workflow"), params
-
-
 def stats_buckets(
-    since: float, until: float, workflow: str | None, width: float, floor: str
+    since: float,
+    until: float,
+    namespace: str | None,
+    workflow: str | None,
+    width: float,
+    floor: str,
 ) -> tuple[str, list[Any]]:
     """``floor`` is the dialect's ``floor(x)`` to integer, with ``{x}`` for the value."""
-    window, params = _window(since, until, workflow, "")
+    window, params = _window(since, until, namespace, workflow, "")
     bucket = floor.format(x="started_at / ?")
     sql = (
-        f"SELECT workflow, {bucket} AS b, count(*) FROM autoflow_runs WHERE {window} "
-        "GROUP BY workflow, b ORDER BY workflow, b"
+        f"SELECT namespace, workflow, {bucket} AS b, count(*) FROM autoflow_runs "
+        f"WHERE {window} GROUP BY namespace, workflow, b ORDER BY namespace, workflow, b"
     )
     return sql, [width, *params]
 
@@ -351,42 +377,54 @@ def _ranges(column: str, ranges: list[tuple[int, int]]) -> tuple[str, list[Any]]
     return (f"({text})" if len(ranges) > 1 else text), [v for r in ranges for v in r]
 
 
+def _of(namespace: str | None, workflow: str | None) -> tuple[str, list[Any]]:
+    text, params = "", []
+    if namespace is not None:
+        text, params = " AND namespace = ?", [namespace]
+    if workflow:
+        text, params = text + " AND workflow = ?", [*params, workflow]
+    return text, params
+
+
 def rollup_figures(
-    ranges: list[tuple[int, int]], workflow: str | None, grain: int = HOUR
+    ranges: list[tuple[int, int]],
+    namespace: str | None,
+    workflow: str | None,
+    grain: int = HOUR,
 ) -> tuple[str, list[Any]]:
     """Finished runs and steps of whole hours (or days: ``grain``) in each [lo, hi) of
-    ``ranges``: (workflow, step, bucket, count, succeeded, failed)."""
+    ``ranges``: (namespace, workflow, step, bucket, count, succeeded, failed)."""
     table, column = GRAINS[grain]
     window, params = _ranges(column, ranges)
-    extra = ""
-    if workflow:
-        extra, params = " AND workflow = ?", [*params, workflow]
+    extra, more = _of(namespace, workflow)
     sql = (
-        "SELECT workflow, step, bucket, sum(count), sum(succeeded), sum(failed) "
+        "SELECT namespace, workflow, step, bucket, sum(count), sum(succeeded), sum(failed) "
         f"FROM {table} WHERE {window}{extra} "
-        f"AND bucket <> {records.STARTED} GROUP BY workflow, step, bucket"
+        f"AND bucket <> {records.STARTED} GROUP BY namespace, workflow, step, bucket"
     )
-    return sql, params
+    return sql, [*params, *more]
 
 
 def rollup_buckets(
-    ranges: list[tuple[int, int]], workflow: str | None, width: int, floor: str, grain: int = HOUR
+    ranges: list[tuple[int, int]],
+    namespace: str | None,
+    workflow: str | None,
+    width: int,
+    floor: str,
+    grain: int = HOUR,
 ) -> tuple[str, list[Any]]:
     """Runs started per ``width`` seconds (a whole number of ``grain``) over the hours (or
-    days) in each [lo, hi) of ``ranges``."""
+    days) in each [lo, hi) of ``ranges``: (namespace, workflow, bucket, runs)."""
     table, column = GRAINS[grain]
     window, params = _ranges(column, ranges)
-    params = [width, *params]
-    extra = ""
-    if workflow:
-        extra, params = " AND workflow = ?", [*params, workflow]
+    extra, more = _of(namespace, workflow)
     b = floor.format(x=f"{column} * {grain} / ?")
     sql = (
-        f"SELECT workflow, {b} AS b, sum(count) FROM {table} "
+        f"SELECT namespace, workflow, {b} AS b, sum(count) FROM {table} "
         f"WHERE {window}{extra} AND step = '' AND bucket = {records.STARTED} "
-        "GROUP BY workflow, b"
+        "GROUP BY namespace, workflow, b"
     )
-    return sql, params
+    return sql, [width, *params, *more]
 
 
 # -- deleting runs --------------------------------------------------------------------------
@@ -427,8 +465,9 @@ def delete_runs(
         )
     statements.append(
         (
-            "INSERT INTO autoflow_rollup_dirty (workflow, hour) SELECT DISTINCT workflow, "
-            f"{hour('started_at', floor)} FROM autoflow_runs{chosen} ON CONFLICT DO NOTHING",
+            "INSERT INTO autoflow_rollup_dirty (namespace, workflow, hour) SELECT DISTINCT "
+            f"namespace, workflow, {hour('started_at', floor)} FROM autoflow_runs{chosen} "
+            "ON CONFLICT DO NOTHING",
             list(params),
         )
     )
@@ -443,10 +482,11 @@ def delete_runs(
     return statements
 
 
-def _in_dirty_hour(alias: str, column: str, floor: str) -> str:
+def _in_dirty_hour(alias: str, column: str, floor: str, namespace: str) -> str:
     # The range lets the (workflow, time) index find the rows; the hour test is exact.
     return (
-        f"JOIN autoflow_rollup_dirty d ON {alias}.workflow = d.workflow "
+        f"JOIN autoflow_rollup_dirty d ON {namespace} = d.namespace "
+        f"AND {alias}.workflow = d.workflow "
         f"AND {alias}.{column} >= (d.hour - 1) * {HOUR} "
         f"AND {alias}.{column} < (d.hour + 2) * {HOUR} "
         f"AND {hour(f'{alias}.{column}', floor)} = d.hour"
@@ -464,27 +504,33 @@ def rebuild(floor: str, *, daily: bool = True) -> list[tuple[str, list[Any]]]:
             # "hour IN" lets the key find the rows; the EXISTS matches the workflow too.
             "DELETE FROM autoflow_rollups WHERE hour IN (SELECT hour FROM autoflow_rollup_dirty) "
             "AND EXISTS (SELECT 1 FROM autoflow_rollup_dirty d "
-            "WHERE d.workflow = autoflow_rollups.workflow AND d.hour = autoflow_rollups.hour)",
+            "WHERE d.namespace = autoflow_rollups.namespace "
+            "AND d.workflow = autoflow_rollups.workflow AND d.hour = autoflow_rollups.hour)",
             [],
         ),
         (
-            f"{_ROLLUP} SELECT r.workflow, '', d.hour, {records.STARTED}, count(*), 0, 0 "
-            f"FROM autoflow_runs r {_in_dirty_hour('r', 'started_at', floor)} "
-            "GROUP BY r.workflow, d.hour",
+            f"{_ROLLUP} SELECT r.namespace, r.workflow, '', d.hour, {records.STARTED}, "
+            f"count(*), 0, 0 FROM autoflow_runs r "
+            f"{_in_dirty_hour('r', 'started_at', floor, 'r.namespace')} "
+            "GROUP BY r.namespace, r.workflow, d.hour",
             [],
         ),
         (
-            f"{_ROLLUP} SELECT r.workflow, '', d.hour, {bucket_case('r.duration_ms')}, "
-            f"count(*), {ok.format(p='r.')}, {failed.format(p='r.')} "
-            f"FROM autoflow_runs r {_in_dirty_hour('r', 'started_at', floor)} "
-            "WHERE r.phase NOT IN ('Running', 'Pending') GROUP BY 1, 2, 3, 4",
+            f"{_ROLLUP} SELECT r.namespace, r.workflow, '', d.hour, "
+            f"{bucket_case('r.duration_ms')}, count(*), {ok.format(p='r.')}, "
+            f"{failed.format(p='r.')} FROM autoflow_runs r "
+            f"{_in_dirty_hour('r', 'started_at', floor, 'r.namespace')} "
+            "WHERE r.phase NOT IN ('Running', 'Pending') GROUP BY 1, 2, 3, 4, 5",
             [],
         ),
         (
-            f"{_ROLLUP} SELECT s.workflow, s.step, d.hour, {bucket_case('s.duration_ms')}, "
-            f"count(*), {ok.format(p='s.')}, {failed.format(p='s.')} "
-            f"FROM autoflow_steps s {_in_dirty_hour('s', 'run_started_at', floor)} "
-            f"WHERE s.phase IN ({steps_done}) GROUP BY 1, 2, 3, 4",
+            # A step's namespace is its run's.
+            f"{_ROLLUP} SELECT r.namespace, s.workflow, s.step, d.hour, "
+            f"{bucket_case('s.duration_ms')}, count(*), {ok.format(p='s.')}, "
+            f"{failed.format(p='s.')} FROM autoflow_steps s "
+            "JOIN autoflow_runs r ON r.run_id = s.run_id "
+            f"{_in_dirty_hour('s', 'run_started_at', floor, 'r.namespace')} "
+            f"WHERE s.phase IN ({steps_done}) GROUP BY 1, 2, 3, 4, 5",
             [],
         ),
         *(REBUILD_DAILY if daily else ()),
@@ -497,28 +543,31 @@ REBUILD_DAILY: tuple[tuple[str, list[Any]], ...] = (
     (
         "DELETE FROM autoflow_rollups_daily WHERE day IN (SELECT hour / 24 FROM "
         "autoflow_rollup_dirty) AND EXISTS (SELECT 1 FROM autoflow_rollup_dirty d WHERE "
-        "d.workflow = autoflow_rollups_daily.workflow "
+        "d.namespace = autoflow_rollups_daily.namespace "
+        "AND d.workflow = autoflow_rollups_daily.workflow "
         "AND d.hour / 24 = autoflow_rollups_daily.day)",
         [],
     ),
     (
-        f"{_DAILY} SELECT h.workflow, h.step, d.day, h.bucket, sum(h.count), sum(h.succeeded), "
-        "sum(h.failed) FROM (SELECT DISTINCT workflow, hour / 24 AS day FROM "
-        "autoflow_rollup_dirty) d JOIN autoflow_rollups h ON h.workflow = d.workflow "
-        "AND h.hour >= d.day * 24 AND h.hour < d.day * 24 + 24 GROUP BY 1, 2, 3, 4",
+        f"{_DAILY} SELECT h.namespace, h.workflow, h.step, d.day, h.bucket, sum(h.count), "
+        "sum(h.succeeded), sum(h.failed) FROM (SELECT DISTINCT namespace, workflow, "
+        "hour / 24 AS day FROM autoflow_rollup_dirty) d JOIN autoflow_rollups h "
+        "ON h.namespace = d.namespace AND h.workflow = d.workflow "
+        "AND h.hour >= d.day * 24 AND h.hour < d.day * 24 + 24 GROUP BY 1, 2, 3, 4, 5",
         [],
     ),
 )
 
 
 def rebuild_all(floor: str) -> list[tuple[str, list[Any]]]:
-    """Every hour's rollups from the runs and steps there are (schema version 2: the
-    daily ones are filled from these by migration 3)."""
+    """Every hour's rollups, and every day's, from the runs and steps there are (schema
+    version 5, whose rollups are keyed by namespace too)."""
     mark = (
-        "INSERT INTO autoflow_rollup_dirty (workflow, hour) SELECT DISTINCT workflow, "
-        f"{hour('started_at', floor)} FROM autoflow_runs WHERE true ON CONFLICT DO NOTHING"
+        "INSERT INTO autoflow_rollup_dirty (namespace, workflow, hour) SELECT DISTINCT "
+        f"namespace, workflow, {hour('started_at', floor)} FROM autoflow_runs WHERE true "
+        "ON CONFLICT DO NOTHING"
     )
-    return [(mark, []), *rebuild(floor, daily=False)]
+    return [(mark, []), *rebuild(floor)]
 
 
 # -- retention, audit, versions -------------------------------------------------------------

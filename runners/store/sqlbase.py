@@ -284,28 +284,32 @@ class SqlStore(store.Store):
         *,
         since: float,
         until: float,
+        namespace: str | None = None,
         workflow: str | None = None,
         bucket: float = 3600,
     ) -> list[store.WorkflowStats]:
         if bucket <= 0:
             raise store.StoreError("a stats bucket is a positive number of seconds")
         days, hours, edges = _segments(since, until)
-        hist: dict[tuple[str, str], _Tally] = {}
+        ns = namespace
+        hist: dict[tuple[str, str, str], _Tally] = {}  # (namespace, workflow, step)
         for grain, ranges in ((sql.DAY, days), (sql.HOUR, hours)):
             if not ranges:
                 continue
-            for wf, step, b, count, ok, failed in await self._fetch(
-                *sql.rollup_figures(ranges, workflow, grain)
+            for n, wf, step, b, count, ok, failed in await self._fetch(
+                *sql.rollup_figures(ranges, ns, workflow, grain)
             ):
-                hist.setdefault((wf, step), _Tally()).add(int(b), int(count), ok, failed)
+                hist.setdefault((n, wf, step), _Tally()).add(int(b), int(count), ok, failed)
         for a, b in edges:
-            for wf, phase, ms in await self._fetch(*sql.stats_rows(a, b, workflow)):
-                hist.setdefault((wf, ""), _Tally()).one(phase, ms)
-            for wf, step, phase, ms in await self._fetch(*sql.stats_step_rows(a, b, workflow)):
-                hist.setdefault((wf, step), _Tally()).one(phase, ms)
+            for n, wf, phase, ms in await self._fetch(*sql.stats_rows(a, b, ns, workflow)):
+                hist.setdefault((n, wf, ""), _Tally()).one(phase, ms)
+            for n, wf, step, phase, ms in await self._fetch(
+                *sql.stats_step_rows(a, b, ns, workflow)
+            ):
+                hist.setdefault((n, wf, step), _Tally()).one(phase, ms)
         # Runs started per bucket: from the days when a bucket is whole days, from the hours
         # when it is whole hours, else from the rows.
-        series: dict[tuple[str, float], int] = {}
+        series: dict[tuple[str, str, float], int] = {}
         rolled: list[tuple[int, list[tuple[int, int]]]] = []
         raw_series = [(since, until)]
         if bucket % sql.DAY == 0:
@@ -316,27 +320,28 @@ class SqlStore(store.Store):
         for grain, ranges in rolled:
             if not ranges:
                 continue
-            query = sql.rollup_buckets(ranges, workflow, int(bucket), self.floor, grain)
-            for wf, b, count in await self._fetch(*query):
-                key = (wf, float(b) * bucket)
+            query = sql.rollup_buckets(ranges, ns, workflow, int(bucket), self.floor, grain)
+            for n, wf, b, count in await self._fetch(*query):
+                key = (n, wf, float(b) * bucket)
                 series[key] = series.get(key, 0) + int(count)
         for a, b in raw_series:
-            query = sql.stats_buckets(a, b, workflow, bucket, self.floor)
-            for wf, n, count in await self._fetch(*query):
-                key = (wf, float(n) * bucket)
+            query = sql.stats_buckets(a, b, ns, workflow, bucket, self.floor)
+            for n, wf, nb, count in await self._fetch(*query):
+                key = (n, wf, float(nb) * bucket)
                 series[key] = series.get(key, 0) + int(count)
-        per_step: dict[str, dict[str, store.Figures]] = {}
-        for (wf, step), tally in sorted(hist.items()):
+        per_step: dict[tuple[str, str], dict[str, store.Figures]] = {}
+        for (n, wf, step), tally in sorted(hist.items()):
             if step:
-                per_step.setdefault(wf, {})[step] = tally.figures()
+                per_step.setdefault((n, wf), {})[step] = tally.figures()
         return [
             store.WorkflowStats(
                 wf,
                 tally.figures(),
-                per_step.get(wf, {}),
-                tuple(sorted((t, n) for (w, t), n in series.items() if w == wf)),
+                per_step.get((n, wf), {}),
+                tuple(sorted((t, c) for (m, w, t), c in series.items() if (m, w) == (n, wf))),
+                namespace=n,
             )
-            for (wf, step), tally in sorted(hist.items())
+            for (n, wf, step), tally in sorted(hist.items())
             if not step and tally.count
         ]
 

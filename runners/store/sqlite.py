@@ -102,10 +102,12 @@ class SqliteStore(sqlbase.SqlStore):
                 raise store.SchemaMismatch(
                     migrations.too_new(self.display_url, current, found[1], autoflow.__version__)
                 )
-            for step in migrations.pending(current):
+            steps = migrations.pending(current)
+            rebuild_at = migrations.rebuild_at(steps)
+            for step in steps:
                 for statement in step.statements:
                     conn.execute(migrations.sqlite_dialect(statement))
-                if step.rebuild_rollups:
+                if step.version == rebuild_at:
                     for statement, params in sql.rebuild_all(self.floor):
                         conn.execute(statement, params)
                 conn.execute(sql.RECORD_VERSION, (step.version, autoflow.__version__, time.time()))

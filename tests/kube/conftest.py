@@ -21,6 +21,7 @@ from pathlib import Path
 
 import apiserver as kube
 import executor as executor_mod
+import objects
 import operator_process
 import pytest
 
@@ -116,6 +117,24 @@ def operator(
     denied = operator_process.rbac_denials(op.log_since(mark))
     if denied:
         pytest.fail(f"the operator's RBAC refused: {denied}", pytrace=False)
+
+
+@pytest.fixture
+def store_url(operator: operator_process.Operator, tmp_path: Path) -> Iterator[str]:
+    """The operator restarted with a run store (and back without one afterwards): it
+    archives into it, and runner Jobs get its URL from the Secret ``STORE_SECRET`` of their
+    namespace (``objects.store_secret`` makes it). SQLite in the test's directory, shared by the
+    operator, the runner processes and the test."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    keys = {"AUTOFLOW_STORE_URL": url, "AUTOFLOW_STORE_SECRET": objects.STORE_SECRET}
+    operator.env.update(keys)
+    operator.restart()
+    try:
+        yield url
+    finally:
+        for key in keys:
+            operator.env.pop(key, None)
+        operator.restart()
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ last state when it never does.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,19 @@ import yaml
 
 API_VERSION = "autoflow.dev/v1alpha1"
 TIMEOUT = 30.0
+STORE_SECRET = "autoflow-store"  # the Secret runner pods read the run store's URL from
+
+
+def store_secret(server: kube.APIServer, namespace: str, url: str) -> None:
+    """The Secret runner pods of ``namespace`` read the run store's URL from (fixture
+    ``store_url`` points the operator at it)."""
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": STORE_SECRET},
+        "data": {"url": base64.b64encode(url.encode()).decode()},
+    }
+    server.create(secret, namespace=namespace)
 
 
 def workflow(name: str = "orders", **spec: Any) -> dict[str, Any]:

@@ -26,22 +26,7 @@ from autoflow.operator import archive
 from autoflow.runners import store
 
 BIG = "x" * 20_000  # over the 16 KiB a step output keeps in the status
-SECRET = "autoflow-store"
-
-
-@pytest.fixture
-def store_url(operator: operator_process.Operator, tmp_path: pathlib.Path) -> Iterator[str]:
-    """The operator restarted with a run store (and back without one afterwards)."""
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
-    keys = {"AUTOFLOW_STORE_URL": url, "AUTOFLOW_STORE_SECRET": SECRET}
-    operator.env.update(keys)
-    operator.restart()
-    try:
-        yield url
-    finally:
-        for key in keys:
-            operator.env.pop(key, None)
-        operator.restart()
+SECRET = objects.STORE_SECRET
 
 
 def history(url: str, run_id: str) -> store.RunDetail | None:

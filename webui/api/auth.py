@@ -8,6 +8,10 @@ Two authenticators, one face (``Authenticator``):
   ``Authorization: Bearer``) authenticates. Compared in constant time.
 - ``oidc.OidcAuth`` (cluster mode): OpenID Connect sign-in, an encrypted session cookie.
 
+Each also holds the ``sealer`` its cookies are sealed with (``sealing``) and whether they are
+``secure``: routes that keep state in the browser between two requests (the OAuth2 connect)
+seal it with the same key.
+
 CSRF: a request authenticated by a cookie and using an unsafe method (POST, PUT, PATCH,
 DELETE) must carry ``X-CSRF-Token`` with the value ``GET /api/session`` gave. A request with
 ``Authorization: Bearer`` carries no ambient credential and needs none.
@@ -24,7 +28,7 @@ import fastapi
 from fastapi import responses
 
 from autoflow.webui import backend
-from autoflow.webui.api import problems
+from autoflow.webui.api import problems, sealing
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
@@ -32,6 +36,9 @@ TOKEN_COOKIE = "autoflow_token"
 
 
 class Authenticator(Protocol):
+    sealer: sealing.Sealer  # seals the cookies this authenticator's routes set
+    secure: bool  # whether those cookies are Secure (HTTPS only)
+
     def person(self, request: fastapi.Request) -> backend.Person:
         """The person, or ``problems.NotSignedIn``; checks CSRF on unsafe methods."""
         ...
@@ -62,6 +69,7 @@ class TokenAuth:
         self.user = user
         self.secure = secure
         self._csrf = hmac.new(self.token.encode(), b"csrf", hashlib.sha256).hexdigest()
+        self.sealer = sealing.Sealer.derived(self.token, "autoflow cookies")
 
     def _matches(self, given: str) -> bool:
         return hmac.compare_digest(given.encode(), self.token.encode())

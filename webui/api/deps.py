@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any
+from typing import Annotated
 
 import fastapi
 
@@ -15,7 +15,6 @@ from autoflow.webui.api import auth
 class Context:
     backend: backend_mod.Backend
     auth: auth.Authenticator
-    oauth_states: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def context(request: fastapi.Request) -> Context:

@@ -10,7 +10,7 @@
 
 The session is a cookie: HttpOnly, Secure (unless turned off for plain-HTTP development),
 SameSite=Lax (the provider's redirect back is a top-level GET), encrypted and authenticated
-with Fernet (AES-CBC + HMAC-SHA256, ``cryptography``) under ``sessionKey``, and bounded:
+with Fernet (AES-CBC + HMAC-SHA256: ``sealing``) under ``sessionKey``, and bounded:
 Fernet's timestamp is checked against ``sessionLifetime`` on every request. It holds the user
 name, groups and the CSRF token; no provider token is kept at all (the web API acts through
 impersonation, not with the person's token), so none can leak into a URL, log or response.
@@ -23,7 +23,6 @@ The person Kubernetes sees is ``userPrefix + claim[usernameClaim]`` in
 from __future__ import annotations
 
 import dataclasses
-import json
 import secrets
 import time
 import urllib.parse
@@ -32,12 +31,11 @@ from typing import Any
 
 import fastapi
 import httpx
-from cryptography import fernet
 from fastapi import responses
 
 from autoflow.crds import errors
 from autoflow.webui import backend
-from autoflow.webui.api import auth, problems
+from autoflow.webui.api import auth, problems, sealing
 
 SESSION_COOKIE = "autoflow_session"
 PENDING_COOKIE = "autoflow_signin"
@@ -61,7 +59,7 @@ class OidcSettings:
 
 
 def new_session_key() -> str:
-    return fernet.Fernet.generate_key().decode()
+    return sealing.new_key()
 
 
 def _authlib() -> Any:
@@ -77,29 +75,20 @@ class OidcAuth:
 
     def __init__(self, settings: OidcSettings, *, http: httpx.AsyncClient | None = None) -> None:
         self.settings = settings
-        key = settings.session_key or new_session_key()
-        self._fernet = fernet.Fernet(key.encode())
+        # Every cookie it sets is sealed under the session key (``sealing``).
+        self.sealer = sealing.Sealer(settings.session_key or new_session_key())
+        self.secure = settings.secure_cookie
         self._discovery: dict[str, Any] | None = None
         self._jwks: Any = None
         self._http = http
 
     # -- sessions ------------------------------------------------------------------------------
 
-    def _seal(self, data: dict[str, Any]) -> str:
-        return self._fernet.encrypt(json.dumps(data).encode()).decode()
-
-    def _open(self, token: str, lifetime: int) -> dict[str, Any] | None:
-        try:
-            data: dict[str, Any] = json.loads(self._fernet.decrypt(token.encode(), ttl=lifetime))
-        except (fernet.InvalidToken, ValueError):
-            return None
-        return data
-
     def _session(self, request: fastapi.Request) -> dict[str, Any] | None:
         cookie = request.cookies.get(SESSION_COOKIE)
         if not cookie:
             return None
-        return self._open(cookie, self.settings.session_lifetime)
+        return self.sealer.open(cookie, self.settings.session_lifetime)
 
     def person(self, request: fastapi.Request) -> backend.Person:
         session = self._session(request)
@@ -188,7 +177,7 @@ class OidcAuth:
         pending = {"state": state, "nonce": nonce, "verifier": verifier, "next": _local(next)}
         response.set_cookie(
             PENDING_COOKIE,
-            self._seal(pending),
+            self.sealer.seal(pending),
             max_age=PENDING_LIFETIME,
             httponly=True,
             secure=self.settings.secure_cookie,
@@ -202,7 +191,7 @@ class OidcAuth:
         self, request: fastapi.Request, code: str = "", state: str = "", error: str = ""
     ) -> responses.Response:
         cookie = request.cookies.get(PENDING_COOKIE, "")
-        pending = self._open(cookie, PENDING_LIFETIME) if cookie else None
+        pending = self.sealer.open(cookie, PENDING_LIFETIME) if cookie else None
         if pending is None or not secrets.compare_digest(pending["state"], state or "-"):
             raise problems.NotSignedIn(
                 "the sign-in did not start here or took too long; start again"
@@ -249,7 +238,7 @@ class OidcAuth:
         response.delete_cookie(PENDING_COOKIE, path="/")
         response.set_cookie(
             SESSION_COOKIE,
-            self._seal(session),
+            self.sealer.seal(session),
             max_age=self.settings.session_lifetime,
             httponly=True,
             secure=self.settings.secure_cookie,

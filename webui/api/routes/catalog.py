@@ -90,4 +90,4 @@ async def stats(
 ) -> dict[str, Any]:
     await be.check_runs_access(me, namespace, "list")
     names = await be.workflow_names(me, namespace)
-    return await be.views.stats(names, window)
+    return await be.views.stats(namespace, names, window)

@@ -4,13 +4,19 @@ OAuth2 connect.
 Secret values go from the request body into the Integration's Secret (the workspace's secrets
 file) and are never returned: the API answers with the names of the stored keys only. The
 OAuth2 connect flow goes through ``runners.access.oauth2`` (authlib): ``oauth/start`` answers
-the provider's authorization URL (PKCE S256, a ``state`` kept here), the provider redirects
-the browser to ``oauth/callback``, which exchanges the code and stores the tokens.
+the provider's authorization URL (PKCE S256) and sets a sealed cookie (``sealing``: encrypted,
+authenticated, ten minutes, HttpOnly, SameSite=Lax, for the callback's path only) holding the
+``state``, the PKCE verifier, the Integration and who started it; the provider redirects the
+browser to ``oauth/callback``, which opens that cookie, checks ``state`` and the person
+against it, exchanges the code and stores the tokens. Nothing is kept in the process, so
+start and callback may land on different replicas that share the session key.
 """
 
 from __future__ import annotations
 
-import time
+import html
+import secrets
+import urllib.parse
 from typing import Any
 
 import fastapi
@@ -18,12 +24,14 @@ from fastapi import responses
 
 from autoflow.crds import errors
 from autoflow.runners.access import oauth2
+from autoflow.webui import backend as backend_mod
 from autoflow.webui.api import deps, models
 from autoflow.webui.api.routes.workflows import INVALID
 
 router = fastapi.APIRouter(tags=["integrations"])
 NS = "/namespaces/{namespace}/integrations"
-STATE_LIFETIME = 600.0
+STATE_LIFETIME = 600.0  # seconds from oauth/start to the provider's redirect back
+PENDING_COOKIE = "autoflow_oauth"
 
 
 @router.get(NS, response_model=models.IntegrationList, responses=INVALID)
@@ -58,29 +66,68 @@ def _callback_url(request: fastapi.Request) -> str:
     return str(request.url_for("oauth_callback"))
 
 
+def _cookie_path(callback_url: str) -> str:
+    # Sent back to the callback only, on whichever replica the provider's redirect lands.
+    return urllib.parse.urlsplit(callback_url).path or "/"
+
+
 @router.get(NS + "/{name}/oauth/start", response_model=models.OAuthStart, responses=INVALID)
 async def oauth_start(
-    namespace: str, name: str, request: fastapi.Request, me: deps.Me, ctx: deps.Ctx
+    namespace: str,
+    name: str,
+    request: fastapi.Request,
+    response: fastapi.Response,
+    me: deps.Me,
+    ctx: deps.Ctx,
 ) -> dict[str, Any]:
     intg, _secret = await ctx.backend.oauth_integration(me, namespace, name)
     assert intg.spec.oauth2 is not None
     state, verifier = oauth2.new_state(), oauth2.new_code_verifier()
-    now = time.time()
-    for key in [k for k, v in ctx.oauth_states.items() if v["at"] < now - STATE_LIFETIME]:
-        ctx.oauth_states.pop(key, None)
     redirect_uri = _callback_url(request)
-    ctx.oauth_states[state] = {
+    pending = {
+        "state": state,
         "namespace": namespace,
         "name": name,
         "verifier": verifier,
-        "at": now,
         "user": me.user,
         "redirect": redirect_uri,
     }
+    response.set_cookie(
+        PENDING_COOKIE,
+        ctx.auth.sealer.seal(pending),
+        max_age=int(STATE_LIFETIME),
+        httponly=True,
+        secure=ctx.auth.secure,
+        samesite="lax",  # the provider's redirect back is a top-level GET from its site
+        path=_cookie_path(redirect_uri),
+    )
+    response.headers["Cache-Control"] = "no-store"
     url = oauth2.authorization_url(
         intg.spec.oauth2, redirect_uri, state=state, code_verifier=verifier
     )
     return {"authorizationUrl": url}
+
+
+def _pending(
+    request: fastapi.Request, ctx: deps.Context, me: backend_mod.Person, state: str
+) -> dict[str, Any]:
+    """The connect this browser started (the sealed cookie), checked against the redirect."""
+    cookie = request.cookies.get(PENDING_COOKIE, "")
+    if not cookie:
+        raise errors.InputError(
+            "no OAuth2 connect is pending in this browser: start it again from the Integration"
+        )
+    pending = ctx.auth.sealer.open(cookie, STATE_LIFETIME)
+    if pending is None:
+        raise errors.InputError(
+            f"the OAuth2 connect state is not valid or older than {STATE_LIFETIME / 60:g} "
+            "minutes: start it again from the Integration"
+        )
+    if not secrets.compare_digest(str(pending.get("state", "")), state or "-"):
+        raise errors.InputError("the OAuth2 redirect does not belong to the connect started here")
+    if pending.get("user") != me.user:
+        raise errors.InputError("the OAuth2 connect was started by someone else: start it again")
+    return pending
 
 
 @router.get("/oauth/callback", name="oauth_callback", include_in_schema=False)
@@ -92,10 +139,7 @@ async def oauth_callback(
     state: str = "",
     error: str = "",
 ) -> responses.Response:
-    pending = ctx.oauth_states.pop(state, None)
-    expired = pending is None or pending["at"] < time.time() - STATE_LIFETIME
-    if pending is None or expired or pending["user"] != me.user:
-        raise errors.InputError("the OAuth2 redirect does not belong to a connect started here")
+    pending = _pending(request, ctx, me, state)
     if error or not code:
         raise errors.InputError(f"the provider refused the authorization: {error or 'no code'}")
     namespace, name = pending["namespace"], pending["name"]
@@ -110,7 +154,10 @@ async def oauth_callback(
         integration_name=name,
     )
     await ctx.backend.store_token(me, namespace, name, token.to_secret_data())
-    return responses.HTMLResponse(
-        f"<!doctype html><title>Connected</title><p>Integration {name} is connected. "
-        "You can close this window.</p>"
+    done = responses.HTMLResponse(
+        f"<!doctype html><title>Connected</title><p>Integration {html.escape(name)} is "
+        "connected. You can close this window.</p>"
     )
+    done.delete_cookie(PENDING_COOKIE, path=_cookie_path(_callback_url(request)))
+    done.headers["Cache-Control"] = "no-store"
+    return done
