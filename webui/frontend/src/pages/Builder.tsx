@@ -113,12 +113,14 @@ function Builder(props: { namespace: string; name: string | null; initialText: s
     [change],
   );
 
-  const save = async () => {
+  // `body` is what to save: the editor's text, or a proposal the assistant's Accept hands over
+  // (saved at once, before the state holding it has re-rendered).
+  const save = async (body: string = text) => {
     setSaving(true);
     setMessage(null);
     try {
       if (name === null) {
-        const r = await api<WorkflowDetail>(`${nsPath(namespace)}/workflows`, { method: "POST", body: { yaml: text } });
+        const r = await api<WorkflowDetail>(`${nsPath(namespace)}/workflows`, { method: "POST", body: { yaml: body } });
         setProblems([]);
         setDirty(false);
         await qc.invalidateQueries({ queryKey: ["workflows"] });
@@ -129,7 +131,7 @@ function Builder(props: { namespace: string; name: string | null; initialText: s
       if (version) headers["If-Match"] = version;
       const r = await api<WorkflowDetail>(`${nsPath(namespace)}/workflows/${encodeURIComponent(name)}`, {
         method: "PUT",
-        body: { yaml: text },
+        body: { yaml: body },
         headers,
       });
       setVersion(r.headers.get("ETag") ?? r.data?.resourceVersion ?? version);
@@ -204,7 +206,7 @@ function Builder(props: { namespace: string; name: string | null; initialText: s
         </button>
         <span className="spacer" />
         {dirty && <span className="muted">unsaved changes</span>}
-        <button className="primary" onClick={save} disabled={saving || parsed.errors.length > 0}>
+        <button className="primary" onClick={() => save()} disabled={saving || parsed.errors.length > 0}>
           {saving ? "Saving…" : "Save"}
         </button>
         <button onClick={() => setRunning(true)} disabled={name === null || dirty}>
@@ -281,10 +283,11 @@ function Builder(props: { namespace: string; name: string | null; initialText: s
             <AssistantPanel
               namespace={namespace}
               yaml={text}
-              onApply={(y) => {
+              onAccept={(y) => {
                 setText(y);
                 setDirty(true);
                 setAssistant(false);
+                void save(y);
               }}
               onClose={() => setAssistant(false)}
             />
