@@ -15,6 +15,8 @@ export interface SplitImport {
   workflowName: string | null;
   integrations: ImportedIntegration[];
   schedules: string[];
+  /** further Workflows of the stream (a template may hold two), as written */
+  otherWorkflows: string[];
   errors: string[];
 }
 
@@ -27,7 +29,7 @@ export function documentTexts(stream: string): string[] {
 }
 
 export function splitImport(stream: string): SplitImport {
-  const out: SplitImport = { workflow: null, workflowName: null, integrations: [], schedules: [], errors: [] };
+  const out: SplitImport = { workflow: null, workflowName: null, integrations: [], schedules: [], otherWorkflows: [], errors: [] };
   for (const text of documentTexts(stream)) {
     const doc = parseDocument(text);
     if (doc.errors.length) {
@@ -41,7 +43,7 @@ export function splitImport(stream: string): SplitImport {
       out.workflow = text;
       out.workflowName = name;
     } else if (data.kind === "Workflow") {
-      out.errors.push(`a second Workflow (${name ?? "no name"}): import one n8n workflow at a time`);
+      out.otherWorkflows.push(text);
     } else if (data.kind === "Integration" && name && data.spec && typeof data.spec === "object") {
       out.integrations.push({ name, spec: data.spec as Record<string, unknown> });
     } else if (data.kind === "Schedule") {

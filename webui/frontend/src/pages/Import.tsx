@@ -72,6 +72,7 @@ export default function ImportPage({ namespace }: { namespace: string }) {
     setError(null);
     setProblems([]);
     const parts = splitImport(result.yaml);
+    if (parts.otherWorkflows.length) parts.errors.push("it holds several Workflows: import one n8n workflow at a time");
     if (!parts.workflow || parts.errors.length) {
       setError(`Cannot save this import: ${parts.errors.join("; ") || "it holds no Workflow"}`);
       return;
