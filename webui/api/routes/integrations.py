@@ -5,12 +5,17 @@ Secret values go from the request body into the Integration's Secret (the worksp
 file) and are never returned: the API answers with the names of the stored keys only. The
 OAuth2 connect flow goes through ``runners.access.oauth2`` (authlib): ``oauth/start`` answers
 the provider's authorization URL (PKCE S256, a ``state`` kept here), the provider redirects
-the browser to ``oauth/callback``, which exchanges the code and stores the tokens.
+the browser to ``oauth/callback``, which exchanges the code, stores the tokens and sends the
+browser back to the web UI's Integrations page (``#/integrations?connected=<name>``, or
+``?oauthError=<the provider's error>`` when the person refused). The UI is served at the
+parent of the API's mount (``/`` for ``/api``, as ``autoflow webui`` and ``autoflow serve``
+do).
 """
 
 from __future__ import annotations
 
 import time
+import urllib.parse
 from typing import Any
 
 import fastapi
@@ -96,9 +101,9 @@ async def oauth_callback(
     expired = pending is None or pending["at"] < time.time() - STATE_LIFETIME
     if pending is None or expired or pending["user"] != me.user:
         raise errors.InputError("the OAuth2 redirect does not belong to a connect started here")
-    if error or not code:
-        raise errors.InputError(f"the provider refused the authorization: {error or 'no code'}")
     namespace, name = pending["namespace"], pending["name"]
+    if error or not code:
+        return _back_to_ui(request, oauthError=error or "no code", integration=name)
     intg, secret = await ctx.backend.oauth_integration(me, namespace, name)
     assert intg.spec.oauth2 is not None
     token = await oauth2.exchange_code(
@@ -110,7 +115,12 @@ async def oauth_callback(
         integration_name=name,
     )
     await ctx.backend.store_token(me, namespace, name, token.to_secret_data())
-    return responses.HTMLResponse(
-        f"<!doctype html><title>Connected</title><p>Integration {name} is connected. "
-        "You can close this window.</p>"
-    )
+    return _back_to_ui(request, connected=name)
+
+
+def _back_to_ui(request: fastapi.Request, **query: str) -> responses.Response:
+    """A redirect to the web UI's Integrations page, which shows the outcome."""
+    mount = str(request.scope.get("root_path", "")).rstrip("/")
+    ui = mount.rsplit("/", 1)[0] + "/"
+    target = f"{ui}#/integrations?{urllib.parse.urlencode(query)}"
+    return responses.RedirectResponse(target, status_code=303)
