@@ -29,6 +29,8 @@ COPY crds/ crds/
 COPY operator/ operator/
 COPY runners/ runners/
 COPY webui/ webui/
+# webui/templates links here: the template gallery ships in the package
+COPY examples/templates/ examples/templates/
 RUN python -P -m pip wheel --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}

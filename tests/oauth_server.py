@@ -15,7 +15,10 @@ OAuth2 flows run against real HTTP without the internet. It serves, on a
 - the authorization endpoint (4.1.1), which stands in for a user's consent: it checks
   client, redirect URI (a loopback redirect may use any port, RFC 8252 7.3), response type,
   scope and the PKCE challenge, then redirects at once with a code (4.1.2) or an error
-  (4.1.2.1; an unknown client or redirect URI gets a 400 page instead of a redirect).
+  (4.1.2.1; an unknown client or redirect URI gets a 400 page instead of a redirect). With
+  ``consent=True`` it shows a page instead, whose "Allow" and "Deny" links a browser test
+  clicks, so the redirect back starts on the provider's own page (a cross-site navigation, as
+  with a real provider), not on the client's.
 
 ``valid(token)`` is what a resource server asks (an introspection, in effect), so a contract
 server can accept exactly the access tokens issued here and not yet expired::
@@ -31,6 +34,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+import html
 import secrets
 import threading
 import time
@@ -78,8 +82,10 @@ class AuthServer:
         token_path: str = "/oauth2/token",
         authorize_path: str = "/oauth2/authorize",
         clock: Callable[[], float] = time.time,
+        consent: bool = False,
     ) -> None:
         self.server = server
+        self.consent = consent
         self.clients = clients if clients is not None else {CLIENT_ID: CLIENT_SECRET}
         self.redirect_uris = redirect_uris
         self.scopes = scopes
@@ -300,6 +306,15 @@ class AuthServer:
         answer = {"code": code}
         if state is not None:
             answer["state"] = state
+        if self.consent:
+            denied = {"error": "access_denied", **({"state": state} if state else {})}
+            allow = html.escape(_with_query(redirect_uri, answer))
+            deny = html.escape(_with_query(redirect_uri, denied))
+            page = (
+                f"<!doctype html><title>Consent</title><p>Let {html.escape(client_id)} use "
+                f'{html.escape(scope)}?</p><a href="{allow}">Allow</a> <a href="{deny}">Deny</a>'
+            )
+            return httpserver.Reply(200, page, {"Content-Type": "text/html; charset=utf-8"})
         return httpserver.Reply.redirect(_with_query(redirect_uri, answer))
 
     def _registered(self, redirect_uri: str) -> bool:

@@ -371,6 +371,21 @@ async def test_connector_catalogue_has_schemas(setup: tuple[Api, str, Any]) -> N
     assert "token" in http["integration"]["secretKeys"] or http["integration"]["secretKeys"]
 
 
+async def test_the_template_gallery_lists_every_template_as_its_file(
+    setup: tuple[Api, str, Any],
+) -> None:
+    api, _, _ = setup
+    items = (await api.get("templates")).json()["items"]
+    files = sorted((pathlib.Path(__file__).parents[1] / "examples" / "templates").glob("*.yaml"))
+    assert sorted(t["name"] for t in items) == [p.stem for p in files]
+    invoice = next(t for t in items if t["name"] == "invoice-reminder")
+    assert invoice["title"] == "Invoice reminder" and invoice["category"] == "finance"
+    assert invoice["integrations"] == ["postgres", "email"]
+    assert invoice["workflow"] == "invoice-reminder" and len(invoice["description"]) >= 40
+    assert invoice["yaml"] == (files[0].parent / "invoice-reminder.yaml").read_text()
+    assert [t["title"].lower() for t in items] == sorted(t["title"].lower() for t in items)
+
+
 async def test_under_autoflow_serves_launcher(tmp_path: pathlib.Path) -> None:
     """``autoflow serve`` mounts the API over its own in-process launcher and event hub
     (runners.pool): runs start, stream their transitions and cancel through it."""
@@ -451,7 +466,9 @@ async def test_oauth2_connect_stores_the_tokens_and_never_shows_them(
         assert consent.status_code == 302
         back = consent.headers["location"]
         done = await api.get(back)
-        assert done.status_code == 200, done.text
+        # back to the web UI (served at the parent of the API's mount), which shows it
+        assert done.status_code == 303, done.text
+        assert done.headers["location"] == "/#/integrations?connected=crm"
         assert provider.grants == ["authorization_code"]
         replay = await api.get(back)
         assert replay.status_code == 422

@@ -9,7 +9,9 @@ how to get them.
 
 - ``workspace``: a temporary folder of Workflows served by ``autoflow serve DIR --port 0`` as a
   subprocess (the real web API, run store, in-process runs and built UI on loopback);
-  ``workspace_url`` is the printed UI link with its access token
+  ``workspace_url`` is the printed UI link with its access token; ``serve_env`` adds
+  variables to its environment (a test module overrides it, e.g. to point the assistant at a
+  local model server)
 - ``page``: a Playwright page at 1280x800, signed in to that workspace (the token link opened
   once); a JavaScript error or a console error of the app fails the test
 """
@@ -82,8 +84,17 @@ def workspace(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def workspace_url(workspace: Path, browser: Browser) -> Iterator[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOFLOW_")}
+def serve_env() -> dict[str, str]:
+    """Variables added to the environment of ``autoflow serve`` (none by default)."""
+    return {}
+
+
+@pytest.fixture
+def workspace_url(workspace: Path, browser: Browser, serve_env: dict[str, str]) -> Iterator[str]:
+    # Nothing of the caller's own: no Autoflow setting, no key of a real model provider.
+    own = ("AUTOFLOW_", "OPENAI_", "ANTHROPIC_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(own)}
+    env.update(serve_env)
     cmd = [sys.executable, "-P", "-m", "autoflow.cli.main", "serve", str(workspace)]
     cmd += ["--host", "127.0.0.1", "--port", "0"]
     log = workspace.parent / "serve.log"

@@ -106,11 +106,14 @@ class TokenAuth:
             kept = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
             url = request.url.replace(query="&".join(f"{k}={v}" for k, v in kept))
             response = responses.RedirectResponse(str(url), status_code=303)
+            # Lax, not Strict: the browser's way back from an OAuth2 provider's consent page to
+            # oauth/callback is a cross-site navigation, which must arrive signed in. Unsafe
+            # methods need the CSRF header as well.
             response.set_cookie(
                 TOKEN_COOKIE,
                 self.token,
                 httponly=True,
-                samesite="strict",
+                samesite="lax",
                 secure=self.secure,
                 path="/",
             )

@@ -229,6 +229,27 @@ class ScheduleList(Model):
     items: list[ScheduleView]
 
 
+class Template(Model):
+    """A ready-made Workflow of the gallery (docs/templates.md)."""
+
+    name: str = pydantic.Field(description="The template's file name, without .yaml")
+    title: str
+    description: str
+    category: str | None = None
+    integrations: list[str] = pydantic.Field(description="The connector types it uses")
+    trigger: str | None = pydantic.Field(
+        default=None, description="How it is started, when by a webhook added by hand"
+    )
+    workflow: str = pydantic.Field(description="The name of its (first) Workflow")
+    yaml: str = pydantic.Field(
+        description="The whole file: the Workflow, its Schedules and Integration stubs"
+    )
+
+
+class TemplateList(Model):
+    items: list[Template]
+
+
 class Stats(Model):
     window: str
     since: float

@@ -1,6 +1,6 @@
 """What the UI reads around the resources: the session, the connector catalogue with each
 action's JSON Schemas (forms are rendered from them), the kinds' JSON Schemas, schedules and
-the dashboard's figures."""
+the dashboard's figures, the template gallery."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import fastapi
 
 from autoflow.connectors import registry
+from autoflow.webui import gallery
 from autoflow.webui.api import deps, models
 from autoflow.webui.api.routes.workflows import INVALID
 
@@ -72,6 +73,17 @@ def kind_schemas() -> dict[str, Any]:
 async def schemas(me: deps.Me) -> dict[str, Any]:
     """JSON Schemas of Workflow, Integration, Schedule, WorkflowRun (from ``crds``)."""
     return kind_schemas()
+
+
+@functools.cache
+def template_gallery() -> list[dict[str, Any]]:
+    return [t.as_json() for t in gallery.templates()]
+
+
+@router.get("/templates", response_model=models.TemplateList, responses=INVALID)
+async def list_templates(me: deps.Me) -> dict[str, Any]:
+    """The template gallery: ready-made Workflows to start from (docs/templates.md)."""
+    return {"items": template_gallery()}
 
 
 @router.get(

@@ -8,13 +8,15 @@ the provider's authorization URL (PKCE S256) and sets a sealed cookie (``sealing
 authenticated, ten minutes, HttpOnly, SameSite=Lax, for the callback's path only) holding the
 ``state``, the PKCE verifier, the Integration and who started it; the provider redirects the
 browser to ``oauth/callback``, which opens that cookie, checks ``state`` and the person
-against it, exchanges the code and stores the tokens. Nothing is kept in the process, so
-start and callback may land on different replicas that share the session key.
+against it, exchanges the code, stores the tokens and sends the browser back to the web UI's
+Integrations page (``#/integrations?connected=<name>``, or ``?oauthError=<the provider's
+error>`` when the person refused). Nothing is kept in the process, so start and callback may
+land on different replicas that share the session key. The UI is served at the parent of the
+API's mount (``/`` for ``/api``, as ``autoflow webui`` and ``autoflow serve`` do).
 """
 
 from __future__ import annotations
 
-import html
 import secrets
 import urllib.parse
 from typing import Any
@@ -140,9 +142,9 @@ async def oauth_callback(
     error: str = "",
 ) -> responses.Response:
     pending = _pending(request, ctx, me, state)
-    if error or not code:
-        raise errors.InputError(f"the provider refused the authorization: {error or 'no code'}")
     namespace, name = pending["namespace"], pending["name"]
+    if error or not code:
+        return _back_to_ui(request, oauthError=error or "no code", integration=name)
     intg, secret = await ctx.backend.oauth_integration(me, namespace, name)
     assert intg.spec.oauth2 is not None
     token = await oauth2.exchange_code(
@@ -154,10 +156,16 @@ async def oauth_callback(
         integration_name=name,
     )
     await ctx.backend.store_token(me, namespace, name, token.to_secret_data())
-    done = responses.HTMLResponse(
-        f"<!doctype html><title>Connected</title><p>Integration {html.escape(name)} is "
-        "connected. You can close this window.</p>"
-    )
-    done.delete_cookie(PENDING_COOKIE, path=_cookie_path(_callback_url(request)))
-    done.headers["Cache-Control"] = "no-store"
-    return done
+    return _back_to_ui(request, connected=name)
+
+
+def _back_to_ui(request: fastapi.Request, **query: str) -> responses.Response:
+    """A redirect to the web UI's Integrations page, which shows the outcome; the pending
+    connect's cookie is spent either way."""
+    mount = str(request.scope.get("root_path", "")).rstrip("/")
+    ui = mount.rsplit("/", 1)[0] + "/"
+    target = f"{ui}#/integrations?{urllib.parse.urlencode(query)}"
+    back = responses.RedirectResponse(target, status_code=303)
+    back.delete_cookie(PENDING_COOKIE, path=_cookie_path(_callback_url(request)))
+    back.headers["Cache-Control"] = "no-store"
+    return back

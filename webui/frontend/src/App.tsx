@@ -63,7 +63,7 @@ export function App() {
           {page === "workflows" && route.length >= 3 ? (
             <BuilderPage key={route.join("/")} namespace={route[1]} name={route[2]} />
           ) : page === "new" ? (
-            <BuilderPage key="new" namespace={ns} name={null} />
+            <BuilderPage key={route.join("/")} namespace={ns} name={null} template={route[1] ?? null} />
           ) : page === "runs" && route.length >= 3 ? (
             <RunPage namespace={route[1]} runId={route[2]} />
           ) : page === "runs" ? (

@@ -161,3 +161,18 @@ export interface RunEvent {
 }
 
 export const nsPath = (ns: string): string => `/namespaces/${encodeURIComponent(ns)}`;
+
+/** A ready-made Workflow of the gallery (GET /api/templates). */
+export interface Template {
+  name: string;
+  title: string;
+  description: string;
+  category?: string | null;
+  /** connector types it uses */
+  integrations: string[];
+  trigger?: string | null;
+  /** the name of its (first) Workflow */
+  workflow: string;
+  /** the whole file: the Workflow, its Schedules and Integration stubs */
+  yaml: string;
+}

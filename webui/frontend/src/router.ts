@@ -6,8 +6,13 @@ function subscribe(cb: () => void): () => void {
   return () => window.removeEventListener("hashchange", cb);
 }
 
+/** The whole hash, query included (`#/integrations?connected=crm`). */
+export function useHash(): string {
+  return useSyncExternalStore(subscribe, () => window.location.hash);
+}
+
 export function useRoute(): string[] {
-  const hash = useSyncExternalStore(subscribe, () => window.location.hash);
+  const hash = useHash();
   const path = hash.replace(/^#\/?/, "").split("?")[0];
   return path ? path.split("/").map(decodeURIComponent) : [];
 }

@@ -4,7 +4,9 @@ import { api, ApiError, get, nsPath, type ConnectorInfo, type Problem, type Work
 import { Canvas } from "../components/Canvas";
 import { elkLayout } from "../components/layout";
 import * as wd from "../model/workflowDoc";
+import { splitImport, type ImportedIntegration } from "../importer/stream";
 import { navigate } from "../router";
+import { loadTemplates, TemplateGallery } from "../templates/Gallery";
 import { AssistantPanel } from "./Assistant";
 import { RunDialog } from "./RunDialog";
 
@@ -24,7 +26,19 @@ export function problemStep(p: Problem, g: wd.Graph): string | null {
   return null;
 }
 
-export default function BuilderPage({ namespace, name }: { namespace: string; name: string | null }) {
+/** What a template brings besides its Workflow: created (Integrations) or shown (the rest)
+ * when the new Workflow is saved. */
+interface FromTemplate {
+  title: string;
+  integrations: ImportedIntegration[];
+  schedules: string[];
+  otherWorkflows: string[];
+}
+
+export default function BuilderPage(props: { namespace: string; name: string | null; template?: string | null }) {
+  const { namespace, name } = props;
+  const template = props.template ?? null;
+  const templates = useQuery({ queryKey: ["templates"], queryFn: loadTemplates, staleTime: Infinity, enabled: template !== null });
   const loaded = useQuery({
     queryKey: ["workflow", namespace, name],
     queryFn: async () => {
@@ -34,19 +48,41 @@ export default function BuilderPage({ namespace, name }: { namespace: string; na
     enabled: name !== null,
     staleTime: Infinity,
   });
-  if (name !== null && loaded.isPending) return <p className="pad">Loading…</p>;
+  if ((name !== null && loaded.isPending) || (template !== null && templates.isPending)) return <p className="pad">Loading…</p>;
   if (loaded.isError) return <p className="pad" role="alert">{loaded.error.message}</p>;
+  if (templates.isError) return <p className="pad" role="alert">{templates.error.message}</p>;
+  let initialText = loaded.data?.yaml ?? wd.BLANK("my-workflow");
+  let from: FromTemplate | null = null;
+  if (template !== null) {
+    const t = templates.data?.find((x) => x.name === template);
+    const parts = t ? splitImport(t.yaml) : null;
+    if (!t || !parts?.workflow)
+      return (
+        <p className="pad" role="alert">
+          No template {template}.
+        </p>
+      );
+    initialText = parts.workflow;
+    from = { title: t.title, integrations: parts.integrations, schedules: parts.schedules, otherWorkflows: parts.otherWorkflows };
+  }
   return (
     <Builder
       namespace={namespace}
       name={name}
-      initialText={loaded.data?.yaml ?? wd.BLANK("my-workflow")}
+      initialText={initialText}
       initialVersion={loaded.data?.etag ?? loaded.data?.resourceVersion ?? null}
+      from={from}
     />
   );
 }
 
-function Builder(props: { namespace: string; name: string | null; initialText: string; initialVersion: string | null }) {
+function Builder(props: {
+  namespace: string;
+  name: string | null;
+  initialText: string;
+  initialVersion: string | null;
+  from: FromTemplate | null;
+}) {
   const { namespace, name } = props;
   const qc = useQueryClient();
   const [text, setText] = useState(props.initialText);
@@ -113,12 +149,15 @@ function Builder(props: { namespace: string; name: string | null; initialText: s
     [change],
   );
 
-  const save = async () => {
+  // `body` is what to save: the editor's text, or a proposal the assistant's Accept hands over
+  // (saved at once, before the state holding it has re-rendered).
+  const save = async (body: string = text) => {
     setSaving(true);
     setMessage(null);
     try {
       if (name === null) {
-        const r = await api<WorkflowDetail>(`${nsPath(namespace)}/workflows`, { method: "POST", body: { yaml: text } });
+        if (props.from) await createIntegrations(namespace, props.from.integrations);
+        const r = await api<WorkflowDetail>(`${nsPath(namespace)}/workflows`, { method: "POST", body: { yaml: body } });
         setProblems([]);
         setDirty(false);
         await qc.invalidateQueries({ queryKey: ["workflows"] });
@@ -129,7 +168,7 @@ function Builder(props: { namespace: string; name: string | null; initialText: s
       if (version) headers["If-Match"] = version;
       const r = await api<WorkflowDetail>(`${nsPath(namespace)}/workflows/${encodeURIComponent(name)}`, {
         method: "PUT",
-        body: { yaml: text },
+        body: { yaml: body },
         headers,
       });
       setVersion(r.headers.get("ETag") ?? r.data?.resourceVersion ?? version);
@@ -204,13 +243,15 @@ function Builder(props: { namespace: string; name: string | null; initialText: s
         </button>
         <span className="spacer" />
         {dirty && <span className="muted">unsaved changes</span>}
-        <button className="primary" onClick={save} disabled={saving || parsed.errors.length > 0}>
+        <button className="primary" onClick={() => save()} disabled={saving || parsed.errors.length > 0}>
           {saving ? "Saving…" : "Save"}
         </button>
         <button onClick={() => setRunning(true)} disabled={name === null || dirty}>
           Run
         </button>
       </div>
+      {name === null && !props.from && <TemplateGallery />}
+      {props.from && <TemplateNote from={props.from} />}
       {message && (
         <div className={`banner ${message.kind}`} role={message.kind === "error" ? "alert" : "status"}>
           {message.text}
@@ -281,10 +322,11 @@ function Builder(props: { namespace: string; name: string | null; initialText: s
             <AssistantPanel
               namespace={namespace}
               yaml={text}
-              onApply={(y) => {
+              onAccept={(y) => {
                 setText(y);
                 setDirty(true);
                 setAssistant(false);
+                void save(y);
               }}
               onClose={() => setAssistant(false)}
             />
@@ -293,6 +335,36 @@ function Builder(props: { namespace: string; name: string | null; initialText: s
       </div>
       {running && name !== null && (
         <RunDialog namespace={namespace} workflow={name} inputs={graph.inputs} onClose={() => setRunning(false)} />
+      )}
+    </div>
+  );
+}
+
+/** The template's Integrations that do not exist yet in the namespace, created without
+ * secrets (their settings are the template's placeholders). */
+async function createIntegrations(namespace: string, wanted: ImportedIntegration[]): Promise<void> {
+  if (!wanted.length) return;
+  const existing = new Set((await get<{ items: { name: string }[] }>(`${nsPath(namespace)}/integrations`)).items.map((i) => i.name));
+  for (const i of wanted.filter((i) => !existing.has(i.name)))
+    await api(`${nsPath(namespace)}/integrations`, { method: "POST", body: { name: i.name, spec: i.spec } });
+}
+
+function TemplateNote({ from }: { from: FromTemplate }) {
+  return (
+    <div className="banner info" aria-label="Template">
+      From the template <strong>{from.title}</strong>.
+      {from.integrations.length > 0 && (
+        <>
+          {" "}
+          Saving also creates its Integrations {from.integrations.map((i) => `${i.name} (${String(i.spec.type)})`).join(", ")} where
+          they do not exist, without secrets: set their settings and secrets on the Integrations page.
+        </>
+      )}
+      {from.schedules.length + from.otherWorkflows.length > 0 && (
+        <details>
+          <summary>Also in the template, to add by hand ({from.schedules.length + from.otherWorkflows.length})</summary>
+          <pre className="code">{[...from.otherWorkflows, ...from.schedules].join("---\n")}</pre>
+        </details>
       )}
     </div>
   );

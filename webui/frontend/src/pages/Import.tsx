@@ -1,59 +1,225 @@
+import { useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
-import { api, ApiError } from "../api";
+import { api, ApiError, get, nsPath, type Problem } from "../api";
+import { splitImport } from "../importer/stream";
+import { href } from "../router";
 
+interface NodeReport {
+  node: string;
+  type: string;
+  status: "converted" | "approximated" | "not converted" | string;
+  step?: string | null;
+  notes?: string[];
+  todo?: string;
+}
+interface Report {
+  workflow?: string;
+  valid: boolean;
+  counts?: Record<string, number>;
+  nodes?: NodeReport[];
+  notes?: string[];
+  integrations?: string[];
+  schedules?: string[];
+  problems?: (Problem | string)[];
+}
+interface Converted {
+  yaml: string;
+  valid: boolean;
+  report: Report;
+}
+interface Saved {
+  name: string;
+  integrations: string[];
+  kept: string[];
+  schedules: string[];
+}
+
+/** Paste or upload an n8n export, read the report, save the Workflow (and the Integration stubs
+ * it names) into the namespace. */
 export default function ImportPage({ namespace }: { namespace: string }) {
+  const qc = useQueryClient();
   const [json, setJson] = useState("");
-  const [result, setResult] = useState<{ yaml: string; report: unknown } | null>(null);
+  const [result, setResult] = useState<Converted | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const [saved, setSaved] = useState<string | null>(null);
+  const [problems, setProblems] = useState<Problem[]>([]);
+  const [saved, setSaved] = useState<Saved | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  const upload = async (file: File | undefined) => {
+    if (!file) return;
+    setJson(await file.text());
+    setResult(null);
+    setSaved(null);
+  };
   const convert = async () => {
     setError(null);
     setResult(null);
+    setSaved(null);
+    setProblems([]);
+    setBusy(true);
     try {
-      let body: unknown;
-      try {
-        body = JSON.parse(json);
-      } catch {
-        setError("That is not JSON: paste an n8n workflow export.");
-        return;
-      }
-      const r = await api<{ yaml: string; report: unknown }>("/import/n8n", { method: "POST", body: { json: body } });
+      // the text as it is: the API says what is wrong with something that is not an export
+      const r = await api<Converted>("/import/n8n", { method: "POST", body: { json } });
       setResult(r.data);
     } catch (e) {
       setError(e instanceof ApiError && e.status === 404 ? "Import is not available on this server." : (e as Error).message);
+    } finally {
+      setBusy(false);
     }
   };
   const save = async () => {
     if (!result) return;
+    setError(null);
+    setProblems([]);
+    const parts = splitImport(result.yaml);
+    if (parts.otherWorkflows.length) parts.errors.push("it holds several Workflows: import one n8n workflow at a time");
+    if (!parts.workflow || parts.errors.length) {
+      setError(`Cannot save this import: ${parts.errors.join("; ") || "it holds no Workflow"}`);
+      return;
+    }
+    setBusy(true);
     try {
-      const r = await api<{ name: string }>(`/namespaces/${encodeURIComponent(namespace)}/workflows`, { method: "POST", body: { yaml: result.yaml } });
-      setSaved(r.data.name);
+      const existing = new Set(
+        (await get<{ items: { name: string }[] }>(`${nsPath(namespace)}/integrations`)).items.map((i) => i.name),
+      );
+      const made: string[] = [];
+      for (const i of parts.integrations.filter((i) => !existing.has(i.name))) {
+        await api(`${nsPath(namespace)}/integrations`, { method: "POST", body: { name: i.name, spec: i.spec } });
+        made.push(i.name);
+      }
+      const r = await api<{ name: string }>(`${nsPath(namespace)}/workflows`, { method: "POST", body: { yaml: parts.workflow } });
+      setSaved({
+        name: r.data.name ?? parts.workflowName ?? "",
+        integrations: made,
+        kept: parts.integrations.map((i) => i.name).filter((n) => existing.has(n)),
+        schedules: parts.schedules,
+      });
+      await qc.invalidateQueries({ queryKey: ["workflows"] });
+      await qc.invalidateQueries({ queryKey: ["integrations", namespace] });
     } catch (e) {
-      setError((e as Error).message);
+      if (e instanceof ApiError && e.problems.length) setProblems(e.problems);
+      setError(`Not saved: ${(e as Error).message}`);
+    } finally {
+      setBusy(false);
     }
   };
+  const report = result?.report;
   return (
-    <section className="pad">
+    <section className="pad import">
       <h1>Import an n8n workflow</h1>
+      <p className="muted">
+        Export it in n8n with <em>Download</em> (or <code>n8n export:workflow</code>), then upload the file or paste its
+        JSON. Nothing is saved until you press Save.
+      </p>
+      <label>
+        Upload an n8n export <input type="file" accept=".json,application/json" onChange={(e) => void upload(e.target.files?.[0])} />
+      </label>
       <label>
         n8n workflow JSON
         <textarea rows={10} value={json} onChange={(e) => setJson(e.target.value)} />
       </label>
-      <button className="primary" onClick={convert} disabled={!json.trim()}>
+      <button className="primary" onClick={convert} disabled={busy || !json.trim()}>
         Convert
       </button>
-      {error && <p role="alert" className="error-text">{error}</p>}
-      {result && (
+      {error && (
+        <p role="alert" className="error-text">
+          {error}
+        </p>
+      )}
+      {problems.length > 0 && (
+        <ul className="problems" aria-label="Problems">
+          {problems.map((p, i) => (
+            <li key={i}>
+              {p.path && <code>{p.path}</code>} {p.message}
+            </li>
+          ))}
+        </ul>
+      )}
+      {result && report && (
         <>
-          <h2>Workflow</h2>
-          <pre className="code">{result.yaml}</pre>
           <h2>Report</h2>
-          <pre className="code">{JSON.stringify(result.report, null, 2)}</pre>
-          <button onClick={save}>Save as a Workflow</button>
-          {saved && (
-            <p role="status">
-              Saved: <a href={`#/workflows/${namespace}/${saved}`}>{saved}</a>
+          <p data-testid="import-summary">
+            {report.workflow && (
+              <>
+                <strong>{report.workflow}</strong>:{" "}
+              </>
+            )}
+            {Object.entries(report.counts ?? {})
+              .map(([k, v]) => `${v} ${k}`)
+              .join(", ")}
+            {" · "}
+            {report.valid ? "the result validates" : "the result does not validate yet"}
+          </p>
+          <table className="table" aria-label="Import report">
+            <thead>
+              <tr>
+                <th>n8n node</th>
+                <th>Type</th>
+                <th>Result</th>
+                <th>Step</th>
+                <th>Notes</th>
+              </tr>
+            </thead>
+            <tbody>
+              {(report.nodes ?? []).map((n, i) => (
+                <tr key={i} data-status={n.status}>
+                  <td>{n.node}</td>
+                  <td>
+                    <code className="small">{n.type}</code>
+                  </td>
+                  <td>{n.status}</td>
+                  <td>{n.step ? <code>{n.step}</code> : "—"}</td>
+                  <td className="small">
+                    {(n.notes ?? []).map((t, j) => (
+                      <div key={j}>{t}</div>
+                    ))}
+                    {n.todo && <div>To do: {n.todo}</div>}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          {(report.notes ?? []).length > 0 && (
+            <ul>
+              {report.notes!.map((t, i) => (
+                <li key={i}>{t}</li>
+              ))}
+            </ul>
+          )}
+          {(report.integrations ?? []).length > 0 && (
+            <p>
+              Integration stubs (no secrets; fill in their settings and secrets on the Integrations page):{" "}
+              {report.integrations!.join(", ")}
             </p>
+          )}
+          {(report.problems ?? []).length > 0 && (
+            <ul className="problems" aria-label="Import problems">
+              {report.problems!.map((p, i) => (
+                <li key={i}>{typeof p === "string" ? p : p.message}</li>
+              ))}
+            </ul>
+          )}
+          <h2>YAML</h2>
+          <pre className="code" aria-label="Imported YAML">
+            {result.yaml}
+          </pre>
+          <button className="primary" onClick={save} disabled={busy || saved !== null}>
+            Save
+          </button>
+          {saved && (
+            <div role="status">
+              <p>
+                Saved Workflow <a href={href("workflows", namespace, saved.name)}>{saved.name}</a>
+                {saved.integrations.length > 0 && <> and the Integrations {saved.integrations.join(", ")}</>}.
+                {saved.kept.length > 0 && <> Kept the existing Integrations {saved.kept.join(", ")}.</>}
+              </p>
+              {saved.schedules.length > 0 && (
+                <>
+                  <p>Schedules are not created here; add these to the workspace (or apply them in the cluster):</p>
+                  <pre className="code">{saved.schedules.join("---\n")}</pre>
+                </>
+              )}
+            </div>
           )}
         </>
       )}

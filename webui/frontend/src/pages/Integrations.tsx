@@ -2,6 +2,8 @@ import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { lazy, Suspense, useState } from "react";
 import { api, get, nsPath, type ConnectorInfo } from "../api";
 import { ago } from "../format";
+import { oauthOutcome, oauthState } from "../integrations/oauth";
+import { useHash } from "../router";
 
 const StepForm = lazy(() => import("../components/StepForm"));
 
@@ -16,7 +18,13 @@ interface Integration {
   namespace?: string;
   type?: string | null;
   /** the Integration's spec: type, description, settings, rateLimit, ... */
-  spec: { type?: string; description?: string; settings?: Record<string, unknown>; [k: string]: unknown };
+  spec: {
+    type?: string;
+    description?: string;
+    settings?: Record<string, unknown>;
+    oauth2?: { grantType?: string } | null;
+    [k: string]: unknown;
+  };
   /** names of the stored secret keys (never their values) */
   secretKeys?: string[];
   health?: Health | null;
@@ -32,6 +40,18 @@ export function IntegrationsPage({ namespace }: { namespace: string }) {
   const [editing, setEditing] = useState<Integration | "new" | null>(null);
   const [tested, setTested] = useState<Record<string, string>>({});
   const qc = useQueryClient();
+  const outcome = oauthOutcome(useHash());
+  const [connectError, setConnectError] = useState<string | null>(null);
+  // The provider's consent page, then the API's callback, which sends the browser back here.
+  const connect = async (name: string) => {
+    setConnectError(null);
+    try {
+      const r = await get<{ authorizationUrl: string }>(`${nsPath(namespace)}/integrations/${encodeURIComponent(name)}/oauth/start`);
+      window.location.assign(r.authorizationUrl);
+    } catch (e) {
+      setConnectError(`Cannot connect ${name}: ${(e as Error).message}`);
+    }
+  };
   const test = async (name: string) => {
     setTested((t) => ({ ...t, [name]: "testing…" }));
     try {
@@ -50,6 +70,21 @@ export function IntegrationsPage({ namespace }: { namespace: string }) {
           New integration
         </button>
       </div>
+      {outcome?.kind === "connected" && (
+        <div className="banner ok" role="status">
+          Connected {outcome.name}: its OAuth2 tokens are stored.
+        </div>
+      )}
+      {outcome?.kind === "refused" && (
+        <div className="banner error" role="alert">
+          Not connected{outcome.name ? ` ${outcome.name}` : ""}: the provider answered {outcome.error}.
+        </div>
+      )}
+      {connectError && (
+        <div className="banner error" role="alert">
+          {connectError}
+        </div>
+      )}
       {list.isError && <p role="alert">{list.error.message}</p>}
       {list.data && list.data.items.length === 0 && <p>No integrations yet.</p>}
       {list.data && list.data.items.length > 0 && (
@@ -60,6 +95,7 @@ export function IntegrationsPage({ namespace }: { namespace: string }) {
               <th>Type</th>
               <th>Health</th>
               <th>Secrets set</th>
+              <th>OAuth2</th>
               <th />
             </tr>
           </thead>
@@ -80,6 +116,18 @@ export function IntegrationsPage({ namespace }: { namespace: string }) {
                   )}
                 </td>
                 <td>{(i.secretKeys ?? []).join(", ") || "—"}</td>
+                <td>
+                  {oauthState(i) === "none" ? (
+                    "—"
+                  ) : (
+                    <span className="row">
+                      <span data-testid={`oauth-${i.name}`}>{oauthState(i) === "connected" ? "Connected" : "Not connected"}</span>
+                      <button onClick={() => void connect(i.name)} aria-label={`Connect ${i.name}`}>
+                        {oauthState(i) === "connected" ? "Reconnect" : "Connect"}
+                      </button>
+                    </span>
+                  )}
+                </td>
                 <td className="row">
                   <button onClick={() => test(i.name)} aria-label={`Test ${i.name} now`}>
                     Test now
