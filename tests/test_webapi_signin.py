@@ -224,7 +224,8 @@ async def test_an_oauth2_connect_started_on_one_replica_finishes_on_another(
             # Ann's own cookie, on the other replica: connected.
             browser.cookies.set(integrations.PENDING_COOKIE, sealed, **where)
             done = await browser.get(back)
-            assert done.status_code == 200, done.text
+            assert done.status_code == 303, done.text  # back to the UI's Integrations page
+            assert done.headers["location"].endswith("#/integrations?connected=crm")
             assert auth_server.grants == ["authorization_code"]
             stored = yaml.safe_load((two.state / "secrets.yaml").read_text())["crm"]
             assert stored["accessToken"].startswith("at-") and stored["refreshToken"]

@@ -285,6 +285,57 @@ async def test_retry_reuses_finished_steps_and_rerun_starts_over(
         assert fresh["steps"][0]["startedAt"] != failed["steps"][0]["startedAt"]
 
 
+SECRET_FLAKY = """\
+apiVersion: autoflow.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: secret-flaky
+spec:
+  inputs:
+    url: {type: string, required: true}
+    token: {type: string, secret: true}
+  steps:
+    - id: first
+      uses: core.set
+      with: {values: {n: 1}}
+    - id: call
+      uses: http.request
+      retry: {maxAttempts: 1}
+      with:
+        url: "${ inputs.url }"
+        headers: {Authorization: "Bearer ${ inputs.token }"}
+"""
+
+
+async def test_a_retry_gets_the_secret_input_back_and_no_answer_shows_it(
+    setup: tuple[Api, str, workspace.WorkspaceBackend],
+) -> None:
+    """The store keeps the secret sealed (the detail shows the marker); a retry runs with the
+    value; a rerun, which would need it from the detail, says to start a new run instead."""
+    api, _, be = setup
+    token = "tk-9Zq-secret-input"
+    await api.send("POST", "namespaces/default/workflows", json={"yaml": SECRET_FLAKY})
+    with httpserver.serve() as server:
+        server.queue("/x", httpserver.Reply(503), httpserver.Reply.with_json({"ok": True}))
+        r = await api.send(
+            "POST",
+            "namespaces/default/workflows/secret-flaky/runs",
+            json={"inputs": {"url": server.url("/x"), "token": token}},
+        )
+        failed = await wait_phase(api, r.json()["runId"], "Failed")
+        assert failed["inputs"]["token"] == {"redacted": True}
+        retried = await api.send("POST", f"namespaces/default/runs/{failed['runId']}/retry")
+        assert retried.status_code == 201, retried.text
+        done = await wait_phase(api, retried.json()["runId"], "Succeeded")
+        assert server.last("/x").headers["authorization"] == f"Bearer {token}"
+        rerun = await api.send("POST", f"namespaces/default/runs/{failed['runId']}/rerun")
+        assert rerun.status_code == 422 and "token" in rerun.json()["detail"]
+        for answer in (failed, done, retried.json(), rerun.json()):
+            assert token not in json.dumps(answer)
+    for stored in be.state.glob("runs.db*"):  # the database and its WAL
+        assert token.encode() not in stored.read_bytes(), stored
+
+
 async def read_events(
     client: httpx.AsyncClient, path: str, count: int, last_id: str | None = None
 ) -> list[tuple[str, dict[str, Any]]]:

@@ -357,6 +357,7 @@ class WorkspaceBackend(backend.Backend):
         name = detail.summary.workflow
         wf = self._workflow_model(namespace, name)
         from autoflow.runners import engine
+        from autoflow.runners.definitions import inputs as inputs_mod
         from autoflow.runners.definitions import plan as plan_mod
         from autoflow.runners.engine import journal as journal_mod
 
@@ -369,7 +370,17 @@ class WorkspaceBackend(backend.Backend):
                 "cannot be reused: rerun it instead",
             )
         reused = journal_mod.reusable(records, compiled.main.order)
-        request = RunRequest(namespace, name, detail.inputs or {}, "retry", person.user)
+        # The journal's header has the inputs as given (secret ones opened from their seal);
+        # the detail shows secret ones only as the redaction marker.
+        header = records[0] if records and records[0].get("t") == "run" else {}
+        given = dict(header.get("inputs") or detail.inputs or {})
+        if header.get("sealedInputs") or any(inputs_mod.is_redacted(v) for v in given.values()):
+            raise backend.conflict(
+                "run",
+                run_id,
+                "has secret inputs the run store cannot give back: start a new run with them",
+            )
+        request = RunRequest(namespace, name, given, "retry", person.user)
         started = await self.launcher.launch(request, reuse=reused)
         return str(started.run_id)
 

@@ -66,7 +66,7 @@ def test_a_proposal_is_shown_as_a_diff_and_saved_only_when_accepted(
     path.write_text(GREET)
     page.reload()
     page.get_by_role("link", name="greet").click()
-    expect(page).to_have_url(re.compile(r"#/workflows/default/greet$"))
+    expect(page).to_have_url(re.compile(r"#/workflows/default/greet$"), timeout=30_000)
     page.get_by_role("button", name="Assistant").click()
     panel = page.get_by_role("complementary", name="Assistant")
 

@@ -21,7 +21,7 @@ def test_an_uploaded_export_is_reported_saved_and_listed(
     page: Page, workspace: Path, screenshot: Shot
 ) -> None:
     page.get_by_role("link", name="Import n8n").click()
-    expect(page).to_have_url(re.compile(r"#/import$"))
+    expect(page).to_have_url(re.compile(r"#/import$"), timeout=30_000)
 
     page.get_by_label("n8n workflow JSON").fill('{"name": "not an export"}')
     page.get_by_role("button", name="Convert").click()
@@ -62,5 +62,7 @@ def test_an_uploaded_export_is_reported_saved_and_listed(
 
     page.get_by_role("link", name="Workflows", exact=True).click()
     page.get_by_role("link", name="github-bugs-to-jira").click()
-    expect(page).to_have_url(re.compile(r"#/workflows/default/github-bugs-to-jira$"))
+    expect(page).to_have_url(
+        re.compile(r"#/workflows/default/github-bugs-to-jira$"), timeout=30_000
+    )
     expect(page.locator(".react-flow__node")).to_have_count(4)

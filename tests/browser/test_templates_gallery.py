@@ -29,7 +29,7 @@ def test_a_template_opens_in_the_builder_and_saves_with_its_integrations(
     screenshot(page, "templates")
 
     card.get_by_role("link", name="Use template Invoice reminder").click()
-    expect(page).to_have_url(re.compile(r"#/new/invoice-reminder$"))
+    expect(page).to_have_url(re.compile(r"#/new/invoice-reminder$"), timeout=30_000)
     expect(page.get_by_label("Workflow name")).to_have_value("invoice-reminder")
     expect(page.locator(".react-flow__node")).to_have_count(3)
     note = page.get_by_label("Template")
@@ -37,7 +37,7 @@ def test_a_template_opens_in_the_builder_and_saves_with_its_integrations(
     assert not list(workspace.glob("*.yaml"))  # opening a template writes nothing
 
     page.get_by_role("button", name="Save").click()
-    expect(page).to_have_url(re.compile(r"#/workflows/default/invoice-reminder$"))
+    expect(page).to_have_url(re.compile(r"#/workflows/default/invoice-reminder$"), timeout=30_000)
     template = (TEMPLATES / "invoice-reminder.yaml").read_text()
     saved = (workspace / "invoice-reminder.yaml").read_text()
     assert template.startswith(saved + "---\n")  # its Workflow, byte for byte

@@ -72,7 +72,7 @@ def test_build_on_the_canvas_save_and_watch_the_run_live(
     screenshot(page, "builder")
 
     page.get_by_role("button", name="Save").click()
-    expect(page).to_have_url(re.compile(r"#/workflows/default/hello-ui$"))
+    expect(page).to_have_url(re.compile(r"#/workflows/default/hello-ui$"), timeout=30_000)
     expect(page.get_by_label("Workflow name")).to_be_disabled()
 
     shown = yaml_tab_text(page)
@@ -85,7 +85,7 @@ def test_build_on_the_canvas_save_and_watch_the_run_live(
 
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_role("button", name="Start run").click()
-    expect(page).to_have_url(re.compile(r"#/runs/default/"))
+    expect(page).to_have_url(re.compile(r"#/runs/default/"), timeout=30_000)
     delay = page.get_by_test_id("step-delay")
     # the delay step is seen running, then succeeded, without reloading the page: live events
     expect(delay).to_have_attribute("data-phase", "Running", timeout=10_000)
@@ -121,7 +121,7 @@ def test_a_failing_run_shows_the_error_at_its_step(page: Page, workspace: Path) 
     page.get_by_role("link", name="breaks").click()
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_role("button", name="Start run").click()
-    expect(page).to_have_url(re.compile(r"#/runs/default/"))
+    expect(page).to_have_url(re.compile(r"#/runs/default/"), timeout=30_000)
     expect(page.get_by_test_id("run-phase")).to_have_text("Failed", timeout=10_000)
     expect(page.get_by_test_id("step-charge")).to_have_attribute("data-phase", "Failed")
     expect(page.get_by_test_id("step-prepare")).to_have_attribute("data-phase", "Succeeded")
@@ -328,7 +328,7 @@ def test_yaml_typed_by_hand_shows_on_the_canvas_and_saves_as_typed(
     expect(page.locator(".react-flow__edge")).to_have_count(1)  # second waits for first
     expect(page.get_by_label("Workflow name")).to_have_value("typed")
     page.get_by_role("button", name="Save").click()
-    expect(page).to_have_url(re.compile(r"#/workflows/default/typed$"))
+    expect(page).to_have_url(re.compile(r"#/workflows/default/typed$"), timeout=30_000)
     assert workflow_file(workspace, "typed").read_text() == TYPED
 
 

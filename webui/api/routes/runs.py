@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import fastapi
 
+from autoflow.crds import errors
+from autoflow.runners.definitions import inputs as inputs_mod
 from autoflow.webui import backend as backend_mod
 from autoflow.webui.api import deps, models
 from autoflow.webui.api.routes.workflows import INVALID
@@ -69,7 +71,14 @@ async def cancel_run(namespace: str, run_id: str, me: deps.Me, be: deps.Backend)
 )
 async def rerun(namespace: str, run_id: str, me: deps.Me, be: deps.Backend) -> dict[str, Any]:
     detail = await be.run_detail(me, namespace, run_id)
-    new = await be.start_run(me, namespace, detail["workflow"], detail.get("inputs") or {})
+    given = detail.get("inputs") or {}
+    hidden = sorted(name for name, value in given.items() if inputs_mod.is_redacted(value))
+    if hidden:
+        raise errors.InputError(
+            f"run {run_id!r} had secret input(s) {', '.join(hidden)}, whose values the run "
+            "store does not show: start a new run and give them"
+        )
+    new = await be.start_run(me, namespace, detail["workflow"], given)
     return {"runId": new}
 
 
