@@ -376,7 +376,11 @@ class ClusterBackend(backend.Backend):
         if cursor is not None:
             return items, nxt
         stored = {i["runId"] for i in items}
-        live = [run_json(o) for o in await self.as_person(person).list(kube.paths.run(namespace))]
+        # The store names a Job-mode run by its WorkflowRun's uid (what the runner and the
+        # archive record), the live list by name: one archived run whose CR is still there
+        # is one row, not two.
+        objs = await self.as_person(person).list(kube.paths.run(namespace))
+        live = [run_json(o) for o in objs if o["metadata"].get("uid") not in stored]
         extra = [
             r
             for r in live

@@ -386,6 +386,9 @@ async def test_a_failed_run_is_retried_from_its_failed_step_in_the_cluster(
             ]
             assert (shop.calls("/reserve"), shop.calls("/charge"), shop.calls("/ship")) == (1, 1, 0)
             uid = failed["metadata"]["uid"]
+            # Archived into the store, its CR still there: listed once, not twice.
+            listed = (await ann("GET", f"namespaces/{a}/runs")).json()["items"]
+            assert [r["runId"] for r in listed] == [uid], listed
 
             # Bob may only read namespace B: no retry in A.
             refused = await bob("POST", f"namespaces/{a}/runs/{first_id}/retry")
