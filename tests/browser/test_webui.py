@@ -61,7 +61,7 @@ def test_build_on_the_canvas_save_and_watch_the_run_live(
     page.get_by_role("button", name="Add core.log").click()
     step_panel(page, "log").get_by_label("Message").fill("hello from the canvas")
     page.get_by_role("button", name="Add core.delay").click()
-    step_panel(page, "delay").get_by_label("Duration").fill("1500ms")
+    step_panel(page, "delay").get_by_label("Duration").fill("6s")
     expect(page.locator(".react-flow__node")).to_have_count(2)
     drag(
         page,
@@ -80,7 +80,7 @@ def test_build_on_the_canvas_save_and_watch_the_run_live(
     assert on_disk == shown
     assert "needs: [log]" in on_disk
     assert "message: hello from the canvas" in on_disk
-    assert "duration: 1500ms" in on_disk
+    assert "duration: 6s" in on_disk
     screenshot(page, "yaml")
 
     page.get_by_role("button", name="Run", exact=True).click()
@@ -88,6 +88,7 @@ def test_build_on_the_canvas_save_and_watch_the_run_live(
     expect(page).to_have_url(re.compile(r"#/runs/default/"), timeout=30_000)
     delay = page.get_by_test_id("step-delay")
     # the delay step is seen running, then succeeded, without reloading the page: live events
+    # (6 s: on a loaded machine the run view may take a few seconds to open)
     expect(delay).to_have_attribute("data-phase", "Running", timeout=10_000)
     expect(delay).to_have_attribute("data-phase", "Succeeded", timeout=10_000)
     expect(page.get_by_test_id("step-log")).to_have_attribute("data-phase", "Succeeded")
