@@ -70,12 +70,16 @@ def main(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(args, interval))
 
 
+def _state_dir(args: argparse.Namespace) -> str:
+    """DIR/.autoflow: the embedded store, its key and the secrets file."""
+    return os.path.join(os.path.abspath(args.directory), STATE_DIR)
+
+
 def _store_url(args: argparse.Namespace) -> str:
     if args.store:
         return str(args.store)
-    state = os.path.join(os.path.abspath(args.directory), STATE_DIR)
-    os.makedirs(state, exist_ok=True)
-    return f"sqlite:///{os.path.join(state, 'runs.db')}"
+    os.makedirs(_state_dir(args), exist_ok=True)
+    return f"sqlite:///{os.path.join(_state_dir(args), 'runs.db')}"
 
 
 def _secrets(args: argparse.Namespace) -> dict[str, dict[str, str]] | None:
@@ -104,8 +108,7 @@ async def _serve(args: argparse.Namespace, retention_interval: float) -> int:
     secrets = _secrets(args)
     ws = workspace.Workspace(args.directory, secrets=secrets)
     ws.refresh()
-    state = os.path.join(os.path.abspath(args.directory), STATE_DIR)
-    st = await store.open_store(_store_url(args), subject_key=store.workspace_key(state))
+    st = await store.open_store(_store_url(args), subject_key=store.workspace_key(_state_dir(args)))
     limiter = limits.from_env(os.environ)
     launcher = inprocess.InProcessLauncher(
         st,

@@ -32,7 +32,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import nats.errors
@@ -42,15 +42,15 @@ from nats.aio.msg import Msg
 
 from autoflow.connectors import sdk
 from autoflow.crds import errors, webhook, workflow
-from autoflow.runners import engine, store
+from autoflow.runners import store
 from autoflow.runners.access import redact
 from autoflow.runners.definitions import triggers
 from autoflow.runners.pool import Launcher, RunRequest
+from autoflow.runners.pool.execute import IntegrationsFor
 
 log = logging.getLogger("autoflow.pool")
 BATCH = 64
 INTEGRATION_RETRY = 5.0
-IntegrationsFor = Callable[[str], engine.IntegrationProvider | None]
 
 
 def consumer_name(namespace: str, name: str) -> str:

@@ -127,14 +127,8 @@ def store_url(operator: operator_process.Operator, tmp_path: Path) -> Iterator[s
     operator, the runner processes and the test."""
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     keys = {"AUTOFLOW_STORE_URL": url, "AUTOFLOW_STORE_SECRET": objects.STORE_SECRET}
-    operator.env.update(keys)
-    operator.restart()
-    try:
+    with operator.restarted_with(keys):
         yield url
-    finally:
-        for key in keys:
-            operator.env.pop(key, None)
-        operator.restart()
 
 
 @pytest.fixture(scope="session")

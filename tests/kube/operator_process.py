@@ -17,12 +17,14 @@ that name is the standard library's, imported long before any test.)::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +140,16 @@ class Operator:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    @contextlib.contextmanager
+    def restarted_with(self, settings: Mapping[str, str]) -> Iterator[None]:
+        """The operator restarted with these environment settings for the block, and
+        restarted without them afterwards."""
+        self.env.update(settings)
+        self.restart()
+        try:
+            yield
+        finally:
+            for key in settings:
+                self.env.pop(key, None)
+            self.restart()

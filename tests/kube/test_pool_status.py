@@ -30,14 +30,8 @@ def status_store(operator: operator_process.Operator, tmp_path: pathlib.Path) ->
     url = f"sqlite:///{tmp_path / 'pool.db'}"
     keys = {"AUTOFLOW_STORE_URL": url, "AUTOFLOW_STORE_STATUS_INTERVAL_SECONDS": "1"}
     asyncio.run(_migrate(url))
-    operator.env.update(keys)
-    operator.restart()
-    try:
+    with operator.restarted_with(keys):
         yield url
-    finally:
-        for key in keys:
-            operator.env.pop(key, None)
-        operator.restart()
 
 
 async def _migrate(url: str) -> None:

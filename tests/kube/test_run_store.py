@@ -119,14 +119,8 @@ def purging_store(operator: operator_process.Operator, tmp_path: pathlib.Path) -
         "AUTOFLOW_STORE_PURGE_INTERVAL_SECONDS": "1",
         "AUTOFLOW_STORE_RETENTION_DAYS": "30",
     }
-    operator.env.update(keys)
-    operator.restart()
-    try:
+    with operator.restarted_with(keys):
         yield url
-    finally:
-        for key in keys:
-            operator.env.pop(key, None)
-        operator.restart()
 
 
 def stored_runs(url: str) -> set[tuple[str, str]]:
@@ -200,14 +194,8 @@ def keyed_store(operator: operator_process.Operator, tmp_path: pathlib.Path) -> 
         "AUTOFLOW_STORE_SUBJECT_KEY": SUBJECT_KEY,
         "AUTOFLOW_STORE_SUBJECT_KEY_SECRET": SECRET,
     }
-    operator.env.update(keys)
-    operator.restart()
-    try:
+    with operator.restarted_with(keys):
         yield url
-    finally:
-        for key in keys:
-            operator.env.pop(key, None)
-        operator.restart()
 
 
 def test_a_cluster_run_is_stored_under_its_data_subject_and_erased_by_it(

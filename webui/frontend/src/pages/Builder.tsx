@@ -5,6 +5,7 @@ import { Canvas } from "../components/Canvas";
 import { elkLayout } from "../components/layout";
 import * as wd from "../model/workflowDoc";
 import { splitImport, type ImportedIntegration } from "../importer/stream";
+import { createMissingIntegrations } from "../integrations/missing";
 import { navigate } from "../router";
 import { loadTemplates, TemplateGallery } from "../templates/Gallery";
 import { AssistantPanel } from "./Assistant";
@@ -156,7 +157,7 @@ function Builder(props: {
     setMessage(null);
     try {
       if (name === null) {
-        if (props.from) await createIntegrations(namespace, props.from.integrations);
+        if (props.from) await createMissingIntegrations(namespace, props.from.integrations);
         const r = await api<WorkflowDetail>(`${nsPath(namespace)}/workflows`, { method: "POST", body: { yaml: body } });
         setProblems([]);
         setDirty(false);
@@ -338,15 +339,6 @@ function Builder(props: {
       )}
     </div>
   );
-}
-
-/** The template's Integrations that do not exist yet in the namespace, created without
- * secrets (their settings are the template's placeholders). */
-async function createIntegrations(namespace: string, wanted: ImportedIntegration[]): Promise<void> {
-  if (!wanted.length) return;
-  const existing = new Set((await get<{ items: { name: string }[] }>(`${nsPath(namespace)}/integrations`)).items.map((i) => i.name));
-  for (const i of wanted.filter((i) => !existing.has(i.name)))
-    await api(`${nsPath(namespace)}/integrations`, { method: "POST", body: { name: i.name, spec: i.spec } });
 }
 
 function TemplateNote({ from }: { from: FromTemplate }) {

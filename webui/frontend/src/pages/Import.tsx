@@ -1,7 +1,8 @@
 import { useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
-import { api, ApiError, get, nsPath, type Problem } from "../api";
+import { api, ApiError, nsPath, type Problem } from "../api";
 import { splitImport } from "../importer/stream";
+import { createMissingIntegrations } from "../integrations/missing";
 import { href } from "../router";
 
 interface NodeReport {
@@ -79,19 +80,12 @@ export default function ImportPage({ namespace }: { namespace: string }) {
     }
     setBusy(true);
     try {
-      const existing = new Set(
-        (await get<{ items: { name: string }[] }>(`${nsPath(namespace)}/integrations`)).items.map((i) => i.name),
-      );
-      const made: string[] = [];
-      for (const i of parts.integrations.filter((i) => !existing.has(i.name))) {
-        await api(`${nsPath(namespace)}/integrations`, { method: "POST", body: { name: i.name, spec: i.spec } });
-        made.push(i.name);
-      }
+      const { made, kept } = await createMissingIntegrations(namespace, parts.integrations);
       const r = await api<{ name: string }>(`${nsPath(namespace)}/workflows`, { method: "POST", body: { yaml: parts.workflow } });
       setSaved({
         name: r.data.name ?? parts.workflowName ?? "",
         integrations: made,
-        kept: parts.integrations.map((i) => i.name).filter((n) => existing.has(n)),
+        kept,
         schedules: parts.schedules,
       });
       await qc.invalidateQueries({ queryKey: ["workflows"] });
