@@ -15,7 +15,8 @@ runs start`` on this store are taken up within a second), the store's retention 
 Workflow's ``retention``, applied every ``--retention-interval``), and the Workflows' ``nats``
 triggers: through ``--nats URL``, or through the nats Integration a trigger names.
 Credentials: ``AUTOFLOW_SECRET_<NAME>_<KEY>`` or ``--secrets`` (default
-``DIR/.autoflow/secrets.yaml`` when it exists). It prints each trigger's URL.
+``DIR/.autoflow/secrets.yaml``, where the web UI writes them; read again when it changes). It
+prints each trigger's URL.
 """
 
 from __future__ import annotations
@@ -82,13 +83,14 @@ def _store_url(args: argparse.Namespace) -> str:
     return f"sqlite:///{os.path.join(_state_dir(args), 'runs.db')}"
 
 
-def _secrets(args: argparse.Namespace) -> dict[str, dict[str, str]] | None:
+def _secrets_file(args: argparse.Namespace) -> str:
+    """The secrets file the workspace watches; one named by ``--secrets`` must be readable."""
     from autoflow.runners.local import run as local_run
 
-    path = args.secrets or os.path.join(args.directory, STATE_DIR, "secrets.yaml")
-    if args.secrets or os.path.isfile(path):
-        return local_run.read_secrets_file(path)
-    return None
+    if args.secrets:
+        local_run.read_secrets_file(args.secrets)  # missing or malformed: stop with why
+        return str(args.secrets)
+    return os.path.join(_state_dir(args), "secrets.yaml")
 
 
 async def _serve(args: argparse.Namespace, retention_interval: float) -> int:
@@ -105,8 +107,7 @@ async def _serve(args: argparse.Namespace, retention_interval: float) -> int:
     from autoflow.runners.pool import inprocess, workspace
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    secrets = _secrets(args)
-    ws = workspace.Workspace(args.directory, secrets=secrets)
+    ws = workspace.Workspace(args.directory, secrets_file=_secrets_file(args))
     ws.refresh()
     st = await store.open_store(_store_url(args), subject_key=store.workspace_key(_state_dir(args)))
     limiter = limits.from_env(os.environ)
@@ -120,6 +121,17 @@ async def _serve(args: argparse.Namespace, retention_interval: float) -> int:
     )
     resumed = await launcher.start()
     gateway_source = None
+    triggers: Any = None
+
+    def reload() -> None:
+        """Reads the folder again if a file changed: routes, consumers and runs follow."""
+        if ws.refresh():
+            if gateway_source is not None:
+                gateway_source.sync()  # the files were read once, by ws.refresh
+            if triggers is not None:
+                triggers.sync(ws.workflows.values())
+            print(f"workflows reloaded: {len(ws.workflows)}", flush=True)
+
     routes: list[Any] = [
         routing.Route("/healthz", lambda request: responses.PlainTextResponse("ok")),
     ]
@@ -133,7 +145,7 @@ async def _serve(args: argparse.Namespace, retention_interval: float) -> int:
         )
     api_note = ""
     if not args.no_ui:
-        mounted = _mount_web(args, st, launcher)
+        mounted = _mount_web(args, st, launcher, reload)
         if mounted is not None:
             app_api, api_note = mounted
             routes.append(routing.Mount("/api", app=app_api))
@@ -177,11 +189,7 @@ async def _serve(args: argparse.Namespace, retention_interval: float) -> int:
         while True:
             await asyncio.sleep(1.0)
             try:
-                if ws.refresh():
-                    if gateway_source is not None:
-                        gateway_source.sync()  # the files were read once, by ws.refresh
-                    triggers.sync(ws.workflows.values())
-                    print(f"workflows reloaded: {len(ws.workflows)}", flush=True)
+                reload()
                 await launcher.adopt_pending()
                 if loop.time() - last_purge >= retention_interval:
                     last_purge = loop.time()
@@ -236,7 +244,9 @@ async def _purge(st: Any, ws: Any) -> None:
     await st.purge_expired(policies=policies, actor="autoflow serve")
 
 
-def _mount_web(args: argparse.Namespace, st: Any, launcher: Any) -> tuple[Any, str] | None:
+def _mount_web(
+    args: argparse.Namespace, st: Any, launcher: Any, reload: Any
+) -> tuple[Any, str] | None:
     """The web API over the workspace, if this Autoflow has it (webui.api, webui.workspace)."""
     api = _optional("autoflow.webui.api")
     ws_backend = _optional("autoflow.webui.workspace")
@@ -244,7 +254,7 @@ def _mount_web(args: argparse.Namespace, st: Any, launcher: Any) -> tuple[Any, s
         return None
     try:
         backend = ws_backend.WorkspaceBackend(
-            args.directory, st, launcher=launcher, events=launcher.hub
+            args.directory, st, launcher=launcher, events=launcher.hub, on_change=reload
         )
         app = api.create_app(backend)
     except (TypeError, AttributeError) as exc:  # an older or newer web API: serve without it

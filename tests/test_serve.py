@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpserver
 import httpx
 import pytest
 
@@ -187,3 +188,87 @@ def test_the_workspace_names_every_workflow_with_its_namespace_once(tmp_path: Pa
     assert ws.refresh()
     source.sync()
     assert source.table.routes() == [] and source.workflows() == []
+
+
+WHOAMI = """\
+apiVersion: autoflow.dev/v1alpha1
+kind: Workflow
+metadata: {name: whoami}
+spec:
+  inputs: {base: {type: string, required: true}}
+  steps:
+    - {id: me, uses: http.request, integration: crm, with: {url: "${ inputs.base }/me"}}
+  outputs: {auth: "${ steps.me.output.body.auth }"}
+"""
+
+
+def test_what_the_web_ui_saves_under_serve_runs_at_once(tmp_path: Path) -> None:
+    """Under ``autoflow serve`` the web API writes the folder and the launcher reads it:
+    a Workflow created, or changed, and run straight away runs exactly what was saved, and
+    an Integration's secret written through the UI serves the next run without a restart
+    (the folder's own poll comes a second later; nothing may wait for it)."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "hello.yaml").write_text(HELLO)
+    log = tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOFLOW_")}
+    proc = subprocess.Popen(
+        [*AUTOFLOW, "serve", str(flows), "--port", "0"],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    served = Served(proc, log)
+    try:
+        found = served.wait_for(r"web UI\s+(http://127\.0\.0\.1:\d+)/\?token=(\S+)")
+        base, token = found.group(1), found.group(2)
+        with (
+            httpx.Client(
+                base_url=f"{base}/api/namespaces/default/",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=20,
+            ) as api,
+            httpserver.serve() as crm,
+        ):
+            crm.route(
+                "/me", lambda r: httpserver.Reply.with_json({"auth": r.headers["authorization"]})
+            )
+
+            def run(name: str, inputs: dict[str, str]) -> dict[str, object]:
+                started = api.post(f"workflows/{name}/runs", json={"inputs": inputs})
+                assert started.status_code == 201, started.text + served.text()
+                run_id = started.json()["runId"]
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    detail = api.get(f"runs/{run_id}").json()
+                    if detail["phase"] not in ("Pending", "Running"):
+                        return dict(detail)
+                    time.sleep(0.05)
+                raise AssertionError(f"run {run_id} did not finish:\n{served.text()}")
+
+            changed = HELLO.replace('"hello ${', '"bye ${')
+            put = api.put("workflows/hello", json={"yaml": changed})
+            assert put.status_code == 200, put.text
+            assert run("hello", {"name": "ann"})["outputs"] == {"text": "bye ann"}
+
+            integration = {
+                "name": "crm",
+                "spec": {"type": "http", "settings": {"auth": "bearer"}},
+                "secrets": {"token": "first-t0ken"},
+            }
+            assert api.post("integrations", json=integration).status_code == 201
+            made = api.post("workflows", json={"yaml": WHOAMI})
+            assert made.status_code == 201, made.text
+            first = run("whoami", {"base": crm.base_url})
+            assert first["phase"] == "Succeeded", first
+            assert crm.requests[-1].headers["authorization"] == "Bearer first-t0ken"
+            integration["secrets"] = {"token": "second-t0ken"}
+            assert api.put("integrations/crm", json=integration).status_code == 200
+            assert run("whoami", {"base": crm.base_url})["phase"] == "Succeeded"
+            assert crm.requests[-1].headers["authorization"] == "Bearer second-t0ken"
+            assert "t0ken" not in served.text()
+    finally:
+        proc.terminate()
+        proc.wait(15)

@@ -5,6 +5,7 @@ over real HTTP. The backend here is a workspace; sign-in does not depend on it."
 from __future__ import annotations
 
 import pathlib
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -180,6 +181,8 @@ async def test_an_oauth2_connect_started_on_one_replica_finishes_on_another(
             started, back = await start()
             cookie = started.headers["set-cookie"]
             assert cookie.startswith(integrations.PENDING_COOKIE + "=")
+            # Cookie-safe characters only: no server quotes it, every client returns it as is.
+            assert re.fullmatch(r"[A-Za-z0-9_-]+", cookie.split(";")[0].split("=", 1)[1])
             for attribute in (
                 "HttpOnly",
                 "SameSite=lax",

@@ -23,7 +23,7 @@ import hashlib
 import os
 import pathlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import yaml
@@ -68,8 +68,13 @@ class WorkspaceBackend(backend.Backend):
         user: str | None = None,
         launcher: inprocess.InProcessLauncher | None = None,
         events: events_mod.RunEvents | None = None,
+        on_change: Callable[[], object] | None = None,
     ) -> None:
         self.dir = pathlib.Path(directory)
+        # Under ``autoflow serve`` the launcher reads the folder through its own Workspace,
+        # which polls: this tells it at once that a file was written (a Workflow saved and
+        # run straight away runs what was saved) or that a run is about to start.
+        self._on_change = on_change
         self.state = self.dir / STATE_DIR
         self.state.mkdir(parents=True, exist_ok=True)
         self.store = store
@@ -187,6 +192,11 @@ class WorkspaceBackend(backend.Backend):
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
         self._cache.pop(path, None)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
 
     # -- the API -----------------------------------------------------------------------------
 
@@ -315,6 +325,7 @@ class WorkspaceBackend(backend.Backend):
                 raise backend.conflict("Workflow", name, f"{f.path.name} holds other documents too")
             f.path.unlink()
             self._cache.pop(f.path, None)
+            self._changed()
             self._audit(person, "deleted", name)
 
     async def integration_types(
@@ -341,6 +352,7 @@ class WorkspaceBackend(backend.Backend):
     ) -> str:
         self._namespace(namespace)
         self._find("Workflow", workflow)
+        self._changed()  # a file edited by hand a moment ago: the launcher reads it now
         request = RunRequest(namespace, workflow, dict(inputs), trigger, person.user)
         started = await self.launcher.launch(request)
         return str(started.run_id)
@@ -381,6 +393,7 @@ class WorkspaceBackend(backend.Backend):
                 "has secret inputs the run store cannot give back: start a new run with them",
             )
         request = RunRequest(namespace, name, given, "retry", person.user)
+        self._changed()
         started = await self.launcher.launch(request, reuse=reused)
         return str(started.run_id)
 

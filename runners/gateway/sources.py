@@ -114,7 +114,8 @@ class DirectorySource:
         return None
 
     async def secret(self, namespace: str, ref: webhook.SecretKeyRef) -> str | None:
-        value = (self._secrets.get(ref.name) or {}).get(ref.key)
+        secrets = self.workspace.secrets or self._secrets  # the file as it is now
+        value = (secrets.get(ref.name) or {}).get(ref.key)
         if value is None:
             value = self._env.get(local_run.secret_env_name(ref.name, ref.key))
         return value

@@ -6,7 +6,9 @@ Workflow's namespace is its ``metadata.namespace``, else ``default`` (filled in)
 ``refresh()`` reads the files again when one changed, was added or went (by name, size and
 modification time) and says whether anything did; a file that does not load is reported in
 ``problems`` and skipped, the others still serve. Integrations' secrets come from
-``AUTOFLOW_SECRET_<INTEGRATION>_<KEY>`` or the secrets file, as for ``autoflow run``.
+``AUTOFLOW_SECRET_<INTEGRATION>_<KEY>`` or the secrets file, as for ``autoflow run``. Given
+as ``secrets_file``, that file is watched like the others: a secret or an OAuth2 token the web
+UI writes there serves the next run without a restart.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ class Workspace:
         *,
         secrets: Mapping[str, Mapping[str, str]] | None = None,
         env: Mapping[str, str] | None = None,
+        secrets_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self._secrets = secrets
+        self._secrets_file = Path(secrets_file) if secrets_file is not None else None
         self._env = env
         self.workflows: dict[tuple[str, str], workflow.Workflow] = {}
         self.integrations: list[integration.Integration] = []
@@ -55,6 +59,13 @@ class Workspace:
             except OSError:
                 continue
             stamps[path.name] = (st.st_size, st.st_mtime)
+        if self._secrets_file is not None:
+            try:
+                st = self._secrets_file.stat()
+            except OSError:
+                pass
+            else:  # "/" cannot begin a file name of the folder
+                stamps["/secrets"] = (st.st_size, st.st_mtime)
         return stamps
 
     def refresh(self) -> bool:
@@ -70,6 +81,11 @@ class Workspace:
         flows: dict[tuple[str, str], workflow.Workflow] = {}
         found: list[integration.Integration] = []
         problems: list[str] = []
+        if self._secrets_file is not None and self._secrets_file.is_file():
+            try:
+                self._secrets = local_run.read_secrets_file(str(self._secrets_file))
+            except errors.AutoflowError as exc:  # the last good values still serve
+                problems.append(str(exc))
         for path in self.files():
             try:
                 resources = loader.load_file(str(path))

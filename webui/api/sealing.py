@@ -8,6 +8,9 @@ than the lifetime given, so the reader gets either exactly what was sealed or No
     seal(data) ─► Set-Cookie (HttpOnly, SameSite=Lax, Max-Age) ─► browser ─► Cookie
         ─► open(value, lifetime) ─► data | None
 
+A sealed value is the Fernet token without its base64 padding: only letters, digits, ``-`` and
+``_``, so no server quotes it in a ``Set-Cookie`` and every client hands back the same text.
+
 Used for the sign-in session and the pending OIDC sign-in (``oidc``) and for the pending
 OAuth2 connect of an Integration (``routes.integrations``). The key is the session key
 (``AUTOFLOW_WEBUI_SESSION_KEY``) in the cluster; a workspace derives one from its access
@@ -46,12 +49,13 @@ class Sealer:
         """``data`` sealed, stamped ``at`` (now unless given)."""
         raw = json.dumps(data).encode()
         stamp = int(time.time() if at is None else at)
-        return self._fernet.encrypt_at_time(raw, stamp).decode()
+        return self._fernet.encrypt_at_time(raw, stamp).decode().rstrip("=")
 
     def open(self, value: str, lifetime: float) -> dict[str, Any] | None:
         """What was sealed, or None: changed, another key's, or older than ``lifetime``."""
+        token = value + "=" * (-len(value) % 4)
         try:
-            data = json.loads(self._fernet.decrypt(value.encode(), ttl=int(lifetime)))
+            data = json.loads(self._fernet.decrypt(token.encode(), ttl=int(lifetime)))
         except (fernet.InvalidToken, ValueError):
             return None
         return data if isinstance(data, dict) else None
