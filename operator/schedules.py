@@ -12,7 +12,7 @@ One reconcile of a Schedule reads like its sentence::
 
 What the operator promises, and the decisions behind it:
 
-- **Cron and daylight saving time**: see ``autoflow.operator.cron``. In short, five fields or
+- **Cron and daylight saving time**: see ``autoflow.crds.cron``. In short, five fields or
   six with seconds first, in the IANA ``timezone``; a fixed-hour time lost to spring-forward
   fires at the end of the gap, one repeated by fall-back fires once; an every-hour schedule
   follows real time.
@@ -41,7 +41,7 @@ from typing import Any
 import pydantic
 
 from autoflow.crds import conditions, errors, meta, problems, schedule
-from autoflow.operator import cron as cron_mod
+from autoflow.crds import cron as cron_mod
 from autoflow.operator import runs as runs_mod
 
 UTC = datetime.UTC

@@ -6,8 +6,10 @@ The app is mounted at /api under a root app, as ``autoflow serve`` mounts it."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import pathlib
+import zoneinfo
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -589,3 +591,77 @@ async def test_the_assistant_and_the_importer_need_sign_in_and_see_the_workspace
     imported = await api.send("POST", "import/n8n", json={"json": export})
     assert imported.status_code == 200, imported.text
     assert "kind: Workflow" in imported.json()["yaml"]
+
+
+NIGHTLY = """\
+# Orders are synced at half past two, Berlin time.
+apiVersion: autoflow.dev/v1alpha1
+kind: Schedule
+metadata:
+  name: nightly
+spec:
+  cron: "30 2 * * *"   # wall clock: 03:00 on the spring-forward night
+  timezone: Europe/Berlin
+  workflowRef: {name: sync}
+"""
+
+
+async def test_a_schedule_is_suspended_and_resumed_in_its_file_and_nothing_else_moves(
+    setup: tuple[Api, str, workspace.WorkspaceBackend],
+) -> None:
+    api, _, be = setup
+    path = be.dir / "nightly.yaml"
+    path.write_text(NIGHTLY)
+    (listed,) = (await api.get("namespaces/default/schedules")).json()["items"]
+    fires = [datetime.datetime.fromisoformat(t) for t in listed["nextFires"]]
+    assert len(fires) == 3 and fires == sorted(fires)
+    berlin = zoneinfo.ZoneInfo("Europe/Berlin")
+    assert {(f.astimezone(berlin).hour, f.astimezone(berlin).minute) for f in fires} <= {
+        (2, 30),
+        (3, 0),
+    }
+
+    suspended = await api.send("POST", "namespaces/default/schedules/nightly/suspend")
+    assert suspended.status_code == 200, suspended.text
+    assert (suspended.json()["spec"]["suspend"], suspended.json()["nextFires"]) == (True, [])
+    assert path.read_text() == NIGHTLY.replace(
+        '  cron: "30', '  suspend: true\n  cron: "30'
+    )  # one line added, comments and quoting kept
+    again = await api.send("POST", "namespaces/default/schedules/nightly/suspend")
+    assert again.status_code == 200 and path.read_text().count("suspend") == 1
+
+    resumed = await api.send("POST", "namespaces/default/schedules/nightly/resume")
+    assert resumed.json()["spec"]["suspend"] is False
+    assert resumed.json()["nextFires"] == listed["nextFires"]
+    assert path.read_text() == NIGHTLY.replace('  cron: "30', '  suspend: false\n  cron: "30')
+    audit = [json.loads(line) for line in (be.state / "audit.log").read_text().splitlines()]
+    assert [(a["action"], a["schedule"], a["user"]) for a in audit] == [
+        ("suspended", "nightly", "ann"),
+        ("resumed", "nightly", "ann"),
+    ]  # the repeated suspend changed nothing and is not recorded
+
+    missing = await api.send("POST", "namespaces/default/schedules/nope/suspend")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    # CSRF as for every unsafe method.
+    refused = await api.client.post("namespaces/default/schedules/nightly/suspend")
+    assert refused.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("spec:\n  cron: x\n", "spec:\n  suspend: true\n  cron: x\n"),
+        ("spec:\n    suspend: false # off\n", "spec:\n    suspend: true # off\n"),
+        ("spec: {cron: x}\n", "spec: {suspend: true, cron: x}\n"),
+        ("spec: {}\n", "spec: {suspend: true}\n"),
+        ("a: 1\n---\nspec:\n  x: 1\n", "a: 1\n---\nspec:\n  suspend: true\n  x: 1\n"),
+    ],
+)
+def test_set_spec_field_changes_one_value_and_keeps_every_other_byte(
+    before: str, after: str
+) -> None:
+    from autoflow.runners.definitions import documents
+
+    doc = documents.parse(before)[-1]
+    assert workspace.set_spec_field(before, doc.node, "suspend", "true") == after

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import datetime
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from autoflow.crds import errors
+from autoflow.crds import cron, errors
 from autoflow.runners import kube
 from autoflow.runners import store as store_mod
 
@@ -57,6 +58,42 @@ def not_found(kind: str, name: str, namespace: str) -> kube.NotFound:
 
 def conflict(kind: str, name: str, why: str) -> kube.Conflict:
     return kube.Conflict(409, "Conflict", f"{kind} {name!r}: {why}")
+
+
+NEXT_FIRES = 3  # how many coming fires a Schedule's view lists
+
+
+def schedule_view(
+    name: str,
+    namespace: str,
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any] | None,
+    *,
+    now: datetime.datetime | None = None,
+) -> dict[str, Any]:
+    """A Schedule as the API shows it: its spec and status, and its next fires (UTC ISO
+    instants, computed with the operator's own cron rules, daylight saving included; none
+    while it is suspended or when its cron or time zone is not valid)."""
+    coming: list[str] = []
+    expression, zone = spec.get("cron"), spec.get("timezone") or "UTC"
+    if not spec.get("suspend") and isinstance(expression, str) and isinstance(zone, str):
+        try:
+            parsed = cron.parse(expression, zone)
+        except errors.AutoflowError:
+            parsed = None
+        if parsed is not None:
+            start = now or datetime.datetime.now(datetime.UTC)
+            for fire in cron.fires(parsed, start):
+                coming.append(fire.isoformat().replace("+00:00", "Z"))
+                if len(coming) == NEXT_FIRES:
+                    break
+    return {
+        "name": name,
+        "namespace": namespace,
+        "spec": dict(spec),
+        "status": dict(status) if status is not None else None,
+        "nextFires": coming,
+    }
 
 
 def summary_json(s: store_mod.RunSummary) -> dict[str, Any]:
@@ -324,6 +361,12 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def list_schedules(self, person: Person, namespace: str) -> list[dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    async def suspend_schedule(
+        self, person: Person, namespace: str, name: str, suspend: bool
+    ) -> dict[str, Any]:
+        """Sets the Schedule's ``spec.suspend`` (nothing else changes); its new view."""
 
     @abc.abstractmethod
     async def aclose(self) -> None:

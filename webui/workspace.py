@@ -47,6 +47,40 @@ def version_of(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:20]
 
 
+def set_spec_field(text: str, root: yaml.Node | None, key: str, value: str) -> str:
+    """``text`` with ``spec.<key>`` of the document ``root`` set to the YAML scalar ``value``,
+    every other byte as it was (comments, order, quoting): the value is replaced where it
+    stands, or the key is added as the spec's first entry, in its style and indentation."""
+    spec = _child(root, "spec")
+    if not isinstance(spec, yaml.MappingNode):
+        raise errors.ValidationError(
+            [errors.Problem("has no spec mapping", errors.Where(field="spec"))]
+        )
+    for key_node, value_node in spec.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+            start, end = value_node.start_mark.index, value_node.end_mark.index
+            return text[:start] + value + text[end:]
+    if spec.flow_style or not spec.value:  # {a: 1} → {suspend: true, a: 1}
+        at = spec.start_mark.index + 1
+        sep = ", " if spec.value else ""
+        return text[:at] + f"{key}: {value}{sep}" + text[at:]
+    first = spec.value[0][0].start_mark
+    line_start = text.rfind("\n", 0, first.index) + 1
+    indent = text[line_start : first.index]
+    if indent.strip():  # the first key shares its line with something else
+        return text[: first.index] + f"{key}: {value}\n{' ' * first.column}" + text[first.index :]
+    return text[:line_start] + f"{indent}{key}: {value}\n" + text[line_start:]
+
+
+def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+                found: yaml.Node = value_node
+                return found
+    return None
+
+
 class _File:
     __slots__ = ("data", "kind", "name", "path", "raw", "single")
 
@@ -183,6 +217,7 @@ class WorkspaceBackend(backend.Backend):
         with os.fdopen(fd, "w") as out:
             yaml.safe_dump({k: dict(v) for k, v in values.items()}, out, sort_keys=True)
         os.replace(tmp, path)
+        self._changed()
 
     def _integration_provider(self, namespace: str) -> local.LocalIntegrations:
         return local.LocalIntegrations(self._integration_models(), self._secrets(), env={})
@@ -307,12 +342,15 @@ class WorkspaceBackend(backend.Backend):
             self._audit(person, "created" if create else "changed", name)
         return await self.get_workflow(person, namespace, name)
 
-    def _audit(self, person: backend.Person, action: str, name: str) -> None:
-        """Who changed which Workflow, appended to DIR/.autoflow/audit.log (one JSON line)."""
+    def _audit(
+        self, person: backend.Person, action: str, name: str, *, kind: str = "Workflow"
+    ) -> None:
+        """Who changed which Workflow or Schedule, appended to DIR/.autoflow/audit.log (one
+        JSON line)."""
         import json
 
         line = json.dumps(
-            {"at": time.time(), "user": person.user, "action": action, "workflow": name}
+            {"at": time.time(), "user": person.user, "action": action, kind.lower(): name}
         )
         with open(self.state / "audit.log", "a", encoding="utf-8") as out:
             out.write(line + "\n")
@@ -518,12 +556,31 @@ class WorkspaceBackend(backend.Backend):
             except errors.AutoflowError:
                 continue
             if isinstance(model, schedule.Schedule):
-                out.append(
-                    {
-                        "name": f.name,
-                        "namespace": NAMESPACE,
-                        "spec": model.spec.dump(),
-                        "status": model.status.dump() if model.status else None,
-                    }
-                )
+                status = model.status.dump() if model.status else None
+                out.append(backend.schedule_view(f.name, NAMESPACE, model.spec.dump(), status))
         return out
+
+    async def suspend_schedule(
+        self, person: backend.Person, namespace: str, name: str, suspend: bool
+    ) -> dict[str, Any]:
+        self._namespace(namespace)
+        async with self._lock:
+            f = self._find("Schedule", name)
+            text = f.raw.decode("utf-8")
+            for doc in documents.parse(text, f.path.name):
+                data = doc.data if isinstance(doc.data, dict) else {}
+                if (
+                    data.get("kind") == "Schedule"
+                    and (data.get("metadata") or {}).get("name") == name
+                ):
+                    changed = set_spec_field(
+                        text, doc.node, "suspend", "true" if suspend else "false"
+                    )
+                    break
+            else:  # _find saw it a moment ago: the file changed in between
+                raise backend.not_found("Schedule", name, namespace)
+            if changed != text:
+                self._write(f.path, changed)
+                self._audit(person, "suspended" if suspend else "resumed", name, kind="Schedule")
+        (view,) = [s for s in await self.list_schedules(person, namespace) if s["name"] == name]
+        return view

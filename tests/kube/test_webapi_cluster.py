@@ -258,6 +258,31 @@ async def test_each_person_sees_and_does_what_rbac_allows(
     assert (await bob("GET", f"namespaces/{b}/integrations")).status_code == 200
     assert (await bob("GET", f"namespaces/{b}/schedules")).status_code == 200
 
+    # Schedules: suspend and resume as the person (a merge patch of spec.suspend).
+    nightly = {
+        "apiVersion": "autoflow.dev/v1alpha1",
+        "kind": "Schedule",
+        "spec": {"cron": "30 2 * * *", "timezone": "Europe/Berlin", "workflowRef": {"name": "x"}},
+    }
+    for ns in (a, b):
+        apiserver.apply({**nightly, "metadata": {"name": "nightly", "namespace": ns}})
+    (listed,) = (await ann("GET", f"namespaces/{a}/schedules")).json()["items"]
+    assert len(listed["nextFires"]) == 3
+    suspended = await ann("POST", f"namespaces/{a}/schedules/nightly/suspend")
+    assert suspended.status_code == 200, suspended.text
+    assert (suspended.json()["spec"]["suspend"], suspended.json()["nextFires"]) == (True, [])
+    cr = apiserver.request("GET", f"/apis/autoflow.dev/v1alpha1/namespaces/{a}/schedules/nightly")
+    assert cr["spec"]["suspend"] is True and cr["spec"]["cron"] == "30 2 * * *"
+    assert cr["metadata"]["annotations"]["autoflow.dev/changed-by"] == "ann@example.com"
+    resumed = await ann("POST", f"namespaces/{a}/schedules/nightly/resume")
+    assert resumed.json()["spec"]["suspend"] is False and len(resumed.json()["nextFires"]) == 3
+    # A viewer may see a Schedule but not suspend it; nobody may in a namespace not theirs.
+    assert (await bob("POST", f"namespaces/{b}/schedules/nightly/suspend")).status_code == 403
+    assert (await bob("POST", f"namespaces/{a}/schedules/nightly/suspend")).status_code == 403
+    assert (await ann("POST", f"namespaces/{a}/schedules/gone/suspend")).status_code == 404
+    cr = apiserver.request("GET", f"/apis/autoflow.dev/v1alpha1/namespaces/{b}/schedules/nightly")
+    assert not cr["spec"].get("suspend")
+
     assert (await ann("DELETE", f"namespaces/{a}/workflows/orders")).status_code == 204
     # Not one response of the whole session held the secret value or a provider token.
     for text in seen:

@@ -223,6 +223,11 @@ class ScheduleView(Model):
     namespace: str
     spec: dict[str, Any]
     status: dict[str, Any] | None = None
+    nextFires: list[str] = pydantic.Field(
+        default=[],
+        description="The next fires (UTC, ISO 8601) by the Schedule's cron in its time zone;"
+        " empty while it is suspended",
+    )
 
 
 class ScheduleList(Model):

@@ -93,6 +93,30 @@ async def list_schedules(namespace: str, me: deps.Me, be: deps.Backend) -> dict[
     return {"items": await be.list_schedules(me, namespace)}
 
 
+@router.post(
+    "/namespaces/{namespace}/schedules/{name}/suspend",
+    response_model=models.ScheduleView,
+    responses=INVALID,
+)
+async def suspend_schedule(
+    namespace: str, name: str, me: deps.Me, be: deps.Backend
+) -> dict[str, Any]:
+    """Nothing fires until it is resumed (``spec.suspend: true``)."""
+    return await be.suspend_schedule(me, namespace, name, True)
+
+
+@router.post(
+    "/namespaces/{namespace}/schedules/{name}/resume",
+    response_model=models.ScheduleView,
+    responses=INVALID,
+)
+async def resume_schedule(
+    namespace: str, name: str, me: deps.Me, be: deps.Backend
+) -> dict[str, Any]:
+    """Fires again; the Schedule's ``catchUp`` decides about the fires missed meanwhile."""
+    return await be.suspend_schedule(me, namespace, name, False)
+
+
 @router.get("/namespaces/{namespace}/stats", response_model=models.Stats, responses=INVALID)
 async def stats(
     namespace: str,
