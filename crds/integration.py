@@ -26,18 +26,39 @@ class SecretRef(meta.Model):
 class OAuth2(meta.Model):
     """OAuth2 client settings; the client secret and tokens come from ``secretRef``."""
 
-    grant_type: Literal["client_credentials", "authorization_code"]
-    token_url: str = pydantic.Field(max_length=2048)
-    authorize_url: str | None = pydantic.Field(default=None, max_length=2048)
-    client_id: str = pydantic.Field(max_length=512)
+    grant_type: Literal["client_credentials", "authorization_code"] = pydantic.Field(
+        description="client_credentials: the client's own access, no person involved; "
+        "authorization_code: a person signs in at the provider and consents (Connect in the "
+        "web UI, or `autoflow integrations authorize`)."
+    )
+    token_url: str = pydantic.Field(
+        max_length=2048,
+        title="Token URL",
+        description="The provider's token endpoint, where the client gets access tokens.",
+    )
+    authorize_url: str | None = pydantic.Field(
+        default=None,
+        max_length=2048,
+        title="Authorization URL",
+        description="The provider's authorization endpoint, where a person consents; the "
+        "authorization_code grant needs it.",
+    )
+    client_id: str = pydantic.Field(
+        max_length=512,
+        title="Client ID",
+        description="The client (app) registered at the provider.",
+    )
     scopes: list[Annotated[str, pydantic.Field(max_length=256)]] = pydantic.Field(
-        default_factory=list, max_length=64
+        default_factory=list,
+        max_length=64,
+        description="The access asked for, in the provider's names (none: its default).",
     )
     token_secret_name: meta.Name | None = pydantic.Field(
         default=None, description="Managed Secret the operator writes refreshed tokens to."
     )
     client_auth_method: Literal["client_secret_basic", "client_secret_post"] = pydantic.Field(
         default="client_secret_basic",
+        title="Client authentication",
         description="How the client authenticates at the token endpoint (RFC 6749 2.3.1): "
         "HTTP Basic, or client_id and client_secret in the form body.",
     )

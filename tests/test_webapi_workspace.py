@@ -422,6 +422,12 @@ async def test_connector_catalogue_has_schemas(setup: tuple[Api, str, Any]) -> N
     request = next(a for a in http["actions"] if a["name"] == "request")
     assert "url" in request["inputSchema"]["properties"]
     assert "token" in http["integration"]["secretKeys"] or http["integration"]["secretKeys"]
+    # the form's OAuth2 fields: always for a connector whose scheme is oauth2, for http when
+    # its settings' auth is oauth2
+    auth = {c["type"]: c["integration"]["auth"] for c in catalogue}
+    assert auth["salesforce"] == "oauth2" and auth["github"] == "bearer"
+    assert auth["http"] is None
+    assert "oauth2" in http["integration"]["settingsSchema"]["properties"]["auth"]["enum"]
 
 
 async def test_the_template_gallery_lists_every_template_as_its_file(

@@ -52,6 +52,7 @@ class DeclarativeConnector(sdk.Connector):
         self.definition = definition
         self.source = source
         scheme = type(definition.auth).__name__.removesuffix("Auth").lower()
+        self.auth_scheme = definition.auth.scheme
         self.secret_keys = {
             key: f"read by the `{scheme}` auth scheme" for key in definition.secret_keys()
         }

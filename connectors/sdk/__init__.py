@@ -312,6 +312,9 @@ class Connector:
         self.health_probe: HealthProbe | None = None
         self.settings_model: type[pydantic.BaseModel] | None = None
         self.secret_keys: dict[str, str] = {}
+        # The scheme every Integration of this type authenticates with ("oauth2": it needs
+        # the Integration's oauth2 block); None when its settings choose (http's auth) or none.
+        self.auth_scheme: str | None = None
 
     def integration_form(
         self, settings: type[pydantic.BaseModel] | None = None, **secrets: str

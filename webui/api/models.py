@@ -209,6 +209,11 @@ class ActionInfo(Model):
 class IntegrationInfo(Model):
     settingsSchema: dict[str, Any]
     secretKeys: dict[str, str]
+    auth: str | None = pydantic.Field(
+        default=None,
+        description="The auth scheme every Integration of this type uses (oauth2: it needs "
+        "spec.oauth2); null when its settings choose (the http connector's auth) or none.",
+    )
 
 
 class ConnectorInfo(Model):

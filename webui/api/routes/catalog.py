@@ -51,6 +51,7 @@ def connectors() -> list[dict[str, Any]]:
                 "integration": {
                     "settingsSchema": conn.settings_schema(),
                     "secretKeys": dict(conn.secret_keys),
+                    "auth": conn.auth_scheme,
                 },
             }
         )

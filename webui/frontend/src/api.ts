@@ -146,8 +146,9 @@ export interface ConnectorInfo {
   type: string;
   description?: string;
   actions: ActionInfo[];
-  /** secretKeys: key → what it is */
-  integration?: { settingsSchema?: Record<string, unknown>; secretKeys?: Record<string, string> } | null;
+  /** secretKeys: key → what it is; auth: the scheme every Integration of the type uses
+   * ("oauth2": it takes spec.oauth2), null when its settings choose or it has none */
+  integration?: { settingsSchema?: Record<string, unknown>; secretKeys?: Record<string, string>; auth?: string | null } | null;
 }
 export interface RunEvent {
   id: number;

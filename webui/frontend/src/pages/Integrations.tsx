@@ -1,34 +1,10 @@
 import { useQuery, useQueryClient } from "@tanstack/react-query";
-import { lazy, Suspense, useState } from "react";
-import { api, get, nsPath, type ConnectorInfo } from "../api";
+import { useState } from "react";
+import { api, get, nsPath } from "../api";
 import { ago } from "../format";
+import { IntegrationForm, type Health, type Integration } from "../integrations/IntegrationForm";
 import { oauthOutcome, oauthState } from "../integrations/oauth";
 import { useHash } from "../router";
-
-const StepForm = lazy(() => import("../components/StepForm"));
-
-interface Health {
-  ready: boolean;
-  reason?: string;
-  message?: string;
-  checkedAt?: number | null;
-}
-interface Integration {
-  name: string;
-  namespace?: string;
-  type?: string | null;
-  /** the Integration's spec: type, description, settings, rateLimit, ... */
-  spec: {
-    type?: string;
-    description?: string;
-    settings?: Record<string, unknown>;
-    oauth2?: { grantType?: string } | null;
-    [k: string]: unknown;
-  };
-  /** names of the stored secret keys (never their values) */
-  secretKeys?: string[];
-  health?: Health | null;
-}
 
 const healthText = (h?: Health | null): string => (!h ? "not checked" : h.ready ? "Healthy" : h.reason || "Unhealthy");
 
@@ -152,95 +128,5 @@ export function IntegrationsPage({ namespace }: { namespace: string }) {
         />
       )}
     </section>
-  );
-}
-
-function IntegrationForm(props: { namespace: string; existing: Integration | null; onDone: () => void }) {
-  const connectors = useQuery({ queryKey: ["connectors"], queryFn: () => get<ConnectorInfo[]>("/connectors"), staleTime: Infinity });
-  const kinds = (connectors.data ?? []).filter((c) => c.integration);
-  const [name, setName] = useState(props.existing?.name ?? "");
-  const [type, setType] = useState(props.existing?.spec.type ?? props.existing?.type ?? "");
-  const [description, setDescription] = useState(props.existing?.spec.description ?? "");
-  const [settings, setSettings] = useState<Record<string, unknown>>(props.existing?.spec.settings ?? {});
-  // write-only: the form never shows a stored secret, only what is typed now
-  const [secrets, setSecrets] = useState<Record<string, string>>({});
-  const [error, setError] = useState<string | null>(null);
-  const kind = kinds.find((c) => c.type === type);
-  const submit = async (e: React.FormEvent) => {
-    e.preventDefault();
-    setError(null);
-    const typed = Object.fromEntries(Object.entries(secrets).filter(([, v]) => v !== ""));
-    const spec: Record<string, unknown> = { ...(props.existing?.spec ?? {}), type, settings };
-    if (description) spec.description = description;
-    else delete spec.description;
-    const body = { name, spec, secrets: typed };
-    try {
-      if (props.existing) {
-        await api(`${nsPath(props.namespace)}/integrations/${encodeURIComponent(props.existing.name)}`, { method: "PUT", body });
-      } else {
-        await api(`${nsPath(props.namespace)}/integrations`, { method: "POST", body });
-      }
-      props.onDone();
-    } catch (err) {
-      setError((err as Error).message);
-    }
-  };
-  return (
-    <form className="card" onSubmit={submit} aria-label={props.existing ? `Edit ${props.existing.name}` : "New integration"}>
-      <h2>{props.existing ? `Edit ${props.existing.name}` : "New integration"}</h2>
-      <label>
-        Name <input required value={name} disabled={!!props.existing} onChange={(e) => setName(e.target.value)} />
-      </label>
-      <label>
-        Type{" "}
-        <select required value={type} disabled={!!props.existing} onChange={(e) => setType(e.target.value)}>
-          <option value="">choose…</option>
-          {kinds.map((c) => (
-            <option key={c.type} value={c.type}>
-              {c.type}
-            </option>
-          ))}
-        </select>
-      </label>
-      <label>
-        Description <input value={description} onChange={(e) => setDescription(e.target.value)} />
-      </label>
-      {kind?.integration?.settingsSchema && (
-        <fieldset>
-          <legend>Settings</legend>
-          <Suspense fallback={<p>Loading form…</p>}>
-            <StepForm schema={kind.integration.settingsSchema} value={settings} idPrefix="settings" onChange={setSettings} />
-          </Suspense>
-        </fieldset>
-      )}
-      {Object.keys(kind?.integration?.secretKeys ?? {}).length > 0 && (
-        <fieldset>
-          <legend>Secrets (write-only)</legend>
-          {Object.entries(kind!.integration!.secretKeys!).map(([k, help]) => (
-            <label key={k}>
-              {k} <span className="muted small">{help}</span>{" "}
-              <input
-                type="password"
-                aria-label={`Secret ${k}`}
-                title={help}
-                autoComplete="new-password"
-                placeholder={props.existing?.secretKeys?.includes(k) ? "set — type to replace" : ""}
-                value={secrets[k] ?? ""}
-                onChange={(e) => setSecrets({ ...secrets, [k]: e.target.value })}
-              />
-            </label>
-          ))}
-        </fieldset>
-      )}
-      {error && <p role="alert" className="error-text">{error}</p>}
-      <div className="row">
-        <button className="primary" type="submit">
-          Save integration
-        </button>
-        <button type="button" onClick={props.onDone}>
-          Cancel
-        </button>
-      </div>
-    </form>
   );
 }
