@@ -174,10 +174,17 @@ async def _run_once(client: kube.Client, namespace: str, name: str) -> int | Non
         secret_inputs=inputs.secret_names(wf.spec.inputs),
     )
     retry_of = str(run["spec"].get("retryOf") or "")
-    if retry_of and not status.get("startedAt"):
-        # The first pod of a retry: its journal starts with the failed run's succeeded steps
-        # (a later pod resumes from the status like any run).
-        await _start_retry(run_journal, header, retry_of, namespace, values, compiled)
+    # The first pod of a retry: its journal starts with the failed run's succeeded steps (a
+    # later pod resumes from the status like any run). Refused, its failure is journaled and
+    # not one step may run (the engine would start from the first step, calling services the
+    # failed run already called).
+    first_of_retry = bool(retry_of) and not status.get("startedAt")
+    if first_of_retry and not await _start_retry(
+        run_journal, header, retry_of, namespace, values, compiled
+    ):
+        if isinstance(run_journal, payloads.Tee):
+            await run_journal.aclose()
+        return 0
     execution = engine.Run(
         compiled,
         run_id=run_id,
@@ -219,8 +226,9 @@ async def _start_retry(
     namespace: str,
     values: dict[str, Any],
     compiled: plan.Plan,
-) -> None:
-    """Journal the header and the reused steps, or the refusal as the run's failure."""
+) -> bool:
+    """Journal the header and the reused steps (True: the run goes on), or the refusal as
+    the run's failure (False: the run has ended)."""
     started = time.time()
     try:
         reused = await retry.reusable_steps(
@@ -242,6 +250,7 @@ async def _start_retry(
     for record in records:
         run_journal.append(record)
     await run_journal.flush()
+    return bool(records[-1]["t"] != "end")
 
 
 async def main(target: str, kubeconfig: str | None = None) -> int:

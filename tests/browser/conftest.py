@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import browsing
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 # CI runs this tier on 2 loaded cores: a live run's next state may take longer than
 # Playwright's default 5 s to show. The assertions stay the same; they only wait longer.
@@ -36,8 +36,6 @@ expect.set_options(timeout=15_000)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-CHROMIUM = os.environ.get("AUTOFLOW_CHROMIUM", "/usr/bin/chromium")
-DIST = REPO / "webui" / "dist" / "index.html"
 SCREENSHOTS = REPO / "docs" / "images" / "webui"
 
 
@@ -47,36 +45,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-def _is_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
-def _required(ok: bool, message: str) -> None:
-    if ok:
-        return
-    if _is_ci():
-        pytest.fail(f"CI needs the browser tier: {message}", pytrace=False)
-    pytest.skip(message)
-
-
-# Module scope, not session: Playwright's sync API keeps an event loop running while it is
-# open, and the asyncio tests of other modules cannot start theirs beside it.
 @pytest.fixture(scope="module")
-def playwright_session() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright_session: Playwright) -> Iterator[Browser]:
-    found = shutil.which(CHROMIUM) or (CHROMIUM if os.access(CHROMIUM, os.X_OK) else None)
-    _required(found is not None, f"no Chromium at {CHROMIUM}: run bash hack/browser.sh")
-    _required(DIST.is_file(), "the web UI is not built: run bash hack/ui.sh build (needs npm)")
-    b = playwright_session.chromium.launch(
-        executable_path=found, args=["--no-sandbox", "--disable-dev-shm-usage"]
-    )
-    yield b
-    b.close()
+def browser() -> Iterator[Browser]:
+    with browsing.chromium() as b:
+        yield b
 
 
 @pytest.fixture
@@ -123,21 +95,11 @@ def workspace_url(workspace: Path, browser: Browser, serve_env: dict[str, str]) 
             proc.wait()
 
 
-def _app_error(message: ConsoleMessage) -> bool:
-    """A console error of the app's own. The browser also logs every 4xx answer ("Failed to
-    load resource"), which the UI shows as it should (a 422 of a refused save)."""
-    return message.type == "error" and not message.text.startswith(
-        "Failed to load resource: the server responded with a status of 4"
-    )
-
-
 @pytest.fixture
 def page(browser: Browser, workspace_url: str) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     p = context.new_page()
-    errors: list[str] = []
-    p.on("pageerror", lambda e: errors.append(str(e)))
-    p.on("console", lambda m: errors.append(f"console: {m.text}") if _app_error(m) else None)
+    errors = browsing.watch_errors(p)
     p.goto(workspace_url)
     p.get_by_role("heading", name="Workflows").wait_for()
     yield p

@@ -18,12 +18,16 @@ import secrets
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import apiserver as kube
 import executor as executor_mod
+import httpserver
 import objects
+import oidc_server
 import operator_process
 import pytest
+import yaml
 
 HERE = Path(__file__).resolve().parent
 CRDS = kube.REPO / "crds"
@@ -154,3 +158,63 @@ def executor(
     )
     yield jobs
     jobs.stop()
+
+
+# -- the web UI's people: RBAC and an OIDC provider -------------------------------------------
+
+WEBUI_IDENTITY = "nobody"  # stands in for the autoflow-webui ServiceAccount
+
+
+def _binding(namespace: str, role: str, kind: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {
+            "name": f"{role}-{name}".replace("@", "-").replace(".", "-"),
+            "namespace": namespace,
+        },
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name}],
+    }
+
+
+@pytest.fixture
+def two_namespaces(apiserver: kube.APIServer, namespace: str) -> Iterator[tuple[str, str]]:
+    """The web UI's RBAC installed (its identity may only impersonate) and two namespaces:
+    Ann (user ann@example.com) edits the first, group team-b views the second."""
+    other = f"{namespace[:50]}-b"
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}}
+    apiserver.apply(ns)
+    apiserver.apply(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "autoflow-system"}}
+    )
+    apiserver.apply([d for d in yaml.safe_load_all((RBAC / "webui.yaml").read_text()) if d])
+    sa = apiserver.identities[WEBUI_IDENTITY].user.split(":")
+    apiserver.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "autoflow-webui-impersonate-test"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "autoflow-webui-impersonate",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": sa[3], "namespace": sa[2]}],
+        }
+    )
+    for plural in ("workflows", "workflowruns", "integrations", "schedules"):
+        # A new CRD's storage answers 429 for a while: wait here, as a cluster's would be.
+        apiserver.request("GET", f"/apis/autoflow.dev/v1alpha1/{plural}")
+    apiserver.apply(_binding(namespace, "autoflow-editor", "User", "ann@example.com"))
+    apiserver.apply(_binding(other, "autoflow-viewer", "Group", "team-b"))
+    yield namespace, other
+    with contextlib.suppress(kube.APIError):
+        apiserver.delete(ns)
+
+
+@pytest.fixture
+def provider() -> Iterator[oidc_server.OidcProvider]:
+    """The local OpenID Connect provider people sign in through (tests/oidc_server.py)."""
+    with httpserver.serve() as server:
+        yield oidc_server.OidcProvider(server)

@@ -19,7 +19,7 @@ import json
 import pathlib
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import apiserver as apiserver_mod
@@ -41,8 +41,7 @@ from autoflow.runners import store
 from autoflow.webui import cluster
 from autoflow.webui.api import Settings, create_app, oidc
 
-RBAC = apiserver_mod.REPO / "config" / "rbac" / "webui.yaml"
-WEBUI = "nobody"  # the test identity standing in for the autoflow-webui ServiceAccount
+WEBUI = "nobody"  # the identity the webui runs as (two_namespaces: conftest.py)
 SECRET_VALUE = "tok-7Yh3Kd9Wq2Lp5Xn8"
 
 FLOW = """\
@@ -57,58 +56,6 @@ spec:
       uses: core.log
       with: {message: hi}
 """
-
-
-def _binding(namespace: str, role: str, kind: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {
-            "name": f"{role}-{name}".replace("@", "-").replace(".", "-"),
-            "namespace": namespace,
-        },
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name}],
-    }
-
-
-@pytest.fixture
-def two_namespaces(apiserver: apiserver_mod.APIServer, namespace: str) -> Iterator[tuple[str, str]]:
-    other = f"{namespace[:50]}-b"
-    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}}
-    apiserver.apply(ns)
-    apiserver.apply(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "autoflow-system"}}
-    )
-    apiserver.apply([d for d in yaml.safe_load_all(RBAC.read_text()) if d])
-    sa = apiserver.identities[WEBUI].user.split(":")
-    apiserver.apply(
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": "autoflow-webui-impersonate-test"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "autoflow-webui-impersonate",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": sa[3], "namespace": sa[2]}],
-        }
-    )
-    for plural in ("workflows", "workflowruns", "integrations", "schedules"):
-        # A new CRD's storage answers 429 for a while: wait here, as a cluster's would be.
-        apiserver.request("GET", f"/apis/autoflow.dev/v1alpha1/{plural}")
-    apiserver.apply(_binding(namespace, "autoflow-editor", "User", "ann@example.com"))
-    apiserver.apply(_binding(other, "autoflow-viewer", "Group", "team-b"))
-    yield namespace, other
-    with contextlib.suppress(apiserver_mod.APIError):
-        apiserver.delete(ns)
-
-
-@pytest.fixture
-def provider() -> Iterator[oidc_server.OidcProvider]:
-    with httpserver.serve() as server:
-        yield oidc_server.OidcProvider(server)
 
 
 class Person:
@@ -459,6 +406,10 @@ async def test_a_failed_run_is_retried_from_its_failed_step_in_the_cluster(
             cond = objects.condition(refused_run, "Succeeded")
             assert cond["reason"] == "RetryRefused"
             assert "inputs differ from this run's (orderId)" in cond["message"]
+            # Its pod has exited (the Job is complete) and not one step ran.
+            await wait(
+                objects.job_of(objects.placed(forged, a)), lambda j: j["status"].get("succeeded")
+            )
             assert (shop.calls("/reserve"), shop.calls("/charge"), shop.calls("/ship")) == (1, 2, 1)
 
             # The Workflow changed since: its steps' outputs cannot be reused.
