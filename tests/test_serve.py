@@ -9,6 +9,7 @@ run when this Autoflow has the gateway.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -72,14 +73,15 @@ class Served:
         raise AssertionError(f"{pattern!r} not in the output:\n{self.text()}")
 
 
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Served]:
+@contextlib.contextmanager
+def serving(tmp_path: Path, *extra: str) -> Iterator[Served]:
+    """``autoflow serve TMP/flows`` (hello.yaml in it) on a free port, stopped afterwards."""
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows" / "hello.yaml").write_text(HELLO)
     log = tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOFLOW_")}
     proc = subprocess.Popen(
-        [*AUTOFLOW, "serve", str(tmp_path / "flows"), "--port", "0", "--no-ui"],
+        [*AUTOFLOW, "serve", str(tmp_path / "flows"), "--port", "0", *extra],
         cwd=REPO,
         env=env,
         stdout=log.open("w"),
@@ -87,14 +89,22 @@ def serve(tmp_path: Path) -> Iterator[Served]:
         text=True,
     )
     served = Served(proc, log)
-    served.base = served.wait_for(r"autoflow serve: (http://127\.0\.0\.1:\d+)").group(1)
-    yield served
-    proc.terminate()
     try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
+        served.base = served.wait_for(r"autoflow serve: (http://127\.0\.0\.1:\d+)").group(1)
+        yield served
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Served]:
+    with serving(tmp_path, "--no-ui") as served:
+        yield served
 
 
 def test_serve_prints_trigger_urls_runs_started_runs_and_keeps_their_history(
@@ -207,21 +217,7 @@ def test_what_the_web_ui_saves_under_serve_runs_at_once(tmp_path: Path) -> None:
     a Workflow created, or changed, and run straight away runs exactly what was saved, and
     an Integration's secret written through the UI serves the next run without a restart
     (the folder's own poll comes a second later; nothing may wait for it)."""
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "hello.yaml").write_text(HELLO)
-    log = tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOFLOW_")}
-    proc = subprocess.Popen(
-        [*AUTOFLOW, "serve", str(flows), "--port", "0"],
-        cwd=REPO,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    served = Served(proc, log)
-    try:
+    with serving(tmp_path) as served:
         found = served.wait_for(r"web UI\s+(http://127\.0\.0\.1:\d+)/\?token=(\S+)")
         base, token = found.group(1), found.group(2)
         with (
@@ -269,6 +265,3 @@ def test_what_the_web_ui_saves_under_serve_runs_at_once(tmp_path: Path) -> None:
             assert run("whoami", {"base": crm.base_url})["phase"] == "Succeeded"
             assert crm.requests[-1].headers["authorization"] == "Bearer second-t0ken"
             assert "t0ken" not in served.text()
-    finally:
-        proc.terminate()
-        proc.wait(15)
