@@ -14,7 +14,9 @@ list`` (first page, by workflow, failed only, by error text, the 10th page) and 
 stats`` (24 h, 7 d for one workflow, all 30 d), against a ``SELECT 1`` through the same
 store as the baseline. ``runs stats`` reads the daily rollups for the whole days of its
 window, the hourly ones for whole hours at the edges and raw rows only for the partial hours
-there (schema version 3); the fill time per run includes keeping both grains.
+there; a rollup row per hour or day, namespace, workflow and step carries its whole duration
+histogram (schema version 6), so 30 days of the 10 workflows are 900 daily rows. The fill
+time per run includes keeping both grains.
 
 Without ``--postgres`` a PostgreSQL server is started from the installed binaries as the
 services tests do (``tests/services/servers.py``). Targets (issue 11): PostgreSQL ≤ 0.2 ms

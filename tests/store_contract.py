@@ -308,6 +308,37 @@ class StoreContract:
         assert (left.namespace, left.runs.count, left.steps["s"].count) == ("b", 2, 2)
         assert await st.stats(since=base, until=base + 2 * 86400, namespace="a") == []
 
+    async def test_stats_hold_durations_from_the_first_bucket_to_the_last(
+        self, st: store.Store
+    ) -> None:
+        """A rollup row's histogram spans every bucket: under 1 ms, over 2^30 ms (12.4
+        days), and a step finished without a duration counts but has no place in it. Read
+        from the hours, from the days and after a deletion rebuilt them."""
+        base = store.DAY * 400
+        durations = [0.2, 3.0, 4.0, 5000.0, 2.0**31, 2.0**31]  # ms, of the runs and steps
+        for n, ms in enumerate(durations):
+            await st.record(f"x{n}", finished(f"x{n}", at=base + 60 + n, ms=ms, step_ms=ms))
+        bare = finished("x-bare", at=base + 90, ms=50.0)  # its step has no start time
+        bare[2] = {**bare[2], "startedAt": None}
+        await st.record("x-bare", bare)
+        for n in range(3):
+            await st.record(f"f{n}", finished(f"f{n}", workflow="fast", at=base + 99, ms=0.2))
+        await st.record("x-gone", finished("x-gone", at=base + 95, ms=7.0))
+        assert await st.purge(store.RunFilter(run_id="x-gone")) == 1
+
+        for since, until, bucket in (
+            (base, base + 3600, 3600.0),  # one whole hour
+            (base, base + store.DAY, store.DAY),  # one whole day
+        ):
+            got = {s.workflow: s for s in await st.stats(since=since, until=until, bucket=bucket)}
+            s = got["wf"]
+            assert (s.runs.count, s.runs.succeeded, s.steps["s"].count) == (7, 7, 7)
+            assert s.buckets == ((base, 7),)
+            assert s.runs.p50_ms == pytest.approx(50.0, rel=0.045)  # 4th of 7
+            assert s.runs.p95_ms == records.bucket_value(len(records.BOUNDS))  # the last
+            assert s.steps["s"].p50_ms == pytest.approx(4.0, rel=0.045)  # 3rd of 6 timed
+            assert got["fast"].runs.p95_ms == 0.5  # the first bucket: under 1 ms
+
     # -- purge --------------------------------------------------------------------------------
 
     async def test_a_purge_without_a_filter_is_refused(self, st: store.Store) -> None:
@@ -369,9 +400,7 @@ class StoreContract:
             runs[f"d{n}"] = (at, ms, wf, phase)
             await st.record(f"d{n}", finished(f"d{n}", workflow=wf, at=at, ms=ms, phase=phase))
         # Rows of the daily grain: a day's runs of a workflow are counted once, by start day.
-        started = raw_sql(
-            "SELECT sum(count) FROM autoflow_rollups_daily WHERE step = '' AND bucket = -1"
-        )
+        started = raw_sql("SELECT sum(started) FROM autoflow_rollups_daily WHERE step = ''")
         assert int(started[0][0]) == 60
 
         async def check(since: float, until: float, bucket: float) -> None:
@@ -686,9 +715,7 @@ class StoreContract:
             assert {k: f.count for k, f in s.steps.items()} == {f"s{i}": 100 for i in range(5)}
             assert sum(n for _, n in s.buckets) == 100
         for table in ("autoflow_rollups", "autoflow_rollups_daily"):
-            (started,) = raw_sql(
-                f"SELECT sum(count) FROM {table} WHERE step = '' AND bucket = {records.STARTED}"
-            )
+            (started,) = raw_sql(f"SELECT sum(started) FROM {table} WHERE step = ''")
             assert int(started[0]) == 100, table
 
     # -- starting runs (the runner pool) ------------------------------------------------------
@@ -737,6 +764,10 @@ class StoreContract:
         (s,) = await st.stats(since=time.time() - 60, until=time.time() + 60)
         assert (s.runs.count, s.runs.succeeded) == (1, 1)
         assert s.buckets and sum(n for _, n in s.buckets) == 1  # started once, not twice
+        # Over whole days too: the start counted in the daily rollups as in the hourly ones.
+        today = time.time() // store.DAY * store.DAY
+        (s,) = await st.stats(since=today - store.DAY, until=today + store.DAY, bucket=store.DAY)
+        assert (s.runs.count, s.buckets) == (1, ((today, 1),))
 
     async def test_a_redelivery_answers_with_the_first_run_and_writes_nothing(
         self, st: store.Store
@@ -943,13 +974,84 @@ class StoreContract:
         )
         migrated = await store.open_store(store_url, migrate=True)
         try:
-            assert await migrated.schema_version() == migrations.LATEST == 5
+            assert await migrated.schema_version() == migrations.LATEST
             found = await migrated.stats(since=at, until=at + 86400 * 2, bucket=86400)
             assert [(s.namespace, s.runs.count) for s in found] == [("a", 2), ("b", 1)]
             hourly = await migrated.stats(since=at, until=at + 3600, namespace="b")
             assert [(s.namespace, s.runs.count, s.buckets) for s in hourly] == [
                 ("b", 1, ((36000.0, 1),))
             ]
+        finally:
+            await migrated.aclose()
+
+    async def test_a_version_5_store_gets_rollups_with_histograms_built_from_its_rows(
+        self, store_url: str, raw_sql: Callable[[str], list[tuple[Any, ...]]]
+    ) -> None:
+        """Version 6 keeps one rollup row per hour (or day), namespace, workflow and step
+        with its whole duration histogram: a version-5 store's rollups (a row per duration
+        bucket) are replaced by ones rebuilt from its runs and steps."""
+        raw_sql(migrations.SCHEMA_TABLE)
+        for m in migrations.MIGRATIONS[:5]:
+            for statement in m.statements:
+                if not store_url.startswith("postgres"):
+                    statement = migrations.sqlite_dialect(statement)
+                raw_sql(statement)
+            raw_sql(
+                "INSERT INTO autoflow_schema (version, autoflow_version, applied_at) "
+                f"VALUES ({m.version}, '0.5.0', 0)"
+            )
+        at = store.DAY * 100 + 60
+        runs = (("r1", "a", 100, "Succeeded"), ("r2", "a", 300, "Failed"), ("r3", "b", 900, ""))
+        for run_id, ns, ms, phase in runs:
+            ended = (
+                f"'{phase}', {at}, {at + ms / 1000}, {ms}"
+                if phase
+                else f"'Running', {at}, NULL, NULL"
+            )
+            raw_sql(
+                "INSERT INTO autoflow_runs (run_id, workflow, namespace, spec_hash, trigger, "
+                "started_by, phase, started_at, finished_at, duration_ms) VALUES "
+                f"('{run_id}', 'orders', '{ns}', 'h', 'job', '', {ended})"
+            )
+            raw_sql(
+                "INSERT INTO autoflow_steps (run_id, step, phase, attempts, started_at, "
+                f"finished_at, duration_ms, message, workflow, run_started_at) VALUES "
+                f"('{run_id}', 's', 'Succeeded', 1, {at}, {at + ms / 2000}, {ms / 2}, '', "
+                f"'orders', {at})"
+            )
+        # What version 5 wrote: a row per duration bucket (these counts are stale on purpose).
+        raw_sql(
+            "INSERT INTO autoflow_rollups (namespace, workflow, step, hour, bucket, count, "
+            f"succeeded, failed) VALUES ('a', 'orders', '', {int(at // 3600)}, 60, 9, 9, 0)"
+        )
+        migrated = await store.open_store(store_url, migrate=True)
+        try:
+            assert await migrated.schema_version() == migrations.LATEST
+            for since, until, bucket in (
+                (at - 60, at + 3540, 3600.0),
+                (at - 60, at + 86340, store.DAY),
+            ):
+                found = await migrated.stats(since=since, until=until, bucket=bucket)
+                assert [(s.namespace, s.runs.count, s.runs.failed) for s in found] == [("a", 2, 1)]
+                (a,) = found
+                assert a.runs.p50_ms == pytest.approx(100.0, rel=0.045)
+                assert a.runs.p95_ms == pytest.approx(300.0, rel=0.045)
+                assert a.steps["s"].p95_ms == pytest.approx(150.0, rel=0.045)
+                assert a.buckets == ((at - 60, 2),)
+                # b's run is still running: started, not finished (its step is).
+                assert await migrated.stats(since=since, until=until, namespace="b") == []
+            for table in ("autoflow_rollups", "autoflow_rollups_daily"):
+                counted = raw_sql(
+                    f"SELECT namespace, step, started, count FROM {table} ORDER BY 1, 2"
+                )
+                assert [
+                    tuple(int(v) if k > 1 else v for k, v in enumerate(row)) for row in counted
+                ] == [
+                    ("a", "", 2, 2),
+                    ("a", "s", 0, 2),
+                    ("b", "", 1, 0),
+                    ("b", "s", 0, 1),
+                ]
         finally:
             await migrated.aclose()
 

@@ -6,8 +6,8 @@ delivery row is inserted first (``ON CONFLICT DO NOTHING``), and the run row onl
 delivery row now names this run. Two starts with one key at once (two gateway replicas, a
 redelivery racing the first delivery) therefore leave one run: the second transaction waits
 on the key's row (PostgreSQL) or on the single writer (SQLite), inserts nothing, and reads
-the first run's id. The run counts as started in the hourly rollups from here (the engine's
-own header, written later, adds nothing again: its run row exists).
+the first run's id. The run counts as started in the rollups from here, hourly and daily (the
+engine's own header, written later, adds nothing again: its run row exists).
 
 ``claim_run`` turns ``Pending`` into ``Running`` right before the engine starts (a journal
 with a Pending row would read as ended); a run already Running (a worker resuming another
@@ -35,11 +35,6 @@ OURS = "EXISTS (SELECT 1 FROM autoflow_deliveries WHERE dedupe_key = ? AND run_i
 INSERT_SPEC = (
     "INSERT INTO autoflow_specs (spec_hash, workflow, spec, recorded_at) "
     "VALUES (?, ?, ?, ?) ON CONFLICT (spec_hash) DO NOTHING"
-)
-ROLLUP_START = (
-    f"{sql._ROLLUP} SELECT ?, ?, '', ?, {records.STARTED}, 1, 0, 0 "
-    "WHERE NOT EXISTS (SELECT 1 FROM autoflow_runs WHERE run_id = ?) AND {ours} "
-    f"{sql._ADD}"
 )
 INSERT_RUN = (
     "INSERT INTO autoflow_runs (run_id, workflow, namespace, spec_hash, trigger, "
@@ -85,12 +80,11 @@ def start_statements(
     if spec is not None and spec_hash:
         body = json.dumps(dict(spec), separators=(",", ":"), default=str)
         statements.append((INSERT_SPEC, [spec_hash, workflow, body, at]))
-    statements.append(
-        (
-            ROLLUP_START.format(ours=ours),
-            [namespace, workflow, math.floor(at / records.HOUR), run_id, *ours_params],
+    hour = math.floor(at / records.HOUR)
+    for grain in sql.GRAINS:
+        statements.append(
+            (sql.rollup_start(grain, ours), [namespace, workflow, hour, run_id, *ours_params])
         )
-    )
     statements.append(
         (
             INSERT_RUN.format(ours=ours),

@@ -9,7 +9,8 @@ Writes come from ``sqlbase``'s group commit as whole batches: one transaction, e
 statement sent with ``executemany`` (psycopg pipelines it: one round trip per statement
 kind, not per row), so 100 runs in flight share a commit and its WAL flush. The rollups of
 a batch are summed per key in one statement per kind and grain (``sql.pg_batch_rollups``:
-the rows as arrays), so a hot hour's counts are updated once per commit, not once per step.
+the rows as arrays), so a hot hour's counts and histogram are updated once per commit, not
+once per step.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import psycopg_pool
 
 import autoflow
 from autoflow.runners import store
-from autoflow.runners.store import migrations, records, sql, sqlbase
+from autoflow.runners.store import histograms, migrations, records, sql, sqlbase
 
 POOL_SIZE = 10
 POOL_WAIT = 5.0  # seconds a query waits for a connection before it fails (and is retried)
@@ -95,6 +96,9 @@ class PostgresStore(sqlbase.SqlStore):
         return cls(url, max_payload, pool, subject_key)
 
     # -- primitives ---------------------------------------------------------------------------
+
+    def _histogram(self, packed: Any) -> dict[int, int]:
+        return histograms.from_decimal(packed)
 
     async def _fetch(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:

@@ -7,11 +7,11 @@ journaled into a file. Three optional header fields go beyond the engine's: ``su
 run's data subject, stored only as a keyed hash: ``subject_hash``), ``spec`` (the Workflow spec
 the run ran, stored once per spec hash) and ``secretInputs`` (the names of inputs declared
 ``secret: true``, stored as the redaction marker ``{"redacted": true}``, never their values).
-Each record that first finishes a run or a step also adds to the hourly rollups (``rollup_*``:
-guarded in SQL, so writing it again adds nothing). Payloads (inputs, outputs) are JSON text
-bounded at the store's ``max_payload``: a larger one is replaced by the same marker the
-WorkflowRun status uses (``{"truncated": true, "bytes": N, "preview": ...}``), so a step
-reading it later sees the marker, never a silently cut value.
+Each record that starts a run or first finishes a run or a step also adds to the rollups
+(``rollup_*``, hourly and daily: guarded in SQL, so writing it again adds nothing). Payloads
+(inputs, outputs) are JSON text bounded at the store's ``max_payload``: a larger one is
+replaced by the same marker the WorkflowRun status uses (``{"truncated": true, "bytes": N,
+"preview": ...}``), so a step reading it later sees the marker, never a silently cut value.
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ def to_rows(
             if rec["phase"] in FINISHED_STEP:
                 ok, failed = _outcome(rec["phase"])
                 ms = _ms(started, finished)
-                rows.rollup_steps.append((rec["step"], bucket(ms), ok, failed, run_id, rec["step"]))
+                rows.rollup_steps.append((rec["step"], ok, failed, bucket(ms), run_id, rec["step"]))
             rows.steps.append(
                 (
                     rec["step"],

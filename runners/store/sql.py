@@ -5,45 +5,54 @@ literal ``?`` or ``%``). The one dialect difference, flooring a time into a buck
 ``floor`` parameter of the functions that need it (``{x}`` is the value). Filters are built
 by ``where`` from a ``RunFilter``.
 
-Rollups (``autoflow_rollups``): per namespace, workflow, step ("" for the run itself), hour of
-the run's start and duration bucket (``records.bucket``), how many finished, succeeded, failed;
-bucket -1 counts runs started. The write path adds to them only when a run or step first
-finishes (guarded by the run still being ``Running``, the step having no row yet), so a
-retried write adds nothing. A deletion marks the hours it touches in
-``autoflow_rollup_dirty`` and rebuilds them from the rows that remain (``rebuild``).
+Rollups (schema version 6): one row per hour (``autoflow_rollups``) or day
+(``autoflow_rollups_daily``) of the run's start, namespace, workflow and step ("" for the run
+itself): runs started, how many finished, succeeded, failed, and their duration histogram as
+one number (``hist``, ``histograms.py``: the ``autoflow_hist*`` functions). The write path
+adds to them only when a run starts or a run or step first finishes (guarded by the run not
+being there yet, still being ``Running``, the step having no row yet), so a retried write
+adds nothing. A deletion marks the hours it touches in ``autoflow_rollup_dirty`` and rebuilds
+them, and their days, from the rows that remain (``rebuild``).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 from autoflow.runners.store import RunFilter, records
 
 HOUR = records.HOUR
-_ADD = (
-    "ON CONFLICT (hour, namespace, workflow, step, bucket) DO UPDATE SET "
-    "count = autoflow_rollups.count + excluded.count, "
-    "succeeded = autoflow_rollups.succeeded + excluded.succeeded, "
-    "failed = autoflow_rollups.failed + excluded.failed"
-)
-_ROLLUP = (
-    "INSERT INTO autoflow_rollups (namespace, workflow, step, hour, bucket, count, succeeded, "
-    "failed)"
-)
-# The daily grain (schema version 3): the same counts per day of the run's start, written
-# beside the hourly ones by the same guarded statements, rebuilt from them after a deletion.
 DAY = 24 * HOUR
-_ADD_DAILY = (
-    "ON CONFLICT (namespace, workflow, step, bucket, day) DO UPDATE SET "
-    "count = autoflow_rollups_daily.count + excluded.count, "
-    "succeeded = autoflow_rollups_daily.succeeded + excluded.succeeded, "
-    "failed = autoflow_rollups_daily.failed + excluded.failed"
-)
-_DAILY = (
-    "INSERT INTO autoflow_rollups_daily (namespace, workflow, step, day, bucket, count, "
-    "succeeded, failed)"
-)
+# The rollup tables by grain: (table, its time column).
+GRAINS = {
+    HOUR: ("autoflow_rollups", "hour"),
+    DAY: ("autoflow_rollups_daily", "day"),
+}
+# The columns an upsert adds up: of a run started, of a run or step finished.
+STARTED: tuple[str, ...] = ("started",)
+FINISHED: tuple[str, ...] = ("count", "succeeded", "failed", "hist")
+
+
+def _into(grain: int) -> str:
+    table, unit = GRAINS[grain]
+    return (
+        f"INSERT INTO {table} (namespace, workflow, step, {unit}, started, count, succeeded, "
+        "failed, hist)"
+    )
+
+
+def _add(grain: int, columns: tuple[str, ...]) -> str:
+    """The upsert's tail adding the new row's ``columns`` to the row already there."""
+    table, unit = GRAINS[grain]
+    sets = ", ".join(
+        f"hist = autoflow_hist_add({table}.hist, excluded.hist)"
+        if c == "hist"
+        else f"{c} = {table}.{c} + excluded.{c}"
+        for c in columns
+    )
+    return f"ON CONFLICT ({unit}, namespace, workflow, step) DO UPDATE SET {sets}"
 
 
 def hour(column: str, floor: str) -> str:
@@ -52,6 +61,11 @@ def hour(column: str, floor: str) -> str:
 
 def day(column: str, floor: str) -> str:
     return floor.format(x=f"{column} / {DAY}")
+
+
+_OF_START = {HOUR: hour, DAY: day}
+# The hour, or its day, of an hour number given as a parameter (hours are positive).
+_OF_HOUR = {HOUR: "?", DAY: "CAST(? AS BIGINT) / 24"}
 
 
 def bucket_case(value: str) -> str:
@@ -63,45 +77,50 @@ def bucket_case(value: str) -> str:
     )
 
 
+def rollup_start(grain: int, ours: str = "true") -> str:
+    """A run started in the hour (or day) of the hour number given: namespace, workflow,
+    hour, run id (counted only while the run has no row yet; ``ours``: a further guard)."""
+    return (
+        f"{_into(grain)} SELECT ?, ?, '', {_OF_HOUR[grain]}, 1, 0, 0, 0, 0 "
+        f"WHERE NOT EXISTS (SELECT 1 FROM autoflow_runs WHERE run_id = ?) AND {ours} "
+        f"{_add(grain, STARTED)}"
+    )
+
+
 @functools.lru_cache(maxsize=4)
 def writes(floor: str) -> tuple[tuple[str, str], ...]:
     """Statements per ``records.Rows`` field, in the order they run in one transaction."""
+    grains = (HOUR, DAY)
     return (
         (
             "specs",
             "INSERT INTO autoflow_specs (spec_hash, workflow, spec, recorded_at) "
             "VALUES (?, ?, ?, ?) ON CONFLICT (spec_hash) DO NOTHING",
         ),
-        *(
-            (
-                "rollup_starts",
-                f"{into} SELECT ?, ?, '', {unit}, {records.STARTED}, 1, 0, 0 "
-                f"WHERE NOT EXISTS (SELECT 1 FROM autoflow_runs WHERE run_id = ?) {add}",
-            )
-            for into, add, unit in ((_ROLLUP, _ADD, "?"), (_DAILY, _ADD_DAILY, _HOUR_TO_DAY))
-        ),
+        *(("rollup_starts", rollup_start(g)) for g in grains),
         *WRITES[:5],
         *(
             (
                 "rollup_steps",
-                f"{into} SELECT r.namespace, r.workflow, ?, {grain('r.started_at', floor)}, ?, "
-                "1, ?, ? "
+                f"{_into(g)} SELECT r.namespace, r.workflow, ?, "
+                f"{_OF_START[g]('r.started_at', floor)}, 0, 1, ?, ?, autoflow_hist(?, 1) "
                 "FROM autoflow_runs r WHERE r.run_id = ? AND NOT EXISTS (SELECT 1 FROM "
-                f"autoflow_steps s WHERE s.run_id = r.run_id AND s.step = ?) {add}",
+                f"autoflow_steps s WHERE s.run_id = r.run_id AND s.step = ?) {_add(g, FINISHED)}",
             )
-            for into, add, grain in ((_ROLLUP, _ADD, hour), (_DAILY, _ADD_DAILY, day))
+            for g in grains
         ),
         *WRITES[5:7],
         *(
             (
                 "rollup_ends",
-                f"{into} SELECT r.namespace, r.workflow, '', {grain('r.started_at', floor)}, "
-                f"{bucket_case('r.d')}, 1, r.ok, r.failed FROM (SELECT namespace, workflow, "
-                "started_at, "
-                "? AS ok, ? AS failed, (? - started_at) * 1000 AS d FROM autoflow_runs "
-                f"WHERE run_id = ? AND phase = 'Running') r WHERE true {add}",
+                f"{_into(g)} SELECT r.namespace, r.workflow, '', "
+                f"{_OF_START[g]('r.started_at', floor)}, 0, 1, r.ok, r.failed, "
+                f"autoflow_hist({bucket_case('r.d')}, 1) FROM (SELECT namespace, workflow, "
+                "started_at, ? AS ok, ? AS failed, (? - started_at) * 1000 AS d "
+                "FROM autoflow_runs WHERE run_id = ? AND phase = 'Running') r WHERE true "
+                f"{_add(g, FINISHED)}",
             )
-            for into, add, grain in ((_ROLLUP, _ADD, hour), (_DAILY, _ADD_DAILY, day))
+            for g in grains
         ),
         WRITES[7],
     )
@@ -120,7 +139,7 @@ _PG_BATCH_SOURCES = {
     ),
     "rollup_steps": (
         "unnest(?::text[], ?::int[], ?::int[], ?::int[], ?::text[]) "
-        "AS v(step, bucket, ok, failed, run_id) JOIN autoflow_runs r ON r.run_id = v.run_id",
+        "AS v(step, ok, failed, bucket, run_id) JOIN autoflow_runs r ON r.run_id = v.run_id",
         "NOT EXISTS (SELECT 1 FROM autoflow_steps s WHERE s.run_id = v.run_id AND s.step = v.step)",
     ),
     "rollup_ends": (
@@ -138,31 +157,29 @@ def pg_batch_rollups(floor: str) -> dict[str, tuple[str, ...]]:
     """Per rollup field of ``records.Rows``: its statements (hourly, daily), each taking the
     field's columns as arrays."""
     out: dict[str, tuple[str, ...]] = {}
+    finished = "count(*), sum(v.ok), sum(v.failed)"
     for field, (source, guard) in _PG_BATCH_SOURCES.items():
         statements = []
-        for into, add, grain in ((_ROLLUP, _ADD, "hour"), (_DAILY, _ADD_DAILY, "day")):
-            of_run = (hour if grain == "hour" else day)("r.started_at", floor)
+        for grain in (HOUR, DAY):
+            of_run = _OF_START[grain]("r.started_at", floor)
             if field == "rollup_starts":
-                unit = "v.hour" if grain == "hour" else "v.hour / 24"
-                what = f"v.namespace, v.workflow, '', {unit}, {records.STARTED}, count(*), 0, 0"
+                unit = "v.hour" if grain == HOUR else "v.hour / 24"
+                what = f"v.namespace, v.workflow, '', {unit}, count(*), 0, 0, 0, 0"
+                columns = STARTED
             elif field == "rollup_steps":
-                what = (
-                    f"r.namespace, r.workflow, v.step, {of_run}, v.bucket, count(*), "
-                    "sum(v.ok), sum(v.failed)"
-                )
+                hist = "sum(autoflow_hist(v.bucket, 1))"
+                what = f"r.namespace, r.workflow, v.step, {of_run}, 0, {finished}, {hist}"
+                columns = FINISHED
             else:
-                ms = "((v.at - r.started_at) * 1000)"
-                counts = "count(*), sum(v.ok), sum(v.failed)"
-                what = f"r.namespace, r.workflow, '', {of_run}, {bucket_case(ms)}, {counts}"
+                hist = f"sum(autoflow_hist({bucket_case('((v.at - r.started_at) * 1000)')}, 1))"
+                what = f"r.namespace, r.workflow, '', {of_run}, 0, {finished}, {hist}"
+                columns = FINISHED
             statements.append(
-                f"{into} SELECT {what} FROM {source} WHERE {guard} GROUP BY 1, 2, 3, 4, 5 {add}"
+                f"{_into(grain)} SELECT {what} FROM {source} WHERE {guard} GROUP BY 1, 2, 3, 4 "
+                f"{_add(grain, columns)}"
             )
         out[field] = tuple(statements)
     return out
-
-
-# The day of an hour number given as a parameter (integer division: hours are positive).
-_HOUR_TO_DAY = "CAST(? AS BIGINT) / 24"
 
 
 # The statements without rollups (see ``writes``).
@@ -301,11 +318,13 @@ def list_runs(f: RunFilter, limit: int, after: tuple[float, str] | None) -> tupl
     return sql, [*params, limit]
 
 
+Ranges = list[tuple[float, float]]
+
+
 def _window(
-    since: float, until: float, namespace: str | None, workflow: str | None, p: str
+    ranges: Ranges, namespace: str | None, workflow: str | None, p: str
 ) -> tuple[str, list[Any]]:
-    text = f"{p}started_at >= ? AND {p}started_at < ?"
-    params: list[Any] = [since, until]
+    text, params = _ranges(f"{p}started_at", ranges)
     if namespace is not None:
         text += f" AND {p}namespace = ?"
         params.append(namespace)
@@ -316,12 +335,12 @@ def _window(
 
 
 def stats_rows(
-    since: float, until: float, namespace: str | None, workflow: str | None
+    ranges: Ranges, namespace: str | None, workflow: str | None
 ) -> tuple[str, list[Any]]:
-    """Finished runs in the window as (namespace, workflow, phase, duration): figures
-    computed by the caller (SQLite has no percentile aggregate; sorting in Python beats
-    window functions)."""
-    window, params = _window(since, until, namespace, workflow, "")
+    """Finished runs started in ``ranges`` ([since, until) each) as (namespace, workflow,
+    phase, duration): figures computed by the caller (SQLite has no percentile aggregate;
+    sorting in Python beats window functions)."""
+    window, params = _window(ranges, namespace, workflow, "")
     sql = (
         "SELECT namespace, workflow, phase, duration_ms FROM autoflow_runs "
         f"WHERE {window} AND phase NOT IN ('Running', 'Pending')"
@@ -330,11 +349,11 @@ def stats_rows(
 
 
 def stats_step_rows(
-    since: float, until: float, namespace: str | None, workflow: str | None
+    ranges: Ranges, namespace: str | None, workflow: str | None
 ) -> tuple[str, list[Any]]:
-    """Step executions of runs started in the window: (namespace, workflow, step, phase,
+    """Step executions of runs started in ``ranges``: (namespace, workflow, step, phase,
     duration). Steps carry no namespace: it is their run's (by its key)."""
-    window, params = _window(since, until, None, workflow, "s.run_")
+    window, params = _window(ranges, None, workflow, "s.run_")
     window = window.replace("s.run_workflow", "s.workflow")
     if namespace is not None:
         window += " AND r.namespace = ?"
@@ -348,31 +367,24 @@ def stats_step_rows(
 
 
 def stats_buckets(
-    since: float,
-    until: float,
+    ranges: Ranges,
     namespace: str | None,
     workflow: str | None,
     width: float,
     floor: str,
 ) -> tuple[str, list[Any]]:
-    """``floor`` is the dialect's ``floor(x)`` to integer, with ``{x}`` for the value."""
-    window, params = _window(since, until, namespace, workflow, "")
+    """Runs started per ``width`` seconds in ``ranges``: (namespace, workflow, bucket, runs).
+    ``floor`` is the dialect's ``floor(x)`` to integer, with ``{x}`` for the value."""
+    window, params = _window(ranges, namespace, workflow, "")
     bucket = floor.format(x="started_at / ?")
     sql = (
         f"SELECT namespace, workflow, {bucket} AS b, count(*) FROM autoflow_runs "
-        f"WHERE {window} GROUP BY namespace, workflow, b ORDER BY namespace, workflow, b"
+        f"WHERE {window} GROUP BY namespace, workflow, b"
     )
     return sql, [width, *params]
 
 
-# The rollup tables by grain: (table, its time column, seconds per unit).
-GRAINS = {
-    HOUR: ("autoflow_rollups", "hour"),
-    DAY: ("autoflow_rollups_daily", "day"),
-}
-
-
-def _ranges(column: str, ranges: list[tuple[int, int]]) -> tuple[str, list[Any]]:
+def _ranges(column: str, ranges: Sequence[tuple[float, float]]) -> tuple[str, list[Any]]:
     text = " OR ".join(f"({column} >= ? AND {column} < ?)" for _ in ranges)
     return (f"({text})" if len(ranges) > 1 else text), [v for r in ranges for v in r]
 
@@ -386,45 +398,55 @@ def _of(namespace: str | None, workflow: str | None) -> tuple[str, list[Any]]:
     return text, params
 
 
+# Whole hours and days of a window, per grain: [(grain, [(first, end), ...]), ...].
+Parts = list[tuple[int, list[tuple[int, int]]]]
+
+
 def rollup_figures(
-    ranges: list[tuple[int, int]],
-    namespace: str | None,
-    workflow: str | None,
-    grain: int = HOUR,
+    parts: Parts, namespace: str | None, workflow: str | None
 ) -> tuple[str, list[Any]]:
-    """Finished runs and steps of whole hours (or days: ``grain``) in each [lo, hi) of
-    ``ranges``: (namespace, workflow, step, bucket, count, succeeded, failed)."""
-    table, column = GRAINS[grain]
-    window, params = _ranges(column, ranges)
-    extra, more = _of(namespace, workflow)
+    """Finished runs and steps of the whole hours and days in ``parts``: (namespace,
+    workflow, step, count, succeeded, failed, histogram). It sums a row per (namespace,
+    workflow, step) and hour or day: a day of 10 workflows of 2 steps is 30 rows."""
+    selects, params = [], []
+    for grain, ranges in parts:
+        table, column = GRAINS[grain]
+        window, more = _ranges(column, ranges)
+        extra, most = _of(namespace, workflow)
+        selects.append(
+            "SELECT namespace, workflow, step, count, succeeded, failed, hist "
+            f"FROM {table} WHERE {window}{extra} AND count > 0"
+        )
+        params += [*more, *most]
     sql = (
-        "SELECT namespace, workflow, step, bucket, sum(count), sum(succeeded), sum(failed) "
-        f"FROM {table} WHERE {window}{extra} "
-        f"AND bucket <> {records.STARTED} GROUP BY namespace, workflow, step, bucket"
+        "SELECT namespace, workflow, step, sum(count), sum(succeeded), sum(failed), "
+        f"autoflow_hist_sum(hist) FROM ({' UNION ALL '.join(selects)}) x "
+        "GROUP BY namespace, workflow, step"
     )
-    return sql, [*params, *more]
+    return sql, params
 
 
 def rollup_buckets(
-    ranges: list[tuple[int, int]],
-    namespace: str | None,
-    workflow: str | None,
-    width: int,
-    floor: str,
-    grain: int = HOUR,
+    parts: Parts, namespace: str | None, workflow: str | None, width: int, floor: str
 ) -> tuple[str, list[Any]]:
-    """Runs started per ``width`` seconds (a whole number of ``grain``) over the hours (or
-    days) in each [lo, hi) of ``ranges``: (namespace, workflow, bucket, runs)."""
-    table, column = GRAINS[grain]
-    window, params = _ranges(column, ranges)
-    extra, more = _of(namespace, workflow)
-    b = floor.format(x=f"{column} * {grain} / ?")
+    """Runs started per ``width`` seconds (a whole number of each grain in ``parts``) over
+    their hours and days: (namespace, workflow, bucket, runs)."""
+    selects, params = [], []
+    for grain, ranges in parts:
+        table, column = GRAINS[grain]
+        window, more = _ranges(column, ranges)
+        extra, most = _of(namespace, workflow)
+        b = floor.format(x=f"{column} * {grain} / ?")
+        selects.append(
+            f"SELECT namespace, workflow, {b} AS b, started FROM {table} "
+            f"WHERE {window}{extra} AND step = '' AND started > 0"
+        )
+        params += [width, *more, *most]
     sql = (
-        f"SELECT namespace, workflow, {b} AS b, sum(count) FROM {table} "
-        f"WHERE {window}{extra} AND step = '' AND bucket = {records.STARTED} "
+        f"SELECT namespace, workflow, b, sum(started) FROM ({' UNION ALL '.join(selects)}) x "
         "GROUP BY namespace, workflow, b"
     )
-    return sql, [width, *params, *more]
+    return sql, params
 
 
 # -- deleting runs --------------------------------------------------------------------------
@@ -493,12 +515,19 @@ def _in_dirty_hour(alias: str, column: str, floor: str, namespace: str) -> str:
     )
 
 
-def rebuild(floor: str, *, daily: bool = True) -> list[tuple[str, list[Any]]]:
+def rebuild(floor: str) -> list[tuple[str, list[Any]]]:
     """Statements recomputing the rollups of the hours in ``autoflow_rollup_dirty`` from the
-    rows that remain (and of their days from those hours), then clearing the marks."""
+    rows that remain (and of their days from those hours), then clearing the marks. The rows
+    are counted per duration bucket first, then each group's buckets packed into one
+    histogram (``autoflow_hist_sum``)."""
+    finished = "CASE WHEN r.phase NOT IN ('Running', 'Pending') THEN 1 ELSE 0 END"
     ok = "sum(CASE WHEN {p}phase = 'Succeeded' THEN 1 ELSE 0 END)"
     failed = "sum(CASE WHEN {p}phase = 'Failed' THEN 1 ELSE 0 END)"
     steps_done = ", ".join(f"'{p}'" for p in records.FINISHED_STEP)
+    packed = (
+        "sum(started), sum(n), sum(ok), sum(failed), autoflow_hist_sum(autoflow_hist(b, n)) "
+        "FROM ({}) x GROUP BY 1, 2, 3, 4"
+    )
     return [
         (
             # "hour IN" lets the key find the rows; the EXISTS matches the workflow too.
@@ -509,36 +538,36 @@ def rebuild(floor: str, *, daily: bool = True) -> list[tuple[str, list[Any]]]:
             [],
         ),
         (
-            f"{_ROLLUP} SELECT r.namespace, r.workflow, '', d.hour, {records.STARTED}, "
-            f"count(*), 0, 0 FROM autoflow_runs r "
-            f"{_in_dirty_hour('r', 'started_at', floor, 'r.namespace')} "
-            "GROUP BY r.namespace, r.workflow, d.hour",
-            [],
-        ),
-        (
-            f"{_ROLLUP} SELECT r.namespace, r.workflow, '', d.hour, "
-            f"{bucket_case('r.duration_ms')}, count(*), {ok.format(p='r.')}, "
-            f"{failed.format(p='r.')} FROM autoflow_runs r "
-            f"{_in_dirty_hour('r', 'started_at', floor, 'r.namespace')} "
-            "WHERE r.phase NOT IN ('Running', 'Pending') GROUP BY 1, 2, 3, 4, 5",
+            # Runs: started (every one), finished (not Running or Pending) and durations.
+            f"{_into(HOUR)} SELECT ns, wf, step, h, "
+            + packed.format(
+                f"SELECT r.namespace AS ns, r.workflow AS wf, '' AS step, d.hour AS h, "
+                f"{bucket_case('r.duration_ms')} AS b, count(*) AS started, sum({finished}) "
+                f"AS n, {ok.format(p='r.')} AS ok, {failed.format(p='r.')} AS failed "
+                f"FROM autoflow_runs r {_in_dirty_hour('r', 'started_at', floor, 'r.namespace')} "
+                "GROUP BY 1, 2, 3, 4, 5"
+            ),
             [],
         ),
         (
             # A step's namespace is its run's.
-            f"{_ROLLUP} SELECT r.namespace, s.workflow, s.step, d.hour, "
-            f"{bucket_case('s.duration_ms')}, count(*), {ok.format(p='s.')}, "
-            f"{failed.format(p='s.')} FROM autoflow_steps s "
-            "JOIN autoflow_runs r ON r.run_id = s.run_id "
-            f"{_in_dirty_hour('s', 'run_started_at', floor, 'r.namespace')} "
-            f"WHERE s.phase IN ({steps_done}) GROUP BY 1, 2, 3, 4, 5",
+            f"{_into(HOUR)} SELECT ns, wf, step, h, "
+            + packed.format(
+                f"SELECT r.namespace AS ns, s.workflow AS wf, s.step AS step, d.hour AS h, "
+                f"{bucket_case('s.duration_ms')} AS b, 0 AS started, count(*) AS n, "
+                f"{ok.format(p='s.')} AS ok, {failed.format(p='s.')} AS failed "
+                "FROM autoflow_steps s JOIN autoflow_runs r ON r.run_id = s.run_id "
+                f"{_in_dirty_hour('s', 'run_started_at', floor, 'r.namespace')} "
+                f"WHERE s.phase IN ({steps_done}) GROUP BY 1, 2, 3, 4, 5"
+            ),
             [],
         ),
-        *(REBUILD_DAILY if daily else ()),
+        *REBUILD_DAILY,
         ("DELETE FROM autoflow_rollup_dirty", []),
     ]
 
 
-# The days of the dirty hours, again from the hourly rollups just rebuilt (schema version 3).
+# The days of the dirty hours, again from the hourly rollups just rebuilt.
 REBUILD_DAILY: tuple[tuple[str, list[Any]], ...] = (
     (
         "DELETE FROM autoflow_rollups_daily WHERE day IN (SELECT hour / 24 FROM "
@@ -549,11 +578,12 @@ REBUILD_DAILY: tuple[tuple[str, list[Any]], ...] = (
         [],
     ),
     (
-        f"{_DAILY} SELECT h.namespace, h.workflow, h.step, d.day, h.bucket, sum(h.count), "
-        "sum(h.succeeded), sum(h.failed) FROM (SELECT DISTINCT namespace, workflow, "
-        "hour / 24 AS day FROM autoflow_rollup_dirty) d JOIN autoflow_rollups h "
-        "ON h.namespace = d.namespace AND h.workflow = d.workflow "
-        "AND h.hour >= d.day * 24 AND h.hour < d.day * 24 + 24 GROUP BY 1, 2, 3, 4, 5",
+        f"{_into(DAY)} SELECT h.namespace, h.workflow, h.step, d.day, sum(h.started), "
+        "sum(h.count), sum(h.succeeded), sum(h.failed), autoflow_hist_sum(h.hist) "
+        "FROM (SELECT DISTINCT namespace, workflow, hour / 24 AS day FROM "
+        "autoflow_rollup_dirty) d JOIN autoflow_rollups h ON h.namespace = d.namespace "
+        "AND h.workflow = d.workflow AND h.hour >= d.day * 24 AND h.hour < d.day * 24 + 24 "
+        "GROUP BY 1, 2, 3, 4",
         [],
     ),
 )
@@ -561,7 +591,7 @@ REBUILD_DAILY: tuple[tuple[str, list[Any]], ...] = (
 
 def rebuild_all(floor: str) -> list[tuple[str, list[Any]]]:
     """Every hour's rollups, and every day's, from the runs and steps there are (schema
-    version 5, whose rollups are keyed by namespace too)."""
+    version 6: a row per namespace, workflow, step and hour or day, with its histogram)."""
     mark = (
         "INSERT INTO autoflow_rollup_dirty (namespace, workflow, hour) SELECT DISTINCT "
         f"namespace, workflow, {hour('started_at', floor)} FROM autoflow_runs WHERE true "

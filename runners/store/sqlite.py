@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import autoflow
 from autoflow.runners import store
-from autoflow.runners.store import migrations, records, sql, sqlbase
+from autoflow.runners.store import histograms, migrations, records, sql, sqlbase
 
 T = TypeVar("T")
 
@@ -78,6 +78,7 @@ class SqliteStore(sqlbase.SqlStore):
             self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
         )
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        histograms.register(conn)  # the rollups' functions (PostgreSQL has them in SQL)
         return conn
 
     def _open_writer(self) -> None:
@@ -117,6 +118,9 @@ class SqliteStore(sqlbase.SqlStore):
             raise
 
     # -- primitives ---------------------------------------------------------------------------
+
+    def _histogram(self, packed: Any) -> dict[int, int]:
+        return histograms.from_blob(packed)
 
     async def _fetch(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         def run() -> list[tuple[Any, ...]]:
